@@ -1,0 +1,27 @@
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+# The torch wheel this machine kind keeps on disk (a CPU build). GPU users install
+# their CUDA build of torch first; `make install` then keeps it.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install test lint bench demo clean
+
+install:
+	@$(PYTHON) -c "import torch" 2>/dev/null && echo "torch already installed: $$($(PYTHON) -c 'import torch; print(torch.__version__)')" \
+		|| $(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e ".[dev]"
+
+test:
+	OMP_NUM_THREADS=2 $(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+lint:
+	$(PYTHON) -m ruff check expose_cli tests benchmarks
+
+bench:
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; OMP_NUM_THREADS=2 $(PYTHON) $$b || exit 1; done
+
+demo:
+	$(PYTHON) -m expose_cli.cli.app demo
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Files on disk: the data tree, downloads, body-model import, safe loading."""

@@ -1,0 +1,1 @@
+"""The `expose` command line: one small module per subcommand, registered in :mod:`.app`."""

@@ -1,0 +1,84 @@
+"""What every subcommand shares: the global settings, the consoles, device choice, JSON output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from expose_cli.assets.paths import DataTree
+from expose_cli.errors import ExposeError
+
+#: Results (tables) go to stdout; messages, progress and errors to stderr.
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Settings:
+    """Options given before the subcommand: ``expose --data-dir D --device cpu -v <command>``."""
+
+    data_dir: Path
+    device: str = "auto"
+    verbose: int = 0
+    quiet: bool = False
+
+    @property
+    def tree(self) -> DataTree:
+        return DataTree(self.data_dir)
+
+
+def get_settings(ctx: typer.Context) -> Settings:
+    """The global settings stored by the app callback (defaults when a command runs standalone)."""
+    root = ctx.find_root()
+    obj = root.obj if root is not None else None
+    if isinstance(obj, Settings):
+        return obj
+    from expose_cli.assets.paths import default_data_dir
+
+    return Settings(data_dir=default_data_dir())
+
+
+def info(settings: Settings, message: str) -> None:
+    """Print a status line to stderr unless ``--quiet``."""
+    if not settings.quiet:
+        err_console.print(message)
+
+
+def debug(settings: Settings, message: str) -> None:
+    """Print only with ``--verbose``."""
+    if settings.verbose > 0:
+        err_console.print(f"[dim]{message}[/dim]")
+
+
+def resolve_device(spec: str) -> Any:
+    """``auto`` -> ``cuda`` when available else ``cpu``; ``cpu``; ``cuda`` / ``cuda:N``.
+
+    Returns a ``torch.device``; raises :class:`ExposeError` for an unknown or unavailable device.
+    """
+    import torch
+
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ExposeError(
+                f"device {spec!r} asked for, but this torch build sees no CUDA GPU "
+                f"(torch {torch.__version__})",
+                hint="use --device cpu, or install a CUDA build of torch (see README)",
+            )
+        if ":" in spec:
+            index = spec.split(":", 1)[1]
+            if not index.isdigit() or int(index) >= torch.cuda.device_count():
+                raise ExposeError(
+                    f"device {spec!r}: there are {torch.cuda.device_count()} CUDA device(s)",
+                    hint="use cuda:0 .. cuda:N-1",
+                )
+        return torch.device(spec)
+    raise ExposeError(f"unknown device {spec!r}", hint="use auto, cpu, cuda or cuda:N")
