@@ -1,0 +1,1 @@
+"""Pure geometry functions: rotations, cameras, crops, Procrustes alignment (torch, batched)."""
