@@ -73,7 +73,7 @@ def f_score(pred, gt, threshold: float) -> torch.Tensor:
     """
     pred, gt = _t(pred), _t(gt)
     scores = []
-    for p, g in zip(pred, gt):
+    for p, g in zip(pred, gt, strict=True):
         recall = (_nearest_distances(g, p) < threshold).double().mean()
         precision = (_nearest_distances(p, g) < threshold).double().mean()
         denom = precision + recall
