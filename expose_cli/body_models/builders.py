@@ -1,0 +1,225 @@
+"""SMPL-X, MANO, FLAME and SMPL as batched ``smplx`` layer modules, built from safely loaded files.
+
+The layers take ROTATION MATRICES (``global_orient`` [B, 1, 3, 3], ``body_pose`` [B, J, 3, 3], ...),
+metres in, metres out. ExPose's SMPL-X: 10 betas, 10 expression coefficients, flat hand mean, no
+PCA, face contour on (144 keypoints: 55 joints, 21 extra vertex joints, 51 + 17 face landmarks).
+
+``smplx``'s SMPL-X and FLAME constructors read their files themselves (with ``pickle``). We load
+every file through the restricted loader first and give ``smplx`` only pickle-free copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import smplx
+import torch
+from smplx.utils import Struct
+
+from expose_cli.assets.paths import DataTree
+from expose_cli.assets.safe_pickle import safe_load_npy, safe_load_pickle, to_numpy
+from expose_cli.body_models.loading import (
+    load_body_model_data,
+    npz_is_clean,
+    validate_body_model,
+    write_clean_npz,
+)
+from expose_cli.errors import MissingFileError
+
+SMPLX_SITE = "https://smpl-x.is.tue.mpg.de (SMPL-X v1.1), then `expose import-body-models FILE.zip`"
+MANO_SITE = "https://mano.is.tue.mpg.de (MANO v1.2), then `expose import-body-models FILE.zip`"
+FLAME_SITE = "https://flame.is.tue.mpg.de (FLAME 2019), then `expose import-body-models FILE.zip`"
+SMPL_SITE = "https://smpl.is.tue.mpg.de (SMPL v1.0), then `expose import-body-models FILE.zip`"
+
+
+def _quiet():
+    """smplx prints warnings (e.g. "only 10 shape coefficients") to stdout; keep stdout for results."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def _resolve(source: DataTree | str | Path, candidates: list[Path], what: str, site: str) -> Path:
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise MissingFileError(candidates[0], what, f"download it from {site}")
+
+
+def smplx_file(source: DataTree | str | Path, gender: str = "neutral") -> Path:
+    """The SMPL-X file to use: a file path as given, or ``SMPLX_<GENDER>.npz`` (else ``.pkl``)."""
+    if isinstance(source, DataTree):
+        cands = [source.smplx_model(gender, "npz"), source.smplx_model(gender, "pkl")]
+    elif Path(source).is_dir():
+        cands = [Path(source) / f"SMPLX_{gender.upper()}.{e}" for e in ("npz", "pkl")]
+    else:
+        cands = [Path(source)]
+    return _resolve(source, cands, f"SMPL-X model ({gender})", SMPLX_SITE)
+
+
+def build_smplx(
+    source: DataTree | str | Path,
+    gender: str = "neutral",
+    num_betas: int = 10,
+    num_expression: int = 10,
+    use_face_contour: bool = True,
+    flat_hand_mean: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> smplx.SMPLXLayer:
+    """SMPL-X layer (rotation-matrix inputs) from a data tree, a folder or a model file."""
+    path = smplx_file(source, gender)
+    kwargs = dict(
+        num_betas=num_betas,
+        num_expression_coeffs=num_expression,
+        use_face_contour=use_face_contour,
+        flat_hand_mean=flat_hand_mean,
+        use_pca=False,
+        gender=gender,
+        dtype=dtype,
+        ext="npz",
+    )
+    if path.suffix == ".npz" and npz_is_clean(path):
+        validate_body_model(load_body_model_data(path), "smplx", path)
+        with _quiet():
+            return smplx.SMPLXLayer(model_path=str(path), **kwargs)
+    data = load_body_model_data(path)
+    validate_body_model(data, "smplx", path)
+    with tempfile.TemporaryDirectory(prefix="expose_smplx_") as tmp:
+        clean = Path(tmp) / "model.npz"
+        write_clean_npz(data, clean)
+        with _quiet():
+            return smplx.SMPLXLayer(model_path=str(clean), **kwargs)
+
+
+def mirror_mano_data(right: dict) -> dict:
+    """A left-hand MANO model as the mirror image of the right one through the plane x = 0.
+
+    Positions and shape blend shapes flip their x component, pose blend shapes also the sign of
+    their rotation-entry features; faces reverse their winding so normals stay outward; axis-angle
+    hand poses mirror as ``(x, -y, -z)``.
+    """
+    left = dict(right)
+    flip = np.array([-1.0, 1.0, 1.0])
+    left["v_template"] = right["v_template"] * flip
+    if "J" in right:
+        left["J"] = right["J"] * flip
+    left["shapedirs"] = right["shapedirs"] * flip[None, :, None]
+    # Pose features are the entries (R - I)_il of each joint rotation; mirroring R -> F R F with
+    # F = diag(-1, 1, 1) multiplies entry (i, l) by f_i f_l.
+    entry_sign = np.outer(flip, flip).reshape(-1)
+    n_feat = right["posedirs"].shape[-1]
+    left["posedirs"] = right["posedirs"] * flip[None, :, None] * np.tile(entry_sign, n_feat // 9)[None, None, :]
+    left["f"] = right["f"][:, ::-1].copy()
+    mirror_pose = np.tile(np.array([1.0, -1.0, -1.0]), 15)
+    if "hands_mean" in right:
+        left["hands_mean"] = right["hands_mean"] * mirror_pose
+    if "hands_components" in right:
+        left["hands_components"] = right["hands_components"] * mirror_pose[None, :]
+    return left
+
+
+def build_mano(
+    source: DataTree | str | Path,
+    side: str = "right",
+    num_betas: int = 10,
+    flat_hand_mean: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> smplx.MANOLayer:
+    """MANO layer for ``side``. The left hand comes from ``MANO_LEFT.pkl`` when present, otherwise
+    by mirroring the right model (:func:`mirror_mano_data`)."""
+    if isinstance(source, DataTree):
+        own = [source.mano_model(side, "npz"), source.mano_model(side, "pkl")]
+        right = [source.mano_model("right", "npz"), source.mano_model("right", "pkl")]
+    elif Path(source).is_dir():
+        own = [Path(source) / f"MANO_{side.upper()}.{e}" for e in ("npz", "pkl")]
+        right = [Path(source) / f"MANO_RIGHT.{e}" for e in ("npz", "pkl")]
+    else:
+        own, right = [Path(source)], [Path(source)]
+    path = next((p for p in own if p.is_file()), None)
+    if path is not None:
+        data = load_body_model_data(path)
+        validate_body_model(data, "mano", path)
+    else:
+        path = _resolve(source, right, "MANO model (right)", MANO_SITE)
+        data = load_body_model_data(path)
+        validate_body_model(data, "mano", path)
+        if side == "left":
+            data = mirror_mano_data(data)
+    with _quiet():
+        return smplx.MANOLayer(
+            model_path=str(path),
+            data_struct=Struct(**data),
+            is_rhand=side == "right",
+            num_betas=num_betas,
+            use_pca=False,
+            flat_hand_mean=flat_hand_mean,
+            dtype=dtype,
+        )
+
+
+def build_smpl(
+    source: DataTree | str | Path,
+    gender: str = "neutral",
+    num_betas: int = 10,
+    dtype: torch.dtype = torch.float32,
+) -> smplx.SMPLLayer:
+    """SMPL v1.0 layer of a gender (``neutral``, ``male``, ``female``)."""
+    if isinstance(source, DataTree):
+        cands = [source.smpl_model(gender, "npz"), source.smpl_model(gender, "pkl")]
+    elif Path(source).is_dir():
+        cands = [Path(source) / f"SMPL_{gender.upper()}.{e}" for e in ("npz", "pkl")]
+    else:
+        cands = [Path(source)]
+    path = _resolve(source, cands, f"SMPL model ({gender})", SMPL_SITE)
+    data = load_body_model_data(path)
+    validate_body_model(data, "smpl", path)
+    with _quiet():
+        return smplx.SMPLLayer(
+            model_path=str(path), data_struct=Struct(**data), num_betas=num_betas, gender=gender, dtype=dtype
+        )
+
+
+def build_flame(
+    source: DataTree | str | Path,
+    num_betas: int = 100,
+    num_expression: int = 50,
+    use_face_contour: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> smplx.FLAMELayer:
+    """FLAME 2019 layer with its landmark embeddings (``flame_static_embedding.pkl`` and, for the
+    contour, ``flame_dynamic_embedding.npy``) from the data tree or a folder holding them."""
+    if isinstance(source, DataTree):
+        model_c = [source.flame_model("neutral", "npz"), source.flame_model("neutral", "pkl")]
+        static, dynamic = source.flame_static_embedding, source.flame_dynamic_embedding
+    else:
+        folder = Path(source)
+        model_c = [folder / "FLAME_NEUTRAL.npz", folder / "FLAME_NEUTRAL.pkl"]
+        static, dynamic = folder / "flame_static_embedding.pkl", folder / "flame_dynamic_embedding.npy"
+    path = _resolve(source, model_c, "FLAME model", FLAME_SITE)
+    if not static.is_file():
+        raise MissingFileError(static, "FLAME static landmark embedding", "run `expose fetch-models`")
+    if use_face_contour and not dynamic.is_file():
+        raise MissingFileError(dynamic, "FLAME dynamic landmark embedding", "run `expose fetch-models`")
+    data = load_body_model_data(path)
+    validate_body_model(data, "flame", path)
+    static_data = to_numpy(safe_load_pickle(static))
+    with tempfile.TemporaryDirectory(prefix="expose_flame_") as tmp:
+        write_clean_npz(data, Path(tmp) / "FLAME_NEUTRAL.npz")
+        with open(Path(tmp) / "flame_static_embedding.pkl", "wb") as fh:
+            pickle.dump({k: np.asarray(v) for k, v in static_data.items()}, fh)
+        if use_face_contour:
+            dyn = safe_load_npy(dynamic)
+            np.save(Path(tmp) / "flame_dynamic_embedding.npy",
+                    np.array({k: np.asarray(v) for k, v in dyn.items()}, dtype=object), allow_pickle=True)
+        with _quiet():
+            return smplx.FLAMELayer(
+                model_path=tmp,
+                num_betas=num_betas,
+                num_expression_coeffs=num_expression,
+                use_face_contour=use_face_contour,
+                dtype=dtype,
+                ext="npz",
+            )

@@ -1,0 +1,210 @@
+"""Safe pickle loading, the stand-in files, and the SMPL-X / MANO / FLAME / SMPL layers."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from expose_cli.assets.paths import DataTree
+from expose_cli.assets.safe_pickle import (
+    ChumpyStandIn,
+    safe_load_npy,
+    safe_load_pickle,
+    safe_loads,
+    to_numpy,
+)
+from expose_cli.body_models import build_flame, build_mano, build_smpl, build_smplx
+from expose_cli.body_models.auxiliary import Auxiliary
+from expose_cli.body_models.loading import load_body_model_data, write_clean_npz
+from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.testing import standins
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_safe_pickle_refuses_code_execution(tmp_path):
+    bad = tmp_path / "SMPL_NEUTRAL.pkl"
+    bad.write_bytes(pickle.dumps({"v_template": _Evil()}, protocol=2))
+    with pytest.raises(ExposeError, match=r"SMPL_NEUTRAL.pkl: refusing to load: .*system"):
+        safe_load_pickle(bad)
+    with pytest.raises(ExposeError, match="builtins.eval"):
+        safe_loads(pickle.dumps(eval))
+
+
+def test_safe_pickle_reports_damaged_file(tmp_path):
+    path = tmp_path / "x.pkl"
+    path.write_bytes(pickle.dumps({"a": np.zeros(3)})[:-5])
+    with pytest.raises(ExposeError, match="cannot read pickle"):
+        safe_load_pickle(path)
+
+
+def test_chumpy_and_sparse_pickle_round_trip(tmp_path):
+    arrays = {"v_template": np.arange(12.0).reshape(4, 3), "J_regressor": np.array([[0.5, 0, 0.5, 0], [0, 1.0, 0, 0]]),
+              "f": np.array([[0, 1, 2]], dtype=np.uint32), "bs_style": "lbs"}
+    path = tmp_path / "model.pkl"
+    standins.write_chumpy_pickle(path, arrays, chumpy_keys=("v_template",), sparse_keys=("J_regressor",))
+    raw = path.read_bytes()
+    assert b"chumpy.ch" in raw and b"scipy.sparse.csc" in raw  # written as the official files are
+    loaded = safe_load_pickle(path)
+    assert isinstance(loaded["v_template"], ChumpyStandIn)
+    data = to_numpy(loaded)
+    np.testing.assert_array_equal(data["v_template"], arrays["v_template"])
+    np.testing.assert_array_equal(data["J_regressor"], arrays["J_regressor"])
+    assert data["bs_style"] == "lbs"
+
+
+def test_object_npy_loaded_without_allow_pickle(tmp_path):
+    path = tmp_path / "emb.npy"
+    np.save(path, np.array({"lmk_face_idx": np.arange(3)}, dtype=object), allow_pickle=True)
+    np.testing.assert_array_equal(safe_load_npy(path)["lmk_face_idx"], np.arange(3))
+    evil = tmp_path / "evil.npy"
+    np.save(evil, np.array(_Evil(), dtype=object), allow_pickle=True)
+    with pytest.raises(ExposeError, match="refusing"):
+        safe_load_npy(evil)
+
+
+def test_standin_files_have_official_shapes(standin_tree):
+    tree = DataTree(standin_tree)
+    smplx_data = load_body_model_data(tree.smplx_model("neutral"))
+    assert smplx_data["v_template"].shape == (10475, 3)
+    assert smplx_data["f"].shape == (20908, 3) and smplx_data["f"].dtype == np.uint32
+    assert smplx_data["shapedirs"].shape == (10475, 3, 400)
+    assert smplx_data["posedirs"].shape == (10475, 3, 486)
+    assert smplx_data["J_regressor"].shape == (55, 10475)
+    assert smplx_data["dynamic_lmk_faces_idx"].shape == (79, 17)
+    np.testing.assert_allclose(smplx_data["weights"].sum(1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(smplx_data["J_regressor"].sum(1), 1.0, atol=1e-9)
+    height = np.ptp(smplx_data["v_template"][:, 1])
+    assert 1.3 < height < 2.1  # human-sized, metres
+    for path, kind, shape in [
+        (tree.mano_model("right"), "mano", (778, 3)),
+        (tree.flame_model("neutral"), "flame", (5023, 3)),
+        (tree.smpl_model("female"), "smpl", (6890, 3)),
+    ]:
+        assert b"chumpy.ch" in path.read_bytes(), kind
+        assert load_body_model_data(path)["v_template"].shape == shape
+
+
+def test_standins_are_deterministic():
+    a = standins.standin_mano_arrays(7)
+    b = standins.standin_mano_arrays(7)
+    np.testing.assert_array_equal(a["v_template"], b["v_template"])
+    assert not np.array_equal(a["v_template"], standins.standin_mano_arrays(8)["v_template"])
+
+
+def _identity(b, n):
+    return torch.eye(3).expand(b, n, 3, 3)
+
+
+def test_smplx_forward_batch_64(standin_tree):
+    model = build_smplx(DataTree(standin_tree))
+    B = 64
+    out = model(
+        betas=torch.zeros(B, 10), expression=torch.zeros(B, 10), global_orient=_identity(B, 1),
+        body_pose=_identity(B, 21), left_hand_pose=_identity(B, 15), right_hand_pose=_identity(B, 15),
+        jaw_pose=_identity(B, 1), leye_pose=_identity(B, 1), reye_pose=_identity(B, 1),
+    )
+    assert out.vertices.shape == (B, 10475, 3)
+    assert out.joints.shape == (B, 144, 3)
+    assert torch.isfinite(out.vertices).all()
+    # Zero pose, zero shape: the template itself.
+    template = torch.as_tensor(load_body_model_data(DataTree(standin_tree).smplx_model())["v_template"], dtype=torch.float32)
+    torch.testing.assert_close(out.vertices[0], template, atol=1e-5, rtol=0)
+
+
+def test_smplx_betas_and_rotation(standin_tree):
+    tree = DataTree(standin_tree)
+    model = build_smplx(tree)
+    data = load_body_model_data(tree.smplx_model())
+    betas = torch.zeros(1, 10)
+    betas[0, 0] = 2.0
+    out = model(betas=betas)
+    expected = data["v_template"] + 2.0 * data["shapedirs"][:, :, 0]
+    torch.testing.assert_close(out.vertices[0], torch.as_tensor(expected, dtype=torch.float32), atol=1e-5, rtol=0)
+    # A global rotation rotates every vertex about the pelvis joint.
+    R = torch.tensor([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    rest = model()
+    rot = model(global_orient=R[:, None])
+    pelvis = rest.joints[0, 0]
+    torch.testing.assert_close(rot.vertices[0], (rest.vertices[0] - pelvis) @ R[0].T + pelvis, atol=1e-5, rtol=0)
+
+
+def test_smplx_from_pkl_with_object_arrays(tmp_path):
+    arrays = standins.standin_smplx_arrays()
+    np.savez(tmp_path / "SMPLX_NEUTRAL.npz", part2num=np.array({"a": 1}, dtype=object), **arrays)
+    model = build_smplx(tmp_path)  # object array skipped, never unpickled
+    assert model.v_template.shape == (10475, 3)
+
+
+def test_missing_body_model_names_the_fix(tmp_path):
+    with pytest.raises(MissingFileError) as info:
+        build_smplx(DataTree(tmp_path))
+    assert "SMPLX_NEUTRAL.npz" in info.value.message
+    assert "import-body-models" in info.value.hint
+
+
+def test_wrong_model_file_is_refused(tmp_path):
+    arrays = standins.standin_mano_arrays()
+    write_clean_npz(arrays, tmp_path / "SMPLX_NEUTRAL.npz")
+    with pytest.raises(ExposeError, match="not a SMPLX model"):
+        build_smplx(tmp_path)
+
+
+def test_mano_left_is_mirror_of_right(standin_tree, tmp_path):
+    tree = DataTree(standin_tree)
+    right = build_mano(tree, "right")
+    # Without MANO_LEFT.pkl the left model is mirrored from the right one.
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(tree.mano_model("right").read_bytes())
+    left = build_mano(tmp_path, "left")
+    assert right.is_rhand and not left.is_rhand
+    flip = torch.tensor([-1.0, 1.0, 1.0])
+    torch.testing.assert_close(left.v_template, right.v_template * flip)
+    # A pose of the right hand, mirrored as (x, -y, -z) per joint, gives the mirrored mesh.
+    g = torch.Generator().manual_seed(0)
+    pose_aa = 0.3 * torch.randn(1, 16, 3, generator=g)
+    from expose_cli.geometry.rotations import axis_angle_to_matrix
+
+    mirrored_aa = pose_aa * torch.tensor([1.0, -1.0, -1.0])
+    r = right(global_orient=axis_angle_to_matrix(pose_aa[:, :1]), hand_pose=axis_angle_to_matrix(pose_aa[:, 1:]))
+    l_out = left(global_orient=axis_angle_to_matrix(mirrored_aa[:, :1]), hand_pose=axis_angle_to_matrix(mirrored_aa[:, 1:]))
+    torch.testing.assert_close(l_out.vertices, r.vertices * flip, atol=1e-5, rtol=0)
+
+
+def test_flame_and_smpl_layers(standin_tree):
+    tree = DataTree(standin_tree)
+    flame = build_flame(tree)
+    I = torch.eye(3).expand(2, 1, 3, 3)
+    out = flame(betas=torch.zeros(2, 100), expression=torch.zeros(2, 50), global_orient=I, neck_pose=I,
+                jaw_pose=I, leye_pose=I, reye_pose=I)
+    assert out.vertices.shape == (2, 5023, 3) and out.joints.shape == (2, 73, 3)  # 5 + 51 + 17
+    smpl = build_smpl(tree, "male")
+    out = smpl(betas=torch.zeros(3, 10))
+    assert out.vertices.shape == (3, 6890, 3)
+
+
+def test_auxiliary_files(standin_tree, tmp_path):
+    aux = Auxiliary(DataTree(standin_tree))
+    assert aux.smplx_to_j14().shape == (14, 10475)
+    assert aux.j_regressor_h36m().shape == (17, 6890)
+    ids = aux.mano_smplx_vertex_ids()
+    assert ids["left_hand"].shape == (778,) and ids["right_hand"].shape == (778,)
+    assert aux.smplx_flame_vertex_ids().shape == (5023,)
+    assert aux.mean_rot6d("body_pose", 21).shape == (21, 6)
+    np.testing.assert_allclose(aux.mean_rot6d("neck", 1), [[1, 0, 0, 1, 0, 0]])
+    assert aux.shape_mean().shape[0] >= 10
+    assert aux.flame_dynamic_embedding()["lmk_face_idx"].shape == (79, 17)
+    # wrong shape and missing file
+    bad = DataTree(tmp_path)
+    bad.smplx_dir.mkdir(parents=True)
+    np.save(bad.smplx_to_j14, np.zeros((14, 10)))
+    with pytest.raises(ExposeError, match="expected an array of shape 14x10475"):
+        Auxiliary(bad).smplx_to_j14()
+    with pytest.raises(MissingFileError, match="auxiliary file not found"):
+        Auxiliary(bad).shape_mean()
