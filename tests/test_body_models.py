@@ -180,9 +180,9 @@ def test_mano_left_is_mirror_of_right(standin_tree, tmp_path):
 def test_flame_and_smpl_layers(standin_tree):
     tree = DataTree(standin_tree)
     flame = build_flame(tree)
-    I = torch.eye(3).expand(2, 1, 3, 3)
-    out = flame(betas=torch.zeros(2, 100), expression=torch.zeros(2, 50), global_orient=I, neck_pose=I,
-                jaw_pose=I, leye_pose=I, reye_pose=I)
+    eye = torch.eye(3).expand(2, 1, 3, 3)
+    out = flame(betas=torch.zeros(2, 100), expression=torch.zeros(2, 50), global_orient=eye, neck_pose=eye,
+                jaw_pose=eye, leye_pose=eye, reye_pose=eye)
     assert out.vertices.shape == (2, 5023, 3) and out.joints.shape == (2, 73, 3)  # 5 + 51 + 17
     smpl = build_smpl(tree, "male")
     out = smpl(betas=torch.zeros(3, 10))
