@@ -20,6 +20,7 @@ class ExposeError(Exception):
         path: str | Path | None = None,
         exit_code: int = 1,
     ) -> None:
+        self.reason = message
         self.message = f"{path}: {message}" if path is not None else message
         self.hint = hint
         self.path = Path(path) if path is not None else None

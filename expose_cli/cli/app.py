@@ -63,7 +63,13 @@ def _global_options(
 
 # --- subcommands: each module adds its commands to `app` ------------------------------------
 # One import and one register line per module; a reader finds every command here.
-# (no subcommands registered yet)
+from expose_cli.cli import (
+    doctor,  # noqa: E402
+    import_models,  # noqa: E402
+)
+
+doctor.register(app)
+import_models.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,10 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("interrupted: nothing was left half-written; run the command again to resume")
         return 130
     except Exception as exc:  # click usage errors and unexpected failures
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # a usage error (typer's click): "Usage: ... Error: No such option"
             return exc.exit_code
         if verbose:
             err_console.print_exception()

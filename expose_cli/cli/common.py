@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from expose_cli.assets.paths import DataTree
 from expose_cli.errors import ExposeError
 
 #: Results (tables) go to stdout; messages, progress and errors to stderr.
-console = Console()
+# Tables printed to a pipe or file are not squeezed into 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 

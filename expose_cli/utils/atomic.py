@@ -15,9 +15,13 @@ from typing import Any
 
 
 def temp_path_for(final: Path) -> Path:
-    """A unique temporary path in the same folder as ``final`` (same filesystem, so rename is atomic)."""
+    """A unique temporary path in the same folder as ``final`` (same filesystem, so rename is atomic).
+
+    It keeps ``final``'s extension (``.SMPLX_NEUTRAL.x1y2.tmp.npz``) so format-sniffing writers and
+    readers treat it like the final file.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
     os.close(fd)
     return Path(name)
 
