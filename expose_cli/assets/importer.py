@@ -112,7 +112,7 @@ def _sources(paths: list[Path]) -> Iterator[tuple[str, Callable[[Path], None] | 
                         continue
                     why = _member_is_safe(info)
 
-                    def copy(dst: Path, info=info) -> None:
+                    def copy(dst: Path, info=info, path=path) -> None:
                         with zipfile.ZipFile(path) as z, z.open(info) as src, open(dst, "wb") as out:
                             shutil.copyfileobj(src, out, 1 << 20)
 

@@ -14,6 +14,7 @@ import typer
 
 from expose_cli import __version__
 from expose_cli.assets.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
+from expose_cli.cli import doctor, import_models
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
 
@@ -62,12 +63,7 @@ def _global_options(
 
 
 # --- subcommands: each module adds its commands to `app` ------------------------------------
-# One import and one register line per module; a reader finds every command here.
-from expose_cli.cli import (
-    doctor,  # noqa: E402
-    import_models,  # noqa: E402
-)
-
+# Each subcommand module is imported at the top; one register line each, here.
 doctor.register(app)
 import_models.register(app)
 
