@@ -180,6 +180,11 @@ class DataTree:
         return self.preprocessed / f"{dataset.replace('-', '_')}_{split}.h5"
 
     @property
+    def logs(self) -> Path:
+        """Training logs of the published checkpoints (``pretrained_models/logs``)."""
+        return self.pretrained_models / "logs"
+
+    @property
     def download_lock(self) -> Path:
         """Record of every verified download (full sha256 and size), written by `expose fetch`."""
         return self.root / "downloads.lock.json"

@@ -16,7 +16,7 @@ from expose_cli.errors import ExposeError
 #: Results (tables) go to stdout; messages, progress and errors to stderr.
 # Tables printed to a pipe or file are not squeezed into 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @dataclass
