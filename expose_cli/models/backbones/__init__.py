@@ -1,0 +1,1 @@
+"""Image backbones: HRNet-W48 (ExPose body) and ResNet-18 (hands, face)."""

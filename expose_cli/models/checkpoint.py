@@ -1,0 +1,222 @@
+"""Checkpoints: MMHuman3D's published ones (loaded unchanged) and our own format.
+
+MMHuman3D's keys map one-to-one onto :class:`ExPoseNet` (same module names). Skipped, and reported
+once: the body-model buffers (``body_model_train.*``, ``body_model_test.*``: users bring their own
+licensed files), HRNet's ``stage4``, ``final_layer`` and ``downsample_stage_*`` (stored but never
+run), and the regressor's ``layer_00N`` aliases of ``blocks.N``. The full model's frozen BatchNorms
+carry no ``num_batches_tracked``; those counters are filled with 0. Every other key must load.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from expose_cli.assets.paths import DataTree
+from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.models.config import ModelConfig, preset
+from expose_cli.models.expose import ExPoseNet, Predictor
+from expose_cli.utils.atomic import atomic_path
+
+FORMAT = "expose-cli-checkpoint"
+FORMAT_VERSION = 1
+
+_SKIP = (
+    re.compile(r"^body_model_(train|test)\."),
+    re.compile(r"^backbone\.(stage4|final_layer|downsample_stage_\d)\."),
+    re.compile(r"\.regressor\.module\.layer_\d{3}\."),
+)
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_state` did besides copying tensors."""
+
+    kind: str
+    source_format: str  # mmhuman3d | expose-cli | state_dict
+    skipped: Counter = field(default_factory=Counter)  # key group -> count
+    filled: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{n} {g}" for g, n in sorted(self.skipped.items())]
+        return "skipped " + ", ".join(parts) if parts else "nothing skipped"
+
+
+def _safe_torch_load(path: Path) -> dict:
+    """``torch.load(weights_only=True)``, admitting numpy arrays (MMHuman3D's meta may hold some)."""
+    safe = [np.ndarray, np.dtype]
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar
+    safe += [_reconstruct, scalar]
+    safe += [type(np.dtype(t)) for t in ("float32", "float64", "int64", "int32", "uint8", "bool")]
+    try:
+        with torch.serialization.safe_globals(safe):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ExposeError(
+            f"cannot load as a safe (weights-only) checkpoint: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            hint="the file is damaged, not a checkpoint, or holds code objects; download it again (`expose fetch-models`)",
+            path=path,
+        ) from exc
+    if not isinstance(obj, dict):
+        raise ExposeError(f"expected a dict, found {type(obj).__name__}", path=path)
+    return obj
+
+
+def detect_kind(state: dict) -> str:
+    """Which of the four models a state_dict belongs to."""
+    if any(k.startswith("hand_backbone.") for k in state) and any(k.startswith("face_backbone.") for k in state):
+        return "expose"
+    if "backbone.transition1.0.0.weight" in state or any(k.startswith("backbone.conv_layers.") for k in state):
+        return "body"
+    if "head.right_hand_pose_idxs" in state:
+        return "hand"
+    if "head.jaw_pose_idxs" in state and "head.expression_idxs" in state:
+        return "face"
+    raise ExposeError("cannot tell which ExPose model this state_dict belongs to (no known head keys)")
+
+
+def infer_config(state: dict, kind: str) -> ModelConfig:
+    """The config of a state_dict: the preset, with widths read from the tensor shapes."""
+    cfg = preset(kind)
+
+    def hidden(prefix: str) -> tuple[int, ...]:
+        widths = []
+        i = 0
+        while f"{prefix}.regressor.module.blocks.{i}.0.weight" in state:
+            widths.append(int(state[f"{prefix}.regressor.module.blocks.{i}.0.weight"].shape[0]))
+            i += 1
+        return tuple(widths)
+
+    if kind in ("body", "expose"):
+        cfg.body.hrnet_width = int(state["backbone.transition1.0.0.weight"].shape[0])
+        cfg.body.feature_dim = int(state["backbone.conv_layers.0.conv3.weight"].shape[0])
+        cfg.body.hidden = hidden("head")
+    part_prefix = {"hand": ("backbone", "head"), "face": ("backbone", "head")}
+    if kind in ("hand", "expose"):
+        bb, hd = part_prefix["hand"] if kind == "hand" else ("hand_backbone", "hand_head")
+        cfg.hand.resnet_width = int(state[f"{bb}.conv1.weight"].shape[0])
+        cfg.hand.hidden = hidden(hd)
+    if kind in ("face", "expose"):
+        bb, hd = part_prefix["face"] if kind == "face" else ("face_backbone", "face_head")
+        cfg.face.resnet_width = int(state[f"{bb}.conv1.weight"].shape[0])
+        cfg.face.hidden = hidden(hd)
+        cfg.face.num_betas = int(state[f"{hd}.shape_idxs"].numel())
+        cfg.face.num_expression = int(state[f"{hd}.expression_idxs"].numel())
+    return cfg
+
+
+def load_state(net: ExPoseNet, state: dict, source_format: str = "state_dict") -> LoadReport:
+    """Copy ``state`` into ``net``: skip the known unused groups, fill frozen-BN counters, and
+    refuse any missing, unexpected or mis-shaped key."""
+    report = LoadReport(net.kind, source_format)
+    own = net.state_dict()
+    clean = {}
+    for key, value in state.items():
+        key = key[7:] if key.startswith("module.") else key
+        for pattern in _SKIP:
+            m = pattern.search(key)
+            if m:
+                report.skipped[m.group(0).strip(".")] += 1
+                break
+        else:
+            clean[key] = value
+    for key in own:
+        if key not in clean and key.endswith("num_batches_tracked"):
+            clean[key] = torch.zeros((), dtype=torch.long)
+            report.filled.append(key)
+    missing = [k for k in own if k not in clean]
+    unexpected = [k for k in clean if k not in own]
+    mismatched = [f"{k}: {tuple(clean[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                  if k in clean and tuple(clean[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        lines = []
+        if missing:
+            lines.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            lines.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if mismatched:
+            lines.append(f"{len(mismatched)} with other shapes (e.g. {'; '.join(mismatched[:2])})")
+        raise ExposeError(f"checkpoint does not fit the {net.kind} model: " + "; ".join(lines),
+                          hint="is this one of MMHuman3D's four ExPose checkpoints (or one written by expose)?")
+    net.load_state_dict(clean, strict=True)
+    return report
+
+
+def resolve_checkpoint(path_or_name: str | Path, tree: DataTree | None = None) -> Path:
+    """A file path, or a name (``expose``, ``body``, ``hand``, ``face``, a file stem) in the data tree."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    tree = tree or DataTree()
+    named = tree.checkpoint(str(path_or_name))
+    if named.is_file():
+        return named
+    raise MissingFileError(named if not path.suffix else path, "checkpoint",
+                           "run `expose fetch-models` (or give the path of a .pth file)")
+
+
+def load_net(path_or_name: str | Path, tree: DataTree | None = None) -> tuple[ExPoseNet, LoadReport]:
+    """Build the right :class:`ExPoseNet` for a checkpoint file and load its weights (eval mode)."""
+    path = resolve_checkpoint(path_or_name, tree)
+    obj = _safe_torch_load(path)
+    if obj.get("format") == FORMAT:
+        cfg = ModelConfig.from_dict(obj["config"])
+        net = ExPoseNet(cfg)
+        report = load_state(net, obj["state_dict"], FORMAT)
+        return net.eval(), report
+    if "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        state, fmt = obj["state_dict"], "mmhuman3d"
+    else:
+        state, fmt = obj, "state_dict"
+    try:
+        kind = detect_kind(state)
+        cfg = infer_config(state, kind)
+    except KeyError as exc:
+        raise ExposeError(f"incomplete checkpoint: no {exc.args[0]}", path=path) from exc
+    except ExposeError as exc:
+        raise ExposeError(exc.reason, hint=exc.hint, path=path) from exc
+    net = ExPoseNet(cfg)
+    try:
+        report = load_state(net, state, fmt)
+    except ExposeError as exc:
+        raise ExposeError(exc.reason, hint=exc.hint, path=path) from exc
+    return net.eval(), report
+
+
+def save_checkpoint(net: ExPoseNet, path: str | Path, step: int = 0, epoch: int = 0, extra: dict | None = None) -> None:
+    """Our format: config, model kind, step/epoch, format version, weights; written atomically."""
+    obj = {"format": FORMAT, "version": FORMAT_VERSION, "kind": net.kind, "config": net.cfg.to_dict(),
+           "step": int(step), "epoch": int(epoch), "state_dict": net.state_dict()}
+    if extra:
+        obj["extra"] = extra
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_model(path_or_name: str | Path, tree: DataTree | None = None, device: str | torch.device = "cpu") -> Predictor:
+    """A ready :class:`Predictor`: the checkpoint's networks plus the body model and regressors
+    from the data tree (SMPL-X + SMPLX_to_J14 for body/expose, MANO for hand, FLAME for face)."""
+    tree = tree or DataTree()
+    net, _ = load_net(path_or_name, tree)
+    return build_predictor(net, tree).to(device)
+
+
+def build_predictor(net: ExPoseNet, tree: DataTree) -> Predictor:
+    """Attach the body model that ``net``'s kind needs, from ``tree``."""
+    from expose_cli.body_models import build_flame, build_mano, build_smplx
+    from expose_cli.body_models.auxiliary import Auxiliary
+
+    if net.kind in ("body", "expose"):
+        body = build_smplx(tree, num_betas=net.cfg.body.num_betas, num_expression=net.cfg.body.num_expression)
+        return Predictor(net, body, Auxiliary(tree).smplx_to_j14())
+    if net.kind == "hand":
+        return Predictor(net, build_mano(tree, "right", num_betas=net.cfg.hand.num_betas))
+    return Predictor(net, build_flame(tree, net.cfg.face.num_betas, net.cfg.face.num_expression))

@@ -1,0 +1,161 @@
+"""Typed model configs; the defaults are the four configs of MMHuman3D's ExPose
+(``configs/expose/{hrnet_hmr_expose_body,resnet18_hmr_expose_hand,resnet18_hmr_expose_face,expose}.py``).
+
+Override from TOML (``[body]``, ``[hand]``, ``[face]``, ``[attention]`` tables) or from the command
+line (``body.hidden=[32,32]``).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from expose_cli.errors import ExposeError
+
+
+@dataclass
+class BodyConfig:
+    """HRNet-W48 + body head (341 parameters: 6D rotations, 10 betas, 10 expression, camera)."""
+
+    hrnet_width: int = 48
+    feature_dim: int = 2048
+    hidden: tuple[int, ...] = (1024, 1024)
+    activation: str = "none"
+    dropout: float = 0.5
+    num_stages: int = 3
+    num_betas: int = 10
+    num_expression: int = 10
+    camera_mean_scale: float = 0.9
+    img_res: int = 256
+
+
+@dataclass
+class HandConfig:
+    """ResNet-18 + hand head (109 parameters: wrist 6D, 15 finger 6D, 10 betas, camera)."""
+
+    resnet_width: int = 64
+    hidden: tuple[int, ...] = (1024, 1024)
+    activation: str = "relu"
+    dropout: float = 0.5
+    num_stages: int = 3
+    num_betas: int = 10
+    camera_mean_scale: float = 0.9
+    img_res: int = 224
+
+
+@dataclass
+class FaceConfig:
+    """ResNet-18 + face head (165 parameters: head 6D, jaw 6D, 100 betas, 50 expression, camera)."""
+
+    resnet_width: int = 64
+    hidden: tuple[int, ...] = (1024, 1024)
+    activation: str = "relu"
+    dropout: float = 0.5
+    num_stages: int = 3
+    num_betas: int = 100
+    num_expression: int = 50
+    camera_mean_scale: float = 8.0
+    img_res: int = 256
+
+
+@dataclass
+class AttentionConfig:
+    """Body-driven attention of the full model (``crop_cfg`` of ``expose.py``)."""
+
+    hand_scale_factor: float = 3.0
+    hand_crop_size: int = 224
+    face_scale_factor: float = 2.0
+    face_crop_size: int = 256
+    condition_hand_wrist_pose: bool = True
+    condition_hand_finger_pose: bool = True
+    condition_face_jaw_pose: bool = True
+    condition_face_expression: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """One of the four models: ``kind`` is ``body``, ``hand``, ``face`` or ``expose``."""
+
+    kind: str = "expose"
+    body: BodyConfig = field(default_factory=BodyConfig)
+    hand: HandConfig = field(default_factory=HandConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        cfg = cls(kind=data.get("kind", "expose"))
+        for section in ("body", "hand", "face", "attention"):
+            if section in data:
+                _update(getattr(cfg, section), data[section], section)
+        return cfg
+
+
+PRESETS = ("body", "hand", "face", "expose")
+
+
+def preset(name: str) -> ModelConfig:
+    """The full-size config of a seed model: ``body``, ``hand``, ``face`` or ``expose``."""
+    if name not in PRESETS:
+        raise ExposeError(f"unknown model preset {name!r}", hint=f"use one of {', '.join(PRESETS)}")
+    return ModelConfig(kind=name)
+
+
+def small_config(kind: str) -> ModelConfig:
+    """A tiny config of the same structure, for fast tests and the demo's speed."""
+    cfg = preset(kind)
+    cfg.body.hrnet_width, cfg.body.feature_dim, cfg.body.hidden = 8, 64, (32, 32)
+    cfg.hand.resnet_width, cfg.hand.hidden = 8, (32, 32)
+    cfg.face.resnet_width, cfg.face.hidden = 8, (32, 32)
+    return cfg
+
+
+def _update(obj: Any, values: dict, where: str) -> None:
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        if key not in names:
+            raise ExposeError(f"unknown config field {where}.{key}", hint=f"fields: {', '.join(names)}")
+        current = getattr(obj, key)
+        if isinstance(current, tuple):
+            value = tuple(value)
+        elif isinstance(current, bool):
+            value = bool(value)
+        elif isinstance(current, (int, float)) and not isinstance(value, (int, float)):
+            raise ExposeError(f"{where}.{key} must be a number, got {value!r}")
+        elif isinstance(current, float):
+            value = float(value)
+        setattr(obj, key, value)
+
+
+def load_config(preset_name: str, toml_path: str | Path | None = None, overrides: list[str] | tuple = ()) -> ModelConfig:
+    """A preset, updated from a TOML file, then from ``section.field=value`` overrides."""
+    cfg = preset(preset_name)
+    if toml_path is not None:
+        path = Path(toml_path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ExposeError(f"cannot read config: {exc}", path=path) from exc
+        for section, values in data.items():
+            if section not in ("body", "hand", "face", "attention") or not isinstance(values, dict):
+                raise ExposeError(f"unknown config section [{section}]", path=path,
+                                  hint="sections: [body], [hand], [face], [attention]")
+            _update(getattr(cfg, section), values, section)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, _, name = key.strip().partition(".")
+        if not sep or section not in ("body", "hand", "face", "attention") or not name:
+            raise ExposeError(f"bad override {item!r}", hint="write section.field=value, e.g. body.dropout=0.3")
+        try:
+            value = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            value = raw.strip()
+        _update(getattr(cfg, section), {name: value}, section)
+    return cfg

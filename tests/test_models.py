@@ -1,0 +1,297 @@
+"""The four ExPose models: checkpoint layouts, loading, and the places implementations drift."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from expose_cli.assets.paths import DataTree
+from expose_cli.body_models.auxiliary import Auxiliary
+from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.geometry.rotations import axis_angle_to_matrix, matrix_to_rot6d
+from expose_cli.models import (
+    ExPoseNet,
+    attention,
+    build_predictor,
+    collate,
+    crop_person,
+    load_config,
+    load_net,
+    preset,
+    save_checkpoint,
+    small_config,
+)
+from expose_cli.models.heads import BODY_PARTS, build_mean_param
+from expose_cli.testing.checkpoints import reference_layout, write_mmhuman3d_checkpoint
+
+D = torch.float64
+
+
+@pytest.fixture(scope="module")
+def small_ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    return {k: (root / f"{k}.pth", write_mmhuman3d_checkpoint(root / f"{k}.pth", k, seed=3, small=True))
+            for k in ("body", "hand", "face", "expose")}
+
+
+def person_batch(kind: str, n: int = 2, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    img = (rng.random((300, 400, 3)) * 255).astype(np.uint8)
+    res = 224 if kind == "hand" else 256
+    boxes = [[120, 20, 100, 260], [40, 60, 200, 180]][:n]
+    return collate([crop_person(img, b, img_res=res, keep_full_image=kind == "expose") for b in boxes])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["expose", "hand", "face"])
+def test_full_size_checkpoint_has_reference_layout_and_loads(kind, tmp_path):
+    path = tmp_path / f"{kind}.pth"
+    write_mmhuman3d_checkpoint(path, kind)
+    state = torch.load(path, weights_only=True)
+    assert set(state) == {"meta", "state_dict"}
+    layout = reference_layout(kind)
+    assert {k: list(v.shape) for k, v in state["state_dict"].items()} == layout
+    net, report = load_net(path)
+    assert net.kind == kind and net.cfg == preset(kind)
+    assert report.skipped["body_model_train"] > 0
+    if kind == "expose":
+        assert report.skipped["backbone.stage4"] == 720
+        assert len(report.filled) == sum(1 for k in net.state_dict() if k.endswith("num_batches_tracked")
+                                         and k.startswith(("backbone.", "head.")))
+    # every loaded tensor equals the file's
+    own = net.state_dict()
+    for key, value in state["state_dict"].items():
+        if key in own:
+            torch.testing.assert_close(own[key], value)
+
+
+def test_body_preset_builds_full_size():
+    net = ExPoseNet(preset("body"))
+    layout = reference_layout("body")
+    skip = ("backbone.stage4", "backbone.final_layer", "backbone.downsample_stage", "body_model_", )
+    expected = {k: v for k, v in layout.items() if not k.startswith(skip) and ".layer_00" not in k}
+    assert {k: list(v.shape) for k, v in net.state_dict().items()} == expected
+
+
+def test_mean_parameters_from_aux_files(standin_tree):
+    aux = Auxiliary(DataTree(standin_tree))
+    means = {p.name: torch.as_tensor(aux.mean_rot6d(p.name, p.num_joints)) for p in BODY_PARTS if p.use_mean}
+    mean = build_mean_param(BODY_PARTS, 10, 10, 0.9, means, torch.as_tensor(aux.shape_mean()))
+    assert mean.shape == (341,)
+    np.testing.assert_allclose(mean[:6], [1, 0, 0, -1, 0, 0])  # global orient: 180 degrees about x
+    np.testing.assert_allclose(mean[6:132], aux.mean_rot6d("body_pose", 21).reshape(-1), rtol=1e-6)
+    np.testing.assert_allclose(mean[312:318], [1, 0, 0, 1, 0, 0])  # jaw: identity
+    np.testing.assert_allclose(mean[318:328], aux.shape_mean()[:10], rtol=1e-6)
+    assert torch.nn.functional.softplus(mean[338]).item() == pytest.approx(0.9)
+    net = ExPoseNet(preset("body"), means, aux.shape_mean())
+    out = net.head.decode(net.head.regressor.mean_param)
+    torch.testing.assert_close(out.rotations["global_orient"][0, 0], torch.diag(torch.tensor([1.0, -1.0, -1.0])))
+    assert out.camera[0, 0].item() == pytest.approx(0.9)
+
+
+def test_part_keypoints_match_mmhuman3d():
+    # MMHuman3D's indices of its 'left_hand', 'right_hand' (+ wrist) and 'head' parts in 'smplx'.
+    left = list(range(25, 40)) + [66, 67, 68, 69, 70, 20]
+    right = list(range(40, 55)) + [71, 72, 73, 74, 75, 21]
+    head = [15, 22, 23, 24, 55, 56, 57, 58, 59] + list(range(76, 144))
+    assert attention.hand_keypoint_indices("left").tolist() == sorted(left)
+    assert attention.hand_keypoint_indices("right").tolist() == sorted(right)
+    assert attention.head_keypoint_indices().tolist() == sorted(head)
+
+
+def test_crop_sampling_alignment():
+    # A marker at image pixel (x=70, y=40); a crop of side 60 centred at (65, 45), 31 pixels wide:
+    # pixel k sits at c - s/2 + s k / 30 = 35 + 2 k (x) and 15 + 2 k (y): the marker is at k=(17.5, 12.5),
+    # so bilinear sampling puts a quarter of it on each of 4 neighbours.
+    img = torch.zeros(1, 1, 100, 120)
+    img[0, 0, 40, 70] = 1.0
+    crop = attention.sample_crop(img, torch.tensor([[65.0, 45.0]]), torch.tensor([60.0]), 31)
+    assert crop.shape == (1, 1, 31, 31)
+    # x = 35 + 2k = 70 -> k = 17.5: no exact pixel; use an integer case instead
+    img2 = torch.zeros(1, 1, 100, 120)
+    img2[0, 0, 41, 71] = 1.0  # x = 35 + 2*18, y = 15 + 2*13
+    crop2 = attention.sample_crop(img2, torch.tensor([[65.0, 45.0]]), torch.tensor([60.0]), 31)
+    ys, xs = torch.nonzero(crop2[0, 0] > 0.999, as_tuple=True)
+    assert (ys.tolist(), xs.tolist()) == ([13], [18])
+    assert crop[0, 0].sum().item() == pytest.approx(0.0)  # (70, 40) falls between samples, 2 px apart
+    # Outside the image: zeros.
+    out = attention.sample_crop(torch.ones(1, 1, 10, 10), torch.tensor([[100.0, 100.0]]), torch.tensor([10.0]), 5)
+    assert out.abs().max().item() == 0.0
+
+
+def test_part_box_in_image_inverts_the_body_crop():
+    from expose_cli.geometry.crops import crop_affine, transform_points
+
+    center, side = np.array([200.0, 150.0]), 320.0
+    A = crop_affine(center, np.array([side, side]), 256)
+    pts_img = np.array([[180.0, 100.0], [200.0, 130.0], [190.0, 120.0]])
+    pts_crop = transform_points(pts_img, A)
+    c, s = attention.part_box_in_image(torch.tensor(pts_crop[None], dtype=D), torch.tensor(A[None], dtype=D),
+                                       torch.tensor([side], dtype=D), 3.0, 256)
+    # Box of the image points: centre (190, 115), side max(20, 30) * 3 = 90 px.
+    np.testing.assert_allclose(c[0].numpy(), [190.0, 115.0], atol=1e-6)
+    assert s.item() == pytest.approx(90.0)
+
+
+def _abs_rotation(chain_local: list[torch.Tensor]) -> torch.Tensor:
+    out = torch.eye(3, dtype=D)
+    for R in chain_local:  # root first
+        out = out @ R
+    return out
+
+
+def test_hand_condition_and_merge_through_kinematic_chain():
+    g = torch.Generator().manual_seed(0)
+    B = 2
+    go = axis_angle_to_matrix(0.5 * torch.randn(B, 1, 3, generator=g, dtype=D))
+    bp = axis_angle_to_matrix(0.5 * torch.randn(B, 21, 3, generator=g, dtype=D))
+    left_fingers = axis_angle_to_matrix(0.3 * torch.randn(B, 15, 3, generator=g, dtype=D))
+    parents = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19]
+    # right wrist (21) chain: 0 -> 3 -> 6 -> 9 -> 14 -> 17 -> 19 -> 21
+    chain = [0, 3, 6, 9, 14, 17, 19, 21]
+    local = [go[:, 0]] + [bp[:, j - 1] for j in chain[1:]]
+    right_abs = torch.stack([_abs_rotation([R[b] for R in local]) for b in range(B)])
+    assert attention.kinematic_chain(21, parents) == chain[::-1]
+    torch.testing.assert_close(attention.global_rotation(chain[::-1], go, bp), right_abs)
+
+    class _Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("global_orient_idxs", torch.arange(0, 6))
+            self.register_buffer("right_hand_pose_idxs", torch.arange(6, 96))
+            self.register_buffer("shape_idxs", torch.arange(96, 106))
+            self.register_buffer("camera_idxs", torch.arange(106, 109))
+            self.mean = torch.arange(109, dtype=D)[None]
+
+        def get_mean(self, name, batch):
+            return self.mean[0, getattr(self, f"{name}_idxs")].expand(batch, -1)
+
+    raw_right = torch.randn(B, 90, generator=g, dtype=D)
+    cond = attention.hand_condition(_Head(), go, bp, left_fingers, raw_right, parents)
+    assert cond.shape == (2 * B, 109)
+    torch.testing.assert_close(cond[:B, :6], matrix_to_rot6d(right_abs))
+    torch.testing.assert_close(cond[:B, 6:96], raw_right)
+    flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=D))
+    left_chain = [0, 3, 6, 9, 13, 16, 18, 20]
+    left_abs = torch.stack([_abs_rotation([go[b, 0]] + [bp[b, j - 1] for j in left_chain[1:]]) for b in range(B)])
+    torch.testing.assert_close(cond[B:, :6], matrix_to_rot6d(flip @ left_abs @ flip))
+    torch.testing.assert_close(cond[B:, 6:96], matrix_to_rot6d(flip @ left_fingers @ flip).reshape(B, -1))
+    torch.testing.assert_close(cond[:, 96:], torch.arange(96, 109, dtype=D).expand(2 * B, -1))
+    # A hand network that returns its conditions unchanged leaves the body as it was.
+    hands = {"global_orient": torch.cat([right_abs, flip @ left_abs @ flip])[:, None],
+             "right_hand_pose": torch.cat([torch.eye(3, dtype=D).expand(B, 15, 3, 3), flip @ left_fingers @ flip])}
+    merged = attention.merge_hands(go, bp, hands, parents)
+    torch.testing.assert_close(merged["body_pose"], bp)
+    torch.testing.assert_close(merged["left_hand_pose"], left_fingers)
+    # and a new absolute wrist rotation W becomes the local rotation parent^T W
+    W = axis_angle_to_matrix(torch.tensor([[0.3, -0.2, 0.9]], dtype=D)).expand(B, 3, 3)
+    hands["global_orient"] = torch.cat([W, W])[:, None]
+    merged = attention.merge_hands(go, bp, hands, parents)
+    parent_abs = torch.stack([_abs_rotation([R[b] for R in local[:-1]]) for b in range(B)])
+    torch.testing.assert_close(merged["body_pose"][:, 20], parent_abs.transpose(1, 2) @ W)
+    left_parent = torch.stack([_abs_rotation([go[b, 0]] + [bp[b, j - 1] for j in left_chain[1:-1]]) for b in range(B)])
+    torch.testing.assert_close(merged["body_pose"][:, 19], left_parent.transpose(1, 2) @ (flip @ W @ flip))
+
+
+def test_predictor_outputs_and_camera_projection(small_ckpts, standin_tree):
+    tree = DataTree(standin_tree)
+    for kind in ("body", "hand", "face", "expose"):
+        net, _ = load_net(small_ckpts[kind][0])
+        pred = build_predictor(net, tree)(person_batch(kind))
+        res = 224 if kind == "hand" else 256
+        n_joints = {"hand": 21, "face": 73}.get(kind, 144)
+        n_verts = {"hand": 778, "face": 5023}.get(kind, 10475)
+        assert pred.vertices.shape == (2, n_verts, 3) and pred.joints.shape == (2, n_joints, 3)
+        s, t = pred.camera[:, :1, None], pred.camera[:, None, 1:]
+        expected = (s * (pred.joints[..., :2] + t) * 0.5 + 0.5) * (res - 1)
+        torch.testing.assert_close(pred.keypoints2d_crop, expected)
+        batch = person_batch(kind)
+        A = batch.crop_transform
+        back = torch.einsum("bij,bnj->bni", A[:, :, :2], pred.keypoints2d) + A[:, None, :, 2]
+        torch.testing.assert_close(back, pred.keypoints2d_crop, atol=1e-3, rtol=0)
+        aa = pred.axis_angle()
+        torch.testing.assert_close(axis_angle_to_matrix(aa["global_orient"]), pred.rotations["global_orient"], atol=1e-5, rtol=0)
+        if kind in ("body", "expose"):
+            j14 = torch.as_tensor(Auxiliary(tree).smplx_to_j14())
+            torch.testing.assert_close(pred.joints_j14, torch.einsum("jv,bvc->bjc", j14, pred.vertices))
+
+
+def test_full_model_uses_part_networks(small_ckpts, standin_tree):
+    tree = DataTree(standin_tree)
+    net, _ = load_net(small_ckpts["expose"][0])
+    predictor = build_predictor(net, tree)
+    batch = person_batch("expose")
+    full = predictor(batch)
+    torch.testing.assert_close(predictor(batch).vertices, full.vertices)  # deterministic
+    for side in ("left", "right"):
+        assert full.hand_boxes[side]["size"].gt(0).all()
+    # Training mode returns what the losses need (per-stage vectors, part predictions, crops).
+    net.train()
+    with torch.no_grad():
+        train = predictor.predict(batch)
+    assert len(train.training["body_stages"]) == 3
+    assert train.training["hand_crops"].shape == (4, 3, 224, 224)
+    assert train.training["face_crops"].shape == (2, 3, 256, 256)
+    hands, face, body = train.training["hands"], train.training["face"], train.training["body"]
+    # The merge: fingers from the hand network (right as is, left mirrored back), jaw and the first
+    # 10 expression coefficients from the face network, betas from the body.
+    B = 2
+    torch.testing.assert_close(train.rotations["right_hand_pose"], hands.rotations["right_hand_pose"][:B])
+    torch.testing.assert_close(train.rotations["left_hand_pose"],
+                               attention.flip_rotmat(hands.rotations["right_hand_pose"][B:]))
+    torch.testing.assert_close(train.rotations["jaw_pose"], face.rotations["jaw_pose"])
+    torch.testing.assert_close(train.expression, face.expression[:, :10])
+    torch.testing.assert_close(train.betas, body.betas)
+    # The left-hand crop is the mirror image of a crop sampled at the left hand's box.
+    box = train.hand_boxes["left"]
+    left = attention.sample_crop(batch.full_images, box["center"], box["size"], 224)
+    torch.testing.assert_close(train.training["hand_crops"][B:], torch.flip(left, dims=(-1,)))
+
+
+def test_own_checkpoint_round_trip(small_ckpts, tmp_path, standin_tree):
+    net, _ = load_net(small_ckpts["face"][0])
+    save_checkpoint(net, tmp_path / "mine.pth", step=12, epoch=3)
+    obj = torch.load(tmp_path / "mine.pth", weights_only=True)
+    assert obj["format"] == "expose-cli-checkpoint" and obj["step"] == 12 and obj["kind"] == "face"
+    net2, report = load_net(tmp_path / "mine.pth")
+    assert report.source_format == "expose-cli-checkpoint"
+    batch = person_batch("face")
+    with torch.no_grad():
+        torch.testing.assert_close(net2(batch.img).camera, net(batch.img).camera)
+    # a bare state_dict (no meta) loads too
+    torch.save(net.state_dict(), tmp_path / "bare.pth")
+    assert load_net(tmp_path / "bare.pth")[1].source_format == "state_dict"
+
+
+def test_checkpoint_errors(small_ckpts, tmp_path):
+    state = torch.load(small_ckpts["hand"][0], weights_only=True)
+    del state["state_dict"]["head.regressor.module.output_layer.bias"]
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(ExposeError, match=r"broken.pth: checkpoint does not fit the hand model: 1 missing"):
+        load_net(tmp_path / "broken.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ExposeError, match="cannot load as a safe"):
+        load_net(tmp_path / "junk.pth")
+    torch.save({"state_dict": {"foo.weight": torch.zeros(1)}}, tmp_path / "other.pth")
+    with pytest.raises(ExposeError, match="cannot tell which ExPose model"):
+        load_net(tmp_path / "other.pth")
+    with pytest.raises(MissingFileError, match="expose.pth: checkpoint not found"):
+        load_net("expose", DataTree(tmp_path))
+
+
+def test_config_toml_and_overrides(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text("[body]\ndropout = 0.3\nhidden = [64, 64]\n[attention]\nhand_scale_factor = 2.5\n")
+    cfg = load_config("expose", toml, ["face.num_stages=2", "body.activation=relu"])
+    assert cfg.body.dropout == 0.3 and cfg.body.hidden == (64, 64) and cfg.attention.hand_scale_factor == 2.5
+    assert cfg.face.num_stages == 2 and cfg.body.activation == "relu"
+    assert preset("expose").attention.face_crop_size == 256 and preset("hand").hand.img_res == 224
+    with pytest.raises(ExposeError, match="unknown config field body.nope"):
+        load_config("body", overrides=["body.nope=1"])
+    with pytest.raises(ExposeError, match="bad override"):
+        load_config("body", overrides=["dropout"])
+    assert small_config("expose").body.hrnet_width == 8
+    assert math.isclose(preset("face").face.camera_mean_scale, 8.0)
