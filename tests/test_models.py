@@ -295,3 +295,18 @@ def test_config_toml_and_overrides(tmp_path):
         load_config("body", overrides=["dropout"])
     assert small_config("expose").body.hrnet_width == 8
     assert math.isclose(preset("face").face.camera_mean_scale, 8.0)
+
+
+def test_fused_inference_matches_plain_network(small_ckpts, standin_tree):
+    from expose_cli.models import Predictor
+    from expose_cli.body_models import build_smplx
+
+    tree = DataTree(standin_tree)
+    net, _ = load_net(small_ckpts["expose"][0])
+    body = build_smplx(tree)
+    j14 = Auxiliary(tree).smplx_to_j14()
+    batch = person_batch("expose")
+    fast = Predictor(net, body, j14, fuse=True)(batch)
+    plain = Predictor(net, body, j14, fuse=False)(batch)
+    torch.testing.assert_close(fast.vertices, plain.vertices, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fast.camera, plain.camera, atol=1e-5, rtol=0)
