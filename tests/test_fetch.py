@@ -207,7 +207,7 @@ def test_cli_fetch_list_and_parallel_download(server, tmp_path, run_cli, monkeyp
 
 
 def test_cli_fetch_list_on_empty_tree_shows_every_asset(tmp_path, run_cli):
-    result = run_cli("--data-dir", tmp_path, "fetch", "--list", "--json", tmp_path / "l.json").exit_code == 0
+    result = run_cli("--data-dir", tmp_path, "fetch", "--list", "--json", tmp_path / "l.json")
     assert result.exit_code == 0
     rows = {r["asset"]: r for r in json.loads((tmp_path / "l.json").read_text())}
     assert rows.keys() == {a.name for a in default_manifest()}
