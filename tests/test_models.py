@@ -298,8 +298,8 @@ def test_config_toml_and_overrides(tmp_path):
 
 
 def test_fused_inference_matches_plain_network(small_ckpts, standin_tree):
-    from expose_cli.models import Predictor
     from expose_cli.body_models import build_smplx
+    from expose_cli.models import Predictor
 
     tree = DataTree(standin_tree)
     net, _ = load_net(small_ckpts["expose"][0])

@@ -14,7 +14,7 @@ import typer
 
 from expose_cli import __version__
 from expose_cli.assets.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
-from expose_cli.cli import doctor, fetch, import_models
+from expose_cli.cli import demo, doctor, fetch, import_models, infer
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
 
@@ -64,9 +64,11 @@ def _global_options(
 
 # --- subcommands: each module adds its commands to `app` ------------------------------------
 # Each subcommand module is imported at the top; one register line each, here.
+demo.register(app)
 doctor.register(app)
 fetch.register(app)
 import_models.register(app)
+infer.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Inference: inputs (images, folders, videos), person boxes, export, rendering, the batch pipeline."""

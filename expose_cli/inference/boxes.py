@@ -1,0 +1,102 @@
+"""Person boxes: from a JSON file, OpenCV's HOG people detector, or the whole image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from expose_cli.errors import ExposeError
+
+
+def load_boxes(path: str | Path) -> dict[str, list[list[float]]]:
+    """Boxes per input file name, as ``[x1, y1, x2, y2, score]`` (px).
+
+    Accepted: ``{"img.jpg": [[x1, y1, x2, y2], [x1, y1, x2, y2, score], ...]}``, or a COCO
+    detection-results list ``[{"image_id": ..., "bbox": [x, y, w, h], "score": s, "category_id": 1}]``
+    where ``image_id`` is a file name or stem, or the integer in the file name.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExposeError(f"cannot read boxes JSON: {exc}", path=path) from exc
+    out: dict[str, list[list[float]]] = {}
+    if isinstance(data, dict):
+        for name, boxes in data.items():
+            if not isinstance(boxes, list):
+                raise ExposeError(f"boxes of {name!r} must be a list of [x1, y1, x2, y2(, score)]", path=path)
+            for b in boxes:
+                if not isinstance(b, list) or len(b) not in (4, 5):
+                    raise ExposeError(f"bad box {b!r} for {name!r}: expected [x1, y1, x2, y2] or [..., score]", path=path)
+                out.setdefault(name, []).append([float(v) for v in b[:4]] + [float(b[4]) if len(b) == 5 else 1.0])
+    elif isinstance(data, list):
+        for det in data:
+            if not isinstance(det, dict) or "bbox" not in det or "image_id" not in det:
+                raise ExposeError("COCO results entries need 'image_id' and 'bbox'", path=path)
+            if det.get("category_id", 1) != 1:
+                continue
+            x, y, w, h = (float(v) for v in det["bbox"])
+            out.setdefault(str(det["image_id"]), []).append([x, y, x + w, y + h, float(det.get("score", 1.0))])
+    else:
+        raise ExposeError("expected a JSON object or a COCO results list", path=path)
+    return out
+
+
+def boxes_for(table: dict[str, list[list[float]]], file_name: str) -> list[list[float]] | None:
+    """Look ``file_name`` up by full name, stem, or the integer in it (COCO ids)."""
+    stem = Path(file_name).stem
+    for key in (file_name, stem):
+        if key in table:
+            return table[key]
+    digits = "".join(ch for ch in stem if ch.isdigit())
+    if digits and str(int(digits)) in table:
+        return table[str(int(digits))]
+    return None
+
+
+def detect_hog(image_rgb: np.ndarray, min_score: float = 0.0) -> list[list[float]]:
+    """People boxes ``[x1, y1, x2, y2, score]`` from OpenCV's HOG + linear SVM detector.
+
+    Small images are upscaled so a person can reach the detector's 64x128 window.
+    """
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    scale = 1.0
+    if max(gray.shape) > 1280:
+        scale = 1280 / max(gray.shape)
+    elif min(gray.shape) < 256:
+        scale = 256 / min(gray.shape)
+    if scale != 1.0:
+        gray = cv2.resize(gray, None, fx=scale, fy=scale)
+    rects, weights = hog.detectMultiScale(gray, winStride=(8, 8), padding=(16, 16), scale=1.05)
+    boxes = []
+    for (x, y, w, h), s in zip(rects, np.asarray(weights).reshape(-1), strict=True):
+        if s >= min_score:
+            boxes.append([x / scale, y / scale, (x + w) / scale, (y + h) / scale, float(s)])
+    return nms(boxes, 0.5)
+
+
+def nms(boxes: list[list[float]], iou_threshold: float) -> list[list[float]]:
+    """Greedy non-maximum suppression of ``[x1, y1, x2, y2, score]`` boxes, highest score first."""
+    kept: list[list[float]] = []
+    for b in sorted(boxes, key=lambda b: -b[4]):
+        if all(iou(b, k) < iou_threshold for k in kept):
+            kept.append(b)
+    return kept
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def full_image_box(image_rgb: np.ndarray) -> list[list[float]]:
+    h, w = image_rgb.shape[:2]
+    return [[0.0, 0.0, float(w), float(h), 1.0]]

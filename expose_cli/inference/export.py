@@ -1,0 +1,132 @@
+"""Mesh and parameter files: OBJ, PLY (binary), GLB (glTF 2.0 binary), NPZ, JSON. All atomic."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from expose_cli.utils.atomic import atomic_path
+
+FORMATS = ("obj", "ply", "glb", "npz", "json")
+
+
+def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Wavefront OBJ: ``v x y z`` lines (metres) then 1-based ``f a b c``."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64) + 1
+    lines = ["# expose: SMPL-X mesh, metres"]
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in v]
+    lines += [f"f {a} {b} {c}" for a, b, c in f]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Binary little-endian PLY: float32 x, y, z; faces as uchar count + int32 indices."""
+    v = np.asarray(vertices, dtype="<f4")
+    f = np.asarray(faces, dtype="<i4")
+    header = (
+        "ply\nformat binary_little_endian 1.0\ncomment expose: metres\n"
+        f"element vertex {len(v)}\nproperty float x\nproperty float y\nproperty float z\n"
+        f"element face {len(f)}\nproperty list uchar int vertex_indices\nend_header\n"
+    ).encode("ascii")
+    face_rec = np.zeros(len(f), dtype=[("n", "u1"), ("idx", "<i4", (3,))])
+    face_rec["n"] = 3
+    face_rec["idx"] = f
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(header + v.tobytes() + face_rec.tobytes())
+
+
+def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a PLY written by :func:`write_ply` (binary little-endian, triangles)."""
+    data = Path(path).read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").splitlines()
+    n_v = int(next(line.split()[-1] for line in header if line.startswith("element vertex")))
+    n_f = int(next(line.split()[-1] for line in header if line.startswith("element face")))
+    v = np.frombuffer(data, dtype="<f4", count=n_v * 3, offset=end).reshape(n_v, 3)
+    rec = np.frombuffer(data, dtype=[("n", "u1"), ("idx", "<i4", (3,))], count=n_f, offset=end + n_v * 12)
+    return v.copy(), rec["idx"].copy()
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals."""
+    v = np.asarray(vertices, dtype=np.float64)
+    tri = v[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, faces[:, k], fn)
+    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    return n / np.where(norm > 0, norm, 1.0)
+
+
+def write_glb(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """glTF 2.0 binary with one triangle mesh: POSITION, NORMAL (float32) and uint32 indices."""
+    v = np.asarray(vertices, dtype="<f4")
+    n = vertex_normals(v, np.asarray(faces)).astype("<f4")
+    idx = np.asarray(faces, dtype="<u4").reshape(-1)
+    blobs = [v.tobytes(), n.tobytes(), idx.tobytes()]
+    offsets, total = [], 0
+    for b in blobs:
+        offsets.append(total)
+        total += len(b) + (-len(b)) % 4
+    binary = b"".join(b + b"\0" * ((-len(b)) % 4) for b in blobs)
+    gltf = {
+        "asset": {"version": "2.0", "generator": "expose"},
+        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1}, "indices": 2}]}],
+        "buffers": [{"byteLength": len(binary)}],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": offsets[0], "byteLength": len(blobs[0]), "target": 34962},
+            {"buffer": 0, "byteOffset": offsets[1], "byteLength": len(blobs[1]), "target": 34962},
+            {"buffer": 0, "byteOffset": offsets[2], "byteLength": len(blobs[2]), "target": 34963},
+        ],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": len(v), "type": "VEC3",
+             "min": v.min(0).tolist(), "max": v.max(0).tolist()},
+            {"bufferView": 1, "componentType": 5126, "count": len(n), "type": "VEC3"},
+            {"bufferView": 2, "componentType": 5125, "count": len(idx), "type": "SCALAR"},
+        ],
+    }
+    js = json.dumps(gltf, separators=(",", ":")).encode()
+    js += b" " * ((-len(js)) % 4)
+    body = struct.pack("<II", len(js), 0x4E4F534A) + js + struct.pack("<II", len(binary), 0x004E4942) + binary
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(struct.pack("<III", 0x46546C67, 2, 12 + len(body)) + body)
+
+
+def read_glb(path: str | Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Parse a GLB written by :func:`write_glb`: ``(json, vertices, faces)``."""
+    data = Path(path).read_bytes()
+    magic, version, length = struct.unpack_from("<III", data, 0)
+    if magic != 0x46546C67 or version != 2 or length != len(data):
+        raise ValueError("not a glTF 2.0 binary")
+    jlen, jtype = struct.unpack_from("<II", data, 12)
+    gltf = json.loads(data[20:20 + jlen])
+    blen, btype = struct.unpack_from("<II", data, 20 + jlen)
+    binary = data[28 + jlen:28 + jlen + blen]
+    views = gltf["bufferViews"]
+    acc = gltf["accessors"]
+    v = np.frombuffer(binary, "<f4", acc[0]["count"] * 3, views[0]["byteOffset"]).reshape(-1, 3)
+    f = np.frombuffer(binary, "<u4", acc[2]["count"], views[2]["byteOffset"]).reshape(-1, 3)
+    return gltf, v, f
+
+
+def write_npz(path: str | Path, arrays: dict) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def write_json(path: str | Path, obj: dict) -> None:
+    def default(o):
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        raise TypeError(type(o).__name__)
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=default) + "\n")

@@ -1,0 +1,102 @@
+"""What `expose infer` reads: image files, folders, glob patterns and videos."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from expose_cli.errors import ExposeError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv"}
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input: an image file or a video file."""
+
+    path: Path
+    kind: str  # image | video
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def discover_inputs(specs: list[str | Path]) -> list[InputItem]:
+    """Files, folders (recursive, sorted) and glob patterns -> image and video inputs, in order.
+
+    A spec that matches nothing raises an error naming it.
+    """
+    items: list[InputItem] = []
+    seen: set[Path] = set()
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+        elif path.is_file():
+            candidates = [path]
+        else:
+            candidates = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).is_file())
+            if not candidates:
+                raise ExposeError(f"no such file, folder or pattern: {spec}", exit_code=2)
+        for c in candidates:
+            ext = c.suffix.lower()
+            kind = "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
+            if kind is None:
+                if path.is_file():  # named explicitly: say why it is not used
+                    raise ExposeError(f"unsupported file type {ext!r}", path=c,
+                                      hint="images: jpg, jpeg, png, bmp, webp; videos: mp4, avi, mov, mkv")
+                continue
+            if c.resolve() not in seen:
+                seen.add(c.resolve())
+                items.append(InputItem(c, kind))
+    return items
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as ``H x W x 3`` uint8 RGB: EXIF orientation applied, grayscale and RGBA
+    converted, 16-bit scaled to 8-bit. Raises an error naming the file when it cannot be decoded."""
+    path = Path(path)
+    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
+    if data is None or data.size == 0:
+        raise ExposeError("empty or missing image file", path=path)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # applies EXIF orientation, drops alpha, 16 -> 8 bit
+    if image is None:
+        raise ExposeError("cannot decode image (corrupt or not an image)", path=path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_video_frames(path: str | Path, every: int = 1, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(frame index, RGB frame)`` of a video, every ``every``-th frame, at most ``max_frames``."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ExposeError("cannot open video", path=path)
+    index, emitted = 0, 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index % every == 0:
+                yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                emitted += 1
+                if max_frames is not None and emitted >= max_frames:
+                    break
+            index += 1
+    finally:
+        cap.release()
+    if index == 0 and emitted == 0:
+        raise ExposeError("video has no readable frame", path=path)
+
+
+def video_fps(path: str | Path) -> float:
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    cap.release()
+    return fps if fps and fps > 0 else 25.0
