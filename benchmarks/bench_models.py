@@ -47,7 +47,7 @@ def main() -> None:
                 predictor.to(device)
                 for n in (1, 8):
                     batch = batch_for(kind, n)
-                    per_image = time_call(lambda b=batch: predictor(b), 3 if n == 1 else 1) / n
+                    per_image = time_call(lambda b=batch, p=predictor: p(b), 3 if n == 1 else 1) / n
                     ref = MMHUMAN3D_S[kind] if device == "cpu" and n == 1 else None
                     ref_txt = f"{ref:10.3f}" if ref else f"{'':10s}"
                     speed = f"{ref / per_image:8.2f}x" if ref else ""

@@ -94,6 +94,7 @@ def _load(unit: Unit, options: InferOptions) -> Unit:
         if boxes is None:
             boxes = (box_utils.full_image_box(unit.image) if options.detector == "full-image"
                      else box_utils.detect_hog(unit.image))
+        boxes = [list(b[:4]) + [b[4] if len(b) > 4 else 1.0] for b in boxes]
         boxes = [b for b in boxes if b[4] >= options.min_score]
         boxes.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
         unit.boxes = boxes[: options.max_people] if options.max_people else boxes
