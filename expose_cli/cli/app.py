@@ -14,7 +14,7 @@ import typer
 
 from expose_cli import __version__
 from expose_cli.assets.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
-from expose_cli.cli import demo, doctor, fetch, import_models, infer
+from expose_cli.cli import demo, doctor, fetch, import_models, infer, preprocess
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
 
@@ -69,6 +69,7 @@ doctor.register(app)
 fetch.register(app)
 import_models.register(app)
 infer.register(app)
+preprocess.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

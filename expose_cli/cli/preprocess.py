@@ -1,0 +1,97 @@
+"""`expose preprocess NAME` and `expose inspect FILE.h5`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from expose_cli.cli.common import console, err_console, get_settings, info
+from expose_cli.data.converters import CONVERTERS
+from expose_cli.data.hdf5 import HDF5Reader
+from expose_cli.data.preprocess import convert
+from expose_cli.errors import ExposeError
+from expose_cli.utils.atomic import write_json_atomic
+
+
+def preprocess(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help=f"Dataset ({', '.join(sorted(CONVERTERS))}) or 'all'.")],
+    root: Annotated[Path | None, typer.Option("--root", help="Raw dataset folder (default: data/datasets/<name>).")] = None,
+    split: Annotated[list[str] | None, typer.Option("--split", help="Split(s) to convert (default: all).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output .h5 (one split only).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N samples per split.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable samples (counted) instead of stopping.")] = False,
+) -> None:
+    """Convert a raw dataset into the uniform HDF5 layout (docs/hdf5-schema.md)."""
+    settings = get_settings(ctx)
+    tree = settings.tree
+    if name == "all":
+        names = [n for n in sorted(CONVERTERS) if tree.raw_dataset(n).is_dir()]
+        if not names:
+            raise ExposeError(f"no raw dataset found under {tree.datasets}", hint="`expose fetch --list` shows where each comes from")
+    else:
+        names = [name]
+    table = Table(title="expose preprocess")
+    for col in ("dataset", "split", "samples", "dropped", "file"):
+        table.add_column(col)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err_console, disable=settings.quiet)
+    with progress:
+        tasks: dict[str, int] = {}
+
+        def tick(split: str) -> None:
+            if split not in tasks:
+                tasks[split] = progress.add_task(f"{current[0]} {split}", total=None)
+            progress.advance(tasks[split])
+
+        for n in names:
+            current = [n]
+            tasks.clear()
+            for r in convert(n, tree, root if name != "all" else None, split, out, overwrite, skip_bad, limit, tick):
+                dropped = ", ".join(f"{k}: {v}" for k, v in r.stats.dropped.items()) or "0"
+                table.add_row(r.dataset, r.split, str(r.samples), dropped, str(r.path))
+    console.print(table)
+    info(settings, "done")
+
+
+def inspect(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A file written by `expose preprocess`.")],
+    samples: Annotated[int, typer.Option("--samples", min=0, help="How many rows to show.")] = 2,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the description as JSON.")] = None,
+) -> None:
+    """Print a preprocessed file's attributes, fields, shapes, counts and a few rows."""
+    with HDF5Reader(path) as reader:
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in reader.attrs.items()}
+        fields = {f: (list(reader.file[f].shape), str(reader.file[f].dtype)) for f in reader.fields()}
+        table = Table(title=f"{path} ({len(reader)} samples)")
+        table.add_column("attribute")
+        table.add_column("value", overflow="fold")
+        for k, v in attrs.items():
+            table.add_row(k, str(v))
+        console.print(table)
+        ft = Table(title="fields")
+        for col in ("field", "shape", "dtype"):
+            ft.add_column(col)
+        for f, (shape, dtype) in fields.items():
+            ft.add_row(f, str(tuple(shape)), dtype)
+        console.print(ft)
+        rows = []
+        for i in range(min(samples, len(reader))):
+            row = reader[i]
+            short = {k: (v if np.ndim(v) == 0 or isinstance(v, str) else f"array{tuple(np.shape(v))}") for k, v in row.items()}
+            rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in short.items()})
+            console.print(f"[bold]sample {i}[/bold]: image_path={row['image_path']} bbox_xywh={np.round(row['bbox_xywh'], 1).tolist()}")
+        if json_out is not None:
+            write_json_atomic(json_out, {"attrs": attrs, "fields": fields, "num_samples": len(reader), "samples": rows})
+
+
+def register(app: typer.Typer) -> None:
+    app.command("preprocess")(preprocess)
+    app.command("inspect")(inspect)

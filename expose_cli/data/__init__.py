@@ -1,0 +1,1 @@
+"""Datasets: the uniform HDF5 layout, raw-format readers and converters."""

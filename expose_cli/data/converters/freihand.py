@@ -1,0 +1,80 @@
+"""FreiHAND v2 (+ evaluation annotations): the hand model's train / val / test sets.
+
+Raw folder: ``training/rgb/%08d.jpg`` (4 versions x 32560 unique samples: id = i + 32560 k),
+``evaluation/rgb/%08d.jpg`` and ``{training,evaluation}_{K,mano,xyz,verts,scale}.json`` (one entry
+per unique sample). Split by UNIQUE sample, as ExPose does: train = unique ids < int(0.8 N) in all
+four versions, val = the rest (MMHuman3D slices the 4N list, so its val images show samples also in
+train). ``test`` reads the evaluation split. The MANO hand pose is relative to MANO's mean; with
+``add_hand_mean`` (default when ``all_means.pkl`` is given) the SMPL-X right-hand mean is added, as
+ExPose does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from expose_cli.body_models.keypoints import convert_keypoints
+from expose_cli.errors import ExposeError
+
+SPLITS = ("train", "val", "test")
+VERSION = "1"
+VERSIONS = 4
+TRAIN_FRACTION = 0.8
+
+
+def _load(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ExposeError("missing annotation file", path=path,
+                          hint="unzip FreiHAND_pub_v2 and FreiHAND_pub_v2_eval into the same folder") from exc
+    except json.JSONDecodeError as exc:
+        raise ExposeError(f"malformed JSON: {exc}", path=path) from exc
+
+
+def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
+    prefix = "evaluation" if split == "test" else "training"
+    K = np.asarray(_load(root / f"{prefix}_K.json"), np.float64)
+    mano = np.asarray(_load(root / f"{prefix}_mano.json"), np.float64).reshape(-1, 61)
+    xyz = np.asarray(_load(root / f"{prefix}_xyz.json"), np.float64)
+    verts = np.asarray(_load(root / f"{prefix}_verts.json"), np.float64)
+    scale = np.asarray(_load(root / f"{prefix}_scale.json"), np.float64).reshape(-1)
+    n = len(K)
+    for name, arr, shape in (("mano", mano, (61,)), ("xyz", xyz, (21, 3)), ("verts", verts, (778, 3)), ("scale", scale, ())):
+        if len(arr) != n or arr.shape[1:] != shape:
+            raise ExposeError(f"{prefix}_{name}.json: {arr.shape}, expected ({n}, {', '.join(map(str, shape))})",
+                              path=root / f"{prefix}_{name}.json")
+    hand_mean = options.get("right_hand_mean")
+    cut = int(TRAIN_FRACTION * n)
+    if split == "test":
+        ids = [(i, i) for i in range(n)]
+    else:
+        keep = range(cut) if split == "train" else range(cut, n)
+        ids = [(i + n * k, i) for k in range(VERSIONS) for i in keep]
+    stats.note("unique samples", cut if split == "train" else n - cut if split == "val" else n)
+    for image_id, i in ids:
+        rel = f"{prefix}/rgb/{image_id:08d}.jpg"
+        if options.get("check_images", True) and not (root / rel).is_file():
+            if options.get("skip_bad"):
+                stats.drop("missing image")
+                continue
+            raise ExposeError("missing image", path=root / rel)
+        pose = mano[i, :48].copy()
+        if hand_mean is not None:
+            pose[3:48] += np.asarray(hand_mean, np.float64).reshape(45)
+        proj = xyz[i] @ K[i].T
+        kp2d = np.concatenate([proj[:, :2] / proj[:, 2:], np.ones((21, 1))], axis=1)
+        kp3d = np.concatenate([xyz[i], np.ones((21, 1))], axis=1)
+        yield {
+            "image_path": rel, "image_size": (224, 224), "bbox_xywh": np.array([0, 0, 224, 224], np.float32),
+            "keypoints2d": convert_keypoints(kp2d.astype(np.float32), "freihand", "smplx")[0],
+            "keypoints3d": convert_keypoints(kp3d.astype(np.float32), "freihand", "smplx")[0],
+            "mano/global_orient": pose[:3], "mano/right_hand_pose": pose[3:48].reshape(15, 3),
+            "mano/betas": mano[i, 48:58], "has_mano": True, "is_right": True,
+            "camera/K": K[i], "has_camera": True,
+            "vertices": verts[i].astype(np.float32), "mano_scale": scale[i],
+        }

@@ -1,0 +1,268 @@
+"""The uniform HDF5 layout of preprocessed datasets (``expose-hdf5`` v1; see docs/hdf5-schema.md).
+
+One file per dataset and split, one row per person. Converters yield flat sample dicts whose keys
+are the dataset paths (``"smplx/body_pose"``); :class:`HDF5Writer` appends them in blocks (bounded
+memory), chunked and compressed, to a temporary file renamed when complete. :class:`HDF5Reader`
+reads rows back for training and evaluation.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from expose_cli.errors import ExposeError
+from expose_cli.utils.atomic import temp_path_for
+
+FORMAT_NAME = "expose-hdf5"
+FORMAT_VERSION = 1
+KEYPOINT_CONVENTION = "smplx"
+NUM_KEYPOINTS = 144
+
+#: Fields with a fixed per-row shape and dtype; a converter may omit any (then filled as below).
+FIELDS: dict[str, tuple[tuple[int, ...], str]] = {
+    "image_size": ((2,), "int32"),  # height, width (px)
+    "bbox_xywh": ((4,), "float32"),  # px, original image
+    "keypoints2d": ((NUM_KEYPOINTS, 3), "float32"),  # x, y (px), confidence
+    "keypoints3d": ((NUM_KEYPOINTS, 4), "float32"),  # x, y, z (m, camera frame), confidence
+    "smplx/global_orient": ((3,), "float32"),
+    "smplx/body_pose": ((21, 3), "float32"),
+    "smplx/jaw_pose": ((3,), "float32"),
+    "smplx/leye_pose": ((3,), "float32"),
+    "smplx/reye_pose": ((3,), "float32"),
+    "smplx/left_hand_pose": ((15, 3), "float32"),
+    "smplx/right_hand_pose": ((15, 3), "float32"),
+    "smplx/betas": ((10,), "float32"),
+    "smplx/expression": ((10,), "float32"),
+    "flame/global_orient": ((3,), "float32"),
+    "flame/jaw_pose": ((3,), "float32"),
+    "flame/betas": ((100,), "float32"),
+    "flame/expression": ((50,), "float32"),
+    "mano/global_orient": ((3,), "float32"),
+    "mano/right_hand_pose": ((15, 3), "float32"),
+    "mano/betas": ((10,), "float32"),
+    "smpl/global_orient": ((3,), "float32"),
+    "smpl/body_pose": ((23, 3), "float32"),
+    "smpl/betas": ((10,), "float32"),
+    "camera/K": ((3, 3), "float32"),
+    "camera/R": ((3, 3), "float32"),
+    "camera/T": ((3,), "float32"),
+    "has_smplx": ((), "bool"),
+    "has_flame": ((), "bool"),
+    "has_mano": ((), "bool"),
+    "has_smpl": ((), "bool"),
+    "has_camera": ((), "bool"),
+    "is_right": ((), "bool"),
+    "gender": ((), "int8"),  # 0 neutral / unknown, 1 male, 2 female
+    "mano_scale": ((), "float32"),  # FreiHAND: length of bone 9-10 (m)
+    "scan_landmarks": ((7, 3), "float32"),  # Stirling: 7 landmarks (mm, scan frame)
+}
+#: Per-dataset fields of variable row shape, created from the first sample (e.g. ``vertices``).
+FREE_FIELDS = ("vertices",)
+GENDER_CODES = {"neutral": 0, "n": 0, "male": 1, "m": 1, "female": 2, "f": 2}
+BLOCK = 256
+
+
+class DropStats:
+    """Counts of kept and dropped samples, by reason; saved in the file's attributes."""
+
+    def __init__(self) -> None:
+        self.dropped: Counter = Counter()
+        self.notes: Counter = Counter()
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
+
+    def note(self, what: str, n: int = 1) -> None:
+        """Count a kept-but-noteworthy choice (e.g. 'undetected keypoints zeroed')."""
+        self.notes[what] += n
+
+
+class HDF5Writer:
+    """Streams samples into ``path`` (via a temporary file; renamed by :meth:`close`)."""
+
+    def __init__(self, path: str | Path, dataset: str, split: str, raw_root: str | Path,
+                 converter_version: str, overwrite: bool = False, embed_images: bool = False,
+                 attrs: dict | None = None) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise ExposeError("output exists", path=self.path, hint="pass --overwrite to replace it")
+        self.tmp = temp_path_for(self.path)
+        self.file = h5py.File(self.tmp, "w")
+        self.file.attrs.update({
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "dataset": dataset, "split": split,
+            "raw_root": str(raw_root), "converter_version": converter_version,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "keypoint_convention": KEYPOINT_CONVENTION,
+        })
+        for key, value in (attrs or {}).items():
+            self.file.attrs[key] = value
+        self.embed_images = embed_images
+        self.buffer: list[dict] = []
+        self.count = 0
+        self.kp2d_mask = np.zeros(NUM_KEYPOINTS, bool)
+        self.kp3d_mask = np.zeros(NUM_KEYPOINTS, bool)
+        self.scan_offset = 0
+        self.stats = DropStats()
+
+    def _create(self) -> None:
+        f = self.file
+        f.create_dataset("image_path", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(BLOCK,))
+        for name, (shape, dtype) in FIELDS.items():
+            f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                             chunks=(BLOCK, *shape), compression="gzip", compression_opts=4, shuffle=True)
+        first = self.buffer[0]
+        for name in FREE_FIELDS:
+            if name in first:
+                shape = np.asarray(first[name]).shape
+                f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype="float32",
+                                 chunks=(max(1, min(BLOCK, 2**20 // max(1, int(np.prod(shape))))), *shape),
+                                 compression="gzip", compression_opts=4, shuffle=True)
+        if any("scan/vertices" in s for s in self.buffer):
+            f.create_dataset("scan/vertices", shape=(0, 3), maxshape=(None, 3), dtype="float32",
+                             chunks=(65536, 3), compression="gzip", compression_opts=4)
+            f.create_dataset("scan/offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(BLOCK,))
+        if self.embed_images:
+            f.create_dataset("image_jpeg", shape=(0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.uint8), chunks=(64,))
+
+    def append(self, sample: dict[str, Any]) -> None:
+        unknown = set(sample) - set(FIELDS) - set(FREE_FIELDS) - {"image_path", "scan/vertices", "image_jpeg"}
+        if unknown:
+            raise ValueError(f"unknown sample fields: {sorted(unknown)}")
+        self.buffer.append(sample)
+        if len(self.buffer) >= BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.buffer:
+            return
+        if self.count == 0:
+            self._create()
+        f, n, m = self.file, self.count, len(self.buffer)
+        names = ["image_path", *FIELDS, *[k for k in FREE_FIELDS if k in f]]
+        for name in names:
+            ds = f[name]
+            ds.resize(n + m, axis=0)
+            if name == "image_path":
+                ds[n:] = [str(s["image_path"]) for s in self.buffer]
+                continue
+            shape, dtype = ds.shape[1:], ds.dtype
+            block = np.zeros((m, *shape), dtype=dtype)
+            for i, s in enumerate(self.buffer):
+                if name in s:
+                    block[i] = np.asarray(s[name], dtype=dtype).reshape(shape)
+                elif name in FREE_FIELDS:
+                    block[i] = np.nan
+            ds[n:] = block
+        for s in self.buffer:
+            if "keypoints2d" in s:
+                self.kp2d_mask |= np.asarray(s["keypoints2d"])[:, 2] > 0
+            if "keypoints3d" in s:
+                self.kp3d_mask |= np.asarray(s["keypoints3d"])[:, 3] > 0
+        if "scan/vertices" in f:
+            scans = [np.asarray(s.get("scan/vertices", np.zeros((0, 3))), np.float32) for s in self.buffer]
+            flat = np.concatenate(scans)
+            vds, ods = f["scan/vertices"], f["scan/offsets"]
+            vds.resize(self.scan_offset + len(flat), axis=0)
+            vds[self.scan_offset:] = flat
+            offsets = self.scan_offset + np.cumsum([len(x) for x in scans])
+            ods.resize(n + m + 1, axis=0)
+            ods[n + 1:] = offsets
+            self.scan_offset = int(offsets[-1])
+        if self.embed_images:
+            ds = f["image_jpeg"]
+            ds.resize(n + m, axis=0)
+            for i, s in enumerate(self.buffer):
+                ds[n + i] = np.frombuffer(s.get("image_jpeg", b""), np.uint8)
+        self.count += m
+        self.buffer = []
+
+    def close(self, stats: DropStats | None = None) -> Path:
+        """Finish: masks and counts into the attributes, then rename to the final name."""
+        stats = stats or self.stats
+        self._flush()
+        f = self.file
+        if self.count == 0:
+            f.create_dataset("image_path", shape=(0,), dtype=h5py.string_dtype())
+        f["keypoints2d_mask"] = self.kp2d_mask
+        f["keypoints3d_mask"] = self.kp3d_mask
+        f.attrs["num_samples"] = self.count
+        f.attrs["dropped"] = json.dumps(dict(stats.dropped))
+        f.attrs["notes"] = json.dumps(dict(stats.notes))
+        f.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file (an interrupted or failed conversion)."""
+        try:
+            self.file.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+class HDF5Reader:
+    """Rows of a preprocessed file, as dicts of numpy arrays."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise ExposeError(f"cannot open as HDF5: {exc}", path=self.path) from exc
+        if self.file.attrs.get("format") != FORMAT_NAME:
+            raise ExposeError("not a file written by `expose preprocess` (no 'expose-hdf5' format attribute)",
+                              path=self.path)
+        version = int(self.file.attrs.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise ExposeError(f"format version {version} is newer than this expose reads ({FORMAT_VERSION})",
+                              path=self.path, hint="upgrade expose")
+        self.attrs = dict(self.file.attrs)
+
+    def __len__(self) -> int:
+        return int(self.file["image_path"].shape[0])
+
+    @property
+    def dataset(self) -> str:
+        return str(self.attrs["dataset"])
+
+    def fields(self) -> list[str]:
+        out = []
+        self.file.visititems(lambda name, obj: out.append(name) if isinstance(obj, h5py.Dataset) else None)
+        return sorted(out)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.file[name][()]
+
+    def scan(self, index: int) -> np.ndarray:
+        off = self.file["scan/offsets"]
+        return self.file["scan/vertices"][int(off[index]):int(off[index + 1])]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        row: dict[str, Any] = {}
+        for name in self.fields():
+            if name in ("scan/vertices", "scan/offsets", "keypoints2d_mask", "keypoints3d_mask"):
+                continue
+            value = self.file[name][index]
+            row[name] = value.decode() if isinstance(value, bytes) else value
+        if "scan/offsets" in self.file:
+            row["scan/vertices"] = self.scan(index)
+        return row
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> HDF5Reader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

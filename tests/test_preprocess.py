@@ -1,0 +1,153 @@
+"""`expose preprocess` (EHF, FreiHAND), the HDF5 layout, and `expose inspect`."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from expose_cli.assets.paths import DataTree
+from expose_cli.body_models.keypoints import get_convention
+from expose_cli.data.converters import ehf
+from expose_cli.data.hdf5 import FORMAT_NAME, HDF5Reader, HDF5Writer
+from expose_cli.errors import ExposeError
+from expose_cli.testing.raw_datasets import write_ehf, write_freihand
+
+SMPLX = get_convention("smplx")
+
+
+def test_ehf_conversion_values(tmp_path, run_cli):
+    truth = write_ehf(tmp_path / "data" / "datasets" / "EHF")
+    res = run_cli("--data-dir", tmp_path / "data", "-q", "preprocess", "ehf")
+    assert res.exit_code == 0, res.output
+    path = DataTree(tmp_path / "data").preprocessed_file("ehf", "val")
+    with HDF5Reader(path) as r:
+        assert len(r) == 3 and r.attrs["format"] == FORMAT_NAME and r.attrs["split"] == "val"
+        row = r[1]
+        kps = truth["02"]["keypoints"]
+        # OpenPose nose (body 0) -> SMPL-X 'nose'; right hand 0 (wrist root, index 25+21) is dropped
+        np.testing.assert_allclose(row["keypoints2d"][SMPLX.index("nose")], kps[0], rtol=1e-5)
+        np.testing.assert_allclose(row["keypoints2d"][SMPLX.index("right_thumb1")], kps[25 + 21 + 1], rtol=1e-5)
+        # box: extent of all 137 points (undetected (0, 0) ones included, as MMHuman3D), scaled 1.2
+        lo, hi = kps[:, :2].min(0), kps[:, :2].max(0)
+        c, s = (lo + hi) / 2, (hi - lo) * 1.2
+        np.testing.assert_allclose(row["bbox_xywh"], [c[0] - s[0] / 2, c[1] - s[1] / 2, s[0], s[1]], rtol=1e-5)
+        assert lo.min() == 0.0  # the quirk is visible: the origin is in the box
+        R = ehf.camera_rotation()
+        np.testing.assert_allclose(row["vertices"], truth["02"]["vertices"] @ R.T, atol=1e-5)
+        assert tuple(row["image_size"]) == (120, 160) and row["image_path"] == "02_img.jpg"
+        assert json.loads(r.attrs["notes"])["boxes that include undetected (0, 0) points (MMHuman3D quirk)"] == 3
+    # no overwrite without --overwrite; the file is untouched
+    before = path.stat().st_mtime_ns
+    again = run_cli("--data-dir", tmp_path / "data", "preprocess", "ehf")
+    assert again.exit_code == 1 and "output exists" in again.stderr and path.stat().st_mtime_ns == before
+    assert run_cli("--data-dir", tmp_path / "data", "-q", "preprocess", "ehf", "--overwrite").exit_code == 0
+
+
+def test_ehf_bad_input(tmp_path, run_cli):
+    root = tmp_path / "EHF"
+    write_ehf(root, frames=2)
+    (root / "02_2Djnt.json").write_text("{not json")
+    out = tmp_path / "ehf.h5"
+    res = run_cli("preprocess", "ehf", "--root", root, "--out", out)
+    assert res.exit_code == 1 and "02_2Djnt.json" in res.stderr and "OpenPose JSON" in res.stderr
+    assert not out.exists() and not any(p.name.endswith(".h5") for p in tmp_path.iterdir())
+    res = run_cli("-q", "preprocess", "ehf", "--root", root, "--out", out, "--skip-bad")
+    assert res.exit_code == 0
+    with HDF5Reader(out) as r:
+        assert len(r) == 1 and json.loads(r.attrs["dropped"]) == {"unreadable file (ExposeError)": 1}
+    res = run_cli("preprocess", "ehf", "--root", tmp_path / "nowhere")
+    assert res.exit_code == 1 and "raw dataset folder not found" in res.stderr
+
+
+def test_freihand_splits_by_unique_sample(tmp_path, run_cli, standin_tree):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(standin_tree, data)
+    truth = write_freihand(data / "datasets" / "FreiHand", unique=10)
+    res = run_cli("--data-dir", data, "-q", "preprocess", "freihand")
+    assert res.exit_code == 0, res.output
+    tree = DataTree(data)
+    with HDF5Reader(tree.preprocessed_file("freihand", "train")) as tr, \
+            HDF5Reader(tree.preprocessed_file("freihand", "val")) as va, \
+            HDF5Reader(tree.preprocessed_file("freihand", "test")) as te:
+        assert (len(tr), len(va), len(te)) == (32, 8, 4)
+        train_ids = {int(p.split("/")[-1][:8]) % 10 for p in tr.column("image_path").astype(str)}
+        val_ids = {int(p.split("/")[-1][:8]) % 10 for p in va.column("image_path").astype(str)}
+        assert train_ids == set(range(8)) and val_ids == {8, 9}  # no unique sample in both
+        row = tr[8 + 3]  # version 1 of unique sample 3: image 10 + 3
+        assert row["image_path"] == "training/rgb/00000013.jpg"
+        t = truth["training"]
+        from expose_cli.body_models.auxiliary import Auxiliary
+
+        mean = Auxiliary(tree).all_means()["right_hand_pose"]["aa"].reshape(15, 3)
+        np.testing.assert_allclose(row["mano/right_hand_pose"], t["mano"][3, 3:48].reshape(15, 3) + mean, rtol=1e-5)
+        np.testing.assert_allclose(row["mano/betas"], t["mano"][3, 48:58], rtol=1e-5)
+        x, y, z = t["xyz"][3][9]  # middle finger MCP in FreiHAND order -> SMPL-X right_middle1
+        K = t["K"][3]
+        np.testing.assert_allclose(row["keypoints2d"][SMPLX.index("right_middle1")][:2],
+                                   [K[0, 0] * x / z + K[0, 2], K[1, 1] * y / z + K[1, 2]], rtol=1e-5)
+        np.testing.assert_allclose(row["keypoints3d"][SMPLX.index("right_wrist")], [*t["xyz"][3][0], 1.0], rtol=1e-5)
+        np.testing.assert_allclose(row["vertices"], t["verts"][3], rtol=1e-5)
+        assert row["mano_scale"] == pytest.approx(t["scale"][3], rel=1e-6)
+        assert bool(row["has_mano"]) and bool(row["is_right"]) and not bool(row["has_smplx"])
+        assert tr.column("keypoints2d_mask").sum() == 21
+    bad = data / "datasets" / "FreiHand" / "training_xyz.json"
+    bad.write_text(json.dumps(np.zeros((10, 20, 3)).tolist()))
+    res = run_cli("--data-dir", data, "preprocess", "freihand", "--split", "train", "--overwrite")
+    assert res.exit_code == 1 and "training_xyz.json" in res.stderr and "expected (10, 21, 3)" in res.stderr
+
+
+def test_writer_streams_blocks_and_round_trips(tmp_path):
+    path = tmp_path / "x.h5"
+    w = HDF5Writer(path, "synthetic", "train", tmp_path, "t-1")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(600):  # more than two blocks
+        row = {"image_path": f"img/{i}.jpg", "bbox_xywh": rng.random(4), "smplx/betas": rng.random(10),
+               "has_smplx": i % 2 == 0, "gender": i % 3, "scan/vertices": rng.random((i % 5, 3))}
+        rows.append(row)
+        w.append(row)
+    assert not path.exists()  # only a temporary file while writing
+    w.close()
+    with HDF5Reader(path) as r:
+        assert len(r) == 600 and r.attrs["num_samples"] == 600
+        for i in (0, 255, 256, 599):
+            got = r[i]
+            assert got["image_path"] == rows[i]["image_path"]
+            np.testing.assert_allclose(got["smplx/betas"], rows[i]["smplx/betas"], rtol=1e-6)
+            assert bool(got["has_smplx"]) == rows[i]["has_smplx"] and got["gender"] == rows[i]["gender"]
+            np.testing.assert_allclose(got["scan/vertices"], rows[i]["scan/vertices"], rtol=1e-6)
+            assert not got["has_mano"] and np.all(got["mano/betas"] == 0)  # absent fields: zero / False
+        assert r.file["smplx/betas"].compression == "gzip"
+    w2 = HDF5Writer(tmp_path / "y.h5", "synthetic", "train", tmp_path, "t-1")
+    w2.append({"image_path": "a.jpg"})
+    w2.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5"]
+    with pytest.raises(ValueError, match="unknown sample fields"):
+        HDF5Writer(tmp_path / "z.h5", "s", "t", tmp_path, "t").append({"image_path": "a", "nope": 1})
+
+
+def test_reader_refuses_foreign_files(tmp_path):
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(ExposeError, match="not a file written by `expose preprocess`"):
+        HDF5Reader(tmp_path / "other.h5")
+    (tmp_path / "junk.h5").write_bytes(b"junk")
+    with pytest.raises(ExposeError, match="cannot open as HDF5"):
+        HDF5Reader(tmp_path / "junk.h5")
+
+
+def test_inspect_cli(tmp_path, run_cli):
+    write_ehf(tmp_path / "EHF", frames=2)
+    run_cli("-q", "preprocess", "ehf", "--root", tmp_path / "EHF", "--out", tmp_path / "e.h5", "--limit", "1")
+    res = run_cli("inspect", tmp_path / "e.h5", "--json", tmp_path / "i.json")
+    assert res.exit_code == 0 and "vertices" in res.stdout
+    info = json.loads((tmp_path / "i.json").read_text())
+    assert info["num_samples"] == 1 and info["fields"]["vertices"][0] == [1, 10475, 3]
+    assert info["attrs"]["dataset"] == "ehf"
+    res = run_cli("preprocess", "nope")
+    assert res.exit_code == 1 and "unknown dataset 'nope'" in res.stderr
