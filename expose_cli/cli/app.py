@@ -14,7 +14,7 @@ import typer
 
 from expose_cli import __version__
 from expose_cli.assets.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
-from expose_cli.cli import demo, doctor, fetch, import_models, infer, preprocess
+from expose_cli.cli import demo, doctor, evaluate, fetch, import_models, infer, preprocess
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
 
@@ -66,6 +66,7 @@ def _global_options(
 # Each subcommand module is imported at the top; one register line each, here.
 demo.register(app)
 doctor.register(app)
+evaluate.register(app)
 fetch.register(app)
 import_models.register(app)
 infer.register(app)

@@ -1,0 +1,104 @@
+"""`expose eval BENCHMARK`: the seed's benchmarks from a checkpoint and a preprocessed file."""
+
+from __future__ import annotations
+
+import csv
+import platform
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from expose_cli import __version__
+from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device
+from expose_cli.errors import ExposeError
+from expose_cli.evaluation import protocols, runner
+from expose_cli.utils.atomic import atomic_path, write_json_atomic
+
+
+def evaluate(
+    ctx: typer.Context,
+    benchmark: Annotated[str, typer.Argument(help="ehf | freihand (3dpw, stirling: not yet)")],
+    ckpt: Annotated[str | None, typer.Option("--ckpt", help="Checkpoint path or name (default: the benchmark's model).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Preprocessed .h5 (default: from the data tree).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N samples.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+    per_sample: Annotated[Path | None, typer.Option("--per-sample", help="Write per-sample metrics as CSV.")] = None,
+    save_predictions: Annotated[Path | None, typer.Option("--save-predictions", help="Save predictions (.h5).")] = None,
+    from_predictions: Annotated[Path | None, typer.Option("--from-predictions", help="Re-score saved predictions.")] = None,
+) -> None:
+    """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
+    settings = get_settings(ctx)
+    tree = settings.tree
+    dataset, split, default_ckpt, kinds, protocol = runner.check_benchmark(benchmark)
+    reader = runner.open_data(benchmark, data, tree)
+    with reader:
+        info_d = {"benchmark": benchmark, "protocol": protocol, "data_file": str(reader.path),
+                  "data_sha256": runner.sha256_file(reader.path), "expose_version": __version__,
+                  "python": platform.python_version()}
+        if from_predictions is not None:
+            preds = runner.load_predictions(from_predictions, benchmark)
+            info_d["predictions"] = str(from_predictions)
+        else:
+            import torch
+
+            from expose_cli.models import load_model
+            from expose_cli.models.checkpoint import resolve_checkpoint
+
+            ckpt_path = resolve_checkpoint(ckpt or default_ckpt, tree)
+            predictor = load_model(ckpt_path, tree, resolve_device(settings.device))
+            if predictor.kind not in kinds:
+                raise ExposeError(f"{ckpt_path} is a {predictor.kind!r} model; {benchmark} needs {' or '.join(kinds)}",
+                                  hint=f"use --ckpt {default_ckpt}")
+            info_d.update({"checkpoint": str(ckpt_path), "checkpoint_sha256": runner.sha256_file(ckpt_path),
+                           "torch": torch.__version__})
+            total = len(reader) if limit is None else min(limit, len(reader))
+            progress = Progress(TextColumn(f"eval {benchmark}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err_console,
+                                disable=settings.quiet)
+            import time
+
+            start = time.perf_counter()
+            with progress:
+                task = progress.add_task("eval", total=total, rate="")
+
+                def tick(n: int) -> None:
+                    progress.advance(task, n)
+                    done = progress.tasks[0].completed
+                    progress.update(task, rate=f"{done / (time.perf_counter() - start):.2f} samples/s")
+
+                preds = runner.predict(benchmark, reader, predictor, batch_size, limit, tick)
+            info_d["samples_per_s"] = round(len(preds["vertices"]) / (time.perf_counter() - start), 3)
+        if save_predictions is not None:
+            runner.save_predictions(save_predictions, benchmark, preds, info_d)
+        metrics = runner.score(benchmark, reader, preds, tree)
+    result = runner.EvalResult(benchmark, metrics, list(preds["image_path"]), info_d)
+    published = protocols.PUBLISHED[benchmark]
+    table = Table(title=f"{benchmark} ({len(preds['vertices'])} samples, mm)")
+    for col in ("metric", "ours", "published", "difference"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    rows = []
+    for name, value in result.means.items():
+        pub = published.get(name)
+        diff = value - pub if pub is not None else None
+        table.add_row(name, f"{value:.2f}", "" if pub is None else f"{pub:.2f}", "" if diff is None else f"{diff:+.2f}")
+        rows.append({"metric": name, "ours": value, "published": pub, "difference": diff})
+    console.print(table)
+    if json_out is not None:
+        write_json_atomic(json_out, {**info_d, "num_samples": len(preds["vertices"]), "metrics": rows})
+    if per_sample is not None:
+        with atomic_path(per_sample) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            names = list(metrics)
+            writer.writerow(["image_path", *names])
+            for i, path in enumerate(result.image_paths):
+                writer.writerow([path, *[f"{float(np.asarray(metrics[n])[i]):.4f}" for n in names]])
+    info(settings, "protocol: " + protocol)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(evaluate)

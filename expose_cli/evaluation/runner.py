@@ -1,0 +1,138 @@
+"""Running a benchmark: predictions from a checkpoint (or a saved file), then the protocol."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from expose_cli.assets.paths import DataTree
+from expose_cli.body_models.keypoints import convert_keypoints
+from expose_cli.data.hdf5 import HDF5Reader
+from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.evaluation import protocols
+
+#: benchmark -> (dataset attribute, split, default checkpoint, model kinds that can run it, protocol text)
+BENCHMARKS = {
+    "ehf": ("ehf", "val", "expose", ("expose",),
+            "MMHuman3D: 55 J_regressor joints + 21 vertices; body/hand joints and all/hand/face vertices "
+            "PA-aligned per part; box = dataset box, square, no extra scaling"),
+    "freihand": ("freihand", "test", "hand", ("hand",),
+                 "MMHuman3D: 21 joints root-relative PA-MPJPE, 778 vertices PA-PVE; FreiHAND F@5/15 mm on aligned vertices"),
+}
+NOT_YET = {"3dpw": "3dpw", "stirling": "stirling"}
+
+
+@dataclass
+class EvalResult:
+    benchmark: str
+    per_sample: dict[str, np.ndarray]
+    image_paths: list[str]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def means(self) -> dict[str, float]:
+        return {k: float(np.mean(v)) for k, v in self.per_sample.items()}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_benchmark(name: str) -> tuple:
+    if name in NOT_YET:
+        raise ExposeError(f"benchmark {name!r} needs the `expose preprocess {NOT_YET[name]}` converter, not written yet",
+                          hint="available benchmarks: " + ", ".join(BENCHMARKS))
+    if name not in BENCHMARKS:
+        raise ExposeError(f"unknown benchmark {name!r}", hint="available: " + ", ".join(BENCHMARKS))
+    return BENCHMARKS[name]
+
+
+def open_data(name: str, data: Path | None, tree: DataTree) -> HDF5Reader:
+    dataset, split, *_ = check_benchmark(name)
+    path = Path(data) if data is not None else tree.preprocessed_file(dataset, split)
+    if not path.is_file():
+        raise MissingFileError(path, f"{dataset} {split} data file", f"run `expose preprocess {dataset}`")
+    reader = HDF5Reader(path)
+    if reader.dataset != dataset:
+        reader.close()
+        raise ExposeError(f"this is a {reader.dataset!r} file; benchmark {name!r} needs {dataset!r}", path=path,
+                          hint=f"run `expose preprocess {dataset}` and pass its file")
+    return reader
+
+
+def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: int | None,
+            on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Run ``predictor`` on the file's samples (crops from the stored boxes); vertices and joints."""
+    from expose_cli.inference.inputs import read_image
+    from expose_cli.models import collate, crop_person
+
+    raw_root = Path(str(reader.attrs["raw_root"]))
+    n = len(reader) if limit is None else min(limit, len(reader))
+    paths = reader.column("image_path")[:n].astype(str)
+    boxes = reader.column("bbox_xywh")[:n]
+    res = 224 if predictor.kind == "hand" else 256
+    verts, joints = [], []
+    for start in range(0, n, batch_size):
+        crops = []
+        for i in range(start, min(n, start + batch_size)):
+            image = read_image(raw_root / paths[i])
+            crops.append(crop_person(image, boxes[i], img_res=res, scale_factor=1.0,
+                                     keep_full_image=predictor.kind == "expose"))
+        pred = predictor(collate(crops))
+        verts.append(pred.vertices.cpu().numpy())
+        joints.append(pred.joints.cpu().numpy())
+        if on_batch:
+            on_batch(len(crops))
+    return {"vertices": np.concatenate(verts), "joints": np.concatenate(joints), "image_path": paths}
+
+
+def score(name: str, reader: HDF5Reader, preds: dict[str, np.ndarray], tree: DataTree) -> dict[str, np.ndarray]:
+    """The benchmark's metrics from predictions (vertices, joints) and the file's ground truth."""
+    n = len(preds["vertices"])
+    if name == "ehf":
+        from expose_cli.body_models.auxiliary import Auxiliary
+        from expose_cli.body_models.builders import smplx_file
+        from expose_cli.body_models.loading import load_body_model_data
+
+        aux = Auxiliary(tree)
+        hands = aux.mano_smplx_vertex_ids()
+        j_reg = load_body_model_data(smplx_file(tree))["J_regressor"]
+        gt = reader.column("vertices")[:n]
+        return protocols.ehf_metrics(preds["vertices"], gt, j_reg, hands["left_hand"], hands["right_hand"],
+                                     aux.smplx_flame_vertex_ids())
+    gt_joints = convert_keypoints(reader.column("keypoints3d")[:n, :, :3], "smplx", "freihand")[0]
+    pred_joints = convert_keypoints(preds["joints"], "mano", "freihand")[0]
+    return protocols.freihand_metrics(pred_joints, gt_joints, preds["vertices"], reader.column("vertices")[:n])
+
+
+def save_predictions(path: Path, name: str, preds: dict, info: dict) -> None:
+    from expose_cli.utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["benchmark"] = name
+            for k, v in info.items():
+                f.attrs[k] = str(v)
+            f["vertices"] = preds["vertices"]
+            f["joints"] = preds["joints"]
+            f["image_path"] = np.asarray(preds["image_path"], dtype=object).astype(h5py.string_dtype())
+
+
+def load_predictions(path: Path, name: str) -> dict[str, np.ndarray]:
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("benchmark") != name:
+                raise ExposeError(f"predictions of benchmark {f.attrs.get('benchmark')!r}, not {name!r}", path=path)
+            return {"vertices": f["vertices"][()], "joints": f["joints"][()],
+                    "image_path": f["image_path"][()].astype(str)}
+    except OSError as exc:
+        raise ExposeError(f"cannot read predictions: {exc}", path=path) from exc
