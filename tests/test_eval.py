@@ -112,5 +112,44 @@ def test_eval_cli_freihand_and_errors(eval_tree, tmp_path, run_cli):
     assert missing.exit_code == 2 and "expose preprocess ehf" in missing.stderr
     kind = run_cli(*data, "eval", "freihand", "--ckpt", "expose")
     assert kind.exit_code == 1 and "needs hand" in kind.stderr
-    later = run_cli(*data, "eval", "3dpw")
-    assert later.exit_code == 1 and "not written yet" in later.stderr
+    unknown = run_cli(*data, "eval", "coco")
+    assert unknown.exit_code == 1 and "unknown benchmark 'coco'" in unknown.stderr
+
+
+def test_eval_cli_3dpw_and_stirling(eval_tree, tmp_path, run_cli, monkeypatch):
+    from expose_cli.testing.raw_datasets import write_pw3d, write_stirling
+
+    write_pw3d(tmp_path / "3DPW")
+    write_stirling(tmp_path / "stirling")
+    data = ["--data-dir", eval_tree]
+    assert run_cli(*data, "-q", "preprocess", "3dpw", "--root", tmp_path / "3DPW", "--split", "test",
+                   "--out", tmp_path / "pw.h5").exit_code == 0
+    write_mmhuman3d_checkpoint(tmp_path / "body.pth", "body", seed=4, small=True)
+    res = run_cli(*data, "-q", "eval", "3dpw", "--ckpt", tmp_path / "body.pth", "--data", tmp_path / "pw.h5",
+                  "--json", tmp_path / "p.json")
+    assert res.exit_code == 0, res.output
+    m = {r["metric"]: r for r in json.loads((tmp_path / "p.json").read_text())["metrics"]}
+    assert m["MPJPE"]["published"] == 92.59 and m["PA-MPJPE"]["ours"] <= m["MPJPE"]["ours"]
+    assert run_cli(*data, "-q", "preprocess", "stirling", "--root", tmp_path / "stirling", "--split", "HQ",
+                   "--out", tmp_path / "st.h5").exit_code == 0
+    write_mmhuman3d_checkpoint(tmp_path / "face.pth", "face", seed=4, small=True)
+    res = run_cli(*data, "-q", "eval", "stirling", "--ckpt", tmp_path / "face.pth", "--data", tmp_path / "st.h5",
+                  "--json", tmp_path / "s.json")
+    assert res.exit_code == 0, res.output
+    m = {r["metric"]: r for r in json.loads((tmp_path / "s.json").read_text())["metrics"]}
+    assert m["3DRMSE"]["published"] == 2.40 and m["3DRMSE"]["ours"] > 0
+
+
+def test_pw3d_protocol_identities():
+    rng = np.random.default_rng(3)
+    g = rng.normal(0, 0.3, (2, 14, 3))
+    assert np.allclose(protocols.pw3d_metrics(g, g)["MPJPE"], 0)
+    # a translation disappears (hip-centred); a rotation stays in MPJPE, not in PA-MPJPE
+    assert np.allclose(protocols.pw3d_metrics(g + 1.0, g)["MPJPE"], 0, atol=1e-9)
+    R = axis_angle_to_matrix(torch.tensor([0.0, 0.5, 0.0], dtype=torch.float64)).numpy()
+    m = protocols.pw3d_metrics(g @ R.T, g)
+    assert np.all(m["MPJPE"] > 10) and np.allclose(m["PA-MPJPE"], 0, atol=1e-6)
+    # one joint 14 mm off along x (hips untouched): MPJPE = 1 mm exactly
+    moved = g.copy()
+    moved[:, 0, 0] += 0.014
+    assert np.allclose(protocols.pw3d_metrics(moved, g)["MPJPE"], 1.0)

@@ -151,3 +151,45 @@ def test_inspect_cli(tmp_path, run_cli):
     assert info["attrs"]["dataset"] == "ehf"
     res = run_cli("preprocess", "nope")
     assert res.exit_code == 1 and "unknown dataset 'nope'" in res.stderr
+
+
+def test_pw3d_conversion(tmp_path, run_cli):
+    from expose_cli.geometry.rotations import axis_angle_to_matrix
+    from expose_cli.testing.raw_datasets import write_pw3d
+
+    root = tmp_path / "3DPW"
+    seq = write_pw3d(root)
+    out = tmp_path / "pw.h5"
+    assert run_cli("-q", "preprocess", "3dpw", "--root", root, "--split", "test", "--out", out).exit_code == 0
+    with HDF5Reader(out) as r:
+        # actor 0: 3 frames; actor 1: frame 1 invalid camera, frame 2 no 2D joint
+        assert len(r) == 4 and json.loads(r.attrs["dropped"]) == {"no detected 2D joint": 1}
+        row = r[0]
+        assert row["image_path"] == "imageFiles/seq_a/image_00000.jpg" and tuple(row["image_size"]) == (64, 48)
+        j2d = seq["poses2d"][0][0].T
+        seen = j2d[:, 2] > 0
+        lo, hi = j2d[seen, :2].min(0), j2d[seen, :2].max(0)
+        np.testing.assert_allclose(row["bbox_xywh"][2:], (hi - lo) * 1.2, rtol=1e-5)
+        R = seq["cam_poses"][0][:3, :3]
+        expected = R @ axis_angle_to_matrix(seq["poses"][0][0, :3]).numpy()
+        got = axis_angle_to_matrix(row["smpl/global_orient"].astype(np.float64)).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        np.testing.assert_allclose(row["smpl/body_pose"].reshape(-1), seq["poses"][0][0, 3:], rtol=1e-5)
+        assert row["gender"] == 1 and r[3]["gender"] == 2
+        np.testing.assert_allclose(row["keypoints2d"][SMPLX.index("neck")], j2d[1], rtol=1e-5)
+        assert row["keypoints2d"][SMPLX.index("nose")][2] == 0  # undetected stays absent
+
+
+def test_stirling_conversion(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_stirling
+
+    truth = write_stirling(tmp_path / "stirling")
+    out = tmp_path / "st.h5"
+    res = run_cli("-q", "preprocess", "stirling", "--root", tmp_path / "stirling", "--split", "HQ", "--out", out)
+    assert res.exit_code == 0, res.output
+    with HDF5Reader(out) as r:
+        assert len(r) == 2 and json.loads(r.attrs["dropped"]) == {"no scan or landmarks for the subject": 1}
+        np.testing.assert_allclose(r.scan(0), truth["F1001"]["vertices"], atol=1e-3)
+        np.testing.assert_allclose(r.scan(1), truth["M1002"]["vertices"], atol=1e-3)
+        np.testing.assert_allclose(r[1]["scan_landmarks"], truth["M1002"]["landmarks"], atol=1e-3)
+        assert r[0]["bbox_xywh"].tolist() == [0, 0, 39, 49] and r[1]["gender"] == 1

@@ -78,3 +78,21 @@ def freihand_metrics(pred_joints, gt_joints, pred_vertices, gt_vertices) -> dict
         "F@5mm": M.f_score(aligned, gv, 5.0).numpy(),
         "F@15mm": M.f_score(aligned, gv, 15.0).numpy(),
     }
+
+
+def pw3d_metrics(pred_j14, gt_j14) -> dict[str, np.ndarray]:
+    """3DPW: MPJPE and PA-MPJPE (mm) on LSP-14 joints, both centred on the mean of the hips (2, 3)."""
+    p = torch.as_tensor(pred_j14, dtype=torch.float64) * 1000.0
+    g = torch.as_tensor(gt_j14, dtype=torch.float64) * 1000.0
+    p = p - p[:, 2:4].mean(1, keepdim=True)
+    g = g - g[:, 2:4].mean(1, keepdim=True)
+    return {"MPJPE": M.mpjpe(p, g).numpy(), "PA-MPJPE": M.pa_mpjpe(p, g).numpy()}
+
+
+def stirling_metrics(pred_vertices, faces, pred_landmarks, scans, scan_landmarks) -> dict[str, np.ndarray]:
+    """Stirling/ESRC "3DRMSE" per sample (mm): predictions in metres are taken to mm first."""
+    out = []
+    for i in range(len(pred_vertices)):
+        out.append(M.stirling_3drmse(scans[i], scan_landmarks[i], np.asarray(pred_vertices[i]) * 1000.0, faces,
+                                     np.asarray(pred_landmarks[i]) * 1000.0).item())
+    return {"3DRMSE": np.asarray(out)}

@@ -68,3 +68,64 @@ def write_freihand(root: Path, unique: int = 10, seed: int = 0, eval_samples: in
         out[prefix] = {"K": np.array(K), "xyz": np.array(xyz), "mano": np.array(mano).reshape(n, 61),
                        "verts": np.array(verts), "scale": np.array(scale)}
     return out
+
+
+def write_pw3d(root: Path, split_folder: str = "test", seed: int = 0) -> dict:
+    """One 3DPW sequence with two actors (``sequenceFiles/<split>/seq_a.pkl``) and its images.
+
+    Actor 1 has an invalid camera pose on frame 1 and no detected 2D joint on frame 2.
+    """
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    frames = 3
+    (root / "sequenceFiles" / split_folder).mkdir(parents=True, exist_ok=True)
+    (root / "imageFiles" / "seq_a").mkdir(parents=True, exist_ok=True)
+    for f in range(frames):
+        cv2.imwrite(str(root / "imageFiles" / "seq_a" / f"image_{f:05d}.jpg"), np.zeros((64, 48, 3), np.uint8))
+    cam = np.tile(np.eye(4), (frames, 1, 1))
+    for f in range(frames):
+        angle = 0.3 * (f + 1)
+        cam[f, :3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+        cam[f, :3, 3] = [0.1 * f, 0.2, 3.0]
+    poses2d = [np.concatenate([rng.uniform(100, 900, (frames, 2, 18)), rng.uniform(0.2, 1, (frames, 1, 18))], 1)
+               for _ in range(2)]
+    poses2d[0][0, 2, :3] = 0  # three undetected joints of actor 0, frame 0
+    poses2d[1][2, 2, :] = 0  # actor 1, frame 2: nothing detected
+    seq = {
+        "sequence": "seq_a", "genders": ["m", "f"],
+        "betas": [rng.normal(size=10), rng.normal(size=10)],
+        "betas_clothed": [rng.normal(size=10)] * 2,
+        "poses": [rng.normal(0, 0.3, (frames, 72)) for _ in range(2)],
+        "trans": [rng.normal(size=(frames, 3)) for _ in range(2)],
+        "poses2d": poses2d,
+        "jointPositions": [rng.normal(size=(frames, 72)) for _ in range(2)],
+        "cam_poses": cam, "campose_valid": [np.ones(frames), np.array([1, 0, 1])],
+        "cam_intrinsics": np.array([[1961.0, 0, 540.0], [0, 1969.0, 960.0], [0, 0, 1]]),
+        "img_frame_ids": np.arange(frames) * 2,
+    }
+    (root / "sequenceFiles" / split_folder / "seq_a.pkl").write_bytes(pickle.dumps(seq, protocol=2))
+    return seq
+
+
+def write_stirling(root: Path, seed: int = 0) -> dict:
+    """Stirling/ESRC: 3 HQ images of subjects F1001 (scan named lower case), M1002 (upper case)
+    and F1003 (no scan: dropped), with their ``.obj`` scans and ``.lnd`` landmarks."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    (root / "Subset_2D_FG2018" / "HQ").mkdir(parents=True, exist_ok=True)
+    for subject, scan_name in (("F1001", "f1001_N"), ("M1002", "M1002_N"), ("F1003", None)):
+        cv2.imwrite(str(root / "Subset_2D_FG2018" / "HQ" / f"{subject}_001.jpg"), np.zeros((50, 40, 3), np.uint8))
+        if scan_name is None:
+            continue
+        g = subject[0]
+        (root / f"{g}_3D_N").mkdir(exist_ok=True)
+        (root / "annotations" / f"{g}_3D_N").mkdir(parents=True, exist_ok=True)
+        verts = rng.normal(0, 50, (200 + 10 * len(out), 3))
+        lines = ["mtllib scan.mtl"] + [f"v {x:.4f} {y:.4f} {z:.4f}" for x, y, z in verts] + ["vt 0.1 0.2", "f 1/1 2/1 3/1"]
+        (root / f"{g}_3D_N" / f"{scan_name}.obj").write_text("\n".join(lines) + "\n")
+        lm = rng.normal(0, 30, (7, 3))
+        (root / "annotations" / f"{g}_3D_N" / f"{subject}_N.lnd").write_text(
+            "".join(f"{i + 1} {x:.4f} {y:.4f} {z:.4f}\n" for i, (x, y, z) in enumerate(lm)))
+        out[subject] = {"vertices": verts, "landmarks": lm}
+    return out
