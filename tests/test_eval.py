@@ -96,6 +96,17 @@ def test_eval_cli_ehf(eval_tree, tmp_path, run_cli):
     res = run_cli(*data, "-q", "eval", "ehf", "--from-predictions", tmp_path / "p.h5", "--json", tmp_path / "r3.json")
     assert res.exit_code == 0
     assert [r["ours"] for r in json.loads((tmp_path / "r3.json").read_text())["metrics"]] == [r["ours"] for r in report["metrics"]]
+    # predictions replaced by the ground truth: every error exactly zero
+    import h5py
+
+    from expose_cli.data.hdf5 import HDF5Reader
+
+    with HDF5Reader(DataTree(eval_tree).preprocessed_file("ehf", "val")) as r:
+        gt = r.column("vertices")
+    with h5py.File(tmp_path / "p.h5", "a") as f:
+        f["vertices"][...] = gt
+    run_cli(*data, "-q", "eval", "ehf", "--from-predictions", tmp_path / "p.h5", "--json", tmp_path / "r4.json")
+    assert all(abs(r["ours"]) < 1e-9 for r in json.loads((tmp_path / "r4.json").read_text())["metrics"])
 
 
 def test_eval_cli_freihand_and_errors(eval_tree, tmp_path, run_cli):

@@ -25,6 +25,7 @@ def evaluate(
     ckpt: Annotated[str | None, typer.Option("--ckpt", help="Checkpoint path or name (default: the benchmark's model).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Preprocessed .h5 (default: from the data tree).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads decoding images ahead of the model.")] = 2,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N samples.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
     per_sample: Annotated[Path | None, typer.Option("--per-sample", help="Write per-sample metrics as CSV.")] = None,
@@ -71,7 +72,7 @@ def evaluate(
                     done = progress.tasks[0].completed
                     progress.update(task, rate=f"{done / (time.perf_counter() - start):.2f} samples/s")
 
-                preds = runner.predict(benchmark, reader, predictor, batch_size, limit, tick)
+                preds = runner.predict(benchmark, reader, predictor, batch_size, limit, tick, workers)
             info_d["samples_per_s"] = round(len(preds["vertices"]) / (time.perf_counter() - start), 3)
         if save_predictions is not None:
             runner.save_predictions(save_predictions, benchmark, preds, info_d)

@@ -76,8 +76,13 @@ def open_data(name: str, data: Path | None, tree: DataTree) -> HDF5Reader:
 
 
 def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: int | None,
-            on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Run ``predictor`` on the file's samples (crops from the stored boxes); vertices and joints."""
+            on_batch: Callable[[int], None] | None = None, workers: int = 2) -> dict[str, np.ndarray]:
+    """Run ``predictor`` on the file's samples (crops from the stored boxes); vertices and joints.
+
+    ``workers`` threads decode and crop the next batches while the model runs.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from expose_cli.inference.inputs import read_image
     from expose_cli.models import collate, crop_person
 
@@ -86,20 +91,24 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
     paths = reader.column("image_path")[:n].astype(str)
     boxes = reader.column("bbox_xywh")[:n]
     res = 224 if predictor.kind == "hand" else 256
+    keep_full = predictor.kind == "expose"
+
+    def load(i: int):
+        return crop_person(read_image(raw_root / paths[i]), boxes[i], img_res=res, scale_factor=1.0,
+                           keep_full_image=keep_full)
+
     verts, joints, j14 = [], [], []
-    for start in range(0, n, batch_size):
-        crops = []
-        for i in range(start, min(n, start + batch_size)):
-            image = read_image(raw_root / paths[i])
-            crops.append(crop_person(image, boxes[i], img_res=res, scale_factor=1.0,
-                                     keep_full_image=predictor.kind == "expose"))
-        pred = predictor(collate(crops))
-        verts.append(pred.vertices.cpu().numpy())
-        joints.append(pred.joints.cpu().numpy())
-        if pred.joints_j14 is not None:
-            j14.append(pred.joints_j14.cpu().numpy())
-        if on_batch:
-            on_batch(len(crops))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        crops_iter = pool.map(load, range(n))  # decoded ahead, in order
+        for start in range(0, n, batch_size):
+            crops = [next(crops_iter) for _ in range(min(batch_size, n - start))]
+            pred = predictor(collate(crops))
+            verts.append(pred.vertices.cpu().numpy())
+            joints.append(pred.joints.cpu().numpy())
+            if pred.joints_j14 is not None:
+                j14.append(pred.joints_j14.cpu().numpy())
+            if on_batch:
+                on_batch(len(crops))
     out = {"vertices": np.concatenate(verts), "joints": np.concatenate(joints), "image_path": paths}
     if j14:
         out["joints_j14"] = np.concatenate(j14)
