@@ -193,3 +193,82 @@ def test_stirling_conversion(tmp_path, run_cli):
         np.testing.assert_allclose(r.scan(1), truth["M1002"]["vertices"], atol=1e-3)
         np.testing.assert_allclose(r[1]["scan_landmarks"], truth["M1002"]["landmarks"], atol=1e-3)
         assert r[0]["bbox_xywh"].tolist() == [0, 0, 39, 49] and r[1]["gender"] == 1
+
+
+def test_ffhq_conversion(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_ffhq
+
+    ann = write_ffhq(tmp_path / "ffhq", n=5, nested=True)
+    assert run_cli("-q", "preprocess", "ffhq", "--root", tmp_path / "ffhq", "--split", "train", "--out", tmp_path / "t.h5").exit_code == 0
+    assert run_cli("-q", "preprocess", "ffhq", "--root", tmp_path / "ffhq", "--split", "val", "--out", tmp_path / "v.h5").exit_code == 0
+    with HDF5Reader(tmp_path / "t.h5") as t, HDF5Reader(tmp_path / "v.h5") as v:
+        assert (len(t), len(v)) == (4, 1)  # int(0.8 * 5) = 4
+        row = v[0]
+        assert row["image_path"] == "images1024x1024/00000/00004.png"
+        np.testing.assert_allclose(row["flame/expression"], ann["expression"][4], rtol=1e-5)
+        # FLAME keypoint 5 is the first landmark, the right eyebrow's outer end
+        np.testing.assert_allclose(row["keypoints2d"][SMPLX.index("right_eye_brow1")], [*ann["keypoints2d"][4, 5], 1.0], rtol=1e-5)
+        assert bool(row["has_flame"])
+
+
+def test_curated_fits_conversion(tmp_path, run_cli):
+    from expose_cli.data.converters.curated_fits import binarise
+    from expose_cli.testing.raw_datasets import write_curated_fits
+
+    data = write_curated_fits(tmp_path / "ExPose_curated_fits")
+    out = tmp_path / "cf.h5"
+    assert run_cli("-q", "preprocess", "curated-fits", "--root", tmp_path / "ExPose_curated_fits", "--split", "train",
+                   "--out", out).exit_code == 0
+    with HDF5Reader(out) as r:
+        assert len(r) == 3 and json.loads(r.attrs["dropped"]) == {"no keypoint above the confidence thresholds": 1}
+        assert r.attrs["raw_root"] == str(tmp_path)  # img_fns are relative to data/datasets
+        row = r[1]  # source row 2
+        assert row["image_path"] == "lsp/lsp_dataset_original/images/im0002.jpg"
+        np.testing.assert_allclose(row["smplx/jaw_pose"], data["pose"][2, 22], rtol=1e-5)
+        np.testing.assert_allclose(row["smplx/right_hand_pose"], data["pose"][2, 40:55], rtol=1e-5)
+        kp = binarise(data["keypoints2D"][2])
+        seen = kp[:, 2] > 0
+        lo, hi = kp[seen, :2].min(0), kp[seen, :2].max(0)
+        np.testing.assert_allclose(row["bbox_xywh"][2:], (hi - lo) * 1.2, rtol=1e-5)
+    k = np.array([[0, 0, 0.15], [0, 0, -1.0]] + [[0, 0, 0.15]] * 24 + [[0, 0, 0.15]] * 41 + [[0, 0, 0.35]] * 70)
+    b = binarise(k)
+    assert b[0, 2] == 1 and b[1, 2] == 0 and b[30, 2] == 0 and b[100, 2] == 0  # body 0.1, hands 0.2, face 0.4
+
+
+def test_spin_smplx_conversion(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_spin_smplx
+
+    data = write_spin_smplx(tmp_path / "spin_in_smplx", "lsp", n=30)
+    out = tmp_path / "s.h5"
+    assert run_cli("-q", "preprocess", "spin-smplx", "--root", tmp_path / "spin_in_smplx", "--split", "lsp",
+                   "--out", out).exit_code == 0
+    with HDF5Reader(out) as r:
+        assert len(r) == 29 and json.loads(r.attrs["dropped"]) == {"has_smpl == 0": 1}
+        row = r[26]  # 27th kept sample = source row 27: rows 9 and 11 of part swapped
+        lsp_idx = {n: SMPLX.index(n) for n in ("left_wrist", "left_shoulder")}
+        src = data["part"][27]
+        np.testing.assert_allclose(row["keypoints2d"][lsp_idx["left_wrist"], :2], src[9, :2], rtol=1e-5)
+        np.testing.assert_allclose(row["keypoints2d"][lsp_idx["left_shoulder"], :2], src[11, :2], rtol=1e-5)
+        first = r[0]  # source row 1
+        c, s = data["center"][1], data["scale"][1] * 200
+        np.testing.assert_allclose(first["bbox_xywh"], [c[0] - s / 2, c[1] - s / 2, s, s], rtol=1e-5)
+        assert first["image_path"] == "lsp/lsp_dataset_original/images/im0002.jpg"
+        np.testing.assert_allclose(first["smplx/body_pose"].reshape(-1), data["pose"][1, 3:66], rtol=1e-5)
+
+
+def test_coco_conversion(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_coco
+
+    data = write_coco(tmp_path / "coco")
+    out = tmp_path / "c.h5"
+    assert run_cli("-q", "preprocess", "coco", "--root", tmp_path / "coco", "--split", "train2014", "--out", out).exit_code == 0
+    with HDF5Reader(out) as r:
+        assert len(r) == 2
+        assert json.loads(r.attrs["dropped"]) == {"crowd": 1, "limb joints not all labelled": 1, "no keypoints": 1}
+        first = r[0]  # image 3 comes first (annotations sorted by image id)
+        assert first["image_path"] == "train2014/COCO_train2014_000000000003.jpg"
+        assert tuple(first["image_size"]) == (360, 500) and first["bbox_xywh"].tolist() == [5, 6, 70, 80]
+        k = np.asarray(data["annotations"][3]["keypoints"], float).reshape(17, 3)
+        np.testing.assert_allclose(first["keypoints2d"][SMPLX.index("left_knee")], [*k[13, :2], 1.0])
+    res = run_cli("preprocess", "coco", "--root", tmp_path / "coco", "--split", "val2014", "--out", tmp_path / "v.h5")
+    assert res.exit_code == 1 and "person_keypoints_val2014.json: missing annotation file" in res.stderr

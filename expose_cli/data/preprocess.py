@@ -55,7 +55,8 @@ def convert(name: str, tree: DataTree, root: Path | None = None, splits: list[st
     for split in splits:
         path = out or tree.preprocessed_file(name, split)
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = HDF5Writer(path, name, split, root, f"{name}-{module.VERSION}", overwrite=overwrite)
+        image_root = module.image_root(root) if hasattr(module, "image_root") else root
+        writer = HDF5Writer(path, name, split, image_root, f"{name}-{module.VERSION}", overwrite=overwrite)
         stats = writer.stats
         try:
             for i, sample in enumerate(module.iter_samples(root, split, stats, options)):

@@ -129,3 +129,68 @@ def write_stirling(root: Path, seed: int = 0) -> dict:
             "".join(f"{i + 1} {x:.4f} {y:.4f} {z:.4f}\n" for i, (x, y, z) in enumerate(lm)))
         out[subject] = {"vertices": verts, "landmarks": lm}
     return out
+
+
+def write_ffhq(root: Path, n: int = 5, seed: int = 0, nested: bool = False) -> dict:
+    """``ffhq_annotations.npz`` and its images (flat, or NVIDIA's nested folders)."""
+    rng = np.random.default_rng(seed)
+    names = np.array([f"{i:05d}.png" for i in range(n)])
+    ann = {"img_fnames": names, "global_pose": rng.normal(0, 0.2, (n, 3)), "jaw_pose": rng.normal(0, 0.1, (n, 3)),
+           "betas": rng.normal(size=(n, 100)), "expression": rng.normal(size=(n, 50)),
+           "keypoints2d": rng.uniform(0, 1024, (n, 73, 2))}
+    root.mkdir(parents=True, exist_ok=True)
+    np.savez(root / "ffhq_annotations.npz", **ann)
+    for name in names:
+        folder = root / ("images1024x1024/00000" if nested else "ffhq_global_images_1024")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"png")
+    return ann
+
+
+def write_curated_fits(root: Path, n: int = 4, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    kp = np.concatenate([rng.uniform(0, 500, (n, 137, 2)), rng.uniform(-0.2, 1.0, (n, 137, 1))], axis=2)
+    kp[1, :, 2] = 0.05  # below every threshold: dropped
+    data = {"img_fns": np.array([f"lsp/lsp_dataset_original/images/im{i:04d}.jpg" for i in range(n)]),
+            "betas": rng.normal(size=(n, 10)), "expression": rng.normal(size=(n, 10)),
+            "keypoints2D": kp, "pose": rng.normal(0, 0.2, (n, 55, 3))}
+    root.mkdir(parents=True, exist_ok=True)
+    np.savez(root / "train.npz", **data)
+    return data
+
+
+def write_spin_smplx(root: Path, split: str = "lsp", n: int = 30, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    part = np.concatenate([rng.uniform(0, 300, (n, 24, 2)), rng.integers(0, 2, (n, 24, 1)).astype(float)], axis=2)
+    data = {"imgname": np.array([f"images/im{i + 1:04d}.jpg" for i in range(n)]), "center": rng.uniform(100, 200, (n, 2)),
+            "scale": rng.uniform(0.5, 1.5, n), "part": part, "pose": rng.normal(0, 0.2, (n, 165)),
+            "betas": rng.normal(size=(n, 10)), "has_smpl": np.array([0, 1] + [1] * (n - 2))}
+    root.mkdir(parents=True, exist_ok=True)
+    np.savez(root / f"{split}.npz", **data)
+    return data
+
+
+def write_coco(root: Path, split: str = "train2014", seed: int = 0) -> dict:
+    """A COCO keypoints json with a kept person, a crowd, an unlabelled and a partial person."""
+    rng = np.random.default_rng(seed)
+
+    def kps(all_visible: bool):
+        k = np.concatenate([rng.uniform(0, 600, (17, 2)).round(), np.full((17, 1), 2.0)], axis=1)
+        if not all_visible:
+            k[15] = 0  # left ankle unlabelled
+        return k.reshape(-1).astype(int).tolist()
+
+    images = [{"id": 9, "file_name": f"COCO_{split}_000000000009.jpg", "height": 480, "width": 640},
+              {"id": 3, "file_name": f"COCO_{split}_000000000003.jpg", "height": 360, "width": 500}]
+    anns = [
+        {"id": 1, "image_id": 9, "iscrowd": 0, "num_keypoints": 17, "keypoints": kps(True), "bbox": [10.5, 20.0, 100.0, 200.0], "category_id": 1},
+        {"id": 2, "image_id": 9, "iscrowd": 1, "num_keypoints": 0, "keypoints": [0] * 51, "bbox": [0, 0, 50, 50], "category_id": 1},
+        {"id": 3, "image_id": 3, "iscrowd": 0, "num_keypoints": 16, "keypoints": kps(False), "bbox": [1, 2, 3, 4], "category_id": 1},
+        {"id": 4, "image_id": 3, "iscrowd": 0, "num_keypoints": 17, "keypoints": kps(True), "bbox": [5.0, 6.0, 70.0, 80.0], "category_id": 1},
+        {"id": 5, "image_id": 3, "iscrowd": 0, "num_keypoints": 0, "keypoints": [0] * 51, "bbox": [0, 0, 9, 9], "category_id": 1},
+    ]
+    data = {"info": {}, "licenses": [], "images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "supercategory": "person"}]}
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / f"person_keypoints_{split}.json").write_text(json.dumps(data))
+    return data

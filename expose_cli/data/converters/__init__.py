@@ -1,6 +1,19 @@
-"""Raw dataset -> sample dicts, one module per dataset (``SPLITS``, ``VERSION``, ``iter_samples``)."""
+"""Raw dataset -> sample dicts, one module per dataset (``SPLITS``, ``VERSION``, ``iter_samples``;
+optional ``image_root(root)`` when image paths are relative to another folder)."""
 
-from expose_cli.data.converters import ehf, freihand, pw3d, stirling
+from expose_cli.data.converters import (
+    coco,
+    curated_fits,
+    ehf,
+    ffhq,
+    freihand,
+    pw3d,
+    spin_smplx,
+    stirling,
+)
 
 #: `expose preprocess NAME` -> converter module (each yields rows of docs/hdf5-schema.md).
-CONVERTERS = {"3dpw": pw3d, "ehf": ehf, "freihand": freihand, "stirling": stirling}
+CONVERTERS = {
+    "3dpw": pw3d, "coco": coco, "curated-fits": curated_fits, "ehf": ehf, "ffhq": ffhq, "freihand": freihand,
+    "spin-smplx": spin_smplx, "stirling": stirling,
+}
