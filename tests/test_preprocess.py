@@ -272,3 +272,25 @@ def test_coco_conversion(tmp_path, run_cli):
         np.testing.assert_allclose(first["keypoints2d"][SMPLX.index("left_knee")], [*k[13, :2], 1.0])
     res = run_cli("preprocess", "coco", "--root", tmp_path / "coco", "--split", "val2014", "--out", tmp_path / "v.h5")
     assert res.exit_code == 1 and "person_keypoints_val2014.json: missing annotation file" in res.stderr
+
+
+def test_h36m_conversion(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_h36m
+
+    raw = write_h36m(tmp_path / "h36m")
+    out = tmp_path / "h.h5"
+    res = run_cli("-q", "preprocess", "h36m-smplx", "--root", tmp_path / "h36m", "--split", "train", "--out", out)
+    assert res.exit_code == 0, res.output
+    with HDF5Reader(out) as r:
+        # every 5th frame (0, 5, 10) of 'Directions 1'; frame 5's mask is empty; '_ALL' is skipped
+        assert len(r) == 2 and json.loads(r.attrs["dropped"]) == {"empty mask": 1}
+        paths = list(r.column("image_path").astype(str))
+        assert paths[0] == "images/S1_Directions_1.54138969/S1_Directions_1.54138969_000001.jpg"
+        d3 = raw[("Directions 1", "D3_Positions_mono")].reshape(-1, 32, 3)
+        row = r[0]
+        pelvis, l_knee = d3[0, 11], d3[0, 7]
+        np.testing.assert_allclose(row["keypoints3d"][SMPLX.index("left_knee")][:3], (l_knee - pelvis) / 1000, rtol=1e-5)
+        assert row["keypoints3d"][SMPLX.index("pelvis")][:3].tolist() == [0, 0, 0]
+        # mask of frame 0: rows 5..24 and columns 10..29 of the stored (W, H) array -> x 5..24, y 10..29
+        np.testing.assert_allclose(row["bbox_xywh"], [15 - 9, 20 - 9, 18, 18], atol=1e-5)
+        assert tuple(row["image_size"]) == (30, 40)

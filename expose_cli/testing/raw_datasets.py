@@ -194,3 +194,40 @@ def write_coco(root: Path, split: str = "train2014", seed: int = 0) -> dict:
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / f"person_keypoints_{split}.json").write_text(json.dumps(data))
     return data
+
+
+def write_h36m(root: Path, seed: int = 0, frames: int = 11) -> dict:
+    """S1 with actions ``Directions 1`` (camera 54138969) and ``_ALL`` (skipped): D3/D2 CDF files
+    and a MATLAB v7.3 mask file whose frame 5 mask is empty."""
+    import cdflib
+    from cdflib.cdfwrite import CDF
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for action in ("Directions 1", "_ALL"):
+        name = f"{action}.54138969"
+        for kind, dims in (("D3_Positions_mono", 96), ("D2_Positions", 64)):
+            folder = root / "S1" / "MyPoseFeatures" / kind
+            folder.mkdir(parents=True, exist_ok=True)
+            data = rng.uniform(-1000, 1000, (frames, dims))
+            writer = CDF(str(folder / f"{name}.cdf"), cdf_spec={"Majority": "row_major"}, delete=True)
+            writer.write_var({"Variable": "Pose", "Data_Type": CDF.CDF_DOUBLE, "Num_Elements": 1, "Rec_Vary": True,
+                              "Dim_Sizes": [frames, dims]}, var_data=data)
+            writer.close()
+            out[(action, kind)] = data
+        masks_dir = root / "S1" / "MySegmentsMat" / "ground_truth_bs"
+        masks_dir.mkdir(parents=True, exist_ok=True)
+        import h5py
+
+        with h5py.File(masks_dir / f"{name}.mat", "w") as f:
+            refs = f.create_dataset("Masks", (frames, 1), dtype=h5py.ref_dtype)
+            grp = f.create_group("#refs#")
+            for i in range(frames):
+                m = np.zeros((40, 30), np.uint8)  # stored transposed: (W, H)
+                if i != 5:
+                    m[5 + i % 3: 25, 10: 30 - i % 4] = 1
+                ds = grp.create_dataset(f"m{i}", data=m)
+                refs[i, 0] = ds.ref
+        out[(action, "masks")] = True
+    del cdflib
+    return out

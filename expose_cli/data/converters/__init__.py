@@ -7,6 +7,7 @@ from expose_cli.data.converters import (
     ehf,
     ffhq,
     freihand,
+    h36m_smplx,
     pw3d,
     spin_smplx,
     stirling,
@@ -15,5 +16,5 @@ from expose_cli.data.converters import (
 #: `expose preprocess NAME` -> converter module (each yields rows of docs/hdf5-schema.md).
 CONVERTERS = {
     "3dpw": pw3d, "coco": coco, "curated-fits": curated_fits, "ehf": ehf, "ffhq": ffhq, "freihand": freihand,
-    "spin-smplx": spin_smplx, "stirling": stirling,
+    "h36m-smplx": h36m_smplx, "spin-smplx": spin_smplx, "stirling": stirling,
 }

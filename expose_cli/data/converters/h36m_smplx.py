@@ -1,0 +1,88 @@
+"""Human3.6M for the body model's training mix (MMHuman3D's ``H36mSMPLXConverter``).
+
+Raw folder: ``S<k>/MyPoseFeatures/D3_Positions_mono/<Action>.<cam>.cdf`` (``Pose`` [1, N, 96]: 32
+joints, mm, camera frame), ``D2_Positions/<Action>.<cam>.cdf`` ([1, N, 64], px),
+``MySegmentsMat/ground_truth_bs/<Action>.<cam>.mat`` (MATLAB v7.3 masks) and extracted frames
+``images/S<k>_<Action_>.<cam>/S<k>_<Action_>.<cam>_%06d.jpg`` (from 1). As MMHuman3D, protocol 1:
+every camera, every 5th frame; box from the mask's foreground ``[xmin, ymin, xmax + 1, ymax + 1]``
+scaled 0.9 about its centre; the 17 joints root-centred, metres. Actions named ``_ALL...`` are
+skipped. Frames without a mask or with an empty one are dropped and counted. Needs ``cdflib``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from expose_cli.body_models.keypoints import convert_keypoints
+from expose_cli.errors import ExposeError
+
+SPLITS = ("train", "val")
+VERSION = "1"
+SUBJECTS = {"train": ("S1", "S5", "S6", "S7", "S8"), "val": ("S9", "S11")}
+H36M_IDX = [11, 6, 7, 8, 1, 2, 3, 12, 24, 14, 15, 17, 18, 19, 25, 26, 27]
+EVERY = 5
+
+
+def _read_cdf(path: Path) -> np.ndarray:
+    try:
+        import cdflib
+    except ImportError as exc:
+        raise ExposeError("reading Human3.6M needs the cdflib package", hint="pip install cdflib") from exc
+    try:
+        pose = np.asarray(cdflib.CDF(str(path)).varget("Pose"))
+    except Exception as exc:  # cdflib raises many types for damaged files
+        raise ExposeError(f"cannot read the CDF variable 'Pose': {exc}", path=path) from exc
+    return pose.reshape(pose.shape[-2], pose.shape[-1]) if pose.ndim == 3 else pose
+
+
+def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
+    found = False
+    for subject in SUBJECTS[split]:
+        d3_dir = root / subject / "MyPoseFeatures" / "D3_Positions_mono"
+        if not d3_dir.is_dir():
+            stats.note(f"subject {subject} absent")
+            continue
+        found = True
+        for cdf in sorted(d3_dir.glob("*.cdf")):
+            action, cam = cdf.stem.rsplit(".", 1)
+            if action.startswith("_ALL"):
+                stats.note("_ALL pseudo-actions skipped")
+                continue
+            d3 = _read_cdf(cdf).reshape(-1, 32, 3)[:, H36M_IDX] / 1000.0
+            d2_path = root / subject / "MyPoseFeatures" / "D2_Positions" / cdf.name
+            d2 = _read_cdf(d2_path).reshape(-1, 32, 2)[:, H36M_IDX] if d2_path.is_file() else None
+            mask_path = root / subject / "MySegmentsMat" / "ground_truth_bs" / f"{action}.{cam}.mat"
+            masks = h5py.File(mask_path, "r") if mask_path.is_file() else None
+            folder = f"images/{subject}_{action.replace(' ', '_')}.{cam}"
+            try:
+                for f in range(0, len(d3), EVERY):
+                    if masks is None:
+                        stats.drop("no mask file")
+                        continue
+                    mask = masks[masks["Masks"][f, 0]][()].T
+                    ys, xs = np.nonzero(mask)
+                    if len(xs) == 0:
+                        stats.drop("empty mask")
+                        continue
+                    x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+                    cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * 0.9, (y1 - y0) * 0.9
+                    kp3d = np.concatenate([d3[f] - d3[f, :1], np.ones((17, 1))], axis=1).astype(np.float32)
+                    sample = {
+                        "image_path": f"{folder}/{subject}_{action.replace(' ', '_')}.{cam}_{f + 1:06d}.jpg",
+                        "image_size": mask.shape, "bbox_xywh": np.array([cx - w / 2, cy - h / 2, w, h], np.float32),
+                        "keypoints3d": convert_keypoints(kp3d, "h36m_smplx", "smplx")[0],
+                    }
+                    if d2 is not None:
+                        kp2d = np.concatenate([d2[f], np.ones((17, 1))], axis=1).astype(np.float32)
+                        sample["keypoints2d"] = convert_keypoints(kp2d, "h36m_smplx", "smplx")[0]
+                    yield sample
+            finally:
+                if masks is not None:
+                    masks.close()
+    if not found:
+        raise ExposeError(f"none of the subjects {', '.join(SUBJECTS[split])} found", path=root,
+                          hint="expected S<k>/MyPoseFeatures/D3_Positions_mono/*.cdf")
