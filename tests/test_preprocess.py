@@ -294,3 +294,29 @@ def test_h36m_conversion(tmp_path, run_cli):
         # mask of frame 0: rows 5..24 and columns 10..29 of the stored (W, H) array -> x 5..24, y 10..29
         np.testing.assert_allclose(row["bbox_xywh"], [15 - 9, 20 - 9, 18, 18], atol=1e-5)
         assert tuple(row["image_size"]) == (30, 40)
+
+
+def test_embed_images(tmp_path, run_cli):
+    import cv2
+
+    root = tmp_path / "EHF"
+    write_ehf(root, frames=2)
+    out = tmp_path / "e.h5"
+    res = run_cli("-q", "preprocess", "ehf", "--root", root, "--out", out, "--embed-images", "--workers", "2")
+    assert res.exit_code == 0, res.output
+    with HDF5Reader(out) as r:
+        row = r[0]
+        crop = cv2.imdecode(row["image_jpeg"], cv2.IMREAD_COLOR)
+        assert crop is not None and crop.shape[0] == crop.shape[1] <= 512
+        # the stored affine maps the box centre to the crop centre
+        x, y, w, h = row["bbox_xywh"]
+        A = row["image_crop_affine"]
+        cx, cy = A @ np.array([x + w / 2, y + h / 2, 1.0])
+        assert abs(cx - crop.shape[1] / 2) < 1e-2 and abs(cy - crop.shape[0] / 2) < 1e-2
+        # and the crop's pixels are the image's pixels there
+        img = cv2.imread(str(root / "01_img.jpg"))
+        inv = np.linalg.inv(np.vstack([A, [0, 0, 1]]))[:2]
+        u, v = crop.shape[1] // 2, crop.shape[0] // 2
+        px, py = inv @ np.array([u, v, 1.0])
+        if 0 <= px < img.shape[1] - 1 and 0 <= py < img.shape[0] - 1:
+            assert np.abs(crop[v, u].astype(int) - img[int(round(py)), int(round(px))].astype(int)).max() < 60

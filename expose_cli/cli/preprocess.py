@@ -27,6 +27,8 @@ def preprocess(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N samples per split.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable samples (counted) instead of stopping.")] = False,
+    embed_images: Annotated[bool, typer.Option("--embed-images", help="Store each person's image crop (JPEG) in the file.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads for the image work (--embed-images).")] = 4,
 ) -> None:
     """Convert a raw dataset into the uniform HDF5 layout (docs/hdf5-schema.md)."""
     settings = get_settings(ctx)
@@ -53,7 +55,8 @@ def preprocess(
         for n in names:
             current = [n]
             tasks.clear()
-            for r in convert(n, tree, root if name != "all" else None, split, out, overwrite, skip_bad, limit, tick):
+            for r in convert(n, tree, root if name != "all" else None, split, out, overwrite, skip_bad, limit, tick,
+                             embed_images, workers):
                 dropped = ", ".join(f"{k}: {v}" for k, v in r.stats.dropped.items()) or "0"
                 table.add_row(r.dataset, r.split, str(r.samples), dropped, str(r.path))
     console.print(table)

@@ -63,6 +63,7 @@ FIELDS: dict[str, tuple[tuple[int, ...], str]] = {
     "gender": ((), "int8"),  # 0 neutral / unknown, 1 male, 2 female
     "mano_scale": ((), "float32"),  # FreiHAND: length of bone 9-10 (m)
     "scan_landmarks": ((7, 3), "float32"),  # Stirling: 7 landmarks (mm, scan frame)
+    "image_crop_affine": ((2, 3), "float32"),  # --embed-images: original px -> stored crop px
 }
 #: Per-dataset fields of variable row shape, created from the first sample (e.g. ``vertices``).
 FREE_FIELDS = ("vertices",)
