@@ -1,0 +1,79 @@
+"""Converter throughput on generated raw data of realistic size: COCO (100k person annotations)
+and FreiHAND (32,560 unique samples x 4 image versions). Prints samples/s and peak memory."""
+
+from __future__ import annotations
+
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from expose_cli.assets.paths import DataTree
+from expose_cli.data.preprocess import convert
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def make_coco(root: Path, persons: int) -> None:
+    rng = np.random.default_rng(0)
+    images = [{"id": i, "file_name": f"COCO_train2014_{i:012d}.jpg", "height": 480, "width": 640} for i in range(persons // 2)]
+    anns = []
+    for a in range(persons):
+        k = np.concatenate([rng.uniform(0, 600, (17, 2)).round(1), np.full((17, 1), 2.0)], 1)
+        if a % 4 == 0:
+            k[15, 2] = 0
+        anns.append({"id": a, "image_id": int(rng.integers(0, persons // 2)), "iscrowd": int(a % 50 == 0),
+                     "num_keypoints": 17, "keypoints": k.reshape(-1).tolist(), "bbox": [1.0, 2.0, 100.0, 200.0],
+                     "category_id": 1})
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "person_keypoints_train2014.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1}]}))
+
+
+def make_freihand(root: Path, unique: int) -> None:
+    rng = np.random.default_rng(1)
+    root.mkdir(parents=True)
+    for name, shape in (("K", (3, 3)), ("xyz", (21, 3)), ("verts", (778, 3)), ("mano", (1, 61)), ("scale", ())):
+        arr = rng.normal(size=(unique, *shape)) if shape else rng.uniform(0.02, 0.04, unique)
+        if name == "K":
+            arr = np.tile(np.array([[500.0, 0, 112], [0, 500, 112], [0, 0, 1]]), (unique, 1, 1))
+        if name in ("xyz", "verts"):
+            arr = arr * 0.03 + [0, 0, 0.6]
+        (root / f"training_{name}.json").write_text(json.dumps(np.round(arr, 6).tolist()))
+
+
+def run(name: str, root: Path, split: str, tree: DataTree, check_images: bool = True) -> None:
+    t0 = time.perf_counter()
+    [result] = convert(name, tree, root, [split], root.parent / f"{name}.h5")
+    dt = time.perf_counter() - t0
+    size = (root.parent / f"{name}.h5").stat().st_size / 1e6
+    print(f"{name:9s} {split:9s} {result.samples:7d} samples  {result.samples / dt:9.0f} samples/s  "
+          f"{dt:6.1f} s  file {size:6.1f} MB  peak RSS {peak_rss_mb():7.0f} MB", flush=True)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        tree = DataTree(tmp / "data")
+        make_coco(tmp / "coco", 100_000)
+        run("coco", tmp / "coco", "train2014", tree)
+        make_freihand(tmp / "FreiHand", 32_560)
+        import expose_cli.data.converters.freihand as fh
+
+        original = fh.iter_samples
+        fh_options = {"check_images": False}  # no 130k image files on disk for the benchmark
+
+        def no_image_check(root, split, stats, options):
+            return original(root, split, stats, {**options, **fh_options})
+
+        fh.iter_samples = no_image_check
+        run("freihand", tmp / "FreiHand", "train", tree)
+
+
+if __name__ == "__main__":
+    main()
