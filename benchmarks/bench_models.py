@@ -1,7 +1,12 @@
 """Per-image forward time of the four models (full size, stand-in weights and body models).
 
-CPU with 2 threads (and the GPU when one is present). MMHuman3D's figures on the same machine kind
-(reference-model.md): body 0.644 s, face 0.101 s, hand 0.076 s, full ExPose 0.874 s at batch 1.
+CPU with 2 threads (and the GPU when one is present). Two baselines:
+- ``plain``: the same weights run the way MMHuman3D runs them, measured on this machine: unfused
+  BatchNorms, channels-first memory, ``torch.no_grad`` instead of inference mode, and a full SMPL-X
+  pass for the attention keypoints (the full model's second body-model pass).
+- MMHuman3D's own figures on this machine kind (reference-model.md): body 0.644 s, face 0.101 s,
+  hand 0.076 s, full ExPose 0.874 s at batch 1. Machines of one kind differ, so the same-machine
+  ``plain`` ratio is the fairer one.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from expose_cli.models import build_predictor, collate, crop_person
+from expose_cli.models import Predictor, build_predictor, collate, crop_person
 from expose_cli.testing.checkpoints import random_net
 from expose_cli.testing.standins import write_standin_data_tree
 
@@ -35,23 +40,41 @@ def time_call(fn, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
+def plain_predictor(fast: Predictor) -> Predictor:
+    """The same network and body model without our inference shortcuts."""
+    plain = Predictor(fast.net, fast.body_model, fast.j14, fuse=False)
+    plain.keypoint_model = None
+    return plain
+
+
 def main() -> None:
     torch.set_num_threads(2)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     with tempfile.TemporaryDirectory() as tmp:
         tree = write_standin_data_tree(Path(tmp))
-        print(f"{'model':8s} {'device':6s} {'batch':>5s} {'s/image':>9s} {'MMHuman3D':>10s} {'speed-up':>9s}")
+        print(f"{'model':8s} {'device':6s} {'batch':>5s} {'s/image':>9s} {'plain':>9s} {'x plain':>8s} "
+              f"{'MMHuman3D':>10s} {'x MMH3D':>8s}")
         for kind in ("body", "face", "hand", "expose"):
             predictor = build_predictor(random_net(kind), tree)
             for device in devices:
                 predictor.to(device)
+                plain = plain_predictor(predictor).to(device)
+                sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+                def run_plain(b, p=plain, sync=sync):
+                    with torch.no_grad():
+                        p.predict(b.to(p.device))
+                    sync()
+
                 for n in (1, 8):
                     batch = batch_for(kind, n)
-                    per_image = time_call(lambda b=batch, p=predictor: p(b), 3 if n == 1 else 1) / n
+                    repeats = 3 if n == 1 or device == "cuda" else 1
+                    per_image = time_call(lambda b=batch, p=predictor, sync=sync: (p(b), sync()), repeats) / n
+                    plain_s = time_call(lambda b=batch: run_plain(b), repeats) / n
                     ref = MMHUMAN3D_S[kind] if device == "cpu" and n == 1 else None
-                    ref_txt = f"{ref:10.3f}" if ref else f"{'':10s}"
-                    speed = f"{ref / per_image:8.2f}x" if ref else ""
-                    print(f"{kind:8s} {device:6s} {n:5d} {per_image:9.3f} {ref_txt} {speed}", flush=True)
+                    ref_txt = f"{ref:10.3f} {ref / per_image:7.2f}x" if ref else ""
+                    print(f"{kind:8s} {device:6s} {n:5d} {per_image:9.3f} {plain_s:9.3f} {plain_s / per_image:7.2f}x "
+                          f"{ref_txt}", flush=True)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,29 @@ def test_smplx_betas_and_rotation(standin_tree):
     torch.testing.assert_close(rot.vertices[0], (rest.vertices[0] - pelvis) @ R[0].T + pelvis, atol=1e-5, rtol=0)
 
 
+def test_sparse_keypoints_equal_the_full_pass(standin_tree):
+    from expose_cli.body_models.sparse_keypoints import SMPLXKeypoints
+    from expose_cli.geometry.rotations import axis_angle_to_matrix
+
+    model = build_smplx(DataTree(standin_tree))
+    sparse = SMPLXKeypoints(model)
+    assert sparse.num_vertices_used < model.v_template.shape[0] // 3
+    g = torch.Generator().manual_seed(3)
+    B = 5
+
+    def rots(n):
+        return axis_angle_to_matrix(0.6 * torch.randn(B, n, 3, generator=g))
+
+    args = dict(global_orient=rots(1), body_pose=rots(21), left_hand_pose=rots(15), right_hand_pose=rots(15),
+                jaw_pose=rots(1), leye_pose=rots(1), reye_pose=rots(1),
+                betas=torch.randn(B, 10, generator=g), expression=torch.randn(B, 10, generator=g))
+    # A strongly turned head selects other rows of the dynamic contour look-up table.
+    yaw = torch.tensor([[0.0, 1.2, 0.0], [0.0, -1.2, 0.0]])
+    args["body_pose"][:2, 11] = axis_angle_to_matrix(yaw)
+    full = model(**args).joints
+    torch.testing.assert_close(sparse(**args), full, atol=1e-5, rtol=0)
+
+
 def test_smplx_from_pkl_with_object_arrays(tmp_path):
     arrays = standins.standin_smplx_arrays()
     np.savez(tmp_path / "SMPLX_NEUTRAL.npz", part2num=np.array({"a": 1}, dtype=object), **arrays)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from expose_cli.body_models.sparse_keypoints import SMPLXKeypoints
 from expose_cli.geometry.cameras import ndc_to_crop_pixels, weak_perspective_project
 from expose_cli.geometry.crops import transform_points
 from expose_cli.geometry.rotations import matrix_to_axis_angle
@@ -132,6 +133,9 @@ class Predictor:
         self.parents = parents.tolist() if parents is not None and net.kind in ("body", "expose") else SMPLX_PARENTS
         self._hand_idx = {s: torch.as_tensor(attention.hand_keypoint_indices(s)) for s in ("left", "right")}
         self._head_idx = torch.as_tensor(attention.head_keypoint_indices())
+        # The attention step needs the body's keypoints, not its mesh: skin only their vertices.
+        sparse_ok = net.kind == "expose" and hasattr(body_model, "lmk_faces_idx")
+        self.keypoint_model = SMPLXKeypoints(body_model) if sparse_ok else None
 
     def backbone(self, name: str) -> nn.Module:
         """The backbone ``name`` for inference: in eval mode, a copy with every BatchNorm folded into
@@ -159,6 +163,8 @@ class Predictor:
         self._fused = {}
         self.net.to(self.device)
         self.body_model.to(self.device)
+        if self.keypoint_model is not None:
+            self.keypoint_model.to(self.device)
         if self.j14 is not None:
             self.j14 = self.j14.to(self.device)
         return self
@@ -172,13 +178,17 @@ class Predictor:
             return self.predict(batch.to(self.device))
 
     # -- body-model passes -----------------------------------------------------------------------
-    def _smplx(self, rotations: dict, betas: torch.Tensor, expression: torch.Tensor):
+    def _smplx(self, rotations: dict, betas: torch.Tensor, expression: torch.Tensor, keypoints_only: bool = False):
+        """The full SMPL-X pass (an ``SMPLXOutput``) or, with ``keypoints_only``, just its ``[B, 144, 3]`` joints."""
         eye = torch.eye(3, dtype=betas.dtype, device=betas.device).expand(betas.shape[0], 1, 3, 3)
-        return self.body_model(
-            global_orient=rotations["global_orient"], body_pose=rotations["body_pose"],
-            left_hand_pose=rotations["left_hand_pose"], right_hand_pose=rotations["right_hand_pose"],
-            jaw_pose=rotations["jaw_pose"], leye_pose=eye, reye_pose=eye, betas=betas, expression=expression,
-        )
+        kwargs = dict(global_orient=rotations["global_orient"], body_pose=rotations["body_pose"],
+                      left_hand_pose=rotations["left_hand_pose"], right_hand_pose=rotations["right_hand_pose"],
+                      jaw_pose=rotations["jaw_pose"], leye_pose=eye, reye_pose=eye, betas=betas, expression=expression)
+        if not keypoints_only:
+            return self.body_model(**kwargs)
+        if self.keypoint_model is not None:
+            return self.keypoint_model(**kwargs)
+        return self.body_model(**kwargs).joints
 
     def predict(self, batch: ModelInput) -> Prediction:
         kind = self.kind
@@ -227,7 +237,7 @@ class Predictor:
             raise ValueError("the full model needs the full-resolution images (ModelInput.full_images)")
         net, att, res = self.net, self.net.cfg.attention, batch.img.shape[-1]
         rot = body.rotations
-        keypoints = self._smplx(rot, body.betas, body.expression).joints
+        keypoints = self._smplx(rot, body.betas, body.expression, keypoints_only=True)
         kp_crop = ndc_to_crop_pixels(weak_perspective_project(keypoints, body.camera), res)
         boxes = {}
         crops = []
