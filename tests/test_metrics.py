@@ -114,6 +114,24 @@ def test_point_to_mesh_random_against_dense_sampling():
     assert torch.all(dense - exact < 0.02)
 
 
+def test_point_to_mesh_pruning_equals_brute_force(standin_tree):
+    """The pruned search returns exactly the minimum over every triangle (FLAME stand-in mesh)."""
+    from expose_cli.assets.paths import DataTree
+    from expose_cli.body_models.loading import load_body_model_data
+
+    flame = load_body_model_data(DataTree(standin_tree).flame_model())
+    verts, faces = torch.as_tensor(flame["v_template"], dtype=D), np.asarray(flame["f"])
+    g = torch.Generator().manual_seed(2)
+    near = verts[torch.randint(0, len(verts), (300,), generator=g)] + 0.003 * torch.randn(300, 3, generator=g, dtype=D)
+    far = 0.3 * torch.randn(40, 3, generator=g, dtype=D)
+    pts = torch.cat([near, far, verts[:5]])  # and points exactly on vertices
+    tris = verts[torch.as_tensor(faces, dtype=torch.long)]
+    brute = M.point_to_triangle_distance(pts, tris).min(dim=1).values
+    pruned = M.point_to_mesh_distance(pts, verts, faces, chunk=64)
+    torch.testing.assert_close(pruned, brute, atol=1e-12, rtol=0)
+    assert torch.all(pruned[-5:] == 0)
+
+
 def test_stirling_3drmse():
     # A flat "face" plane z=0 as prediction and scan; landmarks on it. The prediction is the scan
     # scaled, rotated and shifted: alignment undoes it, so the error is 0; then lift the scan by 2 mm.

@@ -98,7 +98,28 @@ def test_freihand_splits_by_unique_sample(tmp_path, run_cli, standin_tree):
     bad = data / "datasets" / "FreiHand" / "training_xyz.json"
     bad.write_text(json.dumps(np.zeros((10, 20, 3)).tolist()))
     res = run_cli("--data-dir", data, "preprocess", "freihand", "--split", "train", "--overwrite")
-    assert res.exit_code == 1 and "training_xyz.json" in res.stderr and "expected (10, 21, 3)" in res.stderr
+    assert res.exit_code == 1 and "training_xyz.json" in res.stderr and "shape (N, 21, 3)" in res.stderr
+
+
+def test_json_numbers_reader_matches_json_and_refuses_bad_files(tmp_path):
+    from expose_cli.data.json_arrays import read_json_numbers
+
+    rng = np.random.default_rng(1)
+    values = (rng.normal(0, 1e-3, (7, 5, 3)) * 10.0 ** rng.integers(-6, 6, (7, 5, 3))).tolist()
+    path = tmp_path / "verts.json"
+    path.write_text(json.dumps(values))
+    for chunk in (7, 64, 1 << 20):  # chunk boundaries fall inside numbers
+        got = read_json_numbers(path, (5, 3), chunk_bytes=chunk)
+        np.testing.assert_array_equal(got, np.array(values))
+    path.write_text("[1.5, -2e-3,\n 4]")
+    np.testing.assert_array_equal(read_json_numbers(path, ()), [1.5, -2e-3, 4.0])
+    for text, msg in (("[[1, 2, 3], [4, 5, null]]", "unexpected 'n'"), ('{"a": 1}', "unexpected '{'"),
+                      ("[[1, 2, 3], [4, 5]]", "shape \\(N, 3\\)"), ("[[1, 2, 3], [4, 5, 6]", "shape"),
+                      ("[[1, 2, 3, 4, 5, 6]]", "shape"), ("[[1, 2, 3], [4, 5, 6-]]", "not a number")):
+        path.write_text(text)
+        with pytest.raises(ExposeError, match=msg) as info:
+            read_json_numbers(path, (3,))
+        assert info.value.path == path
 
 
 def test_writer_streams_blocks_and_round_trips(tmp_path):

@@ -82,12 +82,16 @@ def f_score(pred, gt, threshold: float) -> torch.Tensor:
 
 
 def point_to_triangle_distance(points, triangles) -> torch.Tensor:
-    """Exact Euclidean distance from ``points`` [P, 3] to each of ``triangles`` [T, 3, 3] -> [P, T].
+    """Exact Euclidean distance from ``points`` [P, 3] to each of ``triangles`` [T, 3, 3] -> [P, T]."""
+    p = points[:, None, :]
+    return _closest_point_distance(p, triangles[None, :, 0], triangles[None, :, 1], triangles[None, :, 2])
+
+
+def _closest_point_distance(p, a, b, c) -> torch.Tensor:
+    """Distance from ``p`` to triangle ``(a, b, c)`` (broadcast, last dim 3).
 
     Closest point by Voronoi region of the triangle (Ericson, Real-Time Collision Detection 5.1.5).
     """
-    p = points[:, None, :]
-    a, b, c = triangles[None, :, 0], triangles[None, :, 1], triangles[None, :, 2]
     ab, ac, ap = b - a, c - a, p - a
     d1 = (ab * ap).sum(-1)
     d2 = (ac * ap).sum(-1)
@@ -124,17 +128,36 @@ def point_to_triangle_distance(points, triangles) -> torch.Tensor:
     return torch.linalg.norm(p - closest, dim=-1)
 
 
-def point_to_mesh_distance(points, vertices, faces, chunk: int = 512) -> torch.Tensor:
-    """Distance (input units) from each of ``points`` [P, 3] to the surface of a triangle mesh.
+def point_to_mesh_distance(points, vertices, faces, chunk: int = 2048) -> torch.Tensor:
+    """Exact distance (input units) from each of ``points`` [P, 3] to the surface of a triangle mesh.
 
-    Exact and brute force over triangles, in chunks of points to bound memory.
+    Exact, with pruning: a point's nearest mesh vertex bounds its distance to the surface from
+    above, and ``|p - centroid| - radius`` bounds its distance to a triangle from below, so only
+    the triangles whose lower bound does not exceed the upper bound are measured exactly (a few
+    dozen of FLAME's 9976 per scan point instead of all of them).
     """
     pts = _t(points)
-    tris = _t(vertices)[torch.as_tensor(np.asarray(faces), dtype=torch.long)]
+    verts = _t(vertices)
+    tris = verts[torch.as_tensor(np.asarray(faces), dtype=torch.long)]  # [T, 3, 3]
+    centroids = tris.mean(dim=1)
+    radii = torch.linalg.norm(tris - centroids[:, None], dim=-1).amax(dim=1)
+    used = torch.unique(torch.as_tensor(np.asarray(faces), dtype=torch.long))
     out = []
     for start in range(0, pts.shape[0], chunk):
-        out.append(point_to_triangle_distance(pts[start : start + chunk], tris).min(dim=1).values)
+        p = pts[start : start + chunk]
+        upper = torch.cdist(p, verts[used]).min(dim=1).values
+        lower = torch.cdist(p, centroids) - radii
+        slack = 1e-9 * (1.0 + upper.abs())  # cdist's rounding must never prune the nearest triangle
+        pi, ti = torch.nonzero(lower <= (upper + slack)[:, None], as_tuple=True)
+        dist = point_to_triangle_distance_pairs(p[pi], tris[ti])
+        best = upper.clone().scatter_reduce_(0, pi, dist, reduce="amin", include_self=True)
+        out.append(best)
     return torch.cat(out) if out else pts.new_zeros(0)
+
+
+def point_to_triangle_distance_pairs(points, triangles) -> torch.Tensor:
+    """Exact distance from ``points[i]`` [N, 3] to ``triangles[i]`` [N, 3, 3] -> [N]."""
+    return _closest_point_distance(points, triangles[:, 0], triangles[:, 1], triangles[:, 2])
 
 
 def stirling_face_mask(scan_landmarks) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,13 +11,13 @@ ExPose does.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
+from expose_cli.data.json_arrays import read_json_numbers
 from expose_cli.errors import ExposeError
 
 SPLITS = ("train", "val", "test")
@@ -26,28 +26,26 @@ VERSIONS = 4
 TRAIN_FRACTION = 0.8
 
 
-def _load(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
+def _load(root: Path, prefix: str, name: str, tail: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+    path = root / f"{prefix}_{name}.json"
+    if not path.is_file():
         raise ExposeError("missing annotation file", path=path,
-                          hint="unzip FreiHAND_pub_v2 and FreiHAND_pub_v2_eval into the same folder") from exc
-    except json.JSONDecodeError as exc:
-        raise ExposeError(f"malformed JSON: {exc}", path=path) from exc
+                          hint="unzip FreiHAND_pub_v2 and FreiHAND_pub_v2_eval into the same folder")
+    return read_json_numbers(path, tail, dtype)
 
 
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
     prefix = "evaluation" if split == "test" else "training"
-    K = np.asarray(_load(root / f"{prefix}_K.json"), np.float64)
-    mano = np.asarray(_load(root / f"{prefix}_mano.json"), np.float64).reshape(-1, 61)
-    xyz = np.asarray(_load(root / f"{prefix}_xyz.json"), np.float64)
-    verts = np.asarray(_load(root / f"{prefix}_verts.json"), np.float64)
-    scale = np.asarray(_load(root / f"{prefix}_scale.json"), np.float64).reshape(-1)
+    # Parsed straight into arrays (the verts file is ~1.5 GB of text): memory stays at the arrays' size.
+    K = _load(root, prefix, "K", (3, 3))
+    mano = _load(root, prefix, "mano", (1, 61)).reshape(-1, 61)
+    xyz = _load(root, prefix, "xyz", (21, 3))
+    verts = _load(root, prefix, "verts", (778, 3), np.float32)
+    scale = _load(root, prefix, "scale", ())
     n = len(K)
-    for name, arr, shape in (("mano", mano, (61,)), ("xyz", xyz, (21, 3)), ("verts", verts, (778, 3)), ("scale", scale, ())):
-        if len(arr) != n or arr.shape[1:] != shape:
-            raise ExposeError(f"{prefix}_{name}.json: {arr.shape}, expected ({n}, {', '.join(map(str, shape))})",
-                              path=root / f"{prefix}_{name}.json")
+    for name, arr in (("mano", mano), ("xyz", xyz), ("verts", verts), ("scale", scale)):
+        if len(arr) != n:
+            raise ExposeError(f"{len(arr)} entries, but {prefix}_K.json has {n}", path=root / f"{prefix}_{name}.json")
     hand_mean = options.get("right_hand_mean")
     cut = int(TRAIN_FRACTION * n)
     if split == "test":
@@ -76,5 +74,5 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             "mano/global_orient": pose[:3], "mano/right_hand_pose": pose[3:48].reshape(15, 3),
             "mano/betas": mano[i, 48:58], "has_mano": True, "is_right": True,
             "camera/K": K[i], "has_camera": True,
-            "vertices": verts[i].astype(np.float32), "mano_scale": scale[i],
+            "vertices": verts[i], "mano_scale": scale[i],
         }
