@@ -100,7 +100,7 @@ class HDF5Writer:
         self.file.attrs.update({
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "dataset": dataset, "split": split,
             "raw_root": str(raw_root), "converter_version": converter_version,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "keypoint_convention": KEYPOINT_CONVENTION,
         })
         for key, value in (attrs or {}).items():

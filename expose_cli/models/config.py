@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from expose_cli.errors import ExposeError
 
