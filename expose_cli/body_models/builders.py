@@ -49,14 +49,19 @@ def _resolve(source: DataTree | str | Path, candidates: list[Path], what: str, s
     raise MissingFileError(candidates[0], what, f"download it from {site}")
 
 
+def _candidates(source: DataTree | str | Path, tree_file, stem: str) -> list[Path]:
+    """Files to try, ``.npz`` first: the data tree's (``tree_file(tree, ext)``), a folder's ``STEM.ext``,
+    or a file as given."""
+    if isinstance(source, DataTree):
+        return [tree_file(source, "npz"), tree_file(source, "pkl")]
+    if Path(source).is_dir():
+        return [Path(source) / f"{stem}.{e}" for e in ("npz", "pkl")]
+    return [Path(source)]
+
+
 def smplx_file(source: DataTree | str | Path, gender: str = "neutral") -> Path:
     """The SMPL-X file to use: a file path as given, or ``SMPLX_<GENDER>.npz`` (else ``.pkl``)."""
-    if isinstance(source, DataTree):
-        cands = [source.smplx_model(gender, "npz"), source.smplx_model(gender, "pkl")]
-    elif Path(source).is_dir():
-        cands = [Path(source) / f"SMPLX_{gender.upper()}.{e}" for e in ("npz", "pkl")]
-    else:
-        cands = [Path(source)]
+    cands = _candidates(source, lambda t, e: t.smplx_model(gender, e), f"SMPLX_{gender.upper()}")
     return _resolve(source, cands, f"SMPL-X model ({gender})", SMPLX_SITE)
 
 
@@ -130,14 +135,8 @@ def build_mano(
 ) -> smplx.MANOLayer:
     """MANO layer for ``side``. The left hand comes from ``MANO_LEFT.pkl`` when present, otherwise
     by mirroring the right model (:func:`mirror_mano_data`)."""
-    if isinstance(source, DataTree):
-        own = [source.mano_model(side, "npz"), source.mano_model(side, "pkl")]
-        right = [source.mano_model("right", "npz"), source.mano_model("right", "pkl")]
-    elif Path(source).is_dir():
-        own = [Path(source) / f"MANO_{side.upper()}.{e}" for e in ("npz", "pkl")]
-        right = [Path(source) / f"MANO_RIGHT.{e}" for e in ("npz", "pkl")]
-    else:
-        own, right = [Path(source)], [Path(source)]
+    own = _candidates(source, lambda t, e: t.mano_model(side, e), f"MANO_{side.upper()}")
+    right = _candidates(source, lambda t, e: t.mano_model("right", e), "MANO_RIGHT")
     path = next((p for p in own if p.is_file()), None)
     if path is not None:
         data = load_body_model_data(path)
@@ -167,12 +166,7 @@ def build_smpl(
     dtype: torch.dtype = torch.float32,
 ) -> smplx.SMPLLayer:
     """SMPL v1.0 layer of a gender (``neutral``, ``male``, ``female``)."""
-    if isinstance(source, DataTree):
-        cands = [source.smpl_model(gender, "npz"), source.smpl_model(gender, "pkl")]
-    elif Path(source).is_dir():
-        cands = [Path(source) / f"SMPL_{gender.upper()}.{e}" for e in ("npz", "pkl")]
-    else:
-        cands = [Path(source)]
+    cands = _candidates(source, lambda t, e: t.smpl_model(gender, e), f"SMPL_{gender.upper()}")
     path = _resolve(source, cands, f"SMPL model ({gender})", SMPL_SITE)
     data = load_body_model_data(path)
     validate_body_model(data, "smpl", path)
