@@ -327,3 +327,38 @@ def test_attention_keypoint_pass_matches_full_smplx(small_ckpts, standin_tree):
             torch.testing.assert_close(sparse.hand_boxes[side][key], full.hand_boxes[side][key], atol=1e-3, rtol=1e-5)  # pixels
     torch.testing.assert_close(sparse.face_box["center"], full.face_box["center"], atol=1e-3, rtol=1e-5)
     torch.testing.assert_close(sparse.vertices, full.vertices, atol=1e-4, rtol=0)
+
+
+def test_face_is_located_after_the_hand_merge(small_ckpts, standin_tree):
+    """MMHuman3D crops the face with keypoints of the hand-merged body (pose blend shapes let the
+    hands move face vertices slightly); a full SMPL-X pass on those parameters gives our face box."""
+    from expose_cli.geometry.cameras import ndc_to_crop_pixels, weak_perspective_project
+
+    tree = DataTree(standin_tree)
+    net, _ = load_net(small_ckpts["expose"][0])
+    predictor = build_predictor(net, tree)
+    batch = person_batch("expose")
+    net.train()
+    with torch.no_grad():
+        out = predictor.predict(batch)
+    net.eval()
+    body = out.training["body"]
+    merged = {**body.rotations, "body_pose": out.rotations["body_pose"],
+              "left_hand_pose": out.rotations["left_hand_pose"], "right_hand_pose": out.rotations["right_hand_pose"]}
+    eye = torch.eye(3).expand(2, 1, 3, 3)
+    with torch.no_grad():
+        joints = predictor.body_model(**merged, leye_pose=eye, reye_pose=eye, betas=body.betas,
+                                      expression=body.expression).joints
+        before = predictor.body_model(**body.rotations, leye_pose=eye, reye_pose=eye, betas=body.betas,
+                                      expression=body.expression).joints
+    head = attention.head_keypoint_indices()
+    res = batch.img.shape[-1]
+
+    def face_box(kp):
+        px = ndc_to_crop_pixels(weak_perspective_project(kp[:, head], body.camera), res)
+        return attention.part_box_in_image(px, batch.crop_transform, batch.box_size, 2.0, res)
+
+    center, size = face_box(joints)
+    torch.testing.assert_close(out.face_box["center"], center, atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(out.face_box["size"], size, atol=1e-3, rtol=1e-5)
+    assert not torch.allclose(face_box(before)[0], center, atol=1e-3, rtol=0)  # the merge does matter here

@@ -252,7 +252,11 @@ class Predictor:
                                              att.condition_hand_wrist_pose, att.condition_hand_finger_pose)
         hands = net.hand_head(self._features("hand_backbone", torch.cat(crops, dim=0)), hand_cond)
         merged = attention.merge_hands(rot["global_orient"], rot["body_pose"], hands.rotations, self.parents)
-        center, size = attention.part_box_in_image(kp_crop[:, self._head_idx.to(kp_crop.device)], batch.crop_transform,
+        # As MMHuman3D: the face is located after the hand merge. The face keypoints barely move with the
+        # hands (only through pose blend shapes), but exactly equal crops need the merged parameters.
+        face_kp = self._smplx({**rot, **merged}, body.betas, body.expression, keypoints_only=True)
+        face_kp = ndc_to_crop_pixels(weak_perspective_project(face_kp[:, self._head_idx.to(face_kp.device)], body.camera), res)
+        center, size = attention.part_box_in_image(face_kp, batch.crop_transform,
                                                    batch.box_size, att.face_scale_factor, res)
         face_box = {"center": center, "size": size}
         face_crops = attention.sample_crop(batch.full_images, center, size, att.face_crop_size)
