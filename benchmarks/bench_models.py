@@ -68,7 +68,7 @@ def main() -> None:
 
                 for n in (1, 8):
                     batch = batch_for(kind, n)
-                    repeats = 3 if n == 1 or device == "cuda" else 1
+                    repeats = 5 if n == 1 or device == "cuda" else 2
                     per_image = time_call(lambda b=batch, p=predictor, sync=sync: (p(b), sync()), repeats) / n
                     plain_s = time_call(lambda b=batch: run_plain(b), repeats) / n
                     ref = MMHUMAN3D_S[kind] if device == "cpu" and n == 1 else None
