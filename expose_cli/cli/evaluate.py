@@ -21,7 +21,7 @@ from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 def evaluate(
     ctx: typer.Context,
-    benchmark: Annotated[str, typer.Argument(help="ehf | freihand (3dpw, stirling: not yet)")],
+    benchmark: Annotated[str, typer.Argument(help="ehf | freihand | 3dpw | stirling")],
     ckpt: Annotated[str | None, typer.Option("--ckpt", help="Checkpoint path or name (default: the benchmark's model).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Preprocessed .h5 (default: from the data tree).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,

@@ -30,7 +30,6 @@ BENCHMARKS = {
                  "MMHuman3D/FG2018: predicted mesh similarity-aligned to the scan by 7 landmarks, scan cropped to "
                  "the face region, mean scan-to-mesh distance ('3DRMSE'); data file decides the subset (HQ/LQ)"),
 }
-NOT_YET: dict[str, str] = {}
 
 
 @dataclass
@@ -54,9 +53,6 @@ def sha256_file(path: Path) -> str:
 
 
 def check_benchmark(name: str) -> tuple:
-    if name in NOT_YET:
-        raise ExposeError(f"benchmark {name!r} needs the `expose preprocess {NOT_YET[name]}` converter, not written yet",
-                          hint="available benchmarks: " + ", ".join(BENCHMARKS))
     if name not in BENCHMARKS:
         raise ExposeError(f"unknown benchmark {name!r}", hint="available: " + ", ".join(BENCHMARKS))
     return BENCHMARKS[name]
