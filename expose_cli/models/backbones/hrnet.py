@@ -47,11 +47,12 @@ class HRModule(nn.Module):
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
         out = []
-        for i, row in enumerate(self.fuse_layers):
-            y = xs[i]
-            for j, layer in enumerate(row):
-                if j != i:
-                    y = y + layer(xs[j])
+        for row in self.fuse_layers:
+            # Summed in branch order, as MMHuman3D does, so float rounding matches too.
+            terms = [x if layer is None else layer(x) for layer, x in zip(row, xs, strict=True)]
+            y = terms[0]
+            for t in terms[1:]:
+                y = y + t
             out.append(self.relu(y))
         return out
 
