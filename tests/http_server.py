@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import socket
+import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,6 +18,8 @@ class Behaviour:
     truncate_to: int | None = None  # announce the full length, send only this many bytes (once)
     fail_first: int = 0  # answer 500 to the first N requests
     status: int | None = None  # always answer this status (e.g. 404)
+    reset_after: int | None = None  # send this many body bytes, pause, then reset the connection (once)
+    etag: bool = True  # send a strong ETag and honour If-Range
 
 
 @dataclass
@@ -46,6 +52,10 @@ class FileServer:
                 data = server.files[path]
                 start = 0
                 rng = self.headers.get("Range")
+                etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+                if_range = self.headers.get("If-Range")
+                if rng and b.etag and if_range is not None and if_range != etag:
+                    rng = None  # the client's partial copy is of another version: send it all
                 if rng and not b.ignore_range:
                     start = int(rng.split("=")[1].split("-")[0])
                     if start >= len(data):
@@ -57,7 +67,18 @@ class FileServer:
                     self.send_response(200)
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
+                if b.etag:
+                    self.send_header("ETag", etag)
                 self.end_headers()
+                if b.reset_after is not None:
+                    n, b.reset_after = b.reset_after, None
+                    self.wfile.write(body[:n])
+                    self.wfile.flush()
+                    time.sleep(0.3)  # let the client read what was sent, then reset (RST, not FIN)
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
                 if b.drop_after is not None:
                     n, b.drop_after = b.drop_after, None
                     self.wfile.write(body[:n])

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from expose_cli.assets.download import (
+    DownloadCancelled,
     DownloadOptions,
     LockFile,
     download_asset,
@@ -220,5 +221,137 @@ def test_cli_fetch_models_offline_fails_cleanly(tmp_path, run_cli):
     result = run_cli("--data-dir", tmp_path, "fetch-models", "--only", "shape_mean", "--mirror", "http://127.0.0.1:9",
                      "--retries", "0", "--timeout", "2")
     assert result.exit_code == 1
-    assert "cannot reach 127.0.0.1:9" in result.stderr and "use --mirror or copy the file to" in result.stderr
+    assert "cannot reach 127.0.0.1:9" in result.stderr and "use --mirror" in result.stderr and "copy the file to" in result.stderr
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_connection_reset_keeps_the_bytes_received(server, tmp_path):
+    tree = DataTree(tmp_path)
+    data = payload(3_000_000, 8)
+    asset = make_asset(server, "reset", data)
+    server.behaviours[asset.url_path] = Behaviour(reset_after=1_500_000)
+    r = fetch(server, asset, tree)
+    assert r.status == "downloaded" and (tree.pretrained_models / "reset.pth").read_bytes() == data
+    ranges = [rng for p, rng in server.requests if p == asset.url_path]
+    assert len(ranges) == 2 and int(ranges[1][6:-1]) > 1_000_000  # resumed far in, not from 0
+
+
+def test_foreign_part_file_is_never_spliced(server, tmp_path):
+    tree = DataTree(tmp_path)
+    data = payload(200_000, 9)
+    asset = make_asset(server, "foreign", data, with_prefix=False)
+    part = tree.pretrained_models / "foreign.pth.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(bytes(100_000))  # a .part expose did not start (no .part.json)
+    r = fetch(server, asset, tree)
+    assert r.status == "downloaded" and (tree.pretrained_models / "foreign.pth").read_bytes() == data
+    assert [rng for p, rng in server.requests if p == asset.url_path] == [None]
+    assert not part.exists() and not part.with_name(part.name + ".json").exists()
+
+
+def test_part_of_a_changed_file_restarts_through_if_range(server, tmp_path):
+    tree = DataTree(tmp_path)
+    old = payload(300_000, 10)
+    asset = make_asset(server, "changed", old, with_prefix=False)
+    cancel_after_first = DownloadOptions(mirror=server.base, **OPTS)
+
+    def stop(name, received, total):
+        cancel_after_first.cancel.set()
+
+    with pytest.raises(DownloadCancelled):
+        download_asset(asset, tree, LockFile(tree), cancel_after_first, progress=stop, sleep=lambda s: None)
+    part = tree.pretrained_models / "changed.pth.part"
+    assert 0 < part.stat().st_size < len(old)
+    new = payload(300_000, 11)  # same size, other content: a new version on the server
+    server.files[asset.url_path] = new
+    r = fetch(server, asset, tree)
+    assert r.status == "downloaded" and (tree.pretrained_models / "changed.pth").read_bytes() == new
+    assert server.requests[-1][1] is not None  # it asked to resume, the ETag said no, it got it all
+
+
+def test_cancelled_download_resumes_in_the_next_run(server, tmp_path):
+    tree = DataTree(tmp_path)
+    data = payload(400_000, 12)
+    asset = make_asset(server, "cancel", data)
+    opts = DownloadOptions(mirror=server.base, **OPTS)
+    with pytest.raises(DownloadCancelled):
+        download_asset(asset, tree, LockFile(tree), opts, progress=lambda *a: opts.cancel.set(), sleep=lambda s: None)
+    assert not (tree.pretrained_models / "cancel.pth").exists()
+    done = (tree.pretrained_models / "cancel.pth.part").stat().st_size
+    r = fetch(server, asset, tree)
+    assert r.status == "downloaded" and (tree.pretrained_models / "cancel.pth").read_bytes() == data
+    assert server.requests[-1][1] == f"bytes={done}-"
+
+
+def test_corrupt_file_under_the_final_name_is_moved_aside(server, tmp_path):
+    tree = DataTree(tmp_path)
+    data = payload(5000, 13)
+    asset = make_asset(server, "ckpt", data)
+    final = tree.pretrained_models / "ckpt.pth"
+    final.parent.mkdir(parents=True)
+    final.write_bytes(b"garbage")
+    server.files[asset.url_path] = payload(5000, 14)  # and the source is bad too
+    r = fetch(server, asset, tree)
+    assert r.status == "failed" and "corrupt" in r.message and "checksum mismatch" in r.message
+    assert not final.exists()  # no bad file under the final name
+    server.files[asset.url_path] = data
+    r = fetch(server, asset, tree)
+    assert r.status == "downloaded" and final.read_bytes() == data
+
+
+def test_unverified_copy_on_disk_is_checked_against_the_source(server, tmp_path):
+    tree = DataTree(tmp_path)
+    data = payload(3000, 15)
+    asset = make_asset(server, "aux", data, with_prefix=False)
+    final = tree.pretrained_models / "aux.pth"
+    final.parent.mkdir(parents=True)
+    final.write_bytes(b"")  # e.g. an empty file copied by hand: nothing vouches for it
+    assert file_status(asset, tree, LockFile(tree))[0] == "present"
+    offline = download_asset(asset, tree, LockFile(tree), DownloadOptions(mirror="http://127.0.0.1:9", **OPTS),
+                             sleep=lambda s: None)
+    assert offline.status == "failed" and "present but unverified" in offline.message
+    r = fetch(server, asset, tree)
+    assert r.status == "downloaded" and final.read_bytes() == data and "differed" in r.message
+    assert final.with_name("aux.pth.old").read_bytes() == b""
+    assert file_status(asset, tree, LockFile(tree))[0] == "verified"
+
+
+def test_redownload_must_match_the_lock_file_unless_forced(server, tmp_path):
+    tree = DataTree(tmp_path)
+    data = payload(3000, 16)
+    asset = make_asset(server, "locked", data, with_prefix=False)
+    assert fetch(server, asset, tree).status == "downloaded"
+    final = tree.pretrained_models / "locked.pth"
+    final.unlink()
+    server.files[asset.url_path] = payload(3000, 17)  # the mirror now serves something else
+    r = fetch(server, asset, tree)
+    assert r.status == "failed" and "differs from the copy verified before" in r.message and not final.exists()
+    r = fetch(server, asset, tree, force=True)
+    assert r.status == "downloaded" and final.read_bytes() == payload(3000, 17) and "new version" in r.message
+
+
+def test_unreachable_host_is_not_retried_for_every_asset(tmp_path):
+    tree = DataTree(tmp_path)
+    assets = [Asset(f"x{i}", "auxiliary", "x", url=f"http://127.0.0.1:9/x{i}.npy",
+                    destinations=(lambda t, i=i: t.root / f"x{i}.npy",)) for i in range(4)]
+    opts = DownloadOptions(retries=5, backoff=0.0, timeout=2)
+    sleeps = []
+    results = [download_asset(a, tree, LockFile(tree), opts, sleep=sleeps.append) for a in assets]
+    assert all(r.status == "failed" and r.message.startswith("cannot reach 127.0.0.1:9") for r in results)
+    assert len(sleeps) == 1  # one retry for the first asset; the others know the host is down
+
+
+def test_cli_force_env_mirror_and_mirror_with_a_path(server, tmp_path, run_cli, monkeypatch):
+    data = payload(20_000, 18)
+    asset = make_asset(server, "m", data)
+    server.files["/base" + asset.url_path] = data  # a mirror whose base URL has a path part
+    import expose_cli.cli.fetch as fetch_cli
+
+    monkeypatch.setattr(fetch_cli, "default_manifest", lambda: [asset])
+    env = {"EXPOSE_RETRY_BACKOFF": "0", "EXPOSE_MIRROR": server.base + "/base/"}
+    root = tmp_path / "data"
+    assert run_cli("--data-dir", root, "fetch", "m", env=env).exit_code == 0
+    assert server.count("/base" + asset.url_path) == 1 and server.count(asset.url_path) == 0
+    again = run_cli("--data-dir", root, "fetch", "m", "--force", env=env)
+    assert again.exit_code == 0 and server.count("/base" + asset.url_path) == 2
+    assert (root / "pretrained_models" / "m.pth").read_bytes() == data

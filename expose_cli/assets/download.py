@@ -1,27 +1,33 @@
 """Reliable downloads of manifest assets (standard library only).
 
 Each file streams to ``NAME.part``; a later run resumes it with an HTTP ``Range`` request (and
-restarts cleanly when the server ignores ``Range``). Transient failures (connection errors,
-timeouts, truncated bodies, 5xx) are retried with exponential backoff; 4xx are not. The finished
-file is checked against the sha256 prefix its name carries, recorded with its full sha256 and size in
-the lock file, and only then moved into place atomically. A file that fails its check is kept as
+restarts cleanly when the server ignores ``Range``). ``NAME.part.json`` beside it records the URL
+and the server's validator (strong ETag or Last-Modified), sent as ``If-Range``: a ``.part`` from
+another URL, or of a file that changed on the server, is never spliced into a new one. Transient
+failures (connection errors, timeouts, truncated bodies, 5xx) are retried with exponential backoff;
+4xx are not; a host that cannot be reached at all is tried twice and then skipped for the rest of
+the run. The finished file is checked against the sha256 prefix its name carries and against the
+lock file's record of an earlier verified copy, recorded with its full sha256 and size in the lock
+file, and only then moved into place atomically. A file that fails its check is kept as
 ``NAME.corrupt`` and never appears under its final name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,7 +35,8 @@ from expose_cli.assets.manifest import Asset
 from expose_cli.assets.paths import DataTree
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # hashing block
+BLOCK = 1 << 16  # network read: written to disk as it arrives, so a reset loses nothing
 USER_AGENT = "expose-cli"
 
 
@@ -40,6 +47,8 @@ class DownloadOptions:
     timeout: float = 30.0
     retries: int = 5
     backoff: float = 1.0  # seconds before the first retry; doubles each time
+    cancel: threading.Event = field(default_factory=threading.Event)  # set it to stop every download
+    unreachable: dict[str, str] = field(default_factory=dict)  # host -> why, shared by one run's assets
 
 
 @dataclass
@@ -59,11 +68,17 @@ class Result:
 
 
 class DownloadError(Exception):
-    """A failure with a message for the user; ``transient`` ones are retried."""
+    """A failure with a message for the user; ``transient`` ones are retried; ``unreachable`` ones
+    (no connection to the host at all) are retried once."""
 
-    def __init__(self, message: str, transient: bool) -> None:
+    def __init__(self, message: str, transient: bool, unreachable: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.unreachable = unreachable
+
+
+class DownloadCancelled(Exception):
+    """The user interrupted the run; the ``.part`` stays for the next run to resume."""
 
 
 def source_url(asset: Asset, mirror: str | None) -> str:
@@ -113,19 +128,8 @@ class LockFile:
                 write_json_atomic(self.path, self.entries)
 
 
-def file_status(asset: Asset, tree: DataTree, lock: LockFile, rehash: bool = False) -> tuple[str, str]:
-    """``(status, detail)`` of an asset on disk: ``verified``, ``present``, ``missing``, ``corrupt``
-    or ``manual`` (cannot be downloaded and is absent).
-
-    Cheap by default: a file whose size and mtime match its lock entry is ``verified`` without
-    hashing; with ``rehash`` (or when they differ) the sha256 is recomputed.
-    """
-    paths = asset.paths(tree)
-    main = paths[0] if paths else None
-    if main is None:
-        return "missing", ""
-    if not asset.downloadable:
-        return ("present", "") if main.exists() else ("manual", f"{asset.website} then {asset.install}")
+def _main_status(asset: Asset, main: Path, lock: LockFile, rehash: bool) -> tuple[str, str]:
+    """Status of the first destination of a downloadable asset (see :func:`file_status`)."""
     if not main.is_file():
         if main.with_name(main.name + ".corrupt").exists():
             return "corrupt", f"kept as {main.name}.corrupt"
@@ -138,28 +142,87 @@ def file_status(asset: Asset, tree: DataTree, lock: LockFile, rehash: bool = Fal
     if asset.sha256_prefix and not digest.startswith(asset.sha256_prefix):
         return "corrupt", f"sha256 {digest[:8]} != {asset.sha256_prefix} of its name"
     if entry and entry["sha256"] != digest:
-        return "corrupt", "sha256 differs from the lock file"
+        return "corrupt", "sha256 differs from the copy recorded in the lock file"
     if entry or asset.sha256_prefix:
         return "verified", ""
-    return "present", "not downloaded by expose (no checksum to compare)"
+    return "present", "not downloaded by expose: no checksum to check it against (`expose fetch` verifies it)"
+
+
+def file_status(asset: Asset, tree: DataTree, lock: LockFile, rehash: bool = False) -> tuple[str, str]:
+    """``(status, detail)`` of an asset on disk: ``verified``, ``present`` (there, but nothing to
+    check it against yet), ``missing``, ``corrupt`` or ``manual`` (cannot be downloaded, absent).
+
+    Cheap by default: a file whose size and mtime match its lock entry is ``verified`` without
+    hashing; with ``rehash`` (or when they differ) the sha256 is recomputed. An asset with a second
+    destination (``all_means.pkl``) is ``missing`` while that copy is.
+    """
+    paths = asset.paths(tree)
+    main = paths[0] if paths else None
+    if main is None:
+        return "missing", ""
+    if not asset.downloadable:
+        return ("present", "") if main.exists() else ("manual", f"{asset.website} then {asset.install}")
+    status, detail = _main_status(asset, main, lock, rehash)
+    if status == "verified":
+        for other in paths[1:]:
+            if not other.is_file():
+                return "missing", f"its copy {other} is missing (`expose fetch {asset.name}` restores it)"
+    return status, detail
 
 
 ProgressHook = Callable[[str, int, int | None], None]  # (asset, bytes so far, total or None)
 
 
-def _open(url: str, offset: int, timeout: float):
+def _open(url: str, offset: int, validator: str | None, timeout: float):
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        if validator:
+            headers["If-Range"] = validator
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
-def _fetch_once(url: str, part: Path, timeout: float, name: str, progress: ProgressHook | None) -> None:
-    """One attempt: resume ``part`` if present; raise :class:`DownloadError` on failure."""
+def _is_unreachable(reason: object) -> bool:
+    """No connection at all (DNS failure, refused, no route), as opposed to a failure mid-way."""
+    if isinstance(reason, (socket.gaierror, ConnectionRefusedError)):
+        return True
+    return isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+def _part_meta(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def _validator(headers) -> str | None:
+    """What ``If-Range`` may carry: a strong ETag, else Last-Modified."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+def _content_range_total(value: str | None) -> int | None:
+    if value and "/" in value and not value.endswith("/*"):
+        with contextlib.suppress(ValueError):
+            return int(value.rsplit("/", 1)[1])
+    return None
+
+
+def _fetch_once(url: str, part: Path, timeout: float, name: str, progress: ProgressHook | None,
+                cancel: threading.Event | None = None) -> None:
+    """One attempt: resume ``part`` if it belongs to ``url``; raise :class:`DownloadError` on failure."""
+    meta_path = _part_meta(part)
+    meta: dict = {}
+    if part.exists():
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            meta = json.loads(meta_path.read_text())
+        if meta.get("url") != url:  # not ours, or from another source: never splice it
+            part.unlink()
+            meta = {}
     offset = part.stat().st_size if part.exists() else 0
     host = urlsplit(url).netloc
     try:
-        resp = _open(url, offset, timeout)
+        resp = _open(url, offset, meta.get("validator"), timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # the range starts past the end: start over
             part.unlink()
@@ -167,23 +230,32 @@ def _fetch_once(url: str, part: Path, timeout: float, name: str, progress: Progr
         transient = exc.code >= 500 or exc.code in (408, 429)
         raise DownloadError(f"HTTP {exc.code} {exc.reason} for {url}", transient=transient) from exc
     except urllib.error.URLError as exc:
-        raise DownloadError(f"cannot reach {host}: {exc.reason}", transient=True) from exc
+        raise DownloadError(f"cannot reach {host}: {exc.reason}", transient=True,
+                            unreachable=_is_unreachable(exc.reason)) from exc
     except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
-        raise DownloadError(f"cannot reach {host}: {exc}", transient=True) from exc
+        raise DownloadError(f"cannot reach {host}: {exc}", transient=True, unreachable=_is_unreachable(exc)) from exc
     with resp:
-        status = resp.status
+        status = getattr(resp, "status", None) or 200
         length = resp.headers.get("Content-Length")
         if offset and status == 206:
             mode = "ab"
             total = offset + int(length) if length is not None else None
+            whole = _content_range_total(resp.headers.get("Content-Range"))
+            if whole is not None and meta.get("length") not in (None, whole):
+                part.unlink()  # the file on the server changed size since the .part began
+                raise DownloadError(f"{url} changed on the server since the partial download; restarting", transient=True)
         else:  # 200: the server sent the whole file (it ignores Range, or no range asked)
             mode, offset = "wb", 0
             total = int(length) if length is not None else None
+            write_json_atomic(meta_path, {"url": url, "validator": _validator(resp.headers), "length": total})
         received = offset
+        read = getattr(resp, "read1", resp.read)
         try:
             with open(part, mode) as out:
                 while True:
-                    block = resp.read(CHUNK)
+                    if cancel is not None and cancel.is_set():
+                        raise DownloadCancelled(name)
+                    block = read(BLOCK)
                     if not block:
                         break
                     out.write(block)
@@ -204,7 +276,12 @@ def download_asset(
     progress: ProgressHook | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Result:
-    """Make ``asset`` present and verified in ``tree``: skip, resume or download it."""
+    """Make ``asset`` present and verified in ``tree``: skip, resume or download it.
+
+    A copy already on disk counts as verified when its name's sha256 prefix or the lock file vouches
+    for it; one with nothing to check it against is downloaded again and compared. A corrupt copy is
+    moved to ``NAME.corrupt`` before anything else, so no bad file stays under the final name.
+    """
     paths = asset.paths(tree)
     main = paths[0]
     rel = lock.key(main)
@@ -212,43 +289,75 @@ def download_asset(
         if main.exists():
             return Result(asset.name, "verified", rel, message="installed by hand")
         return Result(asset.name, "manual", rel, message=f"cannot be downloaded: get it from {asset.website}, then {asset.install}")
-    if not options.force:
-        status, detail = file_status(asset, tree, lock)
-        if status in ("verified", "present"):
-            if status == "present":
-                lock.record(main, sha256_file(main), "(found on disk)")
-            _copy_to_others(main, paths[1:])
-            return Result(asset.name, "verified", rel, main.stat().st_size, lock.get(main)["sha256"], "already present, skipped")
+    status, detail = _main_status(asset, main, lock, rehash=False)
+    if status == "verified" and not options.force:
+        _copy_to_others(main, paths[1:])
+        return Result(asset.name, "verified", rel, main.stat().st_size, lock_sha(lock, main), "already present, skipped")
+    corrupt = main.with_name(main.name + ".corrupt")
+    notes = []
+    if status == "corrupt" and main.is_file():
+        os.replace(main, corrupt)
+        notes.append(f"the copy on disk was corrupt ({detail}): moved to {corrupt.name}")
+    entry = lock.get(main)
+    expected = entry["sha256"] if entry and not options.force else None
     url = source_url(asset, options.mirror)
+    host = urlsplit(url).netloc
+    hint = f"; use --mirror (a file:// folder works) or copy the file to {main}"
+    if host in options.unreachable:
+        return Result(asset.name, "failed", rel, message=f"{options.unreachable[host]}{hint}")
     part = main.with_name(main.name + ".part")
     main.parent.mkdir(parents=True, exist_ok=True)
-    if options.force and part.exists():
-        part.unlink()
+    if options.force:
+        for stale in (part, _part_meta(part)):
+            stale.unlink(missing_ok=True)
     delay = options.backoff
-    for attempt in range(options.retries + 1):
+    attempt = 0
+    while True:
         try:
-            _fetch_once(url, part, options.timeout, asset.name, progress)
+            _fetch_once(url, part, options.timeout, asset.name, progress, options.cancel)
             break
         except DownloadError as exc:
-            if not exc.transient or attempt == options.retries:
-                hint = f"; use --mirror or copy the file to {main}" if "cannot reach" in str(exc) else ""
-                return Result(asset.name, "failed", rel, message=f"{exc}{hint}")
+            limit = min(options.retries, 1) if exc.unreachable else options.retries
+            if not exc.transient or attempt >= limit:
+                if exc.unreachable:
+                    options.unreachable.setdefault(host, str(exc))
+                msg = f"{exc}{hint}" if "cannot reach" in str(exc) else str(exc)
+                if status == "present":
+                    msg = f"{rel} is present but unverified: {msg}"
+                return Result(asset.name, "failed", rel, message="; ".join([*notes, msg]))
+            attempt += 1
             sleep(delay)
             delay *= 2
     digest = sha256_file(part)
+    problem = ""
     if asset.sha256_prefix and not digest.startswith(asset.sha256_prefix):
-        corrupt = main.with_name(main.name + ".corrupt")
+        problem = f"checksum mismatch: sha256 {digest[:8]}..., expected {asset.sha256_prefix} from the file name"
+    elif expected and digest != expected:
+        problem = (f"checksum mismatch: sha256 {digest[:8]}... differs from the copy verified before "
+                   f"({expected[:8]}... in {lock.path.name}); `--force` accepts a new version")
+    if problem:
         os.replace(part, corrupt)
-        lock.forget(main)
+        _part_meta(part).unlink(missing_ok=True)
         return Result(asset.name, "failed", rel, corrupt.stat().st_size, digest,
-                      f"checksum mismatch: sha256 {digest[:8]}..., expected {asset.sha256_prefix} from the file name; "
-                      f"kept as {corrupt.name}")
+                      "; ".join([*notes, f"{problem}; kept as {corrupt.name}"]))
+    if status == "present" and main.is_file() and sha256_file(main) != digest:
+        old = main.with_name(main.name + ".old")
+        os.replace(main, old)
+        notes.append(f"the unverified copy on disk differed from the source: kept as {old.name}")
+    if options.force and entry and entry["sha256"] != digest:
+        notes.append(f"new version: sha256 {entry['sha256'][:8]}... -> {digest[:8]}...")
     os.replace(part, main)
+    _part_meta(part).unlink(missing_ok=True)
     lock.record(main, digest, url)
     _copy_to_others(main, paths[1:])
-    with contextlib.suppress(FileNotFoundError):
-        main.with_name(main.name + ".corrupt").unlink()
-    return Result(asset.name, "downloaded", rel, main.stat().st_size, digest)
+    if not notes or not notes[0].startswith("the copy on disk was corrupt"):
+        corrupt.unlink(missing_ok=True)
+    return Result(asset.name, "downloaded", rel, main.stat().st_size, digest, "; ".join(notes))
+
+
+def lock_sha(lock: LockFile, path: Path) -> str:
+    entry = lock.get(path)
+    return entry["sha256"] if entry else ""
 
 
 def _copy_to_others(main: Path, others: list[Path]) -> None:

@@ -68,6 +68,7 @@ def run_fetch(
     )
     tasks: dict[str, int] = {}
     done: dict[str, int] = {}
+    sizes: dict[str, int | None] = {}
     with progress:
         total_id = progress.add_task("total", total=None)
 
@@ -76,10 +77,22 @@ def run_fetch(
                 tasks[name] = progress.add_task(name, total=total)
             progress.update(tasks[name], completed=received, total=total)
             done[name] = received
-            progress.update(total_id, completed=sum(done.values()))
+            sizes[name] = total
+            # The total grows as each download announces its size; unknown sizes count as received.
+            known = sum(size if size is not None else done[n] for n, size in sizes.items())
+            progress.update(total_id, completed=sum(done.values()), total=known)
 
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(lambda a: download_asset(a, tree, lock, options, hook), assets))
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            futures = [pool.submit(download_asset, a, tree, lock, options, hook) for a in assets]
+            results = [f.result() for f in futures]
+        except KeyboardInterrupt:
+            # Stop every transfer at its next block; the .part files stay for the next run to resume.
+            options.cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            err_console.print("interrupted: partial downloads are kept as .part and resume on the next run")
+            raise
+        pool.shutdown()
     table = Table(title="expose fetch")
     for col in ("asset", "status", "size", "path / message"):
         table.add_column(col)
