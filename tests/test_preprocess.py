@@ -1,4 +1,4 @@
-"""`expose preprocess` (EHF, FreiHAND), the HDF5 layout, and `expose inspect`."""
+"""`expose preprocess` (every converter, `all`, error paths), the HDF5 layout, and `expose inspect`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.keypoints import get_convention
 from expose_cli.data.converters import ehf
 from expose_cli.data.hdf5 import FORMAT_NAME, HDF5Reader, HDF5Writer
+from expose_cli.data.preprocess import LIMIT_NOTE
 from expose_cli.errors import ExposeError
 from expose_cli.testing.raw_datasets import write_ehf, write_freihand
 
@@ -95,6 +96,7 @@ def test_freihand_splits_by_unique_sample(tmp_path, run_cli, standin_tree):
         assert row["mano_scale"] == pytest.approx(t["scale"][3], rel=1e-6)
         assert bool(row["has_mano"]) and bool(row["is_right"]) and not bool(row["has_smplx"])
         assert tr.column("keypoints2d_mask").sum() == 21
+        assert bool(tr.attrs["mano_hand_mean_added"]) and "all_means.pkl" in tr.attrs["mano_right_hand_pose"]
     bad = data / "datasets" / "FreiHand" / "training_xyz.json"
     bad.write_text(json.dumps(np.zeros((10, 20, 3)).tolist()))
     res = run_cli("--data-dir", data, "preprocess", "freihand", "--split", "train", "--overwrite")
@@ -184,7 +186,8 @@ def test_pw3d_conversion(tmp_path, run_cli):
     assert run_cli("-q", "preprocess", "3dpw", "--root", root, "--split", "test", "--out", out).exit_code == 0
     with HDF5Reader(out) as r:
         # actor 0: 3 frames; actor 1: frame 1 invalid camera, frame 2 no 2D joint
-        assert len(r) == 4 and json.loads(r.attrs["dropped"]) == {"no detected 2D joint": 1}
+        assert len(r) == 4 and json.loads(r.attrs["dropped"]) == {
+            "no detected 2D joint": 1, "invalid camera pose (campose_valid false)": 1}
         row = r[0]
         assert row["image_path"] == "imageFiles/seq_a/image_00000.jpg" and tuple(row["image_size"]) == (64, 48)
         j2d = seq["poses2d"][0][0].T
@@ -242,7 +245,7 @@ def test_curated_fits_conversion(tmp_path, run_cli):
                    "--out", out).exit_code == 0
     with HDF5Reader(out) as r:
         assert len(r) == 3 and json.loads(r.attrs["dropped"]) == {"no keypoint above the confidence thresholds": 1}
-        assert r.attrs["raw_root"] == str(tmp_path)  # img_fns are relative to data/datasets
+        assert r.attrs["raw_root"] == str(tmp_path.resolve())  # img_fns are relative to data/datasets
         row = r[1]  # source row 2
         assert row["image_path"] == "lsp/lsp_dataset_original/images/im0002.jpg"
         np.testing.assert_allclose(row["smplx/jaw_pose"], data["pose"][2, 22], rtol=1e-5)
@@ -341,3 +344,295 @@ def test_embed_images(tmp_path, run_cli):
         px, py = inv @ np.array([u, v, 1.0])
         if 0 <= px < img.shape[1] - 1 and 0 <= py < img.shape[0] - 1:
             assert np.abs(crop[v, u].astype(int) - img[int(round(py)), int(round(px))].astype(int)).max() < 60
+
+
+# --- partial raw data, `all`, skipping -------------------------------------------------------------
+
+
+def test_all_converts_present_splits_and_continues_past_failures(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_coco, write_pw3d, write_stirling
+
+    data = tmp_path / "data"
+    write_coco(data / "datasets" / "coco", "train2014")  # COCO 2014 train only
+    write_pw3d(data / "datasets" / "3DPW", "test")  # 3DPW test only
+    write_stirling(data / "datasets" / "stirling")  # Stirling HQ only
+    (data / "datasets" / "EHF").mkdir()  # a raw folder with nothing in it: that dataset fails
+    tree = DataTree(data)
+    res = run_cli("--data-dir", data, "-q", "preprocess", "all")
+    assert res.exit_code == 1, res.output
+    for name, split in (("coco", "train2014"), ("3dpw", "test"), ("stirling", "HQ")):
+        assert tree.preprocessed_file(name, split).is_file()
+    for name, split in (("coco", "val2014"), ("coco", "train2017"), ("3dpw", "val"), ("stirling", "LQ")):
+        assert not tree.preprocessed_file(name, split).exists()
+        assert f"skipped {name} {split}: raw input not found" in res.stderr
+    assert "ehf: " in res.stderr and "no raw input for any ehf split" in res.stderr
+    assert "1 of 4 datasets failed: ehf" in res.stderr
+    # again: existing outputs are skipped (not an error), and with the empty folder gone it succeeds
+    (data / "datasets" / "EHF").rmdir()
+    before = tree.preprocessed_file("coco", "train2014").stat().st_mtime_ns
+    res = run_cli("--data-dir", data, "-q", "preprocess", "all")
+    assert res.exit_code == 0, res.output
+    assert "skipped coco train2014: output exists (--overwrite replaces it)" in res.stderr
+    assert tree.preprocessed_file("coco", "train2014").stat().st_mtime_ns == before
+    res = run_cli("--data-dir", data, "-q", "preprocess", "all", "--overwrite")
+    assert res.exit_code == 0 and "output exists" not in res.stderr
+    res = run_cli("--data-dir", data, "preprocess", "all", "--split", "test")
+    assert res.exit_code == 1 and "cannot be used with 'all'" in res.stderr
+
+
+def test_default_splits_skip_missing_input_but_requested_ones_must_exist(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_stirling
+
+    truth = write_stirling(tmp_path / "stirling", quality="LQ")
+    data = tmp_path / "data"
+    res = run_cli("--data-dir", data, "-q", "preprocess", "stirling", "--root", tmp_path / "stirling")
+    assert res.exit_code == 0, res.output
+    assert "skipped stirling HQ: raw input not found (Subset_2D_FG2018/HQ/*.jpg)" in res.stderr
+    with HDF5Reader(DataTree(data).preprocessed_file("stirling", "LQ")) as r:
+        assert len(r) == 2 and r[0]["image_path"] == "Subset_2D_FG2018/LQ/F1001_001.jpg"
+        np.testing.assert_allclose(r.scan(1), truth["M1002"]["vertices"], atol=1e-3)
+    assert not DataTree(data).preprocessed_file("stirling", "HQ").exists()
+    res = run_cli("--data-dir", data, "preprocess", "stirling", "--root", tmp_path / "stirling", "--split", "HQ")
+    assert res.exit_code == 1 and "no images" in res.stderr
+
+
+def test_pw3d_val_folder_name(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_pw3d
+
+    for folder in ("val", "validation"):
+        root = tmp_path / folder / "3DPW"
+        write_pw3d(root, folder)
+        data = tmp_path / folder / "data"
+        res = run_cli("--data-dir", data, "-q", "preprocess", "3dpw", "--root", root)
+        assert res.exit_code == 0, res.output
+        assert "skipped 3dpw train" in res.stderr and "skipped 3dpw test" in res.stderr
+        with HDF5Reader(DataTree(data).preprocessed_file("3dpw", "val")) as r:
+            assert len(r) == 4 and r.attrs["split"] == "val"
+
+
+def test_limit_note_and_absolute_raw_root(tmp_path, run_cli, monkeypatch):
+    write_ehf(tmp_path / "EHF", frames=3)
+    monkeypatch.chdir(tmp_path)
+    for limit, notes in (("2", {LIMIT_NOTE: 1}), ("3", {})):
+        out = tmp_path / f"e{limit}.h5"
+        assert run_cli("-q", "preprocess", "ehf", "--root", "EHF", "--out", out, "--limit", limit).exit_code == 0
+        with HDF5Reader(out) as r:
+            assert len(r) == int(limit) and r.attrs["limit"] == int(limit)
+            got = json.loads(r.attrs["notes"])
+            got.pop("boxes that include undetected (0, 0) points (MMHuman3D quirk)")
+            assert got == notes
+            assert r.attrs["raw_root"] == str((tmp_path / "EHF").resolve())  # absolute, though --root was relative
+
+
+def test_freihand_without_all_means_says_pose_is_relative_to_mano_mean(tmp_path, run_cli):
+    write_freihand(tmp_path / "FreiHand", unique=5, eval_samples=2)
+    out = tmp_path / "f.h5"
+    res = run_cli("--data-dir", tmp_path / "empty", "-q", "preprocess", "freihand", "--root", tmp_path / "FreiHand",
+                  "--split", "test", "--out", out)
+    assert res.exit_code == 0, res.output
+    with HDF5Reader(out) as r:
+        assert not bool(r.attrs["mano_hand_mean_added"]) and "relative to MANO's mean" in r.attrs["mano_right_hand_pose"]
+
+
+# --- COCO layouts and malformed annotations --------------------------------------------------------
+
+
+def test_coco_2017_and_wholebody(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_coco
+
+    root = tmp_path / "coco"
+    write_coco(root, "val2017")
+    data = tmp_path / "data"
+    res = run_cli("--data-dir", data, "-q", "preprocess", "coco", "--root", root)
+    assert res.exit_code == 0, res.output
+    assert "skipped coco train2014" in res.stderr and "skipped coco train2017" in res.stderr
+    with HDF5Reader(DataTree(data).preprocessed_file("coco", "val2017")) as r:
+        assert len(r) == 2 and r[0]["image_path"] == "train_2017/val2017/000000000003.jpg"
+
+    whole = write_coco(tmp_path / "cwb", "train2017", wholebody=True)
+    out = tmp_path / "w.h5"
+    res = run_cli("-q", "preprocess", "coco", "--root", tmp_path / "cwb", "--split", "train2017", "--out", out)
+    assert res.exit_code == 0, res.output
+    with HDF5Reader(out) as r:
+        assert len(r) == 2 and json.loads(r.attrs["dropped"]) == {"crowd": 1, "limb joints not all labelled": 1,
+                                                                   "no keypoints": 1}
+        first, second = r[0], r[1]  # annotation 4 (image 3: hands and face valid), then 1 (not)
+        assert first["image_path"] == "train_2017/train2017/000000000003.jpg"
+        hand = np.asarray(whole["annotations"][3]["righthand_kpts"]).reshape(21, 3)
+        np.testing.assert_allclose(first["keypoints2d"][SMPLX.index("right_index1")], hand[5], rtol=1e-5)
+        assert first["keypoints2d"][SMPLX.index("right_index1"), 2] == 0.5  # hand scores not binarised
+        assert second["keypoints2d"][SMPLX.index("right_index1"), 2] == 0  # invalid hand: absent
+        body = np.asarray(whole["annotations"][0]["keypoints"], float).reshape(17, 3)
+        np.testing.assert_allclose(second["keypoints2d"][SMPLX.index("left_knee")], [*body[13, :2], 1.0])
+
+
+def test_coco_malformed_annotations(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import coco_json_path, write_coco
+
+    root = tmp_path / "coco"
+    data = write_coco(root, "train2014")
+    data["annotations"][3]["keypoints"] = data["annotations"][3]["keypoints"][:50]
+    path = coco_json_path(root, "train2014")
+    path.write_text(json.dumps(data))
+    out = tmp_path / "c.h5"
+    res = run_cli("preprocess", "coco", "--root", root, "--split", "train2014", "--out", out)
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "person_keypoints_train2014.json: annotation 4: keypoints is not 51 numbers (found 50)" in res.stderr
+    data["annotations"][3]["keypoints"] = [0] * 51
+    data["annotations"][0]["image_id"] = 77  # unknown image
+    path.write_text(json.dumps(data))
+    res = run_cli("preprocess", "coco", "--root", root, "--split", "train2014", "--out", out)
+    assert res.exit_code == 1 and "annotation 1: refers to unknown image 77" in res.stderr
+    data["annotations"][3]["keypoints"] = ["x"] * 51
+    path.write_text(json.dumps(data))
+    res = run_cli("-q", "preprocess", "coco", "--root", root, "--split", "train2014", "--out", out, "--skip-bad")
+    assert res.exit_code == 0, res.output
+    with HDF5Reader(out) as r:
+        assert len(r) == 0 and json.loads(r.attrs["dropped"])["malformed annotation"] == 2
+
+
+# --- npz strings and objects -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strings", ["bytes", "object"])
+def test_npz_bytes_and_object_string_arrays(tmp_path, run_cli, strings, monkeypatch):
+    from expose_cli.testing.raw_datasets import write_curated_fits, write_ffhq, write_spin_smplx
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("np.load must not be used (allow_pickle=True would run code)")
+
+    monkeypatch.setattr(np, "load", refuse)
+    write_curated_fits(tmp_path / "ExPose_curated_fits", strings=strings)
+    write_spin_smplx(tmp_path / "spin_in_smplx", "lsp", strings=strings)
+    write_ffhq(tmp_path / "ffhq", strings=strings)
+    for name, folder, split, index, expected in (
+            ("curated-fits", "ExPose_curated_fits", "train", 2, "lsp/lsp_dataset_original/images/im0003.jpg"),
+            ("spin-smplx", "spin_in_smplx", "lsp", 1, "lsp/lsp_dataset_original/images/im0003.jpg"),
+            ("ffhq", "ffhq", "train", 1, "ffhq_global_images_1024/00001.png")):
+        out = tmp_path / f"{name}.h5"
+        res = run_cli("-q", "preprocess", name, "--root", tmp_path / folder, "--split", split, "--out", out)
+        assert res.exit_code == 0, res.output
+        with HDF5Reader(out) as r:
+            assert r[index]["image_path"] == expected
+
+
+def test_npz_with_code_in_an_object_array_is_refused(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_curated_fits
+
+    root = tmp_path / "ExPose_curated_fits"
+    data = write_curated_fits(root)
+    data["img_fns"] = np.array([_Evil()] * 4, dtype=object)
+    np.savez(root / "train.npz", **data)
+    res = run_cli("preprocess", "curated-fits", "--root", root, "--split", "train", "--out", tmp_path / "c.h5")
+    assert res.exit_code == 1 and "train.npz" in res.stderr and "refusing to load" in res.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+# --- wrong shapes, bad images, the safety net ------------------------------------------------------
+
+
+def _pw3d_with_bad_sequence(root, key: str, value) -> None:
+    import pickle
+
+    from expose_cli.testing.raw_datasets import write_pw3d
+
+    seq = write_pw3d(root)
+    seq[key] = [value, value]
+    (root / "sequenceFiles" / "test" / "seq_b.pkl").write_bytes(pickle.dumps(seq, protocol=2))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("poses", np.zeros((3, 70)), "actor 0: poses has shape (3, 70), expected (N, 72)"),
+    ("poses2d", np.zeros((3, 18, 3)), "actor 0: poses2d has shape (3, 18, 3), expected (N, 3, 18)"),
+])
+def test_pw3d_wrong_shapes(tmp_path, run_cli, key, value, message):
+    root = tmp_path / "3DPW"
+    _pw3d_with_bad_sequence(root, key, value)
+    out = tmp_path / "pw.h5"
+    res = run_cli("preprocess", "3dpw", "--root", root, "--split", "test", "--out", out)
+    assert res.exit_code == 1 and "seq_b.pkl" in res.stderr and message in res.stderr and not out.exists()
+    res = run_cli("-q", "preprocess", "3dpw", "--root", root, "--split", "test", "--out", out, "--skip-bad")
+    assert res.exit_code == 0, res.output
+    with HDF5Reader(out) as r:
+        assert len(r) == 4
+        assert json.loads(r.attrs["dropped"])["unreadable or malformed sequence file (whole sequence skipped)"] == 1
+
+
+def test_npz_wrong_shapes(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_curated_fits, write_spin_smplx
+
+    data = write_spin_smplx(tmp_path / "spin_in_smplx", "lsp")
+    data["pose"] = np.zeros((30, 72))  # SMPL, not SMPL-X
+    np.savez(tmp_path / "spin_in_smplx" / "lsp.npz", **data)
+    write_spin_smplx(tmp_path / "spin_in_smplx", "mpii")
+    res = run_cli("preprocess", "spin-smplx", "--root", tmp_path / "spin_in_smplx", "--split", "lsp",
+                  "--out", tmp_path / "s.h5")
+    assert res.exit_code == 1 and "lsp.npz: pose has shape (30, 72), expected (N, 165) or (N, 55, 3)" in res.stderr
+    # --skip-bad: the malformed split is skipped (no file), the good one converted
+    data_dir = tmp_path / "data"
+    res = run_cli("--data-dir", data_dir, "-q", "preprocess", "spin-smplx", "--root", tmp_path / "spin_in_smplx", "--skip-bad")
+    assert res.exit_code == 0, res.output
+    assert "skipped spin-smplx lsp: malformed input" in res.stderr
+    assert DataTree(data_dir).preprocessed_file("spin-smplx", "mpii").is_file()
+    assert not DataTree(data_dir).preprocessed_file("spin-smplx", "lsp").exists()
+
+    data = write_curated_fits(tmp_path / "cf")
+    data["keypoints2D"] = data["keypoints2D"][:, :135]
+    np.savez(tmp_path / "cf" / "train.npz", **data)
+    res = run_cli("preprocess", "curated-fits", "--root", tmp_path / "cf", "--split", "train", "--out", tmp_path / "c.h5")
+    assert res.exit_code == 1 and "train.npz: keypoints2D has shape (4, 135, 3), expected (N, 137, 3)" in res.stderr
+
+
+def test_h36m_d2_shorter_than_d3(tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_h36m
+
+    write_h36m(tmp_path / "h36m", d2_frames=7)
+    out = tmp_path / "h.h5"
+    res = run_cli("preprocess", "h36m-smplx", "--root", tmp_path / "h36m", "--split", "train", "--out", out)
+    assert res.exit_code == 1 and "D2_Positions/Directions 1.54138969.cdf: 7 frames" in res.stderr
+    res = run_cli("-q", "preprocess", "h36m-smplx", "--root", tmp_path / "h36m", "--split", "train", "--out", out,
+                  "--skip-bad")
+    assert res.exit_code == 0, res.output
+    with HDF5Reader(out) as r:
+        assert len(r) == 0
+        assert json.loads(r.attrs["dropped"]) == {"unreadable or malformed action/camera CDF file (whole file skipped)": 1}
+
+
+def test_embed_images_skip_bad(tmp_path, run_cli):
+    import cv2
+
+    from expose_cli.testing.raw_datasets import write_curated_fits
+
+    data = write_curated_fits(tmp_path / "ExPose_curated_fits")
+    for i in (0, 2):  # row 1 is dropped by the thresholds; row 3's image is missing
+        path = tmp_path / str(data["img_fns"][i])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.full((600, 600, 3), 90, np.uint8))
+    args = ("preprocess", "curated-fits", "--root", tmp_path / "ExPose_curated_fits", "--split", "train",
+            "--out", tmp_path / "c.h5", "--embed-images")
+    res = run_cli(*args)
+    assert res.exit_code == 1 and "im0003.jpg: empty or missing image file" in res.stderr
+    res = run_cli("-q", *args, "--skip-bad")
+    assert res.exit_code == 0, res.output
+    with HDF5Reader(tmp_path / "c.h5") as r:
+        assert len(r) == 2 and json.loads(r.attrs["dropped"]) == {
+            "no keypoint above the confidence thresholds": 1, "unreadable image": 1}
+        assert len(r[1]["image_jpeg"]) > 0
+
+
+def test_unexpected_converter_error_names_dataset_and_split(tmp_path, run_cli, monkeypatch):
+    write_ehf(tmp_path / "EHF", frames=1)
+
+    def broken(points, scale=1.2):
+        raise IndexError("index 7 is out of bounds")
+
+    monkeypatch.setattr(ehf, "bbox_from_points", broken)
+    res = run_cli("preprocess", "ehf", "--root", tmp_path / "EHF", "--out", tmp_path / "e.h5")
+    assert res.exit_code == 1 and not (tmp_path / "e.h5").exists()
+    assert "EHF: ehf split 'val': unexpected IndexError while converting: index 7" in res.stderr
+    assert "--skip-bad" in res.stderr and "report a bug" in res.stderr

@@ -30,10 +30,20 @@ def preprocess(
     embed_images: Annotated[bool, typer.Option("--embed-images", help="Store each person's image crop (JPEG) in the file.")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Threads for the image work (--embed-images).")] = 4,
 ) -> None:
-    """Convert a raw dataset into the uniform HDF5 layout (docs/hdf5-schema.md)."""
+    """Convert a raw dataset into the uniform HDF5 layout (docs/hdf5-schema.md).
+
+    Without --split, the splits whose raw input is missing are skipped (and listed). `all` converts
+    every dataset whose raw folder is present, skips existing outputs unless --overwrite, goes on
+    after a dataset fails and exits non-zero at the end if any did.
+    """
     settings = get_settings(ctx)
     tree = settings.tree
-    if name == "all":
+    every = name == "all"
+    if every:
+        given = [opt for opt, value in (("--root", root), ("--split", split), ("--out", out)) if value]
+        if given:
+            raise ExposeError(f"{', '.join(given)} name one dataset's files; they cannot be used with 'all'",
+                              hint="convert that dataset by name, or use --data-dir for another data tree")
         names = [n for n in sorted(CONVERTERS) if tree.raw_dataset(n).is_dir()]
         if not names:
             raise ExposeError(f"no raw dataset found under {tree.datasets}", hint="`expose fetch --list` shows where each comes from")
@@ -41,7 +51,8 @@ def preprocess(
         names = [name]
     table = Table(title="expose preprocess")
     for col in ("dataset", "split", "samples", "dropped", "file"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
+    failed: list[str] = []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err_console, disable=settings.quiet)
     with progress:
@@ -55,11 +66,29 @@ def preprocess(
         for n in names:
             current = [n]
             tasks.clear()
-            for r in convert(n, tree, root if name != "all" else None, split, out, overwrite, skip_bad, limit, tick,
-                             embed_images, workers):
+            try:
+                results = convert(n, tree, root, split, out, overwrite, skip_bad, limit, tick, embed_images, workers,
+                                  skip_existing=every)
+            except ExposeError as exc:
+                if not every:
+                    raise
+                failed.append(n)
+                err_console.print(f"[bold red]error:[/bold red] {n}: {exc.message}", highlight=False)
+                if exc.hint:
+                    err_console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
+                table.add_row(n, "-", "-", "-", f"FAILED: {exc.reason}")
+                continue
+            for r in results:
+                if r.skipped is not None:
+                    err_console.print(f"skipped {r.dataset} {r.split}: {r.skipped}", highlight=False)
+                    table.add_row(r.dataset, r.split, "-", "-", f"skipped: {r.skipped}")
+                    continue
                 dropped = ", ".join(f"{k}: {v}" for k, v in r.stats.dropped.items()) or "0"
                 table.add_row(r.dataset, r.split, str(r.samples), dropped, str(r.path))
     console.print(table)
+    if failed:
+        raise ExposeError(f"{len(failed)} of {len(names)} datasets failed: {', '.join(failed)}",
+                          hint="see the errors above; the other datasets were converted")
     info(settings, "done")
 
 

@@ -78,8 +78,9 @@ class DropStats:
         self.dropped: Counter = Counter()
         self.notes: Counter = Counter()
 
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] += 1
+    def drop(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` samples not written, for ``reason``."""
+        self.dropped[reason] += n
 
     def note(self, what: str, n: int = 1) -> None:
         """Count a kept-but-noteworthy choice (e.g. 'undetected keypoints zeroed')."""
@@ -99,7 +100,7 @@ class HDF5Writer:
         self.file = h5py.File(self.tmp, "w")
         self.file.attrs.update({
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "dataset": dataset, "split": split,
-            "raw_root": str(raw_root), "converter_version": converter_version,
+            "raw_root": str(Path(raw_root).resolve()), "converter_version": converter_version,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "keypoint_convention": KEYPOINT_CONVENTION,
         })

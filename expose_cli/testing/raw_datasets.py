@@ -9,6 +9,16 @@ import cv2
 import numpy as np
 
 
+def string_array(values: list[str], strings: str = "str") -> np.ndarray:
+    """Names as an npz stores them: ``str`` (``U``), ``bytes`` (``S``, Python-2 era files) or
+    ``object`` (mixed str / bytes, saved with ``allow_pickle=True``)."""
+    if strings == "bytes":
+        return np.array([v.encode() for v in values])
+    if strings == "object":
+        return np.array([v.encode() if i % 2 else v for i, v in enumerate(values)], dtype=object)
+    return np.array(values)
+
+
 def write_binary_ply(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
     """Binary little-endian PLY with float x, y, z and a uchar/int face list (EHF's layout)."""
     header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(vertices)}\nproperty float x\n"
@@ -108,18 +118,18 @@ def write_pw3d(root: Path, split_folder: str = "test", seed: int = 0) -> dict:
     return seq
 
 
-def write_stirling(root: Path, seed: int = 0) -> dict:
-    """Stirling/ESRC: 3 HQ images of subjects F1001 (scan named lower case), M1002 (upper case)
+def write_stirling(root: Path, seed: int = 0, quality: str = "HQ") -> dict:
+    """Stirling/ESRC: 3 ``quality`` (HQ or LQ) images of subjects F1001 (scan named lower case), M1002 (upper case)
     and F1003 (no scan: dropped), with their ``.obj`` scans and ``.lnd`` landmarks."""
     rng = np.random.default_rng(seed)
     out = {}
-    (root / "Subset_2D_FG2018" / "HQ").mkdir(parents=True, exist_ok=True)
+    (root / "Subset_2D_FG2018" / quality).mkdir(parents=True, exist_ok=True)
     for subject, scan_name in (("F1001", "f1001_N"), ("M1002", "M1002_N"), ("F1003", None)):
-        cv2.imwrite(str(root / "Subset_2D_FG2018" / "HQ" / f"{subject}_001.jpg"), np.zeros((50, 40, 3), np.uint8))
+        cv2.imwrite(str(root / "Subset_2D_FG2018" / quality / f"{subject}_001.jpg"), np.zeros((50, 40, 3), np.uint8))
         if scan_name is None:
             continue
         g = subject[0]
-        (root / f"{g}_3D_N").mkdir(exist_ok=True)
+        (root / f"{g}_3D_N").mkdir(exist_ok=True, parents=True)
         (root / "annotations" / f"{g}_3D_N").mkdir(parents=True, exist_ok=True)
         verts = rng.normal(0, 50, (200 + 10 * len(out), 3))
         lines = ["mtllib scan.mtl"] + [f"v {x:.4f} {y:.4f} {z:.4f}" for x, y, z in verts] + ["vt 0.1 0.2", "f 1/1 2/1 3/1"]
@@ -131,11 +141,11 @@ def write_stirling(root: Path, seed: int = 0) -> dict:
     return out
 
 
-def write_ffhq(root: Path, n: int = 5, seed: int = 0, nested: bool = False) -> dict:
+def write_ffhq(root: Path, n: int = 5, seed: int = 0, nested: bool = False, strings: str = "str") -> dict:
     """``ffhq_annotations.npz`` and its images (flat, or NVIDIA's nested folders)."""
     rng = np.random.default_rng(seed)
-    names = np.array([f"{i:05d}.png" for i in range(n)])
-    ann = {"img_fnames": names, "global_pose": rng.normal(0, 0.2, (n, 3)), "jaw_pose": rng.normal(0, 0.1, (n, 3)),
+    names = [f"{i:05d}.png" for i in range(n)]
+    ann = {"img_fnames": string_array(names, strings), "global_pose": rng.normal(0, 0.2, (n, 3)), "jaw_pose": rng.normal(0, 0.1, (n, 3)),
            "betas": rng.normal(size=(n, 100)), "expression": rng.normal(size=(n, 50)),
            "keypoints2d": rng.uniform(0, 1024, (n, 73, 2))}
     root.mkdir(parents=True, exist_ok=True)
@@ -147,22 +157,24 @@ def write_ffhq(root: Path, n: int = 5, seed: int = 0, nested: bool = False) -> d
     return ann
 
 
-def write_curated_fits(root: Path, n: int = 4, seed: int = 0) -> dict:
+def write_curated_fits(root: Path, n: int = 4, seed: int = 0, strings: str = "str", split: str = "train") -> dict:
+    """``<split>.npz`` of ExPose's curated fits; sample 1 has every confidence below the thresholds."""
     rng = np.random.default_rng(seed)
     kp = np.concatenate([rng.uniform(0, 500, (n, 137, 2)), rng.uniform(-0.2, 1.0, (n, 137, 1))], axis=2)
     kp[1, :, 2] = 0.05  # below every threshold: dropped
-    data = {"img_fns": np.array([f"lsp/lsp_dataset_original/images/im{i:04d}.jpg" for i in range(n)]),
+    data = {"img_fns": string_array([f"lsp/lsp_dataset_original/images/im{i:04d}.jpg" for i in range(n)], strings),
             "betas": rng.normal(size=(n, 10)), "expression": rng.normal(size=(n, 10)),
             "keypoints2D": kp, "pose": rng.normal(0, 0.2, (n, 55, 3))}
     root.mkdir(parents=True, exist_ok=True)
-    np.savez(root / "train.npz", **data)
+    np.savez(root / f"{split}.npz", **data)
     return data
 
 
-def write_spin_smplx(root: Path, split: str = "lsp", n: int = 30, seed: int = 0) -> dict:
+def write_spin_smplx(root: Path, split: str = "lsp", n: int = 30, seed: int = 0, strings: str = "str") -> dict:
+    """``<split>.npz`` of SPIN's SMPL-X fits; row 0 has no fit."""
     rng = np.random.default_rng(seed)
     part = np.concatenate([rng.uniform(0, 300, (n, 24, 2)), rng.integers(0, 2, (n, 24, 1)).astype(float)], axis=2)
-    data = {"imgname": np.array([f"images/im{i + 1:04d}.jpg" for i in range(n)]), "center": rng.uniform(100, 200, (n, 2)),
+    data = {"imgname": string_array([f"images/im{i + 1:04d}.jpg" for i in range(n)], strings), "center": rng.uniform(100, 200, (n, 2)),
             "scale": rng.uniform(0.5, 1.5, n), "part": part, "pose": rng.normal(0, 0.2, (n, 165)),
             "betas": rng.normal(size=(n, 10)), "has_smpl": np.array([0, 1] + [1] * (n - 2))}
     root.mkdir(parents=True, exist_ok=True)
@@ -170,8 +182,35 @@ def write_spin_smplx(root: Path, split: str = "lsp", n: int = 30, seed: int = 0)
     return data
 
 
-def write_coco(root: Path, split: str = "train2014", seed: int = 0) -> dict:
-    """A COCO keypoints json with a kept person, a crowd, an unlabelled and a partial person."""
+def _wholebody_parts(rng: np.random.Generator, valid: bool) -> dict:
+    """COCO-WholeBody's extra fields of one person (hands and face valid, feet not, when ``valid``)."""
+    out = {}
+    for part, n in (("foot", 6), ("face", 68), ("lefthand", 21), ("righthand", 21)):
+        ok = valid and part != "foot"
+        pts = np.concatenate([rng.uniform(0, 600, (n, 2)).round(2), np.full((n, 1), 0.5 if "hand" in part else 1.0)], 1)
+        out[f"{part}_kpts"] = (pts if ok else np.zeros((n, 3))).reshape(-1).tolist()
+        out[f"{part}_valid"] = ok
+        if part != "foot":
+            out[f"{part}_box"] = [1.0, 2.0, 30.0, 40.0] if ok else [0.0, 0.0, 0.0, 0.0]
+    return out
+
+
+def coco_json_path(root: Path, split: str, wholebody: bool = False) -> Path:
+    """Where :func:`write_coco` puts a split's json (the raw layout of each year)."""
+    if wholebody:
+        return root / "annotations" / f"coco_wholebody_{split[:-4]}_v1.0.json"
+    if split.endswith("2017"):
+        return root / "train_2017" / "annotations" / f"person_keypoints_{split}.json"
+    return root / "annotations" / f"person_keypoints_{split}.json"
+
+
+def write_coco(root: Path, split: str = "train2014", seed: int = 0, wholebody: bool = False) -> dict:
+    """A COCO keypoints json with a kept person, a crowd, an unlabelled and a partial person.
+
+    2014 splits go to ``annotations/``, 2017 to ``train_2017/annotations/`` (file names ``%012d.jpg``);
+    ``wholebody`` (2017) writes ``annotations/coco_wholebody_<train|val>_v1.0.json`` with foot, face and
+    hand points instead (annotation 4's hands and face valid, annotation 1's not).
+    """
     rng = np.random.default_rng(seed)
 
     def kps(all_visible: bool):
@@ -180,8 +219,11 @@ def write_coco(root: Path, split: str = "train2014", seed: int = 0) -> dict:
             k[15] = 0  # left ankle unlabelled
         return k.reshape(-1).astype(int).tolist()
 
-    images = [{"id": 9, "file_name": f"COCO_{split}_000000000009.jpg", "height": 480, "width": 640},
-              {"id": 3, "file_name": f"COCO_{split}_000000000003.jpg", "height": 360, "width": 500}]
+    def file_name(image_id: int) -> str:
+        return f"COCO_{split}_{image_id:012d}.jpg" if split.endswith("2014") else f"{image_id:012d}.jpg"
+
+    images = [{"id": 9, "file_name": file_name(9), "height": 480, "width": 640},
+              {"id": 3, "file_name": file_name(3), "height": 360, "width": 500}]
     anns = [
         {"id": 1, "image_id": 9, "iscrowd": 0, "num_keypoints": 17, "keypoints": kps(True), "bbox": [10.5, 20.0, 100.0, 200.0], "category_id": 1},
         {"id": 2, "image_id": 9, "iscrowd": 1, "num_keypoints": 0, "keypoints": [0] * 51, "bbox": [0, 0, 50, 50], "category_id": 1},
@@ -189,16 +231,21 @@ def write_coco(root: Path, split: str = "train2014", seed: int = 0) -> dict:
         {"id": 4, "image_id": 3, "iscrowd": 0, "num_keypoints": 17, "keypoints": kps(True), "bbox": [5.0, 6.0, 70.0, 80.0], "category_id": 1},
         {"id": 5, "image_id": 3, "iscrowd": 0, "num_keypoints": 0, "keypoints": [0] * 51, "bbox": [0, 0, 9, 9], "category_id": 1},
     ]
+    if wholebody:
+        for ann in anns:
+            ann.update(_wholebody_parts(rng, ann["id"] == 4))
     data = {"info": {}, "licenses": [], "images": images, "annotations": anns,
             "categories": [{"id": 1, "name": "person", "supercategory": "person"}]}
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    (root / "annotations" / f"person_keypoints_{split}.json").write_text(json.dumps(data))
+    path = coco_json_path(root, split, wholebody)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
     return data
 
 
-def write_h36m(root: Path, seed: int = 0, frames: int = 11) -> dict:
+def write_h36m(root: Path, seed: int = 0, frames: int = 11, d2_frames: int | None = None) -> dict:
     """S1 with actions ``Directions 1`` (camera 54138969) and ``_ALL`` (skipped): D3/D2 CDF files
-    and a MATLAB v7.3 mask file whose frame 5 mask is empty."""
+    and a MATLAB v7.3 mask file whose frame 5 mask is empty. ``d2_frames``: a D2 file of another
+    length (malformed when shorter)."""
     import cdflib
     from cdflib.cdfwrite import CDF
 
@@ -209,10 +256,11 @@ def write_h36m(root: Path, seed: int = 0, frames: int = 11) -> dict:
         for kind, dims in (("D3_Positions_mono", 96), ("D2_Positions", 64)):
             folder = root / "S1" / "MyPoseFeatures" / kind
             folder.mkdir(parents=True, exist_ok=True)
-            data = rng.uniform(-1000, 1000, (frames, dims))
+            n = frames if kind.startswith("D3") or d2_frames is None else d2_frames
+            data = rng.uniform(-1000, 1000, (n, dims))
             writer = CDF(str(folder / f"{name}.cdf"), cdf_spec={"Majority": "row_major"}, delete=True)
             writer.write_var({"Variable": "Pose", "Data_Type": CDF.CDF_DOUBLE, "Num_Elements": 1, "Rec_Vary": True,
-                              "Dim_Sizes": [frames, dims]}, var_data=data)
+                              "Dim_Sizes": [n, dims]}, var_data=data)
             writer.close()
             out[(action, kind)] = data
         masks_dir = root / "S1" / "MySegmentsMat" / "ground_truth_bs"

@@ -1,5 +1,7 @@
 """Raw dataset -> sample dicts, one module per dataset (``SPLITS``, ``VERSION``, ``iter_samples``;
-optional ``image_root(root)`` when image paths are relative to another folder)."""
+``split_present(root, split)`` and ``expected_input(split)``, so a run without ``--split`` converts
+the splits that are there and says what the others need; optional ``image_root(root)`` when image
+paths are relative to another folder, and ``file_attrs(options)`` for extra file attributes)."""
 
 from expose_cli.data.converters import (
     coco,

@@ -1,32 +1,92 @@
-"""Helpers several converters share: npz loading with clear errors, boxes from keypoints."""
+"""Helpers several converters share: npz loading with clear errors, shape checks, text values,
+boxes from keypoints."""
 
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from expose_cli.assets.safe_pickle import safe_loads, to_numpy
 from expose_cli.errors import ExposeError
 
 
+class BadInputFile(ExposeError):
+    """A split's one input file is malformed (wrong keys or shapes). With ``--skip-bad`` the whole
+    split is skipped (no output file, reported) instead of stopping the run."""
+
+
+def _read_member(archive: zipfile.ZipFile, member: str, source: str) -> np.ndarray:
+    """One ``.npy`` member of an ``.npz``; object arrays go through the restricted unpickler."""
+    fmt = np.lib.format
+    with archive.open(member) as fh:
+        version = fmt.read_magic(fh)
+        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        _shape, _fortran, dtype = reader(fh)
+        if dtype.hasobject:
+            try:
+                value = to_numpy(safe_loads(fh.read(), f"{source}:{member}"))
+            except ExposeError as exc:
+                raise BadInputFile(f"{member}: {exc.reason}", path=source,
+                                   hint="only arrays, numbers and strings are read from an .npz") from exc
+            return value if isinstance(value, np.ndarray) else np.asarray(value, dtype=object)
+    with archive.open(member) as fh:
+        return fmt.read_array(fh, allow_pickle=False)
+
+
 def load_npz(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Arrays of an ``.npz`` (string arrays allowed, pickled objects refused), checking ``required``."""
+    """Arrays of an ``.npz``, checking ``required`` and their row counts.
+
+    String arrays (``U`` or bytes ``S``) load as they are; object arrays (ExPose saves some with
+    ``allow_pickle=True``) are read through the restricted unpickler of
+    :mod:`expose_cli.assets.safe_pickle`, never ``np.load(allow_pickle=True)``: plain values and
+    arrays only, anything else is refused with an error naming the file.
+    """
     if not path.is_file():
         raise ExposeError("missing file", path=path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            out = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ExposeError(f"not a readable .npz without pickled objects: {exc}", path=path) from exc
+        with zipfile.ZipFile(path) as archive:
+            out = {name[:-4]: _read_member(archive, name, str(path))
+                   for name in archive.namelist() if name.endswith(".npy")}
+    except ExposeError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise BadInputFile(f"not a readable .npz: {exc}", path=path) from exc
     missing = [k for k in required if k not in out]
     if missing:
-        raise ExposeError(f"missing keys {', '.join(missing)}", path=path)
+        raise BadInputFile(f"missing keys {', '.join(missing)}", path=path)
     n = len(out[required[0]])
     bad = [k for k in required if len(out[k]) != n]
     if bad:
-        raise ExposeError(f"keys {', '.join(bad)} do not have {n} rows like {required[0]!r}", path=path)
+        raise BadInputFile(f"keys {', '.join(bad)} do not have {n} rows like {required[0]!r}", path=path)
     return out
+
+
+def check_shape(path: Path, key: str, array: np.ndarray, *shapes: tuple[int | None, ...]) -> None:
+    """Raise :class:`BadInputFile` unless ``array``'s shape after the row axis is one of ``shapes``
+    (``None``: any size)."""
+    tail = np.shape(array)[1:]
+    for shape in shapes:
+        if len(tail) == len(shape) and all(s is None or s == t for s, t in zip(shape, tail, strict=True)):
+            return
+    expected = " or ".join("(N, " + ", ".join("*" if s is None else str(s) for s in shape) + ")" for shape in shapes)
+    raise BadInputFile(f"{key} has shape {tuple(np.shape(array))}, expected {expected}", path=path)
+
+
+def text(value: Any) -> str:
+    """A string element of an npz array as ``str``: bytes (``S`` dtype, or in an object array) are
+    decoded as UTF-8 (latin-1 when not valid UTF-8) instead of becoming ``"b'...'"``."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    if isinstance(value, (bytes, bytearray, np.bytes_)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    return str(value)
 
 
 def box_from_points(points: np.ndarray, scale: float = 1.2) -> np.ndarray | None:

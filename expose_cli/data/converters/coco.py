@@ -3,10 +3,11 @@
 Splits ``train2014``, ``val2014`` (``annotations/person_keypoints_<split>.json``, images
 ``<split>/``) and ``train2017``, ``val2017`` (``train_2017/annotations/...``, images
 ``train_2017/<split>/``; ``coco_wholebody_<train|val>_v1.0.json`` in ``annotations/`` is used instead
-when present). As MMHuman3D: annotations in image-id order; a person is kept only when all 12 limb
-joints (shoulders to ankles) are labelled, which drops crowd and unlabelled persons (counted);
-visibility binarised (v > 0 -> 1); WholeBody hand and face scores kept, each part only when its
-``*_valid`` flag is set.
+when present). A split is present when its json is. As MMHuman3D: annotations in image-id order;
+a person is kept only when all 12 limb joints (shoulders to ankles) are labelled, which drops crowd
+and unlabelled persons (counted); visibility binarised (v > 0 -> 1); WholeBody hand and face scores kept, each part only when its
+``*_valid`` flag is set. A malformed annotation (keypoints not 51 numbers, an unknown image, a bad
+box) stops with its id and the json file, or with ``--skip-bad`` is dropped ("malformed annotation").
 """
 
 from __future__ import annotations
@@ -35,6 +36,73 @@ def _files(root: Path, split: str) -> tuple[Path, str, bool]:
     return root / "train_2017" / "annotations" / f"person_keypoints_{split}.json", f"train_2017/{split}", False
 
 
+def split_present(root: Path, split: str) -> bool:
+    return _files(root, split)[0].is_file()
+
+
+def expected_input(split: str) -> str:
+    if split.endswith("2014"):
+        return f"annotations/person_keypoints_{split}.json"
+    return (f"train_2017/annotations/person_keypoints_{split}.json or "
+            f"annotations/coco_wholebody_{split[:-4]}_v1.0.json")
+
+
+def _keypoints(ann: dict, key: str, count: int) -> np.ndarray:
+    """``ann[key]`` as ``[count, 3]``; ValueError naming the problem otherwise."""
+    values = ann.get(key)
+    if not isinstance(values, list) or len(values) != 3 * count:
+        size = len(values) if isinstance(values, list) else type(values).__name__
+        raise ValueError(f"{key} is not {3 * count} numbers (found {size})")
+    try:
+        return np.asarray(values, np.float32).reshape(count, 3)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{key} holds a value that is not a number") from exc
+
+
+def _bbox(ann: dict) -> np.ndarray:
+    box = ann.get("bbox")
+    try:
+        out = np.asarray(box, np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("bbox is not 4 numbers") from exc
+    if out.shape != (4,):
+        raise ValueError("bbox is not 4 numbers")
+    return out
+
+
+def _sample(ann: dict, images: dict, image_dir: str, wholebody: bool, stats) -> dict | None:
+    """One annotation -> sample, None when dropped by the limb filter; ValueError when malformed."""
+    kp = _keypoints(ann, "keypoints", 17)
+    if ann.get("iscrowd", 0):
+        stats.drop("crowd")
+        return None
+    if not np.all(kp[5:17, 2] > 0):
+        stats.drop("limb joints not all labelled" if ann.get("num_keypoints", 0) else "no keypoints")
+        return None
+    img = images.get(ann.get("image_id"))
+    if img is None:
+        raise ValueError(f"refers to unknown image {ann.get('image_id')}")
+    box = _bbox(ann)
+    kp[:, 2] = (kp[:, 2] > 0).astype(np.float32)
+    if wholebody:
+        full = np.zeros((133, 3), np.float32)
+        full[:17] = kp
+        for key, valid, sl in (("foot_kpts", "foot_valid", slice(17, 23)), ("face_kpts", "face_valid", slice(23, 91)),
+                               ("lefthand_kpts", "lefthand_valid", slice(91, 112)),
+                               ("righthand_kpts", "righthand_valid", slice(112, 133))):
+            if ann.get(valid):
+                full[sl] = _keypoints(ann, key, sl.stop - sl.start)
+        kp2d = convert_keypoints(full, "coco_wholebody", "smplx")[0]
+    else:
+        kp2d = convert_keypoints(kp, "coco", "smplx")[0]
+    try:
+        size = (int(img["height"]), int(img["width"]))
+        image_path = f"{image_dir}/{img['file_name']}"
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"its image {ann.get('image_id')} has no file_name / height / width") from exc
+    return {"image_path": image_path, "image_size": size, "bbox_xywh": box, "keypoints2d": kp2d}
+
+
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
     path, image_dir, wholebody = _files(root, split)
     try:
@@ -47,29 +115,12 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
         raise ExposeError(f"not a COCO keypoints json ({type(exc).__name__}: {exc})", path=path) from exc
     del data
     for ann in annotations:
-        kp = np.asarray(ann.get("keypoints", []), np.float32).reshape(-1, 3)
-        if kp.shape != (17, 3):
-            raise ExposeError(f"annotation {ann.get('id')}: expected 17 keypoints", path=path)
-        if ann.get("iscrowd", 0):
-            stats.drop("crowd")
-            continue
-        if not np.all(kp[5:17, 2] > 0):
-            stats.drop("limb joints not all labelled" if ann.get("num_keypoints", 0) else "no keypoints")
-            continue
-        img = images.get(ann["image_id"])
-        if img is None:
-            raise ExposeError(f"annotation {ann.get('id')} refers to unknown image {ann['image_id']}", path=path)
-        kp[:, 2] = (kp[:, 2] > 0).astype(np.float32)
-        if wholebody:
-            full = np.zeros((133, 3), np.float32)
-            full[:17] = kp
-            for key, valid, sl in (("foot_kpts", "foot_valid", slice(17, 23)), ("face_kpts", "face_valid", slice(23, 91)),
-                                   ("lefthand_kpts", "lefthand_valid", slice(91, 112)),
-                                   ("righthand_kpts", "righthand_valid", slice(112, 133))):
-                if ann.get(valid):
-                    full[sl] = np.asarray(ann[key], np.float32).reshape(-1, 3)
-            kp2d = convert_keypoints(full, "coco_wholebody", "smplx")[0]
-        else:
-            kp2d = convert_keypoints(kp, "coco", "smplx")[0]
-        yield {"image_path": f"{image_dir}/{img['file_name']}", "image_size": (img["height"], img["width"]),
-               "bbox_xywh": np.asarray(ann["bbox"], np.float32), "keypoints2d": kp2d}
+        try:
+            sample = _sample(ann, images, image_dir, wholebody, stats)
+        except ValueError as exc:
+            if options.get("skip_bad"):
+                stats.drop("malformed annotation")
+                continue
+            raise ExposeError(f"annotation {ann.get('id')}: {exc}", path=path) from exc
+        if sample is not None:
+            yield sample

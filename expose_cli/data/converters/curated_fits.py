@@ -5,6 +5,8 @@ Keys: ``img_fns`` (paths under ``data/datasets/``, used as they are, as MMHuman3
 Confidences: negative -> 0, then binarised by part (body >= 0.1, hands >= 0.2, face >= 0.4), as
 MMHuman3D and ExPose. The box is the extent of every point left with confidence 1, scaled 1.2 —
 eyebrows and pupils included (MMHuman3D loses them to a naming mismatch; deliberately not copied).
+``img_fns`` may be str or bytes (decoded); arrays are shape-checked before anything is converted
+(the file and key are named; with ``--skip-bad`` the split is skipped).
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
-from expose_cli.data.converters._common import box_from_points, load_npz, smplx_pose_fields
+from expose_cli.data.converters._common import (
+    box_from_points,
+    check_shape,
+    load_npz,
+    smplx_pose_fields,
+    text,
+)
 
 SPLITS = ("train", "val")
 VERSION = "1"
@@ -37,24 +45,42 @@ def binarise(keypoints: np.ndarray) -> np.ndarray:
     return kp
 
 
+def split_present(root: Path, split: str) -> bool:
+    return (root / f"{split}.npz").is_file()
+
+
+def expected_input(split: str) -> str:
+    return f"{split}.npz"
+
+
+def _check(path: Path, data: dict) -> None:
+    """Shapes of the arrays, before anything is converted (BadInputFile naming the key)."""
+    check_shape(path, "img_fns", data["img_fns"], ())
+    check_shape(path, "keypoints2D", data["keypoints2D"], (137, 3))
+    check_shape(path, "pose", data["pose"], (55, 3), (53, 3), (165,), (159,))
+    check_shape(path, "betas", data["betas"], (None,))
+    check_shape(path, "expression", data["expression"], (None,))
+    for key in ("betas", "expression"):
+        if data[key].shape[1] < 10:
+            check_shape(path, key, data[key], (10,))
+    if "vertices" in data:
+        check_shape(path, "vertices", data["vertices"], (None, 3))
+
+
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
     path = root / f"{split}.npz"
     data = load_npz(path, KEYS)
+    _check(path, data)
     for i in range(len(data["img_fns"])):
         kp = binarise(data["keypoints2D"][i])
         box = box_from_points(kp)
         if box is None:
             stats.drop("no keypoint above the confidence thresholds")
             continue
-        try:
-            pose = smplx_pose_fields(data["pose"][i])
-        except ValueError as exc:
-            from expose_cli.errors import ExposeError
-
-            raise ExposeError(f"row {i}: {exc}", path=path) from exc
-        sample = {"image_path": str(data["img_fns"][i]), "bbox_xywh": box,
+        sample = {"image_path": text(data["img_fns"][i]), "bbox_xywh": box,
                   "keypoints2d": convert_keypoints(kp, "openpose_137", "smplx")[0],
-                  "smplx/betas": data["betas"][i][:10], "smplx/expression": data["expression"][i][:10], **pose}
+                  "smplx/betas": data["betas"][i][:10], "smplx/expression": data["expression"][i][:10],
+                  **smplx_pose_fields(data["pose"][i])}
         if "vertices" in data:
             sample["vertices"] = data["vertices"][i]
         yield sample

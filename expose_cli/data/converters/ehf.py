@@ -54,6 +54,14 @@ def bbox_from_points(points: np.ndarray, scale: float = 1.2) -> np.ndarray:
     return np.array([c[0] - size[0] / 2, c[1] - size[1] / 2, size[0], size[1]], np.float32)
 
 
+def split_present(root: Path, split: str) -> bool:
+    return any(root.glob("*_img.jpg"))
+
+
+def expected_input(split: str) -> str:
+    return "NN_img.jpg, NN_2Djnt.json, NN_align.ply"
+
+
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
     images = sorted(root.glob("*_img.jpg"))
     if not images:

@@ -4,7 +4,8 @@
 ``expression`` [N, 50], ``keypoints2d`` [N, 73, 2] (px, 1024 images). Images are looked up flat in
 ``ffhq_global_images_1024/`` (MMHuman3D's layout), else in NVIDIA's ``images1024x1024/<thousands>/``.
 Split as MMHuman3D and ExPose: train = the first ``int(0.8 N)`` rows, val = the rest. The box is
-the whole 1024x1024 image; keypoint confidences are 1.
+the whole 1024x1024 image; keypoint confidences are 1. ``img_fnames`` may be str or bytes (decoded).
+Arrays of the wrong shape stop with the file and the key (with ``--skip-bad`` the split is skipped).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
-from expose_cli.data.converters._common import load_npz
+from expose_cli.data.converters._common import check_shape, load_npz, text
 from expose_cli.errors import ExposeError
 
 SPLITS = ("train", "val")
@@ -35,17 +36,25 @@ def _image(root: Path, name: str) -> str | None:
     return None
 
 
+def split_present(root: Path, split: str) -> bool:
+    return (root / "ffhq_annotations.npz").is_file()
+
+
+def expected_input(split: str) -> str:
+    return "ffhq_annotations.npz"
+
+
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
-    ann = load_npz(root / "ffhq_annotations.npz", KEYS)
+    path = root / "ffhq_annotations.npz"
+    ann = load_npz(path, KEYS)
     n = len(ann["img_fnames"])
-    for key, shape in (("betas", (100,)), ("expression", (50,)), ("keypoints2d", (73, 2))):
-        if ann[key].shape[1:] != shape:
-            raise ExposeError(f"{key} has shape {ann[key].shape}, expected (N, {', '.join(map(str, shape))})",
-                              path=root / "ffhq_annotations.npz")
+    for key, shape in (("global_pose", (3,)), ("jaw_pose", (3,)), ("betas", (100,)), ("expression", (50,)),
+                       ("keypoints2d", (73, 2))):
+        check_shape(path, key, ann[key], shape)
     cut = int(0.8 * n)
     rows = range(cut) if split == "train" else range(cut, n)
     for i in rows:
-        name = str(ann["img_fnames"][i])
+        name = text(ann["img_fnames"][i])
         rel = _image(root, name)
         if rel is None:
             if options.get("skip_bad"):

@@ -4,9 +4,9 @@ Raw folder: ``training/rgb/%08d.jpg`` (4 versions x 32560 unique samples: id = i
 ``evaluation/rgb/%08d.jpg`` and ``{training,evaluation}_{K,mano,xyz,verts,scale}.json`` (one entry
 per unique sample). Split by UNIQUE sample, as ExPose does: train = unique ids < int(0.8 N) in all
 four versions, val = the rest (MMHuman3D slices the 4N list, so its val images show samples also in
-train). ``test`` reads the evaluation split. The MANO hand pose is relative to MANO's mean; with
-``add_hand_mean`` (default when ``all_means.pkl`` is given) the SMPL-X right-hand mean is added, as
-ExPose does.
+train). ``test`` reads the evaluation split. The MANO hand pose is relative to MANO's mean; when
+``all_means.pkl`` is in the data tree the SMPL-X right-hand mean is added, as ExPose does; the file's
+``mano_hand_mean_added`` and ``mano_right_hand_pose`` attributes say which.
 """
 
 from __future__ import annotations
@@ -26,6 +26,28 @@ VERSIONS = 4
 TRAIN_FRACTION = 0.8
 
 
+def _prefix(split: str) -> str:
+    return "evaluation" if split == "test" else "training"
+
+
+def split_present(root: Path, split: str) -> bool:
+    return (root / f"{_prefix(split)}_K.json").is_file()
+
+
+def expected_input(split: str) -> str:
+    return f"{_prefix(split)}_{{K,mano,xyz,verts,scale}}.json and {_prefix(split)}/rgb/"
+
+
+def file_attrs(options: dict) -> dict:
+    """What ``mano/right_hand_pose`` is relative to (readers must know whether to add a mean)."""
+    added = options.get("right_hand_mean") is not None
+    meaning = ("FreiHAND's MANO pose + the SMPL-X right-hand mean (all_means.pkl), as ExPose: a "
+               "full pose (use with flat_hand_mean=True)" if added else
+               "FreiHAND's MANO pose as stored: relative to MANO's mean hand pose "
+               "(all_means.pkl was not found; use with flat_hand_mean=False)")
+    return {"mano_hand_mean_added": added, "mano_right_hand_pose": meaning}
+
+
 def _load(root: Path, prefix: str, name: str, tail: tuple[int, ...], dtype=np.float64) -> np.ndarray:
     path = root / f"{prefix}_{name}.json"
     if not path.is_file():
@@ -35,7 +57,7 @@ def _load(root: Path, prefix: str, name: str, tail: tuple[int, ...], dtype=np.fl
 
 
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
-    prefix = "evaluation" if split == "test" else "training"
+    prefix = _prefix(split)
     # Parsed straight into arrays (the verts file is ~1.5 GB of text): memory stays at the arrays' size.
     K = _load(root, prefix, "K", (3, 3))
     mano = _load(root, prefix, "mano", (1, 61)).reshape(-1, 61)

@@ -6,7 +6,9 @@ joints, mm, camera frame), ``D2_Positions/<Action>.<cam>.cdf`` ([1, N, 64], px),
 ``images/S<k>_<Action_>.<cam>/S<k>_<Action_>.<cam>_%06d.jpg`` (from 1). As MMHuman3D, protocol 1:
 every camera, every 5th frame; box from the mask's foreground ``[xmin, ymin, xmax + 1, ymax + 1]``
 scaled 0.9 about its centre; the 17 joints root-centred, metres. Actions named ``_ALL...`` are
-skipped. Frames without a mask or with an empty one are dropped and counted. Needs ``cdflib``.
+skipped. Frames without a mask or with an empty one are dropped and counted. A CDF of the wrong shape
+(or a D2 file shorter than its D3 file) stops with the file named, or with ``--skip-bad`` that
+action/camera is skipped and counted. Needs ``cdflib``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,18 @@ H36M_IDX = [11, 6, 7, 8, 1, 2, 3, 12, 24, 14, 15, 17, 18, 19, 25, 26, 27]
 EVERY = 5
 
 
-def _read_cdf(path: Path) -> np.ndarray:
+def _require_cdflib() -> None:
+    """A missing ``cdflib`` is an error even with ``--skip-bad`` (it is not a bad file)."""
     try:
-        import cdflib
+        import cdflib  # noqa: F401
     except ImportError as exc:
         raise ExposeError("reading Human3.6M needs the cdflib package", hint="pip install cdflib") from exc
+
+
+def _read_cdf(path: Path) -> np.ndarray:
+    _require_cdflib()
+    import cdflib
+
     try:
         pose = np.asarray(cdflib.CDF(str(path)).varget("Pose"))
     except Exception as exc:  # cdflib raises many types for damaged files
@@ -39,7 +48,33 @@ def _read_cdf(path: Path) -> np.ndarray:
     return pose.reshape(pose.shape[-2], pose.shape[-1]) if pose.ndim == 3 else pose
 
 
+def split_present(root: Path, split: str) -> bool:
+    return any((root / s / "MyPoseFeatures" / "D3_Positions_mono").is_dir() for s in SUBJECTS[split])
+
+
+def expected_input(split: str) -> str:
+    return f"{{{','.join(SUBJECTS[split])}}}/MyPoseFeatures/D3_Positions_mono/*.cdf"
+
+
+def _poses(cdf: Path, d2_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The 17 joints of one action/camera: 3D (m, camera frame) and 2D (px, None without a D2 file).
+    ExposeError naming the file when a shape is wrong or D2 has fewer frames than D3."""
+    raw3 = _read_cdf(cdf)
+    if raw3.ndim != 2 or raw3.shape[-1] != 96:
+        raise ExposeError(f"Pose has shape {raw3.shape}, expected (1, N, 96) (32 joints x 3)", path=cdf)
+    d3 = raw3.reshape(-1, 32, 3)[:, H36M_IDX] / 1000.0
+    if not d2_path.is_file():
+        return d3, None
+    raw2 = _read_cdf(d2_path)
+    if raw2.ndim != 2 or raw2.shape[-1] != 64:
+        raise ExposeError(f"Pose has shape {raw2.shape}, expected (1, N, 64) (32 joints x 2)", path=d2_path)
+    if len(raw2) < len(d3):
+        raise ExposeError(f"{len(raw2)} frames, but {cdf.name} in D3_Positions_mono has {len(d3)}", path=d2_path)
+    return d3, raw2.reshape(-1, 32, 2)[:, H36M_IDX]
+
+
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
+    _require_cdflib()
     found = False
     for subject in SUBJECTS[split]:
         d3_dir = root / subject / "MyPoseFeatures" / "D3_Positions_mono"
@@ -52,9 +87,14 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             if action.startswith("_ALL"):
                 stats.note("_ALL pseudo-actions skipped")
                 continue
-            d3 = _read_cdf(cdf).reshape(-1, 32, 3)[:, H36M_IDX] / 1000.0
             d2_path = root / subject / "MyPoseFeatures" / "D2_Positions" / cdf.name
-            d2 = _read_cdf(d2_path).reshape(-1, 32, 2)[:, H36M_IDX] if d2_path.is_file() else None
+            try:
+                d3, d2 = _poses(cdf, d2_path)
+            except ExposeError:
+                if options.get("skip_bad"):
+                    stats.drop("unreadable or malformed action/camera CDF file (whole file skipped)")
+                    continue
+                raise
             mask_path = root / subject / "MySegmentsMat" / "ground_truth_bs" / f"{action}.{cam}.mat"
             masks = h5py.File(mask_path, "r") if mask_path.is_file() else None
             folder = f"images/{subject}_{action.replace(' ', '_')}.{cam}"

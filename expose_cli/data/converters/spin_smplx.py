@@ -6,7 +6,8 @@ in ``lsp``, rows 9 and 11 of the 27th kept sample's ``part`` are swapped (a know
 fixed the same way by MMHuman3D and ExPose); box = ``center -/+ 100 scale``; confidences binarised
 (head points >= 0.4, others >= 0.1). Images: ``coco/train2014/``, ``lsp/lsp_dataset_original/images/``,
 ``lsp/lspet/images/``, ``mpii/images/`` under ``data/datasets/`` (a folder part already in
-``imgname`` is dropped).
+``imgname`` is dropped; bytes names are decoded). Arrays are shape-checked first (e.g. an SMPL
+``pose`` [N, 72] stops with the file and key; with ``--skip-bad`` the split is skipped).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints, get_convention
-from expose_cli.data.converters._common import load_npz, smplx_pose_fields
+from expose_cli.data.converters._common import check_shape, load_npz, smplx_pose_fields, text
 
 SPLITS = ("coco", "lsp", "lspet", "mpii")
 VERSION = "1"
@@ -31,8 +32,30 @@ def image_root(root: Path) -> Path:
     return root.parent
 
 
+def split_present(root: Path, split: str) -> bool:
+    return (root / f"{split}.npz").is_file()
+
+
+def expected_input(split: str) -> str:
+    return f"{split}.npz"
+
+
+def _check(path: Path, data: dict) -> None:
+    """Shapes of the arrays, before anything is converted (BadInputFile naming the key)."""
+    check_shape(path, "imgname", data["imgname"], ())
+    check_shape(path, "center", data["center"], (2,))
+    check_shape(path, "scale", data["scale"], (), (1,))
+    check_shape(path, "part", data["part"], (24, 3))
+    check_shape(path, "pose", data["pose"], (165,), (55, 3))
+    check_shape(path, "betas", data["betas"], (10,), (None,))
+    if data["betas"].shape[1] < 10:
+        check_shape(path, "betas", data["betas"], (10,))
+
+
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
-    data = load_npz(root / f"{split}.npz", KEYS)
+    path = root / f"{split}.npz"
+    data = load_npz(path, KEYS)
+    _check(path, data)
     keep = np.flatnonzero(np.asarray(data["has_smpl"]).reshape(-1) > 0)
     stats.dropped["has_smpl == 0"] += len(data["imgname"]) - len(keep)
     names = get_convention("spin_smplx").names
@@ -45,7 +68,7 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
         part[:, 2] = (part[:, 2] >= thresholds).astype(np.float32)
         c, s = np.asarray(data["center"][i], np.float64), float(np.asarray(data["scale"][i]).reshape(-1)[0]) * 200.0
         sample = {
-            "image_path": f"{PREFIX[split]}/{Path(str(data['imgname'][i])).name}",
+            "image_path": f"{PREFIX[split]}/{Path(text(data['imgname'][i])).name}",
             "bbox_xywh": np.array([c[0] - s / 2, c[1] - s / 2, s, s], np.float32),
             "keypoints2d": convert_keypoints(part, "spin_smplx", "smplx")[0],
             "smplx/betas": np.asarray(data["betas"][i]).reshape(-1)[:10],

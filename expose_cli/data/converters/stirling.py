@@ -54,6 +54,14 @@ def _find(folder: Path, subject: str, suffix: str) -> Path | None:
     return None
 
 
+def split_present(root: Path, split: str) -> bool:
+    return any((root / "Subset_2D_FG2018" / split).glob("*.jpg"))
+
+
+def expected_input(split: str) -> str:
+    return f"Subset_2D_FG2018/{split}/*.jpg"
+
+
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
     folder = root / "Subset_2D_FG2018" / split
     images = sorted(folder.glob("*.jpg"))
