@@ -362,3 +362,152 @@ def test_face_is_located_after_the_hand_merge(small_ckpts, standin_tree):
     torch.testing.assert_close(out.face_box["center"], center, atol=1e-3, rtol=1e-5)
     torch.testing.assert_close(out.face_box["size"], size, atol=1e-3, rtol=1e-5)
     assert not torch.allclose(face_box(before)[0], center, atol=1e-3, rtol=0)  # the merge does matter here
+
+
+def test_fused_backbone_follows_weight_changes(small_ckpts, standin_tree):
+    tree = DataTree(standin_tree)
+    net, _ = load_net(small_ckpts["body"][0])
+    predictor = build_predictor(net, tree)
+    img = person_batch("body").img
+    with torch.inference_mode():
+        before = predictor._features("backbone", img)
+    with torch.no_grad():
+        for p in net.backbone.parameters():
+            p.mul_(1.05)  # an in-place change, as an optimiser step makes
+        plain = net.backbone(img)
+    with torch.inference_mode():
+        after = predictor._features("backbone", img)
+    torch.testing.assert_close(after, plain, atol=1e-4, rtol=1e-4)
+    assert (after - before).abs().max() > 100 * (after - plain).abs().max()
+
+
+def test_train_mode_keeps_batchnorm_statistics_and_freezes_the_full_models_body(small_ckpts, standin_tree):
+    tree = DataTree(standin_tree)
+    for kind in ("hand", "face", "expose"):
+        net, _ = load_net(small_ckpts[kind][0])
+        predictor = build_predictor(net, tree)
+        stats = {k: v.clone() for k, v in net.state_dict().items() if "running_" in k}
+        net.train()
+        out = predictor.predict(person_batch(kind))
+        # MMHuman3D's backbones run with norm_eval=True: training never moves BatchNorm statistics.
+        for key, value in net.state_dict().items():
+            if "running_" in key:
+                torch.testing.assert_close(value, stats[key], rtol=0, atol=0)
+        stage_key = {"hand": "hand_stages", "face": "face_stages", "expose": "body_stages"}[kind]
+        assert len(out.training[stage_key]) == 3
+        assert any(m.training for m in net.modules() if isinstance(m, torch.nn.Dropout))
+        if kind == "expose":
+            # frozen_batchnorm=True: the body network gets no gradient, the part networks do.
+            assert not any(p.requires_grad for p in net.backbone.parameters())
+            assert not any(p.requires_grad for p in net.head.parameters())
+            out.vertices.sum().backward()
+            assert net.hand_backbone.conv1.weight.grad is not None
+            assert net.face_head.regressor.mean_param.grad is None  # a buffer, not a parameter
+        else:
+            out.vertices.sum().backward()
+            assert net.backbone.conv1.weight.grad is not None
+
+
+def test_config_values_are_typed(tmp_path):
+    cfg = load_config("expose", overrides=["attention.condition_hand_wrist_pose=false", "body.num_stages=2",
+                                           "hand.hidden=[16, 16]", "attention.hand_scale_factor=2"])
+    assert cfg.attention.condition_hand_wrist_pose is False and cfg.body.num_stages == 2
+    assert cfg.hand.hidden == (16, 16) and cfg.attention.hand_scale_factor == 2.0
+    for bad, message in (("body.num_stages=2.5", "must be an integer"), ("body.hidden=32", "must be a list"),
+                         ("attention.condition_face_jaw_pose=maybe", "must be true or false"),
+                         ("body.dropout=high", "must be a number")):
+        with pytest.raises(ExposeError, match=message):
+            load_config("expose", overrides=[bad])
+    toml = tmp_path / "bad.toml"
+    toml.write_text('[attention]\ncondition_face_expression = "false"\nface_crop_size = "big"\n')
+    with pytest.raises(ExposeError, match=r"bad.toml: attention.face_crop_size must be an integer"):
+        load_config("expose", toml)
+
+
+def test_load_with_overrides_prefix_and_version(small_ckpts, tmp_path, standin_tree):
+    path = small_ckpts["expose"][0]
+    net, _ = load_net(path, overrides=["attention.hand_scale_factor=2.0", "attention.condition_face_jaw_pose=false"])
+    assert net.cfg.attention.hand_scale_factor == 2.0 and net.cfg.attention.condition_face_jaw_pose is False
+    with pytest.raises(ExposeError, match="does not fit the expose model"):
+        load_net(path, overrides=["body.hidden=[48, 48]"])  # widths must still fit the weights
+    # A DataParallel state_dict ("module." on every key) is recognised and loads.
+    state = torch.load(small_ckpts["hand"][0], weights_only=True)["state_dict"]
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "dp.pth")
+    assert load_net(tmp_path / "dp.pth")[0].kind == "hand"
+    # Our own format from a newer expose is refused with a clear line.
+    hand, _ = load_net(small_ckpts["hand"][0])
+    save_checkpoint(hand, tmp_path / "mine.pth")
+    obj = torch.load(tmp_path / "mine.pth", weights_only=True)
+    obj["version"] = 99
+    torch.save(obj, tmp_path / "future.pth")
+    with pytest.raises(ExposeError, match="format version 99 is newer"):
+        load_net(tmp_path / "future.pth")
+    lines = []
+    from expose_cli.models import load_model
+
+    load_model(path, DataTree(standin_tree), report=lines.append)
+    assert len(lines) == 1 and "skipped" in lines[0] and "body_model_train" in lines[0]
+
+
+def test_new_network_starts_from_the_mean_files(standin_tree):
+    from expose_cli.models.checkpoint import new_net
+
+    tree = DataTree(standin_tree)
+    aux = Auxiliary(tree)
+    net = new_net(small_config("expose"), tree)
+    mean = net.head.regressor.mean_param.reshape(-1)
+    np.testing.assert_allclose(mean[6:132], aux.mean_rot6d("body_pose", 21).reshape(-1), rtol=1e-6)
+    np.testing.assert_allclose(mean[318:328], aux.shape_mean()[:10], rtol=1e-6)
+    hand_mean = net.hand_head.regressor.mean_param.reshape(-1)
+    np.testing.assert_allclose(hand_mean[6:96], aux.mean_rot6d("right_hand_pose", 15).reshape(-1), rtol=1e-6)
+
+
+def test_hand_keypoints_use_freihands_fingertip_vertices(small_ckpts, standin_tree):
+    net, _ = load_net(small_ckpts["hand"][0])
+    pred = build_predictor(net, DataTree(standin_tree))(person_batch("hand"))
+    # FreiHAND's toolkit (utils/mano_utils.py, kpId2vertices) and MMHuman3D's MANO layer:
+    # thumb 744, index 320, middle 443, ring 555, pinky 672.
+    torch.testing.assert_close(pred.joints[:, 16:], pred.vertices[:, [744, 320, 443, 555, 672]])
+
+
+def test_crop_grid_matches_mmhuman3ds_crop_sampler():
+    # MMHuman3D's CropSampler: grid = (S_norm @ T) applied to [t_x, t_y] with T the box transform.
+    rng = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 3, 97, 131, generator=rng)
+    center = torch.tensor([[60.3, 41.7], [10.0, 90.5]])
+    size = torch.tensor([47.9, 80.25])
+    crop = 17
+    t = torch.arange(crop, dtype=torch.float32) / (crop - 1)
+    H, W = img.shape[-2:]
+    T = torch.eye(3).repeat(2, 1, 1)
+    T[:, 0, 0], T[:, 1, 1] = size, size
+    T[:, 0, 2], T[:, 1, 2] = center[:, 0] - size * 0.5, center[:, 1] - size * 0.5
+    S = torch.eye(3).repeat(2, 1, 1)
+    S[:, 0, 0], S[:, 1, 1], S[:, :2, 2] = 2.0 / (W - 1), 2.0 / (H - 1), -1
+    full = torch.bmm(S, T)
+    gy, gx = torch.meshgrid(t, t, indexing="ij")
+    pts = torch.stack([gy.flatten(), gx.flatten()], 1)[None].expand(2, -1, -1)
+    grid = (torch.bmm(full[:, :2, :2], pts.transpose(1, 2)) + full[:, :2, [2]]).transpose(1, 2)
+    grid = grid.reshape(2, crop, crop, 2).transpose(1, 2)
+    expected = torch.nn.functional.grid_sample(img, grid, align_corners=True)
+    torch.testing.assert_close(attention.sample_crop(img, center, size, crop), expected, atol=1e-6, rtol=0)
+
+
+def test_cli_model_config_options_reach_the_model(small_ckpts, standin_tree, tmp_path, run_cli):
+    import cv2
+
+    img = tmp_path / "p.jpg"
+    cv2.imwrite(str(img), np.full((120, 80, 3), 128, np.uint8))
+    ckpt = small_ckpts["hand"][0]
+    bad = run_cli("--data-dir", standin_tree, "--set", "hand.nope=1", "infer", img, "--ckpt", ckpt,
+                  "--out", tmp_path / "o", "--detector", "full-image")
+    assert bad.exit_code != 0 and "unknown config field hand.nope" in bad.stderr
+    toml = tmp_path / "m.toml"
+    toml.write_text("[hand]\nhidden = [8, 8]\n")
+    misfit = run_cli("--data-dir", standin_tree, "--model-config", toml, "infer", img, "--ckpt", ckpt,
+                     "--out", tmp_path / "o", "--detector", "full-image")
+    assert misfit.exit_code != 0 and "does not fit the hand model" in misfit.stderr
+    ok = run_cli("--data-dir", standin_tree, "--set", "hand.dropout=0.1", "infer", img, "--ckpt", ckpt,
+                 "--out", tmp_path / "o", "--detector", "full-image")
+    assert ok.exit_code == 0, ok.stderr
+    assert "loaded hand model" in ok.stderr and "skipped" in ok.stderr

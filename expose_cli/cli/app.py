@@ -52,6 +52,14 @@ def _global_options(
         int, typer.Option("--verbose", "-v", count=True, help="More output; tracebacks on errors.")
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results.")] = False,
+    model_config: Annotated[
+        Path | None,
+        typer.Option("--model-config", help="TOML file overriding model config fields ([body], [hand], [face], [attention])."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one model config field, e.g. --set attention.hand_scale_factor=2.5 (repeatable)."),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -59,7 +67,8 @@ def _global_options(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = Settings(data_dir=data_dir, device=device, verbose=verbose, quiet=quiet)
+    ctx.obj = Settings(data_dir=data_dir, device=device, verbose=verbose, quiet=quiet,
+                       model_config=model_config, overrides=list(overrides or []))
 
 
 # --- subcommands: each module adds its commands to `app` ------------------------------------

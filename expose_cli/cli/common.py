@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,14 @@ class Settings:
     device: str = "auto"
     verbose: int = 0
     quiet: bool = False
+    model_config: Path | None = None  # --model-config FILE.toml
+    overrides: list[str] = field(default_factory=list)  # --set section.field=value
+
+    def model_options(self) -> dict:
+        """Keyword arguments of :func:`expose_cli.models.load_model` that the global options set:
+        config overrides, and the one line saying what was loaded and skipped (hidden by ``-q``)."""
+        return {"config_file": self.model_config, "overrides": self.overrides,
+                "report": lambda line: info(self, line)}
 
     @property
     def tree(self) -> DataTree:

@@ -83,12 +83,15 @@ def sample_crop(images: torch.Tensor, center: torch.Tensor, size: torch.Tensor, 
     ``align_corners=True``, zeros outside). Crop pixel ``k`` sits at ``c - s/2 + s k / (crop - 1)``."""
     _, _, H, W = images.shape
     t = torch.arange(crop_size, dtype=images.dtype, device=images.device) / (crop_size - 1)
+    # Grid coordinate = a * t + b with a = k * size, b = k * (corner) - 1, k = 2 / (side - 1):
+    # the same products and sums, in the same order, as MMHuman3D's CropSampler, so float rounding
+    # agrees too.
+    kx = torch.tensor(2.0 / (W - 1), dtype=images.dtype, device=images.device)
+    ky = torch.tensor(2.0 / (H - 1), dtype=images.dtype, device=images.device)
     x0 = center[:, 0] - size * 0.5
     y0 = center[:, 1] - size * 0.5
-    xs = x0[:, None] + size[:, None] * t[None]  # [B, crop] image px
-    ys = y0[:, None] + size[:, None] * t[None]
-    gx = xs * (2.0 / (W - 1)) - 1.0
-    gy = ys * (2.0 / (H - 1)) - 1.0
+    gx = (kx * size)[:, None] * t[None] + (kx * x0 - 1.0)[:, None]  # [B, crop]
+    gy = (ky * size)[:, None] * t[None] + (ky * y0 - 1.0)[:, None]
     grid = torch.stack([gx[:, None, :].expand(-1, crop_size, -1), gy[:, :, None].expand(-1, -1, crop_size)], dim=-1)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 

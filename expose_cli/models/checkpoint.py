@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 
 from expose_cli.assets.paths import DataTree
 from expose_cli.errors import ExposeError, MissingFileError
-from expose_cli.models.config import ModelConfig, preset
+from expose_cli.models.config import ModelConfig, apply_overrides, preset
 from expose_cli.models.expose import ExPoseNet, Predictor
 from expose_cli.utils.atomic import atomic_path
 
@@ -163,26 +164,41 @@ def resolve_checkpoint(path_or_name: str | Path, tree: DataTree | None = None) -
                            "run `expose fetch-models` (or give the path of a .pth file)")
 
 
-def load_net(path_or_name: str | Path, tree: DataTree | None = None) -> tuple[ExPoseNet, LoadReport]:
-    """Build the right :class:`ExPoseNet` for a checkpoint file and load its weights (eval mode)."""
+def load_net(path_or_name: str | Path, tree: DataTree | None = None, config_file: str | Path | None = None,
+             overrides: list[str] | tuple = ()) -> tuple[ExPoseNet, LoadReport]:
+    """Build the right :class:`ExPoseNet` for a checkpoint file and load its weights (eval mode).
+
+    ``config_file`` (TOML) and ``overrides`` (``section.field=value``) update the checkpoint's config
+    before the network is built: attention settings change freely; widths must still fit the weights.
+    """
     path = resolve_checkpoint(path_or_name, tree)
     obj = _safe_torch_load(path)
     if obj.get("format") == FORMAT:
-        cfg = ModelConfig.from_dict(obj["config"])
+        version = obj.get("version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ExposeError(f"checkpoint format version {version!r} is newer than this expose reads ({FORMAT_VERSION})",
+                              hint="upgrade expose (pip install -U expose-cli)", path=path)
+        cfg = apply_overrides(ModelConfig.from_dict(obj["config"]), config_file, overrides)
         net = ExPoseNet(cfg)
-        report = load_state(net, obj["state_dict"], FORMAT)
+        try:
+            report = load_state(net, obj["state_dict"], FORMAT)
+        except ExposeError as exc:
+            raise ExposeError(exc.reason, hint=exc.hint, path=path) from exc
         return net.eval(), report
     if "state_dict" in obj and isinstance(obj["state_dict"], dict):
         state, fmt = obj["state_dict"], "mmhuman3d"
     else:
         state, fmt = obj, "state_dict"
+    # DataParallel / DistributedDataParallel checkpoints prefix every key with "module.".
+    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
     try:
         kind = detect_kind(state)
-        cfg = infer_config(state, kind)
+        cfg = apply_overrides(infer_config(state, kind), config_file, overrides)
     except KeyError as exc:
         raise ExposeError(f"incomplete checkpoint: no {exc.args[0]}", path=path) from exc
     except ExposeError as exc:
-        raise ExposeError(exc.reason, hint=exc.hint, path=path) from exc
+        raise ExposeError(exc.reason, hint=exc.hint, path=exc.path or path) from exc
     net = ExPoseNet(cfg)
     try:
         report = load_state(net, state, fmt)
@@ -201,12 +217,33 @@ def save_checkpoint(net: ExPoseNet, path: str | Path, step: int = 0, epoch: int 
         torch.save(obj, tmp)
 
 
-def load_model(path_or_name: str | Path, tree: DataTree | None = None, device: str | torch.device = "cpu") -> Predictor:
+def load_model(path_or_name: str | Path, tree: DataTree | None = None, device: str | torch.device = "cpu",
+               config_file: str | Path | None = None, overrides: list[str] | tuple = (),
+               report: Callable[[str], None] | None = None) -> Predictor:
     """A ready :class:`Predictor`: the checkpoint's networks plus the body model and regressors
-    from the data tree (SMPL-X + SMPLX_to_J14 for body/expose, MANO for hand, FLAME for face)."""
+    from the data tree (SMPL-X + SMPLX_to_J14 for body/expose, MANO for hand, FLAME for face).
+
+    ``report`` receives one line saying what was loaded and what was skipped (the CLI prints it).
+    """
     tree = tree or DataTree()
-    net, _ = load_net(path_or_name, tree)
+    net, load_report = load_net(path_or_name, tree, config_file, overrides)
+    if report is not None:
+        report(f"loaded {net.kind} model from {resolve_checkpoint(path_or_name, tree)} "
+               f"({load_report.source_format}); {load_report.summary()}")
     return build_predictor(net, tree).to(device)
+
+
+def new_net(cfg: ModelConfig, tree: DataTree | None = None) -> ExPoseNet:
+    """A freshly initialised network whose heads start from the seed's mean files, as MMHuman3D's
+    heads do: ``all_means.pkl`` (6D pose means) and ``shape_mean.npy`` (body betas) from ``tree``."""
+    from expose_cli.body_models.auxiliary import Auxiliary
+    from expose_cli.models.heads import BODY_PARTS, HAND_PARTS
+
+    aux = Auxiliary(tree or DataTree())
+    parts = {p.name: p for p in (*BODY_PARTS, *HAND_PARTS) if p.use_mean}
+    means = {name: torch.as_tensor(aux.mean_rot6d(name, p.num_joints), dtype=torch.float32) for name, p in parts.items()}
+    shape_mean = torch.as_tensor(aux.shape_mean(), dtype=torch.float32) if cfg.kind in ("body", "expose") else None
+    return ExPoseNet(cfg, means, shape_mean)
 
 
 def build_predictor(net: ExPoseNet, tree: DataTree) -> Predictor:

@@ -78,6 +78,7 @@ class AttentionConfig:
     condition_hand_finger_pose: bool = True
     condition_face_jaw_pose: bool = True
     condition_face_expression: bool = True
+    freeze_body: bool = True  # frozen_batchnorm=True: training updates only the hand and face networks
 
 
 @dataclass
@@ -121,26 +122,49 @@ def small_config(kind: str) -> ModelConfig:
     return cfg
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _coerce(current: Any, value: Any, where: str) -> Any:
+    """``value`` converted to the type of the field's ``current`` value, or a clear error."""
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ExposeError(f"{where} must be true or false, got {value!r}")
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ExposeError(f"{where} must be a list, got {value!r}", hint=f"e.g. {where}=[1024, 1024]")
+        return tuple(_coerce(current[0] if current else 0, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ExposeError(f"{where} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ExposeError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(current, str) and not isinstance(value, str):
+        raise ExposeError(f"{where} must be a string, got {value!r}")
+    return value
+
+
 def _update(obj: Any, values: dict, where: str) -> None:
     names = {f.name: f for f in dataclasses.fields(obj)}
     for key, value in values.items():
         if key not in names:
             raise ExposeError(f"unknown config field {where}.{key}", hint=f"fields: {', '.join(names)}")
-        current = getattr(obj, key)
-        if isinstance(current, tuple):
-            value = tuple(value)
-        elif isinstance(current, bool):
-            value = bool(value)
-        elif isinstance(current, (int, float)) and not isinstance(value, (int, float)):
-            raise ExposeError(f"{where}.{key} must be a number, got {value!r}")
-        elif isinstance(current, float):
-            value = float(value)
-        setattr(obj, key, value)
+        setattr(obj, key, _coerce(getattr(obj, key), value, f"{where}.{key}"))
 
 
-def load_config(preset_name: str, toml_path: str | Path | None = None, overrides: list[str] | tuple = ()) -> ModelConfig:
-    """A preset, updated from a TOML file, then from ``section.field=value`` overrides."""
-    cfg = preset(preset_name)
+SECTIONS = ("body", "hand", "face", "attention")
+
+
+def apply_overrides(cfg: ModelConfig, toml_path: str | Path | None = None, overrides: list[str] | tuple = ()) -> ModelConfig:
+    """Update ``cfg`` in place from a TOML file, then from ``section.field=value`` strings."""
     if toml_path is not None:
         path = Path(toml_path)
         try:
@@ -148,18 +172,30 @@ def load_config(preset_name: str, toml_path: str | Path | None = None, overrides
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ExposeError(f"cannot read config: {exc}", path=path) from exc
         for section, values in data.items():
-            if section not in ("body", "hand", "face", "attention") or not isinstance(values, dict):
+            if section not in SECTIONS or not isinstance(values, dict):
                 raise ExposeError(f"unknown config section [{section}]", path=path,
                                   hint="sections: [body], [hand], [face], [attention]")
-            _update(getattr(cfg, section), values, section)
+            try:
+                _update(getattr(cfg, section), values, section)
+            except ExposeError as exc:
+                raise ExposeError(exc.reason, hint=exc.hint, path=path) from None
     for item in overrides:
         key, sep, raw = item.partition("=")
         section, _, name = key.strip().partition(".")
-        if not sep or section not in ("body", "hand", "face", "attention") or not name:
+        if not sep or section not in SECTIONS or not name:
             raise ExposeError(f"bad override {item!r}", hint="write section.field=value, e.g. body.dropout=0.3")
-        try:
-            value = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            value = raw.strip()
+        raw = raw.strip()
+        if raw.lower() in ("true", "false", "yes", "no", "on", "off"):
+            value: Any = raw  # TOML/CLI spellings of booleans; _coerce checks the field is one
+        else:
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                value = raw
         _update(getattr(cfg, section), {name: value}, section)
     return cfg
+
+
+def load_config(preset_name: str, toml_path: str | Path | None = None, overrides: list[str] | tuple = ()) -> ModelConfig:
+    """A preset, updated from a TOML file, then from ``section.field=value`` overrides."""
+    return apply_overrides(preset(preset_name), toml_path, overrides)

@@ -32,8 +32,10 @@ from expose_cli.models.heads import (
 )
 from expose_cli.models.inputs import ModelInput
 
-#: MANO fingertip vertices (thumb, index, middle, ring, pinky), as the ``smplx`` package defines them.
-MANO_TIP_VERTICES = torch.tensor([744, 320, 443, 554, 671])
+#: MANO fingertip vertices (thumb, index, middle, ring, pinky), as FreiHAND's toolkit and
+#: MMHuman3D's MANO layer (``kpId2vertices``) pick them; the ``smplx`` package's own table differs
+#: by one for the ring and pinky tips (554, 671), which would bias FreiHAND's PA-MPJPE.
+MANO_TIP_VERTICES = torch.tensor([744, 320, 443, 555, 672])
 SMPLX_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15]
 
 
@@ -71,6 +73,29 @@ class ExPoseNet(nn.Module):
                 self.backbone, self.head = backbone, head
             else:
                 self.face_backbone, self.face_head = backbone, head
+        if self.frozen_body:
+            for module in (self.backbone, self.head):
+                module.requires_grad_(False)
+
+    @property
+    def frozen_body(self) -> bool:
+        """The full model trains only its part networks (MMHuman3D's ``frozen_batchnorm=True``)."""
+        return self.cfg.kind == "expose" and self.cfg.attention.freeze_body
+
+    def train(self, mode: bool = True) -> ExPoseNet:
+        """Train mode, keeping BatchNorm statistics fixed as MMHuman3D does: every backbone's
+        BatchNorms stay in eval mode (``norm_eval=True`` of its HRNet and ResNet), and the frozen
+        body of the full model keeps all its BatchNorms fixed. Dropout follows ``mode``."""
+        super().train(mode)
+        if mode:
+            frozen = [getattr(self, n) for n in ("backbone", "hand_backbone", "face_backbone") if hasattr(self, n)]
+            if self.frozen_body:
+                frozen.append(self.head)
+            for module in frozen:
+                for m in module.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
+        return self
 
     @property
     def kind(self) -> str:
@@ -125,7 +150,7 @@ class Predictor:
                  fuse: bool = True) -> None:
         self.net = net.eval()
         self.fuse = fuse
-        self._fused: dict[str, nn.Module] = {}
+        self._fused: dict[str, tuple[tuple, nn.Module]] = {}  # name -> (weights' versions, fused copy)
         self.body_model = body_model.eval()
         self.j14 = None if j14_regressor is None else torch.as_tensor(j14_regressor, dtype=torch.float32)
         self.device = torch.device("cpu")
@@ -144,14 +169,18 @@ class Predictor:
         module = getattr(self.net, name)
         if self.net.training or not self.fuse:
             return module
-        if name not in self._fused:
+        # Any change to the weights (an optimiser step, load_state_dict, an in-place edit) bumps a
+        # tensor's version counter or replaces the tensor: the copy is then made again.
+        key = tuple((id(t), t._version) for t in (*module.parameters(), *module.buffers()))
+        cached = self._fused.get(name)
+        if cached is None or cached[0] != key:
             import copy
 
             from torch.fx.experimental.optimization import fuse
 
             fused = fuse(copy.deepcopy(module).eval())
-            self._fused[name] = fused.to(self.device, memory_format=torch.channels_last)
-        return self._fused[name]
+            self._fused[name] = (key, fused.to(self.device, memory_format=torch.channels_last))
+        return self._fused[name][1]
 
     def _features(self, name: str, img: torch.Tensor) -> torch.Tensor:
         if self.net.training or not self.fuse:
@@ -211,13 +240,15 @@ class Predictor:
                                    betas=out.betas)
             tips = body.vertices[:, MANO_TIP_VERTICES.to(body.vertices.device)]
             joints = torch.cat([body.joints[:, :16], tips], dim=1)  # MANO-21 ('mano' convention)
-            vertices, j14, hand_boxes, face_box, training = body.vertices, None, {}, {}, {}
+            vertices, j14, hand_boxes, face_box = body.vertices, None, {}, {}
+            training = {"hand_stages": out.stages} if self.net.training else {}
         else:  # face
             rotations, expression = dict(out.rotations), out.expression
             eye = torch.eye(3, dtype=out.betas.dtype, device=out.betas.device).expand(out.betas.shape[0], 1, 3, 3)
             body = self.body_model(global_orient=rotations["global_orient"], neck_pose=eye, jaw_pose=rotations["jaw_pose"],
                                    leye_pose=eye, reye_pose=eye, betas=out.betas, expression=out.expression)
-            vertices, joints, j14, hand_boxes, face_box, training = body.vertices, body.joints, None, {}, {}, {}
+            vertices, joints, j14, hand_boxes, face_box = body.vertices, body.joints, None, {}, {}
+            training = {"face_stages": out.stages} if self.net.training else {}
         kp_crop = ndc_to_crop_pixels(weak_perspective_project(joints, out.camera), res)
         kp_img = self._to_image(kp_crop, batch.crop_transform)
         return Prediction(kind, rotations, out.betas, expression, out.camera, vertices, joints, j14, kp_crop, kp_img,
