@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -78,6 +79,42 @@ def test_boxes_file_formats(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"x.jpg": [[1, 2, 3]]}))
     with pytest.raises(ExposeError, match="bad box"):
         B.load_boxes(tmp_path / "bad.json")
+    # an explicit empty list: no person (not "ask the detector")
+    (tmp_path / "e.json").write_text(json.dumps({"none.jpg": []}))
+    assert B.boxes_for(B.load_boxes(tmp_path / "e.json"), "none.jpg") == []
+    assert B.boxes_for(B.load_boxes(tmp_path / "e.json"), "other.jpg") is None
+    # COCO ids as strings, with or without leading zeros
+    coco = [{"image_id": "42", "bbox": [1, 2, 3, 4]}, {"image_id": "000000000007", "bbox": [5, 6, 7, 8], "score": 0.5},
+            {"image_id": "img_9", "bbox": [0, 0, 1, 1]}]
+    (tmp_path / "s.json").write_text(json.dumps(coco))
+    table = B.load_boxes(tmp_path / "s.json")
+    assert B.boxes_for(table, "000000000042.jpg") == [[1, 2, 4, 6, 1.0]]
+    assert B.boxes_for(table, "7.png") == [[5, 6, 12, 14, 0.5]]
+    assert B.boxes_for(table, "frames/img_9.jpg") == [[0, 0, 1, 1, 1.0]]
+
+
+def test_box_keys_relative_paths(tmp_path, monkeypatch):
+    """Two files with the same name in different folders: a relative-path key wins over the name."""
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    table = {"a/p.jpg": [[1, 1, 2, 2, 1.0]], "p.jpg": [[3, 3, 4, 4, 1.0]], "in/b/p.jpg": [[5, 5, 6, 6, 1.0]]}
+    assert B.boxes_for(table, tmp_path / "in" / "a" / "p.jpg", root=tmp_path / "in") == [[1, 1, 2, 2, 1.0]]
+    assert B.boxes_for(table, Path("in/b/p.jpg"), root=Path("in")) == [[5, 5, 6, 6, 1.0]]  # relative to the cwd
+    assert B.boxes_for(table, tmp_path / "in" / "c" / "p.jpg", root=tmp_path / "in") == [[3, 3, 4, 4, 1.0]]
+    cv2.imwrite(str(tmp_path / "in" / "a" / "p.jpg"), np.zeros((4, 4, 3), np.uint8))
+    assert discover_inputs([tmp_path / "in"])[0].root == tmp_path / "in"
+    assert discover_inputs([tmp_path / "in" / "a" / "p.jpg"])[0].root is None
+
+
+def test_validate_boxes():
+    kept, warnings = B.validate_boxes([[10, 10, 10, 50, 1.0], [5, 5, 2, 9, 1.0], [200, 10, 260, 40, 1.0],
+                                       [-20, -10, 50, 500, 0.7], [1, 2, 3, float("nan"), 1.0], [10, 10, 20, 20]],
+                                      (100, 150))
+    assert kept == [[0.0, 0.0, 50.0, 100.0, 0.7], [10.0, 10.0, 20.0, 20.0, 1.0]]
+    assert len(warnings) == 4
+    assert "box 0" in warnings[0] and "zero or negative area" in warnings[0]
+    assert "box 2" in warnings[2] and "outside the 150x100 image" in warnings[2]
+    assert "not finite" in warnings[3]
 
 
 def test_iou_nms_and_detectors():
@@ -103,11 +140,31 @@ def test_mesh_formats_round_trip(tmp_path):
     pv, pf = export.read_ply(tmp_path / "m.ply")
     np.testing.assert_array_equal(pv, v)
     np.testing.assert_array_equal(pf, f)
-    export.write_glb(tmp_path / "m.glb", v, f)
+    export.write_glb(tmp_path / "m.glb", v, f)  # camera frame (y down, z forward) -> glTF (+Y up, +Z to the viewer)
     gltf, gv, gf = export.read_glb(tmp_path / "m.glb")
-    np.testing.assert_array_equal(gv, v)
+    np.testing.assert_array_equal(gv, v * np.float32([1, -1, -1]))
     np.testing.assert_array_equal(gf, f)
-    assert gltf["asset"]["version"] == "2.0" and gltf["accessors"][0]["max"] == v.max(0).tolist()
+    assert gltf["asset"]["version"] == "2.0" and gltf["accessors"][0]["max"] == gv.max(0).tolist()
+    export.write_glb(tmp_path / "raw.glb", v, f, from_camera_frame=False)
+    np.testing.assert_array_equal(export.read_glb(tmp_path / "raw.glb")[1], v)
+
+
+def test_glb_rotation_keeps_outward_winding(tmp_path):
+    """A rotation (not a mirror): a closed mesh keeps its positive signed volume and outward normals."""
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32) + [0.1, 0.2, 3.0]
+    f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+
+    def signed_volume(verts):
+        t = verts[f]
+        return np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6
+
+    export.write_glb(tmp_path / "t.glb", v, f)
+    gltf, gv, gf = export.read_glb(tmp_path / "t.glb")
+    assert signed_volume(v) > 0 and signed_volume(gv) == pytest.approx(signed_volume(v), rel=1e-5)
+    data = (tmp_path / "t.glb").read_bytes()
+    start = 28 + struct.unpack_from("<I", data, 12)[0]
+    normals = np.frombuffer(data, "<f4", 12, start + gltf["bufferViews"][1]["byteOffset"]).reshape(4, 3)
+    assert (normals @ (gv - gv.mean(0)).T).diagonal().min() > 0  # pointing away from the centre
 
 
 def test_render_depth_order_and_coverage():
@@ -157,7 +214,8 @@ def test_infer_end_to_end(infer_tree, tmp_path, run_cli):
             "--detector", "full-image", "--format", "obj,ply,glb,npz,json", "--render", "--every", "2", "--batch-size", "2"]
     result = run_cli(*args)
     assert result.exit_code == 1  # broken.jpg failed; the rest went on
-    assert "broken.jpg" in result.stderr and "cannot decode" in result.stderr
+    broken = [line for line in result.stderr.splitlines() if "broken.jpg" in line]
+    assert len(broken) == 1 and broken[0].count("broken.jpg") == 1 and "cannot decode" in broken[0]
     summary = json.loads((out / "summary.json").read_text())
     by_input = {}
     for r in summary["inputs"]:
@@ -172,6 +230,7 @@ def test_infer_end_to_end(infer_tree, tmp_path, run_cli):
     np.testing.assert_allclose(pv, npz["vertices"], atol=1e-6)
     _, gv, gf = export.read_glb(out / "img1" / "person_01.glb")
     np.testing.assert_array_equal(gf, npz["faces"])
+    np.testing.assert_allclose(gv, npz["vertices"] * [1, -1, -1], atol=1e-6)  # glTF axes
     obj_v = [line for line in (out / "img1" / "person_01.obj").read_text().splitlines() if line.startswith("v ")]
     assert len(obj_v) == 10475
     params = json.loads((out / "img1" / "person_01.json").read_text())
@@ -188,14 +247,22 @@ def test_infer_end_to_end(infer_tree, tmp_path, run_cli):
     box = npz["bbox_xyxy"]
     assert np.abs(proj - npz["keypoints2d"]).max() < 0.02 * max(box[2] - box[0], box[3] - box[1])
     assert (out / "img1" / "overlay.png").is_file() and (out / "clip" / "overlay.mp4").is_file()
-    assert cv2.VideoCapture(str(out / "clip" / "overlay.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 2
+    cap = cv2.VideoCapture(str(out / "clip" / "overlay.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 2 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(5.0)  # 10 fps / every 2
+    assert summary["complete"] is True and summary["videos"][0]["fps"] == pytest.approx(5.0)
     # resume: nothing done twice
     mtime = (out / "img1" / "person_01.npz").stat().st_mtime_ns
     again = run_cli(*args, "--skip-existing")
     assert again.exit_code == 1
     assert (out / "img1" / "person_01.npz").stat().st_mtime_ns == mtime
-    summary = json.loads((out / "summary.json").read_text())
-    assert sum(1 for r in summary["inputs"] if r.get("skipped")) == 4
+    resumed = json.loads((out / "summary.json").read_text())
+    assert sum(1 for r in resumed["inputs"] if r.get("skipped")) == 4
+    # the skipped inputs keep their persons and files in the new summary
+    first = {(r["input"], r["frame"]): r for r in summary["inputs"]}
+    for r in resumed["inputs"]:
+        assert r["persons"] == first[(r["input"], r["frame"])]["persons"]
+        assert r["files"] == first[(r["input"], r["frame"])]["files"]
+    assert sum(r["persons"] for r in resumed["inputs"]) == sum(r["persons"] for r in summary["inputs"]) == 5
 
 
 def test_infer_errors_before_work(infer_tree, tmp_path, run_cli):
@@ -223,3 +290,279 @@ def test_demo_runs(tmp_path, run_cli):
     assert "meaningless" in res.stdout
     assert (tmp_path / "results" / "demo_01" / "overlay.png").is_file()
     assert (tmp_path / "results" / "demo_01" / "person_01.glb").is_file()
+
+
+# -- more end-to-end cases -------------------------------------------------------------------------
+
+def _image(path, h=240, w=320, seed=0):
+    rng = np.random.default_rng(seed)
+    cv2.imwrite(str(path), (rng.random((h, w, 3)) * 255).astype(np.uint8))
+    return path
+
+
+def _summary(out):
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_camera_space_and_focal_length(infer_tree, tmp_path, run_cli):
+    _image(tmp_path / "cam.jpg", 300, 400)
+    (tmp_path / "b.json").write_text(json.dumps({"cam.jpg": [[40, 30, 160, 270]]}))
+    out = tmp_path / "o"
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "cam.jpg", "--out", out, "--boxes", tmp_path / "b.json",
+                  "--camera-space", "--focal-length", "1500", "--format", "obj,npz")
+    assert res.exit_code == 0, res.output
+    npz = np.load(out / "cam" / "person_00.npz")
+    # the translation by hand: square crop of side 1.25 * max(w, h) around the box centre
+    s, tx, ty = npz["camera_weak_perspective"].astype(np.float64)
+    side, cx, cy = 1.25 * 240, 100.0, 150.0
+    expected = [tx + 2 * (cx - 200) / (s * side), ty + 2 * (cy - 150) / (s * side), 2 * 1500 / (s * side)]
+    np.testing.assert_allclose(npz["camera_translation"], expected, rtol=1e-5)
+    assert float(npz["focal_length"]) == 1500.0
+    np.testing.assert_allclose(npz["vertices_camera"], npz["vertices"] + npz["camera_translation"], atol=1e-5)
+    obj_v = np.array([[float(t) for t in line.split()[1:]]
+                      for line in (out / "cam" / "person_00.obj").read_text().splitlines() if line.startswith("v ")])
+    np.testing.assert_allclose(obj_v, npz["vertices_camera"], atol=2e-6)  # the OBJ is the camera-space mesh
+    # and the camera-space mesh projects onto the image where the keypoints are (to ~1% of the box)
+    j = npz["joints3d"] + npz["camera_translation"]
+    proj = j[:, :2] / j[:, 2:] * 1500 + [200, 150]
+    assert np.abs(proj - npz["keypoints2d"]).max() < 0.02 * 240
+
+
+def test_min_score_max_people_max_frames(infer_tree, tmp_path, run_cli):
+    _image(tmp_path / "crowd.jpg")
+    boxes = {"crowd.jpg": [[0, 0, 200, 230, 0.3], [10, 10, 110, 200, 0.9], [170, 30, 300, 230, 0.8], [5, 5, 40, 60, 0.95]]}
+    (tmp_path / "b.json").write_text(json.dumps(boxes))
+    writer = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(5):
+        writer.write(np.full((120, 160, 3), 30 * i, np.uint8))
+    writer.release()
+    out = tmp_path / "o"
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "crowd.jpg", tmp_path / "v.avi", "--out", out,
+                  "--boxes", tmp_path / "b.json", "--detector", "full-image", "--min-score", "0.5", "--max-people", "2",
+                  "--max-frames", "3", "--format", "json")
+    assert res.exit_code == 0, res.output
+    rec = {(Path(r["input"]).name, r["frame"]): r for r in _summary(out)["inputs"]}
+    assert rec[("crowd.jpg", None)]["persons"] == 2  # 0.3 dropped; of the other three the two largest
+    kept = [json.loads((out / "crowd" / f"person_{k:02d}.json").read_text())["bbox_xyxy"] for k in range(2)]
+    assert kept == [[170, 30, 300, 230], [10, 10, 110, 200]]
+    assert not (out / "crowd" / "person_02.json").exists()
+    assert sorted(f for (n, f) in rec if n == "v.avi") == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kind, n_verts, part", [("body", 10475, "body_pose"), ("hand", 778, "right_hand_pose"),
+                                                  ("face", None, "jaw_pose")])
+def test_ckpt_kinds(infer_tree, tmp_path, run_cli, kind, n_verts, part):
+    from expose_cli.assets.paths import DataTree
+
+    ckpt = DataTree(infer_tree).checkpoint(kind)
+    if not ckpt.is_file():
+        write_mmhuman3d_checkpoint(ckpt, kind, seed=2, small=True)
+    _image(tmp_path / "p.jpg")
+    (tmp_path / "b.json").write_text(json.dumps({"p.jpg": [[60, 40, 180, 160]]}))
+    out = tmp_path / "o"
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "p.jpg", "--out", out, "--ckpt", kind,
+                  "--boxes", tmp_path / "b.json", "--format", "npz,ply", "--render")
+    assert res.exit_code == 0, res.output
+    npz = np.load(out / "p" / "person_00.npz")
+    if n_verts is not None:
+        assert npz["vertices"].shape == (n_verts, 3)
+    assert f"{part}_rotmat" in npz.files and np.isfinite(npz["vertices"]).all()
+    pv, pf = export.read_ply(out / "p" / "person_00.ply")
+    np.testing.assert_array_equal(pf, npz["faces"])
+    assert (out / "p" / "overlay.png").is_file()
+
+
+def _silhouette(img, cx, top, h, col=(30, 30, 30)):
+    """A dark pedestrian silhouette (head, torso, arms, legs) that OpenCV's HOG people detector finds."""
+    u = h / 8
+    cv2.ellipse(img, (int(cx), int(top + 0.5 * u)), (int(0.38 * u), int(0.5 * u)), 0, 0, 360, col, -1)
+    cv2.rectangle(img, (int(cx - 0.12 * u), int(top + u)), (int(cx + 0.12 * u), int(top + 1.2 * u)), col, -1)
+    poly = [[cx - 0.9 * u, top + 1.2 * u], [cx + 0.9 * u, top + 1.2 * u], [cx + 0.7 * u, top + 4.2 * u], [cx - 0.7 * u, top + 4.2 * u]]
+    cv2.fillConvexPoly(img, np.array(poly, np.int32), col)
+    for s in (-1, 1):
+        arm = [[cx + s * 0.9 * u, top + 1.3 * u], [cx + s * 1.2 * u, top + 1.5 * u], [cx + s * 1.1 * u, top + 4.3 * u],
+               [cx + s * 0.85 * u, top + 4.3 * u]]
+        leg = [[cx + s * 0.05 * u, top + 4.2 * u], [cx + s * 0.7 * u, top + 4.2 * u], [cx + s * 0.6 * u, top + 8 * u],
+               [cx + s * 0.2 * u, top + 8 * u]]
+        cv2.fillConvexPoly(img, np.array(arm, np.int32), col)
+        cv2.fillConvexPoly(img, np.array(leg, np.int32), col)
+
+
+def test_hog_finds_a_person_end_to_end(infer_tree, tmp_path, run_cli):
+    rng = np.random.default_rng(0)
+    img = np.clip(180 + rng.normal(0, 8, (320, 240, 3)), 0, 255).astype(np.uint8)
+    _silhouette(img, 120, 85, 150)
+    cv2.imwrite(str(tmp_path / "walker.png"), img)
+    found = B.detect_hog(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    if not found:
+        pytest.skip("this OpenCV's HOG detector does not find the synthetic silhouette")
+    out = tmp_path / "o"
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "walker.png", "--out", out, "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert _summary(out)["inputs"][0]["persons"] == 1
+    box = json.loads((out / "walker" / "person_00.json").read_text())["bbox_xyxy"]
+    assert box[0] < 120 < box[2] and box[1] < 160 < box[3]  # around the silhouette
+    assert 0.5 < float(found[0][4]) < 5  # an SVM margin, not a probability (docs: --min-score)
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "walker.png", "--out", tmp_path / "o2",
+                  "--format", "json", "--min-score", "9")
+    assert res.exit_code == 0 and _summary(tmp_path / "o2")["inputs"][0]["persons"] == 0
+
+
+def test_missing_body_model_message(infer_tree, tmp_path, run_cli):
+    import shutil
+
+    tree = tmp_path / "tree"
+    shutil.copytree(infer_tree, tree)
+    (tree / "body_models" / "smplx" / "SMPLX_NEUTRAL.npz").unlink()
+    _image(tmp_path / "x.jpg")
+    res = run_cli("--data-dir", tree, "infer", tmp_path / "x.jpg", "--out", tmp_path / "o")
+    assert res.exit_code == 2, res.output
+    assert "SMPLX_NEUTRAL" in res.stderr and "import-body-models" in res.stderr
+    assert not (tmp_path / "o").exists()  # before any work
+
+
+def test_overlay_video_keeps_personless_frames(infer_tree, tmp_path, run_cli):
+    writer = cv2.VideoWriter(str(tmp_path / "walk.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 12, (240, 320))
+    for i in range(6):
+        frame = np.full((320, 240, 3), 180, np.uint8)
+        if i in (2, 3):
+            _silhouette(frame, 120, 85, 150)
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "o"
+    # the HOG detector: frames 0 and 4 are plain (no person), frame 2 holds the silhouette
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "walk.avi", "--out", out, "--render",
+                  "--every", "2", "--format", "json")
+    assert res.exit_code == 0, res.output
+    records = _summary(out)["inputs"]
+    assert [r["frame"] for r in records] == [0, 2, 4]
+    with_person = [r["frame"] for r in records if r["persons"]]
+    no_person_lines = [line for line in res.stderr.splitlines() if "no person found" in line]
+    assert len(no_person_lines) == 1 and f"in {3 - len(with_person)} of 3 frame(s)" in no_person_lines[0]
+    cap = cv2.VideoCapture(str(out / "walk" / "overlay.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 3  # every processed frame, with or without a person
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(6.0)  # 12 fps / every 2
+    ok, first = cap.read()
+    assert ok and abs(int(first.mean()) - 180) < 8  # frame 0: the plain frame
+
+
+def test_bad_boxes_and_empty_box_list(infer_tree, tmp_path, run_cli):
+    _image(tmp_path / "a.jpg")
+    _image(tmp_path / "none.jpg", seed=1)
+    boxes = {"a.jpg": [[50, 20, 50, 220], [400, 10, 500, 100], [-30, 20, 150, 400, 0.9]], "none.jpg": []}
+    (tmp_path / "b.json").write_text(json.dumps(boxes))
+    out = tmp_path / "o"
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "a.jpg", tmp_path / "none.jpg", "--out", out,
+                  "--boxes", tmp_path / "b.json", "--detector", "full-image", "--format", "json")
+    assert res.exit_code == 0, res.output
+    rec = {Path(r["input"]).name: r for r in _summary(out)["inputs"]}
+    assert rec["a.jpg"]["persons"] == 1 and len(rec["a.jpg"]["warnings"]) == 2
+    assert "zero or negative area" in rec["a.jpg"]["warnings"][0] and "outside" in rec["a.jpg"]["warnings"][1]
+    assert json.loads((out / "a" / "person_00.json").read_text())["bbox_xyxy"] == [0, 20, 150, 240]  # clipped
+    assert rec["none.jpg"]["persons"] == 0 and rec["none.jpg"]["error"] == "no person found"  # not the full image
+
+
+class _FailingPredictor:
+    """Wraps a predictor; fails any batch holding a crop of an image ``bad_width`` pixels wide."""
+
+    def __init__(self, inner, bad_width):
+        self.inner, self.bad_width, self.calls = inner, bad_width, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, batch):
+        self.calls += 1
+        if batch.full_images is not None and batch.full_images.shape[-1] == self.bad_width:
+            raise RuntimeError("simulated failure\nsecond line")
+        return self.inner(batch)
+
+
+def test_model_failure_is_per_input(infer_tree, tmp_path, run_cli, monkeypatch):
+    import expose_cli.models as models
+
+    real = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: _FailingPredictor(real(*a, **k), 333))
+    _image(tmp_path / "good.jpg", 240, 320)
+    _image(tmp_path / "bad.jpg", 240, 333)
+    _image(tmp_path / "later.jpg", 240, 300)
+    out = tmp_path / "o"
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "good.jpg", tmp_path / "bad.jpg",
+                  tmp_path / "later.jpg", "--out", out, "--detector", "full-image", "--format", "npz", "--batch-size", "4")
+    assert res.exit_code == 1
+    lines = [line for line in res.stderr.splitlines() if "bad.jpg" in line]
+    assert len(lines) == 1 and "model failed: RuntimeError: simulated failure" in lines[0]
+    summary = _summary(out)
+    rec = {Path(r["input"]).name: r for r in summary["inputs"]}
+    assert rec["good.jpg"]["persons"] == 1 and rec["later.jpg"]["persons"] == 1 and rec["bad.jpg"]["error"]
+    assert summary["failed"] == 1 and summary["complete"] is True
+    assert not (out / "bad" / "result.json").exists()  # a re-run with --skip-existing retries it
+
+
+def test_interrupted_run_leaves_summary_and_resumes(infer_tree, tmp_path):
+    from expose_cli.assets.paths import DataTree
+    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.models import load_model
+
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        _image(tmp_path / "in" / f"im{i}.jpg", seed=i)
+    items = discover_inputs([tmp_path / "in"])
+    predictor = load_model("expose", DataTree(infer_tree), "cpu")
+    out = tmp_path / "o"
+    opts = InferOptions(out_dir=out, detector="full-image", formats=("npz",), batch_size=1, skip_existing=True)
+
+    def stop_after_first(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(items, predictor, opts, on_unit=stop_after_first)
+    partial = _summary(out)  # valid JSON, says it is incomplete
+    assert partial["complete"] is False and len(partial["inputs"]) == 1
+    # a crash mid-way through the second input: files but no result.json, and a stray temp file
+    (out / "im1").mkdir(exist_ok=True)
+    (out / "im1" / "person_00.npz").write_bytes(b"half")
+    (out / "im1" / ".person_00.abc.tmp.npz").write_bytes(b"junk")
+    seen = []
+    summary = run_inference(items, predictor, opts, on_unit=seen.append)
+    assert summary["complete"] is True and len(seen) == 3  # progress counts the skipped input too
+    assert [bool(r.get("skipped")) for r in summary["inputs"]] == [True, False, False]
+    assert all(r["persons"] == 1 for r in summary["inputs"])
+    assert np.load(out / "im1" / "person_00.npz")["vertices"].shape == (10475, 3)
+
+
+def test_reduced_precision_through_the_api(infer_tree, tmp_path):
+    """bf16 autocast (on CPU here; the CLI allows it only on CUDA): every output back in float32."""
+    from expose_cli.assets.paths import DataTree
+    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.models import load_model
+
+    _image(tmp_path / "in.jpg")
+    predictor = load_model("expose", DataTree(infer_tree), "cpu")
+    out = {}
+    for precision in ("fp32", "bf16"):
+        out[precision] = tmp_path / precision
+        summary = run_inference(discover_inputs([tmp_path / "in.jpg"]), predictor,
+                                InferOptions(out_dir=out[precision], detector="full-image", precision=precision,
+                                             formats=("npz", "json", "glb")))
+        assert summary["failed"] == 0 and summary["inputs"][0]["persons"] == 1, summary
+    a, b = (np.load(out[p] / "in" / "person_00.npz") for p in ("fp32", "bf16"))
+    for key in b.files:
+        if b[key].dtype.kind == "f":
+            assert b[key].dtype == np.float32 and np.isfinite(b[key]).all(), key
+    assert b["joints3d_lsp14"].shape == a["joints3d_lsp14"].shape
+    assert np.abs(b["vertices"] - a["vertices"]).max() < 0.2  # bf16 keeps about 3 significant digits
+
+
+def test_prediction_to_float32():
+    import torch
+
+    from expose_cli.inference.pipeline import prediction_to_float32
+    from expose_cli.models.expose import Prediction
+
+    bf = torch.ones(2, 3, dtype=torch.bfloat16)
+    pred = Prediction("expose", {"body_pose": bf}, bf, bf, bf, bf, bf, bf, bf, bf,
+                      {"left": {"center": bf, "size": bf}}, {"center": bf}, {})
+    prediction_to_float32(pred)
+    assert pred.rotations["body_pose"].dtype == torch.float32 and pred.joints_j14.dtype == torch.float32
+    assert pred.hand_boxes["left"]["size"].dtype == torch.float32 and pred.camera.dtype == torch.float32

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Annotated
 
-import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+# OpenCV's and FFmpeg's own warnings ("moov atom not found", libjpeg notes) would add lines of their
+# own to each bad input's one line: quiet them before cv2 is first used (read at import / first open).
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
-from expose_cli.cli.common import err_console, get_settings, info, resolve_device
-from expose_cli.errors import ExposeError
-from expose_cli.inference.boxes import load_boxes
-from expose_cli.inference.export import FORMATS
-from expose_cli.inference.inputs import discover_inputs
-from expose_cli.inference.pipeline import InferOptions, run_inference
+import cv2  # noqa: E402
+import typer  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+
+from expose_cli.cli.common import err_console, get_settings, info, resolve_device  # noqa: E402
+from expose_cli.errors import ExposeError  # noqa: E402
+from expose_cli.inference.boxes import load_boxes  # noqa: E402
+from expose_cli.inference.export import FORMATS  # noqa: E402
+from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  # noqa: E402
+from expose_cli.inference.pipeline import NO_PERSON, InferOptions, run_inference  # noqa: E402
 
 
 def infer(
@@ -27,7 +35,8 @@ def infer(
     render: Annotated[bool, typer.Option("--render", help="Save the mesh drawn over the image (PNG; MP4 for videos).")] = False,
     boxes: Annotated[Path | None, typer.Option("--boxes", help="JSON of person boxes per file (or COCO results).")] = None,
     detector: Annotated[str, typer.Option("--detector", help="hog | full-image, for inputs without boxes.")] = "hog",
-    min_score: Annotated[float, typer.Option("--min-score", help="Drop boxes scored lower.")] = 0.0,
+    min_score: Annotated[float, typer.Option("--min-score", help="Drop boxes scored lower (HOG: SVM margin, about 0-3; "
+                                                                 "boxes file: its scores, e.g. 0-1).")] = 0.0,
     max_people: Annotated[int | None, typer.Option("--max-people", min=1, help="Largest N persons per image.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Persons per forward pass.")] = 8,
     precision: Annotated[str, typer.Option("--precision", help="fp32 | bf16 | fp16 (reduced only on GPU).")] = "fp32",
@@ -55,32 +64,57 @@ def infer(
     box_table = load_boxes(boxes) if boxes is not None else None
     from expose_cli.models import load_model  # heavy import after argument checks
 
-    predictor = load_model(ckpt, settings.tree, device)  # missing checkpoint / body model: fails here
+    predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
                            render=render, boxes=box_table, detector=detector, min_score=min_score,
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
                            every=every, max_frames=max_frames, precision=precision)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     progress = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err_console, disable=settings.quiet)
-    images_total = sum(1 for i in items if i.kind == "image")
+    total: int | None = 0
+    for item in items:  # images and video frames (when every container says how many)
+        n = 1 if item.kind == "image" else video_frame_estimate(item.path, every, max_frames)
+        total = None if total is None or n is None else total + n
+    no_person: dict[str, list[int]] = {}  # video -> [frames without a person, frames]
     with progress:
-        task = progress.add_task("infer", total=images_total or None, rate="")
-        start = __import__("time").perf_counter()
+        task = progress.add_task("infer", total=total or None, rate="")
+        start = time.perf_counter()
         done = [0]
 
         def on_unit(record: dict) -> None:
-            done[0] += 1
-            rate = done[0] / max(__import__("time").perf_counter() - start, 1e-9)
+            if not record.get("skipped"):
+                done[0] += 1
+            rate = done[0] / max(time.perf_counter() - start, 1e-9)
             progress.update(task, advance=1, rate=f"{rate:.2f} images/s")
+            where = record["input"] + (f" frame {record['frame']}" if record.get("frame") is not None else "")
+            if record.get("skipped") and record.get("error") in (None, NO_PERSON):
+                return  # done in an earlier run, reported then
+            if record.get("frame") is not None:
+                counts = no_person.setdefault(record["input"], [0, 0])
+                counts[1] += 1
+                if record.get("error") == NO_PERSON:
+                    counts[0] += 1
+                    return  # one line per video, after the run
+            if record.get("warnings"):
+                err_console.print(f"[yellow]{where}[/yellow]: " + "; ".join(record["warnings"]), highlight=False)
             if record.get("error"):
-                err_console.print(f"[yellow]{record['input']}[/yellow]"
-                                  + (f" frame {record['frame']}" if record.get("frame") is not None else "")
-                                  + f": {record['error']}", highlight=False)
+                err_console.print(f"[yellow]{where}[/yellow]: {record['error']}", highlight=False)
 
-        summary = run_inference(items, predictor, options, on_unit)
+        try:
+            summary = run_inference(items, predictor, options, on_unit)
+        finally:
+            for video, (missing, frames) in no_person.items():
+                if missing:
+                    err_console.print(f"[yellow]{video}[/yellow]: {NO_PERSON} in {missing} of {frames} frame(s)",
+                                      highlight=False)
+    for video in summary.get("videos", []):
+        if video.get("error"):
+            err_console.print(f"[yellow]{video['input']}[/yellow]: {video['error']}", highlight=False)
     persons = sum(r.get("persons", 0) for r in summary["inputs"])
-    info(settings, f"{len(summary['inputs'])} image(s)/frame(s), {persons} person(s); results in {out} "
-                   f"(summary.json); {summary['failed']} failed")
+    skipped = sum(1 for r in summary["inputs"] if r.get("skipped"))
+    info(settings, f"{len(summary['inputs'])} image(s)/frame(s) ({skipped} already done), {persons} person(s); "
+                   f"results in {out} (summary.json); {summary['failed']} failed")
     if summary["failed"]:
         raise typer.Exit(1)
 

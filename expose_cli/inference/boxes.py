@@ -12,11 +12,13 @@ from expose_cli.errors import ExposeError
 
 
 def load_boxes(path: str | Path) -> dict[str, list[list[float]]]:
-    """Boxes per input file name, as ``[x1, y1, x2, y2, score]`` (px).
+    """Boxes per input file, as ``[x1, y1, x2, y2, score]`` (px).
 
-    Accepted: ``{"img.jpg": [[x1, y1, x2, y2], [x1, y1, x2, y2, score], ...]}``, or a COCO
-    detection-results list ``[{"image_id": ..., "bbox": [x, y, w, h], "score": s, "category_id": 1}]``
-    where ``image_id`` is a file name or stem, or the integer in the file name.
+    Accepted: ``{"img.jpg": [[x1, y1, x2, y2], [x1, y1, x2, y2, score], ...]}`` (the key a file name,
+    stem, or a path relative to the input folder or the working directory; an empty list means "no
+    person": the detector is not run), or a COCO detection-results list ``[{"image_id": ...,
+    "bbox": [x, y, w, h], "score": s, "category_id": 1}]`` where ``image_id`` is a file name or stem,
+    or the integer in the file name (as a number or a string).
     """
     path = Path(path)
     try:
@@ -28,8 +30,9 @@ def load_boxes(path: str | Path) -> dict[str, list[list[float]]]:
         for name, boxes in data.items():
             if not isinstance(boxes, list):
                 raise ExposeError(f"boxes of {name!r} must be a list of [x1, y1, x2, y2(, score)]", path=path)
+            out.setdefault(name, [])  # an empty list is an answer: no person in this input
             for b in boxes:
-                if not isinstance(b, list) or len(b) not in (4, 5):
+                if not isinstance(b, list) or len(b) not in (4, 5) or not all(_is_number(v) for v in b):
                     raise ExposeError(f"bad box {b!r} for {name!r}: expected [x1, y1, x2, y2] or [..., score]", path=path)
                 out.setdefault(name, []).append([float(v) for v in b[:4]] + [float(b[4]) if len(b) == 5 else 1.0])
     elif isinstance(data, list):
@@ -38,19 +41,52 @@ def load_boxes(path: str | Path) -> dict[str, list[list[float]]]:
                 raise ExposeError("COCO results entries need 'image_id' and 'bbox'", path=path)
             if det.get("category_id", 1) != 1:
                 continue
-            x, y, w, h = (float(v) for v in det["bbox"])
-            out.setdefault(str(det["image_id"]), []).append([x, y, x + w, y + h, float(det.get("score", 1.0))])
+            bbox = det["bbox"]
+            if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+                raise ExposeError(f"bad COCO bbox {bbox!r}: expected [x, y, w, h]", path=path)
+            x, y, w, h = (float(v) for v in bbox)
+            key = str(det["image_id"]).strip()
+            if key.isdigit():  # 42, "42" and "000042" are the same COCO id
+                key = str(int(key))
+            out.setdefault(key, []).append([x, y, x + w, y + h, float(det.get("score", 1.0))])
     else:
         raise ExposeError("expected a JSON object or a COCO results list", path=path)
     return out
 
 
-def boxes_for(table: dict[str, list[list[float]]], file_name: str) -> list[list[float]] | None:
-    """Look ``file_name`` up by full name, stem, or the integer in it (COCO ids)."""
-    stem = Path(file_name).stem
-    for key in (file_name, stem):
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def box_keys(path: str | Path, root: str | Path | None = None) -> list[str]:
+    """The keys a boxes file may use for ``path``, most specific first: the path relative to the
+    input folder ``root``, relative to the working directory, as given; then the file name."""
+    path = Path(path)
+    keys: list[str] = []
+    bases = [Path(root)] if root is not None else []
+    bases.append(Path.cwd())
+    for base in bases:
+        for p, b in ((path, base), (path.absolute(), base.absolute())):
+            try:
+                keys.append(p.relative_to(b).as_posix())
+                break
+            except ValueError:
+                continue
+    keys.append(path.as_posix())
+    keys.append(path.name)
+    return list(dict.fromkeys(k for k in keys if k and k != "."))
+
+
+def boxes_for(table: dict[str, list[list[float]]], file_name: str | Path,
+              root: str | Path | None = None) -> list[list[float]] | None:
+    """Look a file up by relative path (to ``root`` or the working directory), full name, stem, or
+    the integer in its name (COCO ids). ``None``: not in the table (an empty list: no person)."""
+    for key in box_keys(file_name, root):
         if key in table:
             return table[key]
+    stem = Path(file_name).stem
+    if stem in table:
+        return table[stem]
     digits = "".join(ch for ch in stem if ch.isdigit())
     if digits and str(int(digits)) in table:
         return table[str(int(digits))]
@@ -95,6 +131,30 @@ def iou(a, b) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def validate_boxes(boxes: list[list[float]], image_size: tuple[int, int]) -> tuple[list[list[float]], list[str]]:
+    """Clip ``[x1, y1, x2, y2, score]`` boxes to the image (``(height, width)``); drop those that are
+    not finite, have no area or lie entirely outside. Returns the kept boxes and one warning per
+    dropped box (clipping is silent: detector boxes often reach past the border)."""
+    h, w = image_size
+    kept, warnings = [], []
+    for i, b in enumerate(boxes):
+        x1, y1, x2, y2 = (float(v) for v in b[:4])
+        score = float(b[4]) if len(b) > 4 else 1.0
+        shown = "[" + ", ".join(f"{v:g}" for v in (x1, y1, x2, y2)) + "]"
+        if not all(np.isfinite([x1, y1, x2, y2, score])):
+            warnings.append(f"box {i} {shown}: not finite, dropped")
+            continue
+        if x2 <= x1 or y2 <= y1:
+            warnings.append(f"box {i} {shown}: zero or negative area, dropped")
+            continue
+        cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(w)), min(y2, float(h))
+        if cx2 <= cx1 or cy2 <= cy1:
+            warnings.append(f"box {i} {shown}: outside the {w}x{h} image, dropped")
+            continue
+        kept.append([cx1, cy1, cx2, cy2, score])
+    return kept, warnings
 
 
 def full_image_box(image_rgb: np.ndarray) -> list[list[float]]:

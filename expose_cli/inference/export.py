@@ -1,4 +1,10 @@
-"""Mesh and parameter files: OBJ, PLY (binary), GLB (glTF 2.0 binary), NPZ, JSON. All atomic."""
+"""Mesh and parameter files: OBJ, PLY (binary), GLB (glTF 2.0 binary), NPZ, JSON. All atomic.
+
+Axes: the network's meshes are in the camera frame of OpenCV (x right, y down, z forward, away
+from the camera). OBJ, PLY and NPZ keep that frame. glTF is +Y up with the viewer on +Z, so GLB
+files get the vertices rotated 180 degrees about x (``(x, y, z) -> (x, -y, -z)``, a rotation: the
+triangles' winding and the normals stay outward).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import numpy as np
 from expose_cli.utils.atomic import atomic_path
 
 FORMATS = ("obj", "ply", "glb", "npz", "json")
+CAMERA_TO_GLTF = np.diag([1.0, -1.0, -1.0])  # 180 degrees about x: OpenCV camera frame -> glTF (+Y up, +Z to the viewer)
 
 
 def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -64,9 +71,16 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return n / np.where(norm > 0, norm, 1.0)
 
 
-def write_glb(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """glTF 2.0 binary with one triangle mesh: POSITION, NORMAL (float32) and uint32 indices."""
-    v = np.asarray(vertices, dtype="<f4")
+def write_glb(path: str | Path, vertices: np.ndarray, faces: np.ndarray, from_camera_frame: bool = True) -> None:
+    """glTF 2.0 binary with one triangle mesh: POSITION, NORMAL (float32) and uint32 indices.
+
+    ``from_camera_frame``: ``vertices`` are in OpenCV's camera frame (y down, z forward) and are
+    rotated into glTF's (+Y up, +Z toward the viewer) with :data:`CAMERA_TO_GLTF`.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    if from_camera_frame:
+        v = v @ CAMERA_TO_GLTF.T
+    v = v.astype("<f4")
     n = vertex_normals(v, np.asarray(faces)).astype("<f4")
     idx = np.asarray(faces, dtype="<u4").reshape(-1)
     blobs = [v.tobytes(), n.tobytes(), idx.tobytes()]
@@ -100,7 +114,8 @@ def write_glb(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None
 
 
 def read_glb(path: str | Path) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Parse a GLB written by :func:`write_glb`: ``(json, vertices, faces)``."""
+    """Parse a GLB written by :func:`write_glb`: ``(json, vertices, faces)``, vertices as stored
+    (glTF axes; multiply by :data:`CAMERA_TO_GLTF` to get back the camera frame)."""
     data = Path(path).read_bytes()
     magic, version, length = struct.unpack_from("<III", data, 0)
     if magic != 0x46546C67 or version != 2 or length != len(data):

@@ -18,10 +18,11 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv"}
 
 @dataclass(frozen=True)
 class InputItem:
-    """One input: an image file or a video file."""
+    """One input: an image file or a video file (``root``: the folder it was found in, if any)."""
 
     path: Path
     kind: str  # image | video
+    root: Path | None = None
 
     @property
     def name(self) -> str:
@@ -55,7 +56,7 @@ def discover_inputs(specs: list[str | Path]) -> list[InputItem]:
                 continue
             if c.resolve() not in seen:
                 seen.add(c.resolve())
-                items.append(InputItem(c, kind))
+                items.append(InputItem(c, kind, path if path.is_dir() else None))
     return items
 
 
@@ -96,7 +97,22 @@ def read_video_frames(path: str | Path, every: int = 1, max_frames: int | None =
 
 
 def video_fps(path: str | Path) -> float:
+    """Frames per second of a video (25 when the container does not say)."""
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
     cap.release()
     return fps if fps and fps > 0 else 25.0
+
+
+def video_frame_estimate(path: str | Path, every: int = 1, max_frames: int | None = None) -> int | None:
+    """How many frames :func:`read_video_frames` will yield, from the container's frame count
+    (``None`` when it does not say; 1 when the video cannot be opened: its one error record)."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        return 1
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    if count <= 0:
+        return None
+    n = (count + every - 1) // every
+    return min(n, max_frames) if max_frames is not None else n
