@@ -106,6 +106,49 @@ def test_crop_image_puts_marker_where_affine_says():
     assert (xx, yy) == (round(x), round(y))
 
 
+def _smooth_image(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([80 + 60 * np.sin(xx / 23.0) * np.cos(yy / 31.0), 1.2 * xx % 256, 0.9 * yy + 20], axis=-1)
+    return img.astype(np.float32)
+
+
+@pytest.mark.parametrize("rot_deg", [0.0, 30.0])
+def test_crop_then_uncrop_reproduces_the_box(rot_deg):
+    img = _smooth_image(200, 300)
+    center, scale = np.array([140.0, 90.0]), np.array([80.0, 80.0])
+    crop, _ = crops.crop_image(img, center, scale, 160, rot=rot_deg)
+    back, mask = crops.uncrop_image(crop, center, scale, img.shape[:2], rot=rot_deg)
+    assert back.shape == img.shape and mask.shape == img.shape[:2]
+    # The covered region is the (rotated) box: about 80 x 80 px around the centre, nothing far away.
+    assert abs(mask.sum() - 80 * 80) < 4 * 80
+    assert mask[90, 140] and not mask[0, 0] and not mask[90, 140 + 60]
+    # Inside the box (away from its rim; the box rotated by 30 degrees still holds a 50 px
+    # square about the centre), the round trip reproduces the image; outside it is 0.
+    half = 35 if rot_deg == 0 else 25
+    inner = np.zeros_like(mask)
+    inner[90 - half:90 + half, 140 - half:140 + half] = True
+    assert mask[inner].all()
+    np.testing.assert_allclose(back[inner], img[inner], atol=1.5)
+    assert np.all(back[:, :60] == 0) and np.all(back[:, 220:] == 0)
+    # Pasting onto the original changes nothing outside the box.
+    pasted, mask2 = crops.uncrop_image(crop, center, scale, img.shape[:2], rot=rot_deg, background=img)
+    np.testing.assert_array_equal(pasted[~mask2], img[~mask2])
+    np.testing.assert_allclose(pasted[inner], img[inner], atol=1.5)
+    with pytest.raises(ValueError, match="background"):
+        crops.uncrop_image(crop, center, scale, img.shape[:2], background=img[:10])
+
+
+def test_uncrop_puts_marker_back():
+    crop = np.zeros((64, 64), np.uint8)
+    center, scale = np.array([100.0, 50.0]), np.array([64.0, 64.0])
+    A = crops.crop_affine(center, scale, 64)
+    x, y = crops.transform_points(np.array([[110.0, 60.0]]), A)[0]
+    crop[round(y), round(x)] = 255
+    back, _ = crops.uncrop_image(crop, center, scale, (200, 300))
+    yy, xx = np.unravel_index(back.argmax(), back.shape)
+    assert (xx, yy) == (110, 60)
+
+
 def test_weak_perspective_projection_hand_computed():
     pts = torch.tensor([[[0.5, -0.25, 3.0]]], dtype=D)
     cam = torch.tensor([[2.0, 0.1, 0.2]], dtype=D)
@@ -129,6 +172,28 @@ def test_full_perspective_translation_matches_weak_perspective_for_far_small_obj
     ndc = cameras.weak_perspective_project(pts, cam)
     weak = torch.as_tensor(center) + ndc * (b[0] / 2)  # crop ndc -> image px
     torch.testing.assert_close(full, weak, atol=1e-6, rtol=0)
+
+
+def test_full_translation_to_crop_camera_round_trip():
+    f = 5000.0
+    g = torch.Generator().manual_seed(1)
+    B = 16
+    cam = torch.stack([0.5 + torch.rand(B, generator=g, dtype=D), 0.2 * torch.randn(B, generator=g, dtype=D),
+                       0.2 * torch.randn(B, generator=g, dtype=D)], dim=-1)
+    center = np.random.default_rng(0).uniform(100, 900, size=(B, 2))
+    scale = np.random.default_rng(1).uniform(50, 600, size=(B, 2))
+    size = np.tile([[1080.0, 1920.0]], (B, 1))
+    t = cameras.crop_camera_to_full_translation(cam, center, scale, size, f)
+    back = cameras.full_translation_to_crop_camera(t, center, scale, size, f)
+    torch.testing.assert_close(back, cam, atol=1e-12, rtol=0)
+    # And the other way: translation -> camera -> translation, with [B] box sides.
+    t2 = torch.tensor([[0.3, -0.2, 12.0], [-1.0, 0.5, 40.0]], dtype=D)
+    c2 = cameras.full_translation_to_crop_camera(t2, center[:2], scale[:2, 0], size[:2], f)
+    torch.testing.assert_close(cameras.crop_camera_to_full_translation(c2, center[:2], scale[:2, 0], size[:2], f), t2)
+    # Hand-computed: an object straight ahead of the image centre, box centred there, side b:
+    # s = 2 f / (tz b), tx = tx', ty = ty'.
+    c3 = cameras.full_translation_to_crop_camera([[0.1, 0.2, 10.0]], [[960.0, 540.0]], [250.0], [[1080.0, 1920.0]], f)
+    torch.testing.assert_close(c3, torch.tensor([[2 * f / (10.0 * 250.0), 0.1, 0.2]], dtype=D))
 
 
 def test_procrustes_recovers_known_similarity():

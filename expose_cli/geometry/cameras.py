@@ -1,5 +1,8 @@
 """Camera models: ExPose's weak-perspective camera, and its full-perspective equivalent.
 
+:func:`crop_camera_to_full_translation` turns a crop's camera into a translation in the original
+image's pinhole camera; :func:`full_translation_to_crop_camera` is its inverse.
+
 The network predicts ``[s, tx, ty]``: a 3D point X (metres) projects to normalised crop
 coordinates ``s * (X[:2] + t)`` in [-1, 1]; :func:`ndc_to_crop_pixels` maps those to crop pixels.
 """
@@ -63,6 +66,30 @@ def crop_camera_to_full_translation(
     tx = cam[..., 1] + 2.0 * (center[..., 0] - 0.5 * w) / bs
     ty = cam[..., 2] + 2.0 * (center[..., 1] - 0.5 * h) / bs
     return torch.stack([tx, ty, tz], dim=-1)
+
+
+def full_translation_to_crop_camera(
+    translation, center, scale, image_size, focal_length: float
+) -> torch.Tensor:
+    """Inverse of :func:`crop_camera_to_full_translation`: a translation (m) in the camera of the
+    ORIGINAL image -> the crop's weak-perspective camera ``[s, tx, ty]``.
+
+    Same arguments as the forward function; with ``b`` the box side: ``s = 2 f / (tz b)``,
+    ``tx = tx' - 2 (cx - W/2) / (s b)``, ``ty = ty' - 2 (cy - H/2) / (s b)``. ``tz`` must be > 0
+    (in front of the camera).
+    """
+    trans = torch.as_tensor(translation, dtype=torch.float64)
+    center = torch.as_tensor(np.asarray(center), dtype=trans.dtype)
+    scale = torch.as_tensor(np.asarray(scale), dtype=trans.dtype)
+    if scale.ndim == trans.ndim:  # [B, 2] -> box width
+        scale = scale[..., 0]
+    size = torch.as_tensor(np.asarray(image_size), dtype=trans.dtype)
+    h, w = size[..., 0], size[..., 1]
+    bs = 2.0 * focal_length / trans[..., 2].clamp(min=1e-9)  # = box side * s
+    s = bs / scale
+    tx = trans[..., 0] - 2.0 * (center[..., 0] - 0.5 * w) / bs
+    ty = trans[..., 1] - 2.0 * (center[..., 1] - 0.5 * h) / bs
+    return torch.stack([s, tx, ty], dim=-1)
 
 
 def perspective_project(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:

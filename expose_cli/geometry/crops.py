@@ -92,3 +92,39 @@ def crop_image(
         borderValue=0,
     )
     return crop, affine
+
+
+def uncrop_image(
+    crop: np.ndarray,
+    center,
+    scale,
+    image_size,
+    rot: float = 0.0,
+    background: np.ndarray | None = None,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp a square crop of :func:`crop_image` back into the original image frame (its inverse).
+
+    ``crop`` [S, S] or [S, S, C]; ``center``, ``scale``, ``rot`` as given to :func:`crop_image`;
+    ``image_size`` = ``(height, width)`` of the original image. Returns the image-sized warp and a
+    boolean ``[H, W]`` mask of the pixels the crop covers. With ``background`` (an image of that
+    size) the crop is pasted onto a copy of it; otherwise the rest is 0.
+    """
+    crop = np.asarray(crop)
+    out_size = crop.shape[1], crop.shape[0]
+    height, width = (int(v) for v in image_size)
+    inverse = crop_affine(center, scale, out_size, rot, inverse=True)
+    warped = cv2.warpAffine(crop, inverse, (width, height), flags=interpolation,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # Coverage: warp a mask of ones with the same sampling; pixels that read the border are partial.
+    ones = np.ones(crop.shape[:2], dtype=np.float32)
+    cover = cv2.warpAffine(ones, inverse, (width, height), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    mask = cover > 0.999
+    if background is None:
+        return warped, mask
+    out = np.array(background, copy=True)
+    if out.shape[:2] != (height, width):
+        raise ValueError(f"background has shape {out.shape[:2]}, expected {(height, width)}")
+    out[mask] = warped[mask]
+    return out, mask
