@@ -70,15 +70,38 @@ def test_round_trip_on_shared_names():
 def test_torch_conversion_and_h36m_to_j14():
     h36m = get_convention("h36m")
     lsp = get_convention("lsp")
-    # H36M_TO_J14 picks the same names as the conversion through names, except the points whose
-    # names differ by definition (thorax for LSP neck).
+    # H36M_TO_J14 picks the same names as the conversion through names; H3.6M's thorax is the
+    # LSP neck (NAME_ALIASES, as MMHuman3D's shared 'neck_extra').
     for j, i in enumerate(H36M_TO_J14):
-        if lsp.names[j] not in ("neck",):
-            assert h36m.names[i] == lsp.names[j]
+        assert h36m.names[i] == lsp.names[j] or (h36m.names[i], lsp.names[j]) == ("thorax", "neck")
     t = torch.arange(17 * 3, dtype=torch.float32).reshape(1, 17, 3)
     out, mask = convert_keypoints(t, "h36m", "lsp")
     assert isinstance(out, torch.Tensor) and out.shape == (1, 14, 3)
-    torch.testing.assert_close(out[0, 0], t[0, 6])
+    assert mask.all()  # the neck included
+    torch.testing.assert_close(out[0], t[0, H36M_TO_J14])
+    np.testing.assert_array_equal(convert_keypoints(t.numpy(), "h36m", "lsp")[0][0], t[0, H36M_TO_J14].numpy())
+
+
+def test_thorax_neck_alias_rules():
+    # Both ways between dataset conventions: LSP / OpenPose / 3DPW neck -> H3.6M thorax.
+    for src in ("lsp", "openpose_25", "pw3d"):
+        kps = np.arange(len(get_convention(src)) * 2, dtype=float).reshape(-1, 2)
+        out, mask = convert_keypoints(kps, src, "h36m")
+        thorax = get_convention("h36m").index("thorax")
+        assert mask[thorax]
+        np.testing.assert_array_equal(out[thorax], kps[get_convention(src).index("neck")])
+    # An exact match wins over the alias: spin_smplx has both neck and thorax.
+    spin = get_convention("spin_smplx")
+    kps = np.arange(24 * 2, dtype=float).reshape(24, 2)
+    out, _ = convert_keypoints(kps, "spin_smplx", "h36m")
+    np.testing.assert_array_equal(out[get_convention("h36m").index("thorax")], kps[spin.index("thorax")])
+    out, _ = convert_keypoints(kps, "spin_smplx", "lsp")
+    np.testing.assert_array_equal(out[12], kps[spin.index("neck")])
+    # SMPL-X's neck is the skeleton joint: never aliased to or from the thorax.
+    _, mask = convert_keypoints(np.zeros((17, 3)), "h36m", "smplx")
+    assert not mask[get_convention("smplx").index("neck")]
+    _, mask = convert_keypoints(np.zeros((144, 3)), "smplx", "h36m")
+    assert not mask[get_convention("h36m").index("thorax")]
 
 
 def test_flip_keypoints_image_coordinates():

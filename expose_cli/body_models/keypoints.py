@@ -5,6 +5,8 @@ Two conventions share a joint when they use the same name, so ``convert_keypoint
 destination joints that were filled. Names follow the ``smplx`` package (``left_wrist``,
 ``right_eye_brow1``, ...); points that have no SMPL-X counterpart keep names of their own
 (``head_top``, ``thorax``, ``spine_h36m``) and are dropped on conversion to ``smplx``.
+Between dataset conventions, :data:`NAME_ALIASES` identifies H3.6M's ``thorax`` with the ``neck``
+of LSP-14 / OpenPose / 3DPW, as MMHuman3D does.
 As in ExPose, OpenPose's ``neck``/``mid_hip`` and the datasets' hips are identified with the SMPL-X
 ``neck``/``pelvis``/hip joints.
 
@@ -151,11 +153,30 @@ def get_convention(name: str) -> KeypointConvention:
         raise ValueError(f"unknown keypoint convention {name!r}; known: {', '.join(sorted(CONVENTIONS))}") from None
 
 
+#: Names that two DATASET conventions use for the same joint (MMHuman3D names both ``neck_extra``):
+#: H3.6M's ``thorax`` is LSP-14's (and OpenPose's, 3DPW's) ``neck``. Used only when the destination
+#: lacks the source's own name and its alias is not filled by an exact match, and never to or
+#: from ``smplx``, whose ``neck`` is the body model's skeleton joint.
+NAME_ALIASES: dict[str, tuple[str, ...]] = {"thorax": ("neck",), "neck": ("thorax",)}
+_NO_ALIASES = frozenset({"smplx"})
+
+
 @cache
 def mapping(src: str, dst: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(src_idx, dst_idx)``: the joints both conventions share, as index arrays."""
+    """``(src_idx, dst_idx)``: the joints both conventions share (by name, then by
+    :data:`NAME_ALIASES`), as index arrays."""
     s, d = get_convention(src), get_convention(dst)
     pairs = [(i, d.index(n)) for i, n in enumerate(s.names) if n in d]
+    if src not in _NO_ALIASES and dst not in _NO_ALIASES:
+        filled = {j for _, j in pairs}
+        for i, n in enumerate(s.names):
+            if n in d:
+                continue
+            for alias in NAME_ALIASES.get(n, ()):
+                if alias in d and d.index(alias) not in filled and alias not in s:
+                    pairs.append((i, d.index(alias)))
+                    filled.add(d.index(alias))
+                    break
     if not pairs:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     src_idx, dst_idx = (np.array(x, dtype=np.int64) for x in zip(*pairs, strict=True))
