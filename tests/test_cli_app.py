@@ -70,3 +70,68 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
     write_json_atomic(final, {"a": 1})
     assert final.read_text().strip() == '{\n  "a": 1\n}'
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_files_get_the_umask_mode(tmp_path):
+    import os
+    import stat
+
+    from expose_cli.utils.atomic import write_bytes_atomic, write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "a.txt", "x")
+        assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644  # not mkstemp's 0600
+        (tmp_path / "plain.txt").write_text("x")
+        assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o644
+        os.umask(0o027)
+        write_bytes_atomic(tmp_path / "b.bin", b"x")
+        assert stat.S_IMODE((tmp_path / "b.bin").stat().st_mode) == 0o640
+        # Replacing a file keeps its mode, as open(path, "w") would.
+        os.chmod(tmp_path / "a.txt", 0o600)
+        write_text_atomic(tmp_path / "a.txt", "y")
+        assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o600
+        assert (tmp_path / "a.txt").read_text() == "y"
+    finally:
+        os.umask(old)
+
+
+def test_errors_print_one_line_and_a_traceback_only_with_verbose(tmp_path, run_cli):
+    missing = tmp_path / "nothing.zip"
+    plain = run_cli("--data-dir", tmp_path, "import-body-models", missing)
+    assert plain.exit_code == 2
+    assert "error:" in plain.stderr and "no such file" in plain.stderr
+    assert "Traceback" not in plain.output
+    verbose = run_cli("-v", "--data-dir", tmp_path, "import-body-models", missing)
+    assert verbose.exit_code == 2
+    assert "Traceback" in verbose.stderr and "no such file" in verbose.stderr
+
+
+def test_unexpected_errors_traceback_only_with_verbose(tmp_path, run_cli, monkeypatch):
+    import expose_cli.cli.doctor as doctor_cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(doctor_cli, "inspect_tree", broken)
+    plain = run_cli("--data-dir", tmp_path, "doctor")
+    assert plain.exit_code == 1
+    assert "RuntimeError: disk on fire" in plain.stderr and "-v" in plain.stderr
+    assert "Traceback" not in plain.output
+    verbose = run_cli("--verbose", "--data-dir", tmp_path, "doctor")
+    assert verbose.exit_code == 1 and "Traceback" in verbose.stderr and "disk on fire" in verbose.stderr
+
+
+def test_data_dir_env_through_the_cli(tmp_path, run_cli, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    env_root = tmp_path / "from_env"
+    result = run_cli("doctor", "--json", tmp_path / "d.json", env={"EXPOSE_DATA_DIR": str(env_root)})
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert report and all(r["path"].startswith(str(env_root)) for r in report)
+    # --data-dir wins over the environment.
+    run_cli("--data-dir", tmp_path / "cli", "doctor", "--json", tmp_path / "e.json", env={"EXPOSE_DATA_DIR": str(env_root)})
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert all(r["path"].startswith(str(tmp_path / "cli")) for r in report)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +27,35 @@ def temp_path_for(final: Path) -> Path:
     return Path(name)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(final: Path) -> int:
+    """The mode a plain ``open(final, "w")`` would leave: an existing file keeps its own, a new
+    one gets ``0o666 & ~umask`` (``mkstemp`` creates its file 0600)."""
+    try:
+        return stat.S_IMODE(os.stat(final).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path; on success rename it to ``final``, on any error delete it.
+
+    The file under ``final`` gets the permissions a plain ``open()`` would give it (the umask's
+    for a new file, the old file's when it replaces one), not ``mkstemp``'s 0600.
 
     >>> with atomic_path("out.json") as tmp:   # doctest: +SKIP
     ...     tmp.write_text("{}")
@@ -37,6 +64,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     tmp = temp_path_for(final)
     try:
         yield tmp
+        os.chmod(tmp, _final_mode(final))
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
