@@ -231,3 +231,79 @@ def test_auxiliary_files(standin_tree, tmp_path):
         Auxiliary(bad).smplx_to_j14()
     with pytest.raises(MissingFileError, match="auxiliary file not found"):
         Auxiliary(bad).shape_mean()
+
+
+def test_official_mano_left_shapedirs_bug_is_fixed(tmp_path, standin_tree):
+    from expose_cli.body_models.builders import fix_mano_left_shapedirs, mirror_mano_data
+
+    right = standins.standin_mano_arrays()
+    good_left = mirror_mano_data(right)
+    buggy_left = dict(good_left)
+    buggy_left["shapedirs"] = good_left["shapedirs"].copy()
+    buggy_left["shapedirs"][:, 0, :] = right["shapedirs"][:, 0, :]  # the official file's sign error
+    # The detection (Hand4Whole's test) on plain arrays: buggy fixed, correct left untouched.
+    fixed = fix_mano_left_shapedirs(buggy_left, right)
+    np.testing.assert_array_equal(fixed["shapedirs"], good_left["shapedirs"])
+    assert fix_mano_left_shapedirs(good_left, right) is good_left
+    assert np.abs(buggy_left["shapedirs"][:, 0] - right["shapedirs"][:, 0]).sum() == 0  # input not modified
+    # Through the builder, with both files in the folder.
+    standins.write_chumpy_pickle(tmp_path / "MANO_RIGHT.pkl", right)
+    standins.write_chumpy_pickle(tmp_path / "MANO_LEFT.pkl", buggy_left)
+    left = build_mano(tmp_path, "left")
+    torch.testing.assert_close(left.shapedirs, torch.as_tensor(good_left["shapedirs"][..., :10], dtype=torch.float32))
+    betas = torch.zeros(1, 10)
+    betas[0, 0] = 3.0
+    r_out = build_mano(tmp_path, "right")(betas=betas)
+    l_out = left(betas=betas)
+    torch.testing.assert_close(l_out.vertices, r_out.vertices * torch.tensor([-1.0, 1.0, 1.0]), atol=1e-5, rtol=0)
+    # The stand-in tree's correct left model is loaded unchanged.
+    tree = DataTree(standin_tree)
+    expected = load_body_model_data(tree.mano_model("left"))["shapedirs"][..., :10]
+    torch.testing.assert_close(build_mano(tree, "left").shapedirs, torch.as_tensor(expected, dtype=torch.float32))
+
+
+def test_auxiliary_loaders_reject_wrong_files_naming_them(tmp_path):
+    from expose_cli.body_models.auxiliary import LOADERS
+
+    tree = DataTree(tmp_path)
+    tree.smplx_dir.mkdir(parents=True)
+    tree.flame_dir.mkdir(parents=True)
+    aux = Auxiliary(tree)
+    np.save(tree.flame_dynamic_embedding, np.array({"lmk_face_idx": np.zeros((79, 17), np.int64)}, dtype=object),
+            allow_pickle=True)
+    with pytest.raises(ExposeError, match=r"flame_dynamic_embedding.npy: expected a pickled dict with 'lmk_face_idx', 'lmk_b_coords'"):
+        aux.flame_dynamic_embedding()
+    np.save(tree.flame_dynamic_embedding, np.array({"lmk_face_idx": np.full((79, 17), 9976),
+                                                    "lmk_b_coords": np.zeros((79, 17, 3))}, dtype=object), allow_pickle=True)
+    with pytest.raises(ExposeError, match=r"flame_dynamic_embedding.npy: lmk_face_idx: indices 9976..9976 outside 0..9975"):
+        aux.flame_dynamic_embedding()
+    tree.flame_static_embedding.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(ExposeError, match=r"flame_static_embedding.pkl: expected a dict"):
+        aux.flame_static_embedding()
+    tree.all_means.write_bytes(pickle.dumps({"body_pose": {"aa": np.zeros(63)}, "left_hand_pose": {},
+                                             "right_hand_pose": {}}))
+    with pytest.raises(ExposeError, match=r"all_means.pkl: expected 'body_pose' to be a dict with 'cont_rot_repr'"):
+        aux.all_means()
+    np.save(tree.shape_mean, np.zeros((1, 10)))
+    with pytest.raises(ExposeError, match=r"shape_mean.npy: expected a 1-D array of shape N"):
+        aux.shape_mean()
+    tree.mano_smplx_vertex_ids.write_bytes(pickle.dumps({"left_hand": np.arange(778) + 0.5, "right_hand": np.arange(778)}))
+    with pytest.raises(ExposeError, match=r"MANO_SMPLX_vertex_ids.pkl: left_hand: expected integer indices"):
+        aux.mano_smplx_vertex_ids()
+    # The loaders are the doctor's: one per auxiliary file of the seed.
+    assert sorted(LOADERS) == sorted(p.name for p in (
+        tree.all_means, tree.shape_mean, tree.smplx_to_j14, tree.j_regressor_h36m, tree.mano_smplx_vertex_ids,
+        tree.smplx_flame_vertex_ids, tree.flame_static_embedding, tree.flame_dynamic_embedding))
+
+
+def test_auxiliary_standins_pass_every_loader(standin_tree):
+    from expose_cli.body_models.auxiliary import LOADERS
+
+    tree = DataTree(standin_tree)
+    paths = {p.name: p for p in (tree.all_means, tree.shape_mean, tree.smplx_to_j14, tree.j_regressor_h36m,
+                                 tree.mano_smplx_vertex_ids, tree.smplx_flame_vertex_ids,
+                                 tree.flame_static_embedding, tree.flame_dynamic_embedding)}
+    for name, loader in LOADERS.items():
+        assert loader(paths[name]) is not None, name
+    static = Auxiliary(tree).flame_static_embedding()
+    assert static["lmk_face_idx"].shape == (51,) and static["lmk_b_coords"].shape == (51, 3)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import pickle
 import zipfile
 
 import numpy as np
@@ -118,5 +120,230 @@ def test_doctor_on_standins(standin_tree, tmp_path, run_cli):
     run_cli("--data-dir", bad, "doctor", "--json", tmp_path / "b.json")
     report = {r["file"]: r for r in json.loads((tmp_path / "b.json").read_text())}
     assert report["SMPLX_to_J14.npy"]["status"] == "invalid"
-    assert "expected (14, 10475)" in report["SMPLX_to_J14.npy"]["detail"]
+    assert "expected an array of shape 14x10475, found (3, 3)" in report["SMPLX_to_J14.npy"]["detail"]
     assert run_cli("--data-dir", tmp_path, "doctor", "--for", "nothing").exit_code == 1
+
+
+# --- slim stand-ins: the keys and the vertex/face/joint counts the checks read, small blend shapes
+
+
+@functools.cache
+def _slim_smplx_base() -> dict:
+    arrays = dict(standins.standin_smplx_arrays())
+    arrays["shapedirs"] = arrays["shapedirs"][..., :4].astype(np.float32)
+    arrays["posedirs"] = arrays["posedirs"][..., :9].astype(np.float32)
+    return arrays
+
+
+def _slim_smplx(offset: float = 0.0) -> dict:
+    arrays = dict(_slim_smplx_base())
+    arrays["v_template"] = arrays["v_template"] + offset
+    return arrays
+
+
+def _v_template(path) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as npz:
+        return npz["v_template"]
+
+
+def test_recognises_official_smpl_names(tmp_path):
+    from expose_cli.assets.importer import recognise
+
+    tree = DataTree(tmp_path)
+    expected = {
+        "basicModel_f_lbs_10_207_0_v1.0.0.pkl": "female", "basicmodel_m_lbs_10_207_0_v1.0.0.pkl": "male",
+        "basicModel_neutral_lbs_10_207_0_v1.0.0.pkl": "neutral",  # SMPLify's neutral model
+        "basicmodel_f_lbs_10_207_0_v1.1.0.pkl": "female", "basicmodel_m_lbs_10_207_0_v1.1.0.pkl": "male",
+        "basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl": "neutral",
+    }
+    for name, gender in expected.items():
+        target = recognise(f"SMPL_python_v.1.1.0/smpl/models/{name}", tree)
+        assert target is not None and target.kind == "smpl", name
+        assert target.destination == tree.smpl_model(gender, "pkl")
+    assert recognise("basicmodel_x_lbs_10_207_0_v1.1.0.pkl", tree) is None
+    assert recognise("SMPLX_NEUTRAL_2020.npz", tree) is None
+
+
+def test_import_loose_files(tmp_path, run_cli):
+    src = tmp_path / "downloads"
+    mano = standins.standin_mano_arrays()
+    standins.write_chumpy_pickle(src / "MANO_RIGHT.pkl", mano)
+    standins.write_chumpy_pickle(src / "sub" / "generic_model.pkl", standins.standin_flame_arrays())
+    standins.write_chumpy_pickle(src / "basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl", standins.standin_smpl_arrays())
+    standins.write_chumpy_pickle(src / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", standins.standin_smpl_arrays())
+    (src / "all_means.pkl").write_bytes(pickle.dumps(standins.standin_all_means(), protocol=2))
+    files = [src / "MANO_RIGHT.pkl", src / "sub" / "generic_model.pkl", src / "basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl",
+             src / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", src / "all_means.pkl"]
+    data = tmp_path / "data"
+    result = run_cli("--data-dir", data, "import-body-models", *files, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [r["status"] for r in report] == ["installed"] * 5
+    tree = DataTree(data)
+    installed = {tree.mano_model("right"): files[0], tree.flame_model("neutral"): files[1],
+                 tree.smpl_model("neutral"): files[2], tree.smpl_model("male"): files[3]}
+    for path, source in installed.items():
+        assert path.read_bytes() == source.read_bytes(), path
+        np.testing.assert_array_equal(_v_template(path.with_suffix(".npz")), load_body_model_data(source)["v_template"])
+    assert tree.all_means.read_bytes() == (src / "all_means.pkl").read_bytes()
+    assert not tree.smpl_model("female").exists()
+
+
+def test_import_smplx_zip_with_npz_and_pkl(tmp_path, run_cli):
+    pkl = tmp_path / "build" / "SMPLX_NEUTRAL.pkl"
+    pkl.parent.mkdir()
+    with open(pkl, "wb") as fh:  # the SMPL-X .pkl files are plain numpy pickles
+        pickle.dump(_slim_smplx(), fh, protocol=2)
+    npz = tmp_path / "build" / "SMPLX_NEUTRAL.npz"
+    np.savez(npz, **_slim_smplx(offset=0.5))  # different content: which one wins must be visible
+    np.savez(tmp_path / "build" / "SMPLX_MALE.npz", **_slim_smplx(offset=1.0))
+    archive = _zip(tmp_path / "models_smplx_v1_1.zip", {
+        "models/smplx/SMPLX_NEUTRAL.pkl": pkl.read_bytes(),  # the .pkl first: its derived .npz ...
+        "models/smplx/SMPLX_NEUTRAL.npz": npz.read_bytes(),  # ... is replaced by the official one
+        "models/smplx/SMPLX_MALE.npz": (tmp_path / "build" / "SMPLX_MALE.npz").read_bytes(),
+        "models/smplx/version.txt": b"1.1",
+    })
+    data = tmp_path / "data"
+    result = run_cli("--data-dir", data, "import-body-models", archive, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [r["status"] for r in report] == ["installed"] * 3
+    tree = DataTree(data)
+    assert tree.smplx_model("neutral", "pkl").read_bytes() == pkl.read_bytes()
+    np.testing.assert_array_equal(_v_template(tree.smplx_model("neutral")), _slim_smplx(offset=0.5)["v_template"])
+    np.testing.assert_array_equal(_v_template(tree.smplx_model("male")), _slim_smplx(offset=1.0)["v_template"])
+    # The other order (the .npz first): the .pkl does not replace it, and the report is the same.
+    archive2 = _zip(tmp_path / "reordered.zip", {
+        "models/smplx/SMPLX_NEUTRAL.npz": npz.read_bytes(), "models/smplx/SMPLX_NEUTRAL.pkl": pkl.read_bytes()})
+    result = run_cli("--data-dir", tmp_path / "data2", "import-body-models", archive2, "--json", tmp_path / "r3.json")
+    assert [r["status"] for r in json.loads((tmp_path / "r3.json").read_text())] == ["installed"] * 2
+    np.testing.assert_array_equal(_v_template(DataTree(tmp_path / "data2").smplx_model("neutral")),
+                                  _slim_smplx(offset=0.5)["v_template"])
+    # Again: everything exists, nothing rewritten.
+    again = run_cli("--data-dir", data, "import-body-models", archive, "--json", tmp_path / "r2.json")
+    assert again.exit_code == 0
+    assert {r["status"] for r in json.loads((tmp_path / "r2.json").read_text())} == {"exists"}
+
+
+def test_import_pkl_never_overwrites_the_npz_beside_without_force(tmp_path, run_cli):
+    data = tmp_path / "data"
+    tree = DataTree(data)
+    tree.smplx_dir.mkdir(parents=True)
+    np.savez(tree.smplx_model("neutral", "npz"), **_slim_smplx(offset=2.0))  # installed before
+    before = tree.smplx_model("neutral", "npz").read_bytes()
+    src = tmp_path / "SMPLX_NEUTRAL.pkl"
+    with open(src, "wb") as fh:
+        pickle.dump(_slim_smplx(), fh, protocol=2)
+    result = run_cli("--data-dir", data, "import-body-models", src, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [(r["installed"], r["status"]) for r in report] == [
+        ("body_models/smplx/SMPLX_NEUTRAL.pkl", "installed"), ("body_models/smplx/SMPLX_NEUTRAL.npz", "exists")]
+    assert "--force" in report[1]["detail"]
+    assert tree.smplx_model("neutral", "npz").read_bytes() == before
+    assert tree.smplx_model("neutral", "pkl").read_bytes() == src.read_bytes()
+    # --force replaces both.
+    forced = run_cli("--data-dir", data, "import-body-models", src, "--force", "--json", tmp_path / "f.json")
+    assert forced.exit_code == 0
+    assert [r["status"] for r in json.loads((tmp_path / "f.json").read_text())] == ["installed"]
+    np.testing.assert_array_equal(_v_template(tree.smplx_model("neutral", "npz")), _slim_smplx()["v_template"])
+    # Same for a chumpy .pkl (MANO).
+    tree.mano_dir.mkdir(parents=True)
+    sentinel = tree.mano_model("right", "npz")
+    np.savez(sentinel, **standins.standin_mano_arrays(seed=9))
+    before = sentinel.read_bytes()
+    standins.write_chumpy_pickle(tmp_path / "mano" / "MANO_RIGHT.pkl", standins.standin_mano_arrays())
+    result = run_cli("--data-dir", data, "import-body-models", tmp_path / "mano")
+    assert result.exit_code == 0 and "exists" in result.stdout
+    assert sentinel.read_bytes() == before
+
+
+def test_doctor_accepts_a_pkl_only_tree(tmp_path, run_cli):
+    tree = DataTree(tmp_path / "data")
+    tree.smplx_dir.mkdir(parents=True)
+    smplx = _slim_smplx()
+    with open(tree.smplx_model("neutral", "pkl"), "wb") as fh:
+        pickle.dump(smplx, fh, protocol=2)
+    standins.write_standin_aux_files(tree, smplx)
+    tree.pretrained_models.mkdir(parents=True)
+    _zip(tree.checkpoint("expose"), {"archive/data.pkl": b"x"})  # a torch.save-style zip
+    result = run_cli("--data-dir", tree.root, "doctor", "--for", "infer", "--json", tmp_path / "d.json")
+    assert result.exit_code == 0, result.output
+    report = {r["file"]: r for r in json.loads((tmp_path / "d.json").read_text())}
+    assert report["SMPL-X neutral"]["status"] == "ok"
+    assert report["SMPL-X neutral"]["path"].endswith("SMPLX_NEUTRAL.pkl")
+    assert [p.rsplit("/", 1)[-1] for p in report["SMPL-X neutral"]["accepted"]] == ["SMPLX_NEUTRAL.npz", "SMPLX_NEUTRAL.pkl"]
+    # The list is the builders' own.
+    from expose_cli.body_models.builders import model_candidates
+
+    assert report["SMPL-X neutral"]["accepted"] == [str(p) for p in model_candidates(tree, "smplx", "neutral")]
+    # A damaged .npz takes precedence (the builders would load it) and is reported.
+    tree.smplx_model("neutral", "npz").write_bytes(b"garbage")
+    result = run_cli("--data-dir", tree.root, "doctor", "--for", "infer", "--json", tmp_path / "d.json")
+    assert result.exit_code == 1
+    report = {r["file"]: r for r in json.loads((tmp_path / "d.json").read_text())}
+    assert report["SMPL-X neutral"]["status"] == "invalid"
+    assert report["SMPL-X neutral"]["path"].endswith("SMPLX_NEUTRAL.npz")
+
+
+def test_doctor_missing_model_names_both_files(tmp_path, run_cli):
+    run_cli("--data-dir", tmp_path, "doctor", "--json", tmp_path / "d.json")
+    report = {r["file"]: r for r in json.loads((tmp_path / "d.json").read_text())}
+    assert "SMPLX_NEUTRAL.npz or SMPLX_NEUTRAL.pkl" in report["SMPL-X neutral"]["detail"]
+    assert "MANO_RIGHT.npz or MANO_RIGHT.pkl" in report["MANO right hand"]["detail"]
+
+
+def _garbage(tree: DataTree) -> dict[str, str]:
+    """Write a damaged or wrong file under each auxiliary name; return the detail each must show."""
+    tree.smplx_dir.mkdir(parents=True, exist_ok=True)
+    tree.flame_dir.mkdir(parents=True, exist_ok=True)
+    means = standins.standin_all_means()
+    means["left_hand_pose"] = {"cont_rot_repr": np.zeros(7, np.float32)}
+    tree.all_means.write_bytes(pickle.dumps(means, protocol=2))
+    tree.all_means_root_copy.write_bytes(pickle.dumps({"something": 1}, protocol=2))
+    np.save(tree.shape_mean, np.zeros(4, np.float32))
+    np.save(tree.smplx_to_j14, np.zeros((14, 100), np.float32))
+    tree.j_regressor_h36m.write_bytes(b"not numpy at all")
+    tree.mano_smplx_vertex_ids.write_bytes(pickle.dumps({"left_hand": np.arange(778), "right_hand": np.arange(700)}))
+    np.save(tree.smplx_flame_vertex_ids, np.arange(5023) + 10000)
+    tree.flame_static_embedding.write_bytes(pickle.dumps({"lmk_face_idx": np.zeros(51, np.int64)}))
+    np.save(tree.flame_dynamic_embedding, np.zeros((79, 17)))
+    return {
+        "all_means.pkl": "'left_hand_pose/cont_rot_repr' of shape 90, found (7,)",
+        "all_means.pkl (2nd copy)": "'body_pose'",
+        "shape_mean.npy": "at least 10 values, found 4",
+        "SMPLX_to_J14.npy": "shape 14x10475, found (14, 100)",
+        "J_regressor_h36m.npy": "not a .npy file",
+        "MANO_SMPLX_vertex_ids.pkl": "'right_hand' of shape 778, found (700,)",
+        "SMPL-X__FLAME_vertex_ids.npy": "outside 0..10474",
+        "flame_static_embedding.pkl": "'lmk_b_coords'",
+        "flame_dynamic_embedding.npy": "expected a pickled dict",
+    }
+
+
+def test_doctor_checks_every_auxiliary_file_with_the_typed_loaders(tmp_path, run_cli):
+    tree = DataTree(tmp_path / "data")
+    expected = _garbage(tree)
+    run_cli("--data-dir", tree.root, "doctor", "--json", tmp_path / "d.json")
+    report = {r["file"]: r for r in json.loads((tmp_path / "d.json").read_text())}
+    for label, detail in expected.items():
+        assert report[label]["status"] == "invalid", (label, report[label])
+        assert detail in report[label]["detail"], (label, report[label]["detail"])
+    # Other garbage: right shapes but not numbers, a 2-D shape mean, a pickle with code in it.
+    np.save(tree.shape_mean, np.zeros((2, 10), np.float32))
+    np.save(tree.smplx_flame_vertex_ids, np.array(["x"] * 5023))
+    tree.flame_static_embedding.write_bytes(pickle.dumps({"lmk_face_idx": np.zeros(51, np.int64),
+                                                          "lmk_b_coords": np.zeros((50, 3))}))
+    np.save(tree.flame_dynamic_embedding, np.array({"lmk_face_idx": np.zeros((79, 17), np.int64),
+                                                    "lmk_b_coords": np.zeros((79, 3))}, dtype=object), allow_pickle=True)
+    tree.mano_smplx_vertex_ids.write_bytes(b"\x80\x02cos\nsystem\nq\x00.")
+    run_cli("--data-dir", tree.root, "doctor", "--json", tmp_path / "d.json")
+    report = {r["file"]: r for r in json.loads((tmp_path / "d.json").read_text())}
+    for label, detail in {
+        "shape_mean.npy": "1-D array of shape N, found (2, 10)",
+        "SMPL-X__FLAME_vertex_ids.npy": "of numbers",
+        "flame_static_embedding.pkl": "'lmk_b_coords' of shape 51x3, found (50, 3)",
+        "flame_dynamic_embedding.npy": "'lmk_b_coords' of shape 79x17x3, found (79, 3)",
+        "MANO_SMPLX_vertex_ids.pkl": "refusing",
+    }.items():
+        assert report[label]["status"] == "invalid" and detail in report[label]["detail"], (label, report[label])

@@ -23,6 +23,15 @@ from expose_cli.body_models.loading import (
 from expose_cli.errors import ExposeError
 from expose_cli.utils.atomic import atomic_path
 
+#: The official SMPL file names (lower case) and their gender: SMPL v1.0.0
+#: (``basicModel_f_...``, ``basicmodel_m_...``), SMPLify's neutral model
+#: (``basicModel_neutral_..._v1.0.0``) and SMPL v1.1.0 (``basicmodel_{f,m,neutral}_..._v1.1.0``).
+SMPL_NAMES = {
+    f"basicmodel_{code}_lbs_10_207_0_v{version}": gender
+    for version in ("1.0.0", "1.1.0")
+    for code, gender in (("f", "female"), ("m", "male"), ("neutral", "neutral"))
+}
+
 
 @dataclass(frozen=True)
 class Target:
@@ -52,10 +61,8 @@ def recognise(name: str, tree: DataTree) -> Target | None:
     flame = {"generic_model": "neutral", "male_model": "male", "female_model": "female"}
     if stem in flame and ext == "pkl":
         return Target("flame", tree.flame_model(flame[stem], "pkl"))
-    smpl = {"basicmodel_neutral_lbs_10_207_0_v1.0.0": "neutral", "basicmodel_m_lbs_10_207_0_v1.0.0": "male",
-            "basicmodel_f_lbs_10_207_0_v1.0.0": "female"}
-    if stem in smpl and ext == "pkl":
-        return Target("smpl", tree.smpl_model(smpl[stem], "pkl"))
+    if stem in SMPL_NAMES and ext == "pkl":
+        return Target("smpl", tree.smpl_model(SMPL_NAMES[stem], "pkl"))
     aux = {
         "all_means.pkl": tree.all_means, "shape_mean.npy": tree.shape_mean,
         "smplx_to_j14.npy": tree.smplx_to_j14, "j_regressor_h36m.npy": tree.j_regressor_h36m,
@@ -121,9 +128,21 @@ def _sources(paths: list[Path]) -> Iterator[tuple[str, Callable[[Path], None] | 
             yield str(path), (lambda dst, p=path: shutil.copyfile(p, dst)), None
 
 
+def _rel(path: Path, tree: DataTree) -> str:
+    return str(path.relative_to(tree.root)) if path.is_relative_to(tree.root) else str(path)
+
+
 def import_body_models(paths: list[str | Path], tree: DataTree, force: bool = False) -> list[ImportRecord]:
-    """Install every recognised file found in ``paths`` (zips, folders, files) into ``tree``."""
+    """Install every recognised file found in ``paths`` (zips, folders, files) into ``tree``.
+
+    No file already in the tree is replaced without ``force``, including the ``.npz`` written
+    beside an installed ``.pkl`` (reported as its own ``exists`` row). Within one run, a file given
+    explicitly (e.g. the ``SMPLX_NEUTRAL.npz`` of the SMPL-X archive) replaces a ``.npz`` this run
+    derived from a ``.pkl``, never the reverse.
+    """
     records: list[ImportRecord] = []
+    given: set[Path] = set()  # written this run from a file given explicitly
+    derived: set[Path] = set()  # written this run as the .npz beside a .pkl
     for display, copy, refusal in _sources([Path(p) for p in paths]):
         target = recognise(display.rsplit(":", 1)[-1], tree)
         if refusal is not None:
@@ -132,9 +151,10 @@ def import_body_models(paths: list[str | Path], tree: DataTree, force: bool = Fa
         if target is None:
             continue
         dest = target.destination
-        rel = str(dest.relative_to(tree.root)) if dest.is_relative_to(tree.root) else str(dest)
-        if dest.exists() and not force:
-            records.append(ImportRecord(display, rel, "exists", "already installed; --force replaces it"))
+        rel = _rel(dest, tree)
+        if dest.exists() and dest not in derived and (not force or dest in given):
+            detail = "given twice; the first one is kept" if dest in given else "already installed; --force replaces it"
+            records.append(ImportRecord(display, rel, "exists", detail))
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -143,13 +163,24 @@ def import_body_models(paths: list[str | Path], tree: DataTree, force: bool = Fa
                 if target.kind != "aux":
                     data = load_body_model_data(tmp)
                     validate_body_model(data, target.kind, display)
-            detail = ""
-            if target.kind != "aux" and dest.suffix == ".pkl":
-                write_clean_npz(data, dest.with_suffix(".npz"))
-                detail = f"+ {dest.with_suffix('.npz').name} (chumpy-free)"
-            elif target.kind != "aux" and dest.suffix == ".npz":
-                write_clean_npz(data, dest)  # drop pickled members
-            records.append(ImportRecord(display, rel, "installed", detail))
+                    if dest.suffix == ".npz":
+                        write_clean_npz(data, tmp)  # drop pickled members
         except ExposeError as exc:
             records.append(ImportRecord(display, rel, "invalid", exc.reason))
+            continue
+        given.add(dest)
+        derived.discard(dest)
+        records.append(ImportRecord(display, rel, "installed"))
+        if target.kind != "aux" and dest.suffix == ".pkl":
+            npz = dest.with_suffix(".npz")
+            if npz in given:  # the download's own .npz, installed earlier in this run
+                records[-1].detail = f"{npz.name} from the download kept"
+                continue
+            if npz.exists() and npz not in derived and not force:
+                records.append(ImportRecord(f"{display} (chumpy-free .npz)", _rel(npz, tree), "exists",
+                                            "already installed; kept (--force replaces it)"))
+                continue
+            write_clean_npz(data, npz)
+            derived.add(npz)
+            records[-1].detail = f"+ {npz.name} (chumpy-free)"
     return records

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from expose_cli.assets.paths import DataTree
 from expose_cli.errors import ExposeError
 
@@ -23,13 +21,22 @@ FETCH = "`expose fetch-models`"
 
 @dataclass(frozen=True)
 class Requirement:
-    """A file of the data tree, the tasks that need it, where it comes from, and a cheap check."""
+    """A file of the data tree, the tasks that need it, where it comes from, and a check.
+
+    ``path`` is the preferred file; ``alternatives`` are other files the commands accept instead
+    (e.g. ``SMPLX_NEUTRAL.pkl`` when there is no ``SMPLX_NEUTRAL.npz``), tried in order.
+    """
 
     label: str
     path: Path
     tasks: tuple[str, ...]
     provided_by: str
     check: Callable[[Path], None] | None = None
+    alternatives: tuple[Path, ...] = ()
+
+    @property
+    def candidates(self) -> tuple[Path, ...]:
+        return (self.path, *self.alternatives)
 
 
 @dataclass
@@ -37,6 +44,11 @@ class Status:
     requirement: Requirement
     state: str  # ok | missing | invalid
     detail: str = ""
+    found: Path | None = None  # the candidate that was checked
+
+    @property
+    def path(self) -> Path:
+        return self.found if self.found is not None else self.requirement.path
 
 
 def _body_model(kind: str) -> Callable[[Path], None]:
@@ -48,24 +60,19 @@ def _body_model(kind: str) -> Callable[[Path], None]:
     return check
 
 
-def _array(shape: tuple) -> Callable[[Path], None]:
+def _auxiliary(name: str) -> Callable[[Path], None]:
+    """Check with the typed loader the commands use (:mod:`expose_cli.body_models.auxiliary`)."""
+
     def check(path: Path) -> None:
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            got, _, dtype = reader(fh)
-        if dtype.hasobject:
-            return
-        if len(got) != len(shape) or any(w is not None and w != g for w, g in zip(shape, got, strict=True)):
-            raise ExposeError(f"shape {got}, expected {shape}", path=path)
+        from expose_cli.body_models.auxiliary import LOADERS
+
+        LOADERS[name](path)
 
     return check
 
 
-def _pickle(path: Path) -> None:
-    from expose_cli.assets.safe_pickle import safe_load_pickle
-
-    safe_load_pickle(path)
+def _model(label: str, candidates: list[Path], tasks: tuple[str, ...], source: str, kind: str) -> Requirement:
+    return Requirement(label, candidates[0], tasks, source, _body_model(kind), tuple(candidates[1:]))
 
 
 def _checkpoint(path: Path) -> None:
@@ -85,26 +92,36 @@ def _hdf5(path: Path) -> None:
 
 
 def requirements(tree: DataTree) -> list[Requirement]:
-    """Every file any command reads, in the seed's layout."""
+    """Every file any command reads, in the seed's layout.
+
+    Body models accept the same files, in the same order, as the builders that load them
+    (:func:`expose_cli.body_models.builders.model_candidates`): ``.npz`` first, else ``.pkl``.
+    """
+    from expose_cli.body_models.builders import model_candidates
+
     all3 = TASKS
     reqs = [
-        Requirement("SMPL-X neutral", tree.smplx_model("neutral"), all3, SMPLX_SRC, _body_model("smplx")),
-        Requirement("MANO right hand", tree.mano_model("right"), ("eval", "train"), MANO_SRC, _body_model("mano")),
-        Requirement("FLAME 2019 neutral", tree.flame_model("neutral"), ("eval", "train"), FLAME_SRC, _body_model("flame")),
+        _model("SMPL-X neutral", model_candidates(tree, "smplx", "neutral"), all3, SMPLX_SRC, "smplx"),
+        _model("MANO right hand", model_candidates(tree, "mano", "right"), ("eval", "train"), MANO_SRC, "mano"),
+        _model("FLAME 2019 neutral", model_candidates(tree, "flame", "neutral"), ("eval", "train"), FLAME_SRC, "flame"),
     ]
     for gender in ("neutral", "male", "female"):
-        reqs.append(Requirement(f"SMPL {gender} (3DPW)", tree.smpl_model(gender), ("eval",), SMPL_SRC, _body_model("smpl")))
-    reqs += [
-        Requirement("all_means.pkl", tree.all_means, all3, FETCH, _pickle),
-        Requirement("all_means.pkl (2nd copy)", tree.all_means_root_copy, ("train",), FETCH, _pickle),
-        Requirement("shape_mean.npy", tree.shape_mean, all3, FETCH, _array((None,))),
-        Requirement("SMPLX_to_J14.npy", tree.smplx_to_j14, all3, FETCH, _array((14, 10475))),
-        Requirement("J_regressor_h36m.npy", tree.j_regressor_h36m, ("eval",), FETCH, _array((17, 6890))),
-        Requirement("MANO_SMPLX_vertex_ids.pkl", tree.mano_smplx_vertex_ids, ("eval", "train"), FETCH, _pickle),
-        Requirement("SMPL-X__FLAME_vertex_ids.npy", tree.smplx_flame_vertex_ids, ("eval", "train"), FETCH, _array((5023,))),
-        Requirement("flame_static_embedding.pkl", tree.flame_static_embedding, ("eval", "train"), FETCH, _pickle),
-        Requirement("flame_dynamic_embedding.npy", tree.flame_dynamic_embedding, ("eval", "train"), FETCH, None),
+        reqs.append(_model(f"SMPL {gender} (3DPW)", model_candidates(tree, "smpl", gender), ("eval",), SMPL_SRC, "smpl"))
+    aux = [
+        (tree.all_means, "all_means.pkl", all3),
+        (tree.shape_mean, "shape_mean.npy", all3),
+        (tree.smplx_to_j14, "SMPLX_to_J14.npy", all3),
+        (tree.j_regressor_h36m, "J_regressor_h36m.npy", ("eval",)),
+        (tree.mano_smplx_vertex_ids, "MANO_SMPLX_vertex_ids.pkl", ("eval", "train")),
+        (tree.smplx_flame_vertex_ids, "SMPL-X__FLAME_vertex_ids.npy", ("eval", "train")),
+        (tree.flame_static_embedding, "flame_static_embedding.pkl", ("eval", "train")),
+        (tree.flame_dynamic_embedding, "flame_dynamic_embedding.npy", ("eval", "train")),
     ]
+    for path, name, tasks in aux:
+        reqs.append(Requirement(name, path, tasks, FETCH, _auxiliary(name)))
+        if name == "all_means.pkl":
+            reqs.append(Requirement("all_means.pkl (2nd copy)", tree.all_means_root_copy, ("train",), FETCH,
+                                    _auxiliary(name)))
     for name, tasks in (("expose", ("infer", "eval")), ("body", ("eval",)), ("face", ("eval",)), ("hand", ("eval",))):
         reqs.append(Requirement(f"checkpoint '{name}'", tree.checkpoint(name), tasks, FETCH, _checkpoint))
     for ds, split, tasks in (
@@ -118,20 +135,27 @@ def requirements(tree: DataTree) -> list[Requirement]:
 
 
 def inspect_tree(tree: DataTree, task: str | None = None) -> list[Status]:
-    """Check each requirement (of ``task``, or all): present, loadable, right shape."""
+    """Check each requirement (of ``task``, or all): present, loadable, right shape.
+
+    Of a requirement with alternatives, the first file present is the one checked (the one the
+    commands would load).
+    """
     out = []
     for req in requirements(tree):
         if task is not None and task not in req.tasks:
             continue
-        if not req.path.is_file():
-            out.append(Status(req, "missing", f"get it from {req.provided_by}"))
+        found = next((p for p in req.candidates if p.is_file()), None)
+        if found is None:
+            names = " or ".join(p.name for p in req.candidates)
+            where = f"{names}: " if req.alternatives else ""
+            out.append(Status(req, "missing", f"{where}get it from {req.provided_by}"))
             continue
         try:
             if req.check is not None:
-                req.check(req.path)
-            out.append(Status(req, "ok"))
+                req.check(found)
+            out.append(Status(req, "ok", found=found))
         except ExposeError as exc:
-            out.append(Status(req, "invalid", exc.reason))
+            out.append(Status(req, "invalid", exc.reason, found=found))
         except Exception as exc:  # any reader failure means the file is unusable
-            out.append(Status(req, "invalid", f"{type(exc).__name__}: {exc}"))
+            out.append(Status(req, "invalid", f"{type(exc).__name__}: {exc}", found=found))
     return out

@@ -22,7 +22,10 @@ import torch
 from smplx.utils import Struct
 
 from expose_cli.assets.paths import DataTree
-from expose_cli.assets.safe_pickle import safe_load_npy, safe_load_pickle, to_numpy
+from expose_cli.body_models.auxiliary import (
+    load_flame_dynamic_embedding,
+    load_flame_static_embedding,
+)
 from expose_cli.body_models.loading import (
     load_body_model_data,
     npz_is_clean,
@@ -46,6 +49,8 @@ def _resolve(source: DataTree | str | Path, candidates: list[Path], what: str, s
     for path in candidates:
         if path.is_file():
             return path
+    if len(candidates) > 1:  # name every file that would do
+        what = f"{what}, as {' or '.join(p.name for p in candidates)},"
     raise MissingFileError(candidates[0], what, f"download it from {site}")
 
 
@@ -59,9 +64,25 @@ def _candidates(source: DataTree | str | Path, tree_file, stem: str) -> list[Pat
     return [Path(source)]
 
 
+_TREE_FILES = {
+    "smplx": (DataTree.smplx_model, "SMPLX"),
+    "mano": (DataTree.mano_model, "MANO"),
+    "flame": (DataTree.flame_model, "FLAME"),
+    "smpl": (DataTree.smpl_model, "SMPL"),
+}
+
+
+def model_candidates(source: DataTree | str | Path, kind: str, variant: str) -> list[Path]:
+    """The files the builder of ``kind`` (``smplx``, ``mano``, ``flame``, ``smpl``) tries, in order,
+    for ``variant`` (a gender, or a MANO side): ``.npz`` first, then ``.pkl``. `expose doctor`
+    checks the same list."""
+    tree_file, prefix = _TREE_FILES[kind]
+    return _candidates(source, lambda t, e: tree_file(t, variant, e), f"{prefix}_{variant.upper()}")
+
+
 def smplx_file(source: DataTree | str | Path, gender: str = "neutral") -> Path:
     """The SMPL-X file to use: a file path as given, or ``SMPLX_<GENDER>.npz`` (else ``.pkl``)."""
-    cands = _candidates(source, lambda t, e: t.smplx_model(gender, e), f"SMPLX_{gender.upper()}")
+    cands = model_candidates(source, "smplx", gender)
     return _resolve(source, cands, f"SMPL-X model ({gender})", SMPLX_SITE)
 
 
@@ -126,6 +147,25 @@ def mirror_mano_data(right: dict) -> dict:
     return left
 
 
+def fix_mano_left_shapedirs(left: dict, right: dict) -> dict:
+    """Fix the known bug of the official ``MANO_LEFT.pkl``: the x component of its ``shapedirs``
+    has the sign of the right hand's instead of the mirrored one.
+
+    Detected as Hand4Whole and others do: when ``sum |left.shapedirs[:, 0] - right.shapedirs[:, 0]|
+    < 1`` the x components are (nearly) equal, so the left one is negated. A correct left model
+    (x components opposite) is returned unchanged.
+    """
+    ls, rs = np.asarray(left["shapedirs"]), np.asarray(right["shapedirs"])
+    n = min(ls.shape[-1], rs.shape[-1])
+    if ls.shape[:2] != rs.shape[:2] or not np.abs(ls[:, 0, :n] - rs[:, 0, :n]).sum() < 1:
+        return left
+    fixed = dict(left)
+    shapedirs = np.array(ls, copy=True)
+    shapedirs[:, 0, :] *= -1
+    fixed["shapedirs"] = shapedirs
+    return fixed
+
+
 def build_mano(
     source: DataTree | str | Path,
     side: str = "right",
@@ -133,14 +173,21 @@ def build_mano(
     flat_hand_mean: bool = True,
     dtype: torch.dtype = torch.float32,
 ) -> smplx.MANOLayer:
-    """MANO layer for ``side``. The left hand comes from ``MANO_LEFT.pkl`` when present, otherwise
-    by mirroring the right model (:func:`mirror_mano_data`)."""
-    own = _candidates(source, lambda t, e: t.mano_model(side, e), f"MANO_{side.upper()}")
-    right = _candidates(source, lambda t, e: t.mano_model("right", e), "MANO_RIGHT")
+    """MANO layer for ``side``. The left hand comes from ``MANO_LEFT.pkl`` when present (with the
+    official file's ``shapedirs`` sign bug fixed when the right model is there to compare, see
+    :func:`fix_mano_left_shapedirs`), otherwise by mirroring the right model
+    (:func:`mirror_mano_data`)."""
+    own = model_candidates(source, "mano", side)
+    right = model_candidates(source, "mano", "right")
     path = next((p for p in own if p.is_file()), None)
     if path is not None:
         data = load_body_model_data(path)
         validate_body_model(data, "mano", path)
+        right_path = next((p for p in right if p.is_file()), None)
+        if side == "left" and right_path is not None:
+            right_data = load_body_model_data(right_path)
+            validate_body_model(right_data, "mano", right_path)
+            data = fix_mano_left_shapedirs(data, right_data)
     else:
         path = _resolve(source, right, "MANO model (right)", MANO_SITE)
         data = load_body_model_data(path)
@@ -166,7 +213,7 @@ def build_smpl(
     dtype: torch.dtype = torch.float32,
 ) -> smplx.SMPLLayer:
     """SMPL v1.0 layer of a gender (``neutral``, ``male``, ``female``)."""
-    cands = _candidates(source, lambda t, e: t.smpl_model(gender, e), f"SMPL_{gender.upper()}")
+    cands = model_candidates(source, "smpl", gender)
     path = _resolve(source, cands, f"SMPL model ({gender})", SMPL_SITE)
     data = load_body_model_data(path)
     validate_body_model(data, "smpl", path)
@@ -185,12 +232,11 @@ def build_flame(
 ) -> smplx.FLAMELayer:
     """FLAME 2019 layer with its landmark embeddings (``flame_static_embedding.pkl`` and, for the
     contour, ``flame_dynamic_embedding.npy``) from the data tree or a folder holding them."""
+    model_c = model_candidates(source, "flame", "neutral")
     if isinstance(source, DataTree):
-        model_c = [source.flame_model("neutral", "npz"), source.flame_model("neutral", "pkl")]
         static, dynamic = source.flame_static_embedding, source.flame_dynamic_embedding
     else:
         folder = Path(source)
-        model_c = [folder / "FLAME_NEUTRAL.npz", folder / "FLAME_NEUTRAL.pkl"]
         static, dynamic = folder / "flame_static_embedding.pkl", folder / "flame_dynamic_embedding.npy"
     path = _resolve(source, model_c, "FLAME model", FLAME_SITE)
     if not static.is_file():
@@ -199,13 +245,13 @@ def build_flame(
         raise MissingFileError(dynamic, "FLAME dynamic landmark embedding", "run `expose fetch-models`")
     data = load_body_model_data(path)
     validate_body_model(data, "flame", path)
-    static_data = to_numpy(safe_load_pickle(static))
+    static_data = load_flame_static_embedding(static)
     with tempfile.TemporaryDirectory(prefix="expose_flame_") as tmp:
         write_clean_npz(data, Path(tmp) / "FLAME_NEUTRAL.npz")
         with open(Path(tmp) / "flame_static_embedding.pkl", "wb") as fh:
             pickle.dump({k: np.asarray(v) for k, v in static_data.items()}, fh)
         if use_face_contour:
-            dyn = safe_load_npy(dynamic)
+            dyn = load_flame_dynamic_embedding(dynamic)
             np.save(Path(tmp) / "flame_dynamic_embedding.npy",
                     np.array({k: np.asarray(v) for k, v in dyn.items()}, dtype=object), allow_pickle=True)
         with _quiet():

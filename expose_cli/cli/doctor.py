@@ -31,13 +31,14 @@ def doctor(
         table.add_column(col)
     for st in statuses:
         req = st.requirement
-        rel = req.path.relative_to(settings.tree.root) if req.path.is_relative_to(settings.tree.root) else req.path
+        rel = st.path.relative_to(settings.tree.root) if st.path.is_relative_to(settings.tree.root) else st.path
         table.add_row(req.label, str(rel), ",".join(req.tasks), f"[{STYLE[st.state]}]{st.state}[/]", st.detail)
     console.print(table)
     if json_out is not None:
         write_json_atomic(json_out, [
-            {"file": s.requirement.label, "path": str(s.requirement.path), "tasks": list(s.requirement.tasks),
-             "status": s.state, "detail": s.detail, "provided_by": s.requirement.provided_by}
+            {"file": s.requirement.label, "path": str(s.path), "tasks": list(s.requirement.tasks),
+             "status": s.state, "detail": s.detail, "provided_by": s.requirement.provided_by,
+             "accepted": [str(p) for p in s.requirement.candidates]}
             for s in statuses
         ])
     for name in ([task] if task else TASKS):
