@@ -30,39 +30,58 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
     per_sample: Annotated[Path | None, typer.Option("--per-sample", help="Write per-sample metrics as CSV.")] = None,
     save_predictions: Annotated[Path | None, typer.Option("--save-predictions", help="Save predictions (.h5).")] = None,
-    from_predictions: Annotated[Path | None, typer.Option("--from-predictions", help="Re-score saved predictions.")] = None,
+    from_predictions: Annotated[Path | None, typer.Option(
+        "--from-predictions", help="Re-score saved predictions (no network); they must come from the --data file.")] = None,
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
+    import time
+
     settings = get_settings(ctx)
     tree = settings.tree
     dataset, split, default_ckpt, kinds, protocol = runner.check_benchmark(benchmark)
+    # Cheapest checks first, everything checked and loaded before any network work: the data file
+    # (exists, right dataset), the checkpoint (exists) or the predictions, the files scoring needs,
+    # the model and its body model; only then the hashes and the predictions.
     reader = runner.open_data(benchmark, data, tree)
     with reader:
-        info_d = {"benchmark": benchmark, "protocol": protocol, "data_file": str(reader.path),
-                  "data_sha256": runner.sha256_file(reader.path), "expose_version": __version__,
-                  "python": platform.python_version()}
+        subset = str(reader.attrs.get("split", "")) if benchmark == "stirling" else None
+        info_d = {"benchmark": benchmark, "protocol": protocol, "data_file": str(reader.path)}
+        if subset is not None:
+            info_d["subset"] = subset
+        saved = ckpt_path = None
         if from_predictions is not None:
-            preds = runner.load_predictions(from_predictions, benchmark)
-            info_d["predictions"] = str(from_predictions)
+            saved, saved_attrs = runner.load_predictions(from_predictions, benchmark)
         else:
-            import torch
-
-            from expose_cli.models import load_model
             from expose_cli.models.checkpoint import resolve_checkpoint
 
-            ckpt_path = resolve_checkpoint(ckpt or default_ckpt, tree)
+            ckpt_path = runner.needed_for(benchmark, lambda: resolve_checkpoint(ckpt or default_ckpt, tree))
+        assets = runner.load_scoring_assets(benchmark, reader, tree, limit)
+        predictor = None
+        if ckpt_path is not None:
+            from expose_cli.models import load_model
+
             predictor = load_model(ckpt_path, tree, resolve_device(settings.device))
             if predictor.kind not in kinds:
                 raise ExposeError(f"{ckpt_path} is a {predictor.kind!r} model; {benchmark} needs {' or '.join(kinds)}",
                                   hint=f"use --ckpt {default_ckpt}")
+        info_d.update({"data_sha256": runner.sha256_file(reader.path), "expose_version": __version__,
+                       "python": platform.python_version()})
+        import torch
+
+        if saved is not None:
+            preds = runner.match_predictions(saved, saved_attrs, reader, info_d["data_sha256"], limit, from_predictions)
+            for key in ("checkpoint", "checkpoint_sha256", "torch", "samples_per_s"):
+                if key in saved_attrs:
+                    info_d[key] = saved_attrs[key]
+            info_d["predictions"] = str(from_predictions)
+            info_d["scored_with_torch"] = torch.__version__
+        else:
             info_d.update({"checkpoint": str(ckpt_path), "checkpoint_sha256": runner.sha256_file(ckpt_path),
                            "torch": torch.__version__})
             total = len(reader) if limit is None else min(limit, len(reader))
             progress = Progress(TextColumn(f"eval {benchmark}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err_console,
                                 disable=settings.quiet)
-            import time
-
             start = time.perf_counter()
             with progress:
                 task = progress.add_task("eval", total=total, rate="")
@@ -76,19 +95,27 @@ def evaluate(
             info_d["samples_per_s"] = round(len(preds["vertices"]) / (time.perf_counter() - start), 3)
         if save_predictions is not None:
             runner.save_predictions(save_predictions, benchmark, preds, info_d)
-        metrics = runner.score(benchmark, reader, preds, tree)
+        metrics = runner.score(benchmark, reader, preds, assets)
     result = runner.EvalResult(benchmark, metrics, list(preds["image_path"]), info_d)
-    published = protocols.PUBLISHED[benchmark]
-    table = Table(title=f"{benchmark} ({len(preds['vertices'])} samples, mm)")
-    for col in ("metric", "ours", "published", "difference"):
-        table.add_column(col, justify="right" if col != "metric" else "left")
+    published = protocols.published_for(benchmark, subset)
+    title = f"{benchmark}{'' if subset is None else ' ' + subset} ({len(preds['vertices'])} samples)"
+    table = Table(title=title)
+    for col in ("metric", "unit", "ours", "published", "difference"):
+        table.add_column(col, justify="left" if col in ("metric", "unit") else "right")
     rows = []
     for name, value in result.means.items():
-        pub = published.get(name)
+        unit = protocols.unit(name)
+        fmt = "{:.4f}" if unit == "fraction" else "{:.2f}"
+        pub_text = published.get(name)
+        pub = None if pub_text is None else float(pub_text)
         diff = value - pub if pub is not None else None
-        table.add_row(name, f"{value:.2f}", "" if pub is None else f"{pub:.2f}", "" if diff is None else f"{diff:+.2f}")
-        rows.append({"metric": name, "ours": value, "published": pub, "difference": diff})
+        table.add_row(name, unit, fmt.format(value), pub_text or "",
+                      "" if diff is None else ("+" if diff >= 0 else "") + fmt.format(diff))
+        rows.append({"metric": name, "unit": unit, "ours": value, "published": pub, "difference": diff})
     console.print(table)
+    if subset is not None and not published:
+        console.print(f"the seed publishes Stirling {', '.join(protocols.STIRLING_PUBLISHED_SUBSETS)} only: "
+                      f"no published {subset} value to compare with", highlight=False)
     if json_out is not None:
         write_json_atomic(json_out, {**info_d, "num_samples": len(preds["vertices"]), "metrics": rows})
     if per_sample is not None:

@@ -19,14 +19,33 @@ EHF_BODY = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 1
 EHF_LEFT_HAND = np.array(sorted(list(range(25, 40)) + [66, 67, 68, 69, 70, 20]))
 EHF_RIGHT_HAND = np.array(sorted(list(range(40, 55)) + [71, 72, 73, 74, 75, 21]))
 
-#: The seed's published numbers, in its order.
-PUBLISHED = {
-    "ehf": {"BODY PA-MPJPE": 55.70, "RIGHT_HAND PA-MPJPE": 14.6, "LEFT_HAND PA-MPJPE": 14.4, "PA-PVE": 56.65,
-            "RIGHT_HAND PA-PVE": 14.6, "LEFT_HAND PA-PVE": 14.5, "FACE PA-PVE": 6.90},
-    "freihand": {"PA-MPJPE": 10.03, "PA-PVE": 9.61},
-    "3dpw": {"MPJPE": 92.59, "PA-MPJPE": 60.43},
-    "stirling": {"3DRMSE": 2.40},
+#: The seed's published numbers as it prints them (its precision: ``14.6`` is not ``14.60``).
+#: Stirling is per subset: the seed publishes the HQ subset only (``stirling_ESRC3D_HQ.npz``).
+PUBLISHED_TEXT = {
+    "ehf": {"BODY PA-MPJPE": "55.70", "RIGHT_HAND PA-MPJPE": "14.6", "LEFT_HAND PA-MPJPE": "14.4", "PA-PVE": "56.65",
+            "RIGHT_HAND PA-PVE": "14.6", "LEFT_HAND PA-PVE": "14.5", "FACE PA-PVE": "6.90"},
+    "freihand": {"PA-MPJPE": "10.03", "PA-PVE": "9.61"},
+    "3dpw": {"MPJPE": "92.59", "PA-MPJPE": "60.43"},
+    "stirling": {"3DRMSE": "2.40"},
 }
+#: The same as numbers.
+PUBLISHED = {bench: {k: float(v) for k, v in rows.items()} for bench, rows in PUBLISHED_TEXT.items()}
+#: Stirling subsets the seed publishes a number for.
+STIRLING_PUBLISHED_SUBSETS = ("HQ",)
+#: Units of the rows that are not millimetres.
+UNITS = {"F@5mm": "fraction", "F@15mm": "fraction"}
+
+
+def published_for(benchmark: str, subset: str | None = None) -> dict[str, str]:
+    """The seed's values (as printed) that a run of ``benchmark`` (``subset`` for Stirling) compares
+    with: none for a Stirling subset the seed does not publish."""
+    if benchmark == "stirling" and subset not in STIRLING_PUBLISHED_SUBSETS:
+        return {}
+    return PUBLISHED_TEXT[benchmark]
+
+
+def unit(metric: str) -> str:
+    return UNITS.get(metric, "mm")
 
 
 def ehf_joints(vertices: torch.Tensor, j_regressor: torch.Tensor) -> torch.Tensor:
@@ -36,29 +55,67 @@ def ehf_joints(vertices: torch.Tensor, j_regressor: torch.Tensor) -> torch.Tenso
     return torch.cat([joints, v[:, torch.as_tensor(EHF_EXTRA_VERTICES)]], dim=1)
 
 
-def ehf_metrics(pred_vertices, gt_vertices, j_regressor, left_hand_ids, right_hand_ids, face_ids) -> dict[str, np.ndarray]:
+def _extra(vertex: int) -> int:
+    """Index, in the 76 EHF joints, of the extra joint at SMPL-X ``vertex``."""
+    return 55 + int(np.flatnonzero(EHF_EXTRA_VERTICES == vertex)[0])
+
+
+#: Hand4Whole's hand joints (``smpl_x.orig_hand_regressor``): the wrist, then per finger (thumb,
+#: index, middle, ring, pinky) its 3 ``J_regressor`` joints and its fingertip vertex.
+H4W_LEFT_HAND = np.array([20, 37, 38, 39, _extra(5361), 25, 26, 27, _extra(4933), 28, 29, 30, _extra(5058),
+                          34, 35, 36, _extra(5169), 31, 32, 33, _extra(5286)])
+H4W_RIGHT_HAND = np.array([21, 52, 53, 54, _extra(8079), 40, 41, 42, _extra(7669), 43, 44, 45, _extra(7794),
+                           49, 50, 51, _extra(7905), 46, 47, 48, _extra(8022)])
+#: Hand4Whole's roots (``smpl_x.J_regressor_idx``) among the SMPL-X ``J_regressor`` joints.
+H4W_PELVIS, H4W_LWRIST, H4W_RWRIST, H4W_NECK = 0, 20, 21, 12
+#: The Hand4Whole rows, in the order its ``print_eval_result`` prints them.
+H4W_ROWS = ("H4W PA-PVE", "H4W HANDS PA-PVE", "H4W FACE PA-PVE", "H4W PVE", "H4W HANDS PVE", "H4W FACE PVE",
+            "H4W BODY PA-MPJPE", "H4W HANDS PA-MPJPE")
+
+
+def ehf_metrics(pred_vertices, gt_vertices, j_regressor, left_hand_ids, right_hand_ids, face_ids,
+                j14_regressor=None) -> dict[str, np.ndarray]:
     """EHF as MMHuman3D reports it, each part aligned on its own (mm, per sample).
 
-    Also, labelled ``H4W ...``, the protocol of later papers (Hand4Whole): vertex errors after
-    translating to the pelvis (all), each wrist (hands) or the neck (face).
+    Also, labelled ``H4W ...``, Hand4Whole's ``EHF.evaluate`` (``data/EHF/EHF.py``), the protocol of
+    later papers. ``HANDS`` = mean of the left and right hand, each aligned on its own:
+
+    - ``H4W PVE`` / ``HANDS PVE`` / ``FACE PVE``: the prediction translated so that its pelvis /
+      wrist / neck (SMPL-X ``J_regressor`` joints 0 / 20, 21 / 12, regressed from each mesh) is on
+      the ground truth's; no rotation or scale.
+    - ``H4W PA-PVE`` / ``HANDS PA-PVE`` / ``FACE PA-PVE``: the part's vertices similarity-aligned
+      on their own (all vertices: the same number as MMHuman3D's PA-PVE).
+    - ``H4W BODY PA-MPJPE``: the 14 LSP joints of ``SMPLX_to_J14`` (``j14_regressor``), aligned.
+    - ``H4W HANDS PA-MPJPE``: per hand the wrist, 15 finger joints and 5 fingertip vertices, aligned.
     """
     pv = torch.as_tensor(pred_vertices, dtype=torch.float64) * 1000.0
     gv = torch.as_tensor(gt_vertices, dtype=torch.float64) * 1000.0
     pj, gj = ehf_joints(pv, j_regressor), ehf_joints(gv, j_regressor)
+    left, right = np.asarray(left_hand_ids), np.asarray(right_hand_ids)
+    face = np.asarray(face_ids)
     out = {
         "BODY PA-MPJPE": M.part_pa_error(pj, gj, EHF_BODY),
         "RIGHT_HAND PA-MPJPE": M.part_pa_error(pj, gj, EHF_RIGHT_HAND),
         "LEFT_HAND PA-MPJPE": M.part_pa_error(pj, gj, EHF_LEFT_HAND),
         "PA-PVE": M.pa_pve(pv, gv),
-        "RIGHT_HAND PA-PVE": M.part_pa_error(pv, gv, right_hand_ids),
-        "LEFT_HAND PA-PVE": M.part_pa_error(pv, gv, left_hand_ids),
-        "FACE PA-PVE": M.part_pa_error(pv, gv, face_ids),
-        "H4W PVE (pelvis-aligned)": M.root_aligned_error(pv, gv, pj[:, 0], gj[:, 0]),
-        "H4W RIGHT_HAND PVE (wrist-aligned)": M.root_aligned_error(pv[:, right_hand_ids], gv[:, right_hand_ids], pj[:, 21], gj[:, 21]),
-        "H4W LEFT_HAND PVE (wrist-aligned)": M.root_aligned_error(pv[:, left_hand_ids], gv[:, left_hand_ids], pj[:, 20], gj[:, 20]),
-        "H4W FACE PVE (neck-aligned)": M.root_aligned_error(pv[:, face_ids], gv[:, face_ids], pj[:, 12], gj[:, 12]),
+        "RIGHT_HAND PA-PVE": M.part_pa_error(pv, gv, right),
+        "LEFT_HAND PA-PVE": M.part_pa_error(pv, gv, left),
+        "FACE PA-PVE": M.part_pa_error(pv, gv, face),
     }
-    return {k: v.numpy() for k, v in out.items()}
+    out["H4W PA-PVE"] = out["PA-PVE"]
+    out["H4W HANDS PA-PVE"] = (out["LEFT_HAND PA-PVE"] + out["RIGHT_HAND PA-PVE"]) / 2
+    out["H4W FACE PA-PVE"] = out["FACE PA-PVE"]
+    out["H4W PVE"] = M.root_aligned_error(pv, gv, pj[:, H4W_PELVIS], gj[:, H4W_PELVIS])
+    out["H4W HANDS PVE"] = (
+        M.root_aligned_error(pv[:, left], gv[:, left], pj[:, H4W_LWRIST], gj[:, H4W_LWRIST])
+        + M.root_aligned_error(pv[:, right], gv[:, right], pj[:, H4W_RWRIST], gj[:, H4W_RWRIST])) / 2
+    out["H4W FACE PVE"] = M.root_aligned_error(pv[:, face], gv[:, face], pj[:, H4W_NECK], gj[:, H4W_NECK])
+    if j14_regressor is not None:
+        reg = torch.as_tensor(np.asarray(j14_regressor), dtype=torch.float64)
+        out["H4W BODY PA-MPJPE"] = M.pa_mpjpe(torch.einsum("jv,bvc->bjc", reg, pv), torch.einsum("jv,bvc->bjc", reg, gv))
+    out["H4W HANDS PA-MPJPE"] = (M.part_pa_error(pj, gj, H4W_LEFT_HAND) + M.part_pa_error(pj, gj, H4W_RIGHT_HAND)) / 2
+    order = [*PUBLISHED["ehf"], *H4W_ROWS]
+    return {k: out[k].numpy() for k in order if k in out}
 
 
 def freihand_metrics(pred_joints, gt_joints, pred_vertices, gt_vertices) -> dict[str, np.ndarray]:

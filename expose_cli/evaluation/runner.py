@@ -20,7 +20,10 @@ from expose_cli.evaluation import protocols
 BENCHMARKS = {
     "ehf": ("ehf", "val", "expose", ("expose",),
             "MMHuman3D: 55 J_regressor joints + 21 vertices; body/hand joints and all/hand/face vertices "
-            "PA-aligned per part; box = dataset box, square, no extra scaling"),
+            "PA-aligned per part; box = dataset box, square, no extra scaling. "
+            "H4W rows (Hand4Whole EHF.evaluate): PVE all/hands/face translated to pelvis/wrists/neck "
+            "(J_regressor 0/20,21/12), PA-PVE all/hands/face, body PA-MPJPE on SMPLX_to_J14, hands PA-MPJPE "
+            "(wrist, 15 finger joints, 5 tips); hands = mean of left and right"),
     "freihand": ("freihand", "test", "hand", ("hand",),
                  "MMHuman3D: 21 joints root-relative PA-MPJPE, 778 vertices PA-PVE; FreiHAND F@5/15 mm on aligned vertices"),
     "3dpw": ("3dpw", "test", "body", ("body", "expose"),
@@ -28,7 +31,8 @@ BENCHMARKS = {
              "both centred on the mean of the hips; MPJPE and PA-MPJPE"),
     "stirling": ("stirling", "HQ", "face", ("face",),
                  "MMHuman3D/FG2018: predicted mesh similarity-aligned to the scan by 7 landmarks, scan cropped to "
-                 "the face region, mean scan-to-mesh distance ('3DRMSE'); data file decides the subset (HQ/LQ)"),
+                 "the face region, mean scan-to-mesh distance ('3DRMSE'); the data file decides the subset (HQ/LQ); "
+                 "the seed publishes HQ only"),
 }
 
 
@@ -71,12 +75,23 @@ def open_data(name: str, data: Path | None, tree: DataTree) -> HDF5Reader:
     return reader
 
 
+#: How many batches are decoded ahead of the one the model is running on.
+READ_AHEAD_BATCHES = 2
+
+
+def read_ahead_window(batch_size: int, workers: int) -> int:
+    """The most samples decoded (or being decoded) but not yet given to the model."""
+    return max(1, workers, READ_AHEAD_BATCHES * batch_size)
+
+
 def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: int | None,
             on_batch: Callable[[int], None] | None = None, workers: int = 2) -> dict[str, np.ndarray]:
     """Run ``predictor`` on the file's samples (crops from the stored boxes); vertices and joints.
 
-    ``workers`` threads decode and crop the next batches while the model runs.
+    ``workers`` threads decode and crop the next samples while the model runs, at most
+    :func:`read_ahead_window` of them at a time (memory stays bounded whatever the file's size).
     """
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from expose_cli.inference.inputs import read_image
@@ -93,78 +108,133 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
         return crop_person(read_image(raw_root / paths[i]), boxes[i], img_res=res, scale_factor=1.0,
                            keep_full_image=keep_full)
 
+    window = read_ahead_window(batch_size, workers)
     verts, joints, j14 = [], [], []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        crops_iter = pool.map(load, range(n))  # decoded ahead, in order
-        for start in range(0, n, batch_size):
-            crops = [next(crops_iter) for _ in range(min(batch_size, n - start))]
-            pred = predictor(collate(crops))
-            verts.append(pred.vertices.cpu().numpy())
-            joints.append(pred.joints.cpu().numpy())
-            if pred.joints_j14 is not None:
-                j14.append(pred.joints_j14.cpu().numpy())
-            if on_batch:
-                on_batch(len(crops))
+        pending: deque = deque()  # futures in sample order
+        submitted = 0
+
+        def fill() -> None:
+            nonlocal submitted
+            while submitted < n and len(pending) < window:
+                pending.append(pool.submit(load, submitted))
+                submitted += 1
+
+        try:
+            for start in range(0, n, batch_size):
+                fill()
+                crops = [pending.popleft().result() for _ in range(min(batch_size, n - start))]
+                batch = collate(crops)
+                del crops
+                fill()  # the next batches decode while the model runs on this one
+                pred = predictor(batch)
+                verts.append(pred.vertices.cpu().numpy())
+                joints.append(pred.joints.cpu().numpy())
+                if pred.joints_j14 is not None:
+                    j14.append(pred.joints_j14.cpu().numpy())
+                if on_batch:
+                    on_batch(len(pred.vertices))
+        finally:
+            for fut in pending:
+                fut.cancel()
     out = {"vertices": np.concatenate(verts), "joints": np.concatenate(joints), "image_path": paths}
     if j14:
         out["joints_j14"] = np.concatenate(j14)
     return out
 
 
-def score(name: str, reader: HDF5Reader, preds: dict[str, np.ndarray], tree: DataTree) -> dict[str, np.ndarray]:
-    """The benchmark's metrics from predictions (vertices, joints) and the file's ground truth."""
-    n = len(preds["vertices"])
-    if name == "ehf":
-        from expose_cli.body_models.auxiliary import Auxiliary
-        from expose_cli.body_models.builders import smplx_file
-        from expose_cli.body_models.loading import load_body_model_data
+def needed_for(name: str, call):
+    """Run a loader; a missing file becomes one line naming it, the benchmark and the command
+    (or website) that provides it."""
+    try:
+        return call()
+    except MissingFileError as exc:
+        raise ExposeError(f"{exc.reason} (needed to score {name}): {exc.hint}", path=exc.path,
+                          exit_code=exc.exit_code) from exc
 
-        aux = Auxiliary(tree)
-        hands = aux.mano_smplx_vertex_ids()
-        j_reg = load_body_model_data(smplx_file(tree))["J_regressor"]
-        gt = reader.column("vertices")[:n]
-        return protocols.ehf_metrics(preds["vertices"], gt, j_reg, hands["left_hand"], hands["right_hand"],
-                                     aux.smplx_flame_vertex_ids())
+
+def load_scoring_assets(name: str, reader: HDF5Reader, tree: DataTree, limit: int | None = None) -> dict:
+    """Load every file that scoring ``name`` needs, before any network work, so that a missing one
+    stops the run at once: EHF the SMPL-X ``J_regressor``, the hand and face vertex ids and
+    ``SMPLX_to_J14`` (H4W body joints); 3DPW ``J_regressor_h36m`` and the SMPL model of each
+    gender in the file; Stirling the FLAME faces; FreiHAND nothing but the file."""
+    from expose_cli.body_models.auxiliary import Auxiliary
+    from expose_cli.body_models.loading import load_body_model_data
+
+    aux = Auxiliary(tree)
+    n = len(reader) if limit is None else min(limit, len(reader))
+    if name == "ehf":
+        from expose_cli.body_models.builders import smplx_file
+
+        hands = needed_for(name, aux.mano_smplx_vertex_ids)
+        return {"left_hand": hands["left_hand"], "right_hand": hands["right_hand"],
+                "face": needed_for(name, aux.smplx_flame_vertex_ids),
+                "j14_regressor": needed_for(name, aux.smplx_to_j14),
+                "j_regressor": np.asarray(load_body_model_data(needed_for(name, lambda: smplx_file(tree)))["J_regressor"])}
     if name == "3dpw":
-        return protocols.pw3d_metrics(preds["joints_j14"], pw3d_ground_truth(reader, n, tree))
+        import torch
+
+        from expose_cli.body_models import build_smpl
+
+        reg = needed_for(name, aux.j_regressor_h36m)
+        codes = sorted({int(c) for c in reader.column("gender")[:n]})
+        models = {}
+        for gender in sorted({PW3D_GENDER.get(c, "female") for c in codes}):
+            models[gender] = needed_for(name, lambda g=gender: build_smpl(tree, g, dtype=torch.float64))
+        return {"j_regressor_h36m": reg, "smpl": models}
     if name == "stirling":
         from expose_cli.body_models.builders import FLAME_SITE
-        from expose_cli.body_models.loading import load_body_model_data
-        from expose_cli.errors import MissingFileError as _Missing
 
         flame = next((p for p in (tree.flame_model("neutral", "npz"), tree.flame_model("neutral", "pkl")) if p.is_file()), None)
         if flame is None:
-            raise _Missing(tree.flame_model("neutral", "pkl"), "FLAME model", f"download it from {FLAME_SITE}")
-        faces = load_body_model_data(flame)["f"].astype(np.int64)
+            raise ExposeError(f"FLAME model not found (needed to score {name}): download it from {FLAME_SITE}",
+                              path=tree.flame_model("neutral", "pkl"), exit_code=2)
+        return {"faces": load_body_model_data(flame)["f"].astype(np.int64)}
+    return {}
+
+
+#: 3DPW gender codes -> SMPL model: 'm' male, everything else female (as MMHuman3D).
+PW3D_GENDER = {1: "male", 2: "female", 0: "female"}
+
+
+def score(name: str, reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) -> dict[str, np.ndarray]:
+    """The benchmark's metrics from predictions (vertices, joints), the file's ground truth and
+    the files :func:`load_scoring_assets` loaded."""
+    n = len(preds["vertices"])
+    if name == "ehf":
+        gt = reader.column("vertices")[:n]
+        return protocols.ehf_metrics(preds["vertices"], gt, assets["j_regressor"], assets["left_hand"],
+                                     assets["right_hand"], assets["face"], assets["j14_regressor"])
+    if name == "3dpw":
+        return protocols.pw3d_metrics(preds["joints_j14"], pw3d_ground_truth(reader, n, assets))
+    if name == "stirling":
         landmarks = convert_keypoints(preds["joints"], "flame_73", "face3d")[0]
         scans = [reader.scan(i) for i in range(n)]
-        return protocols.stirling_metrics(preds["vertices"], faces, landmarks, scans, reader.column("scan_landmarks")[:n])
+        return protocols.stirling_metrics(preds["vertices"], assets["faces"], landmarks, scans,
+                                          reader.column("scan_landmarks")[:n])
     gt_joints = convert_keypoints(reader.column("keypoints3d")[:n, :, :3], "smplx", "freihand")[0]
     pred_joints = convert_keypoints(preds["joints"], "mano", "freihand")[0]
     return protocols.freihand_metrics(pred_joints, gt_joints, preds["vertices"], reader.column("vertices")[:n])
 
 
-def pw3d_ground_truth(reader: HDF5Reader, n: int, tree: DataTree) -> np.ndarray:
+def pw3d_ground_truth(reader: HDF5Reader, n: int, assets: dict) -> np.ndarray:
     """3DPW ground-truth LSP-14 joints (m): gendered SMPL ('m' male, else female, as MMHuman3D)
     through ``J_regressor_h36m`` and ``H36M_TO_J14``."""
     import torch
 
-    from expose_cli.body_models import build_smpl
-    from expose_cli.body_models.auxiliary import Auxiliary
     from expose_cli.body_models.keypoints import H36M_TO_J14
     from expose_cli.geometry.rotations import axis_angle_to_matrix
 
-    reg = torch.as_tensor(Auxiliary(tree).j_regressor_h36m(), dtype=torch.float64)
+    reg = torch.as_tensor(assets["j_regressor_h36m"], dtype=torch.float64)
     gender = reader.column("gender")[:n]
     go = axis_angle_to_matrix(torch.as_tensor(reader.column("smpl/global_orient")[:n], dtype=torch.float64))
     bp = axis_angle_to_matrix(torch.as_tensor(reader.column("smpl/body_pose")[:n], dtype=torch.float64))
     betas = torch.as_tensor(reader.column("smpl/betas")[:n], dtype=torch.float64)
     joints = np.zeros((n, 14, 3))
-    for code, name in ((1, "male"), (2, "female"), (0, "female")):
-        idx = np.flatnonzero(gender == code)
+    for name, smpl in assets["smpl"].items():
+        idx = np.flatnonzero([PW3D_GENDER.get(int(c), "female") == name for c in gender])
         if len(idx) == 0:
             continue
-        smpl = build_smpl(tree, name, dtype=torch.float64)
         with torch.no_grad():
             verts = smpl(global_orient=go[idx, None], body_pose=bp[idx], betas=betas[idx]).vertices
         joints[idx] = torch.einsum("jv,bvc->bjc", reg, verts)[:, H36M_TO_J14].numpy()
@@ -186,7 +256,12 @@ def save_predictions(path: Path, name: str, preds: dict, info: dict) -> None:
             f["image_path"] = np.asarray(preds["image_path"], dtype=object).astype(h5py.string_dtype())
 
 
-def load_predictions(path: Path, name: str) -> dict[str, np.ndarray]:
+#: Run details a predictions file carries into a re-scoring's report.
+CARRIED_ATTRS = ("checkpoint", "checkpoint_sha256", "torch", "data_sha256", "samples_per_s")
+
+
+def load_predictions(path: Path, name: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Predictions saved by :func:`save_predictions` and the run details stored with them."""
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("benchmark") != name:
@@ -195,6 +270,31 @@ def load_predictions(path: Path, name: str) -> dict[str, np.ndarray]:
                    "image_path": f["image_path"][()].astype(str)}
             if "joints_j14" in f:
                 out["joints_j14"] = f["joints_j14"][()]
-            return out
+            attrs = {k: str(v) for k, v in f.attrs.items()}
+            return out, attrs
     except OSError as exc:
         raise ExposeError(f"cannot read predictions: {exc}", path=path) from exc
+
+
+def match_predictions(preds: dict[str, np.ndarray], attrs: dict[str, str], reader: HDF5Reader, data_sha256: str,
+                      limit: int | None, path: Path) -> dict[str, np.ndarray]:
+    """Check saved predictions belong to ``reader``'s file (same sha256 when recorded, and the same
+    image of every row) and keep the first ``limit`` of them. Refuses otherwise."""
+    hint = "pass the --data file the predictions were made from, or run without --from-predictions"
+    saved = attrs.get("data_sha256")
+    if saved and saved != data_sha256:
+        raise ExposeError(f"predictions were made from another data file (sha256 {saved[:12]}..., "
+                          f"{attrs.get('data_file', '?')}); this one is {data_sha256[:12]}...", path=path, hint=hint)
+    n = len(preds["vertices"])
+    if limit is not None:
+        n = min(n, limit)
+    if n > len(reader):
+        raise ExposeError(f"{n} predictions but the data file has {len(reader)} rows", path=path, hint=hint)
+    preds = {k: v[:n] for k, v in preds.items()}
+    images = reader.column("image_path")[:n].astype(str)
+    bad = np.flatnonzero(np.asarray(preds["image_path"]) != images)
+    if len(bad):
+        i = int(bad[0])
+        raise ExposeError(f"prediction {i} is of {str(preds['image_path'][i])!r}, but row {i} of the data file is "
+                          f"{str(images[i])!r} ({len(bad)} rows differ)", path=path, hint=hint)
+    return preds
