@@ -2,7 +2,10 @@
 
 The raw test sets are generated (tiny images), converted with `expose preprocess`, and each file's
 rows repeated to ``--samples`` so that the timing covers many batches. The figure is the one
-`expose eval --json` records (`samples_per_s`: crops, network, body model; not scoring).
+`expose eval --json` records (`samples_per_s`: crops, network, body model; not scoring); ``wall s``
+is the whole command (checks, loading the model and scoring assets, hashing, scoring).
+Run as ``OMP_NUM_THREADS=2 python benchmarks/bench_eval.py``: 2 torch threads; the first line says
+the conditions (threads, CPUs, load average), since a shared machine changes the figures.
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ def main() -> None:
         write_freihand(root / "datasets" / "FreiHand", unique=5, eval_samples=4)
         write_pw3d(root / "datasets" / "3DPW")
         write_stirling(root / "datasets" / "stirling")
+        import os
+
+        load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+              f"load average {load[0]}, batch {args.batch_size}, device {args.device}")
         print(f"{'benchmark':10s} {'model':26s} {'samples':>7s} {'samples/s':>10s} {'wall s':>7s}")
         for bench, (dataset, split, config) in CASES.items():
             ckpt = root / "pretrained_models" / f"{config}.pth"
