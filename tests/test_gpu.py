@@ -64,3 +64,21 @@ def test_reduced_precision_stays_close(dtype, standin_tree):
         low = predictor(batch)
     err = (low.vertices.float() - full.vertices).abs().max().item()
     assert err < 0.05, f"{dtype}: vertices differ by {err:.4f} m"
+
+
+def test_sparse_keypoints_from_a_body_model_already_on_gpu(standin_tree):
+    from expose_cli.body_models.sparse_keypoints import SMPLXKeypoints
+
+    model = build_smplx(DataTree(standin_tree)).cuda()
+    sparse = SMPLXKeypoints(model)  # built from CUDA buffers
+    g = torch.Generator().manual_seed(1)
+    n = 4
+
+    def rots(j):
+        return axis_angle_to_matrix(0.5 * torch.randn(n, j, 3, generator=g)).float().cuda()
+
+    args = dict(global_orient=rots(1), body_pose=rots(21), left_hand_pose=rots(15), right_hand_pose=rots(15),
+                jaw_pose=rots(1), leye_pose=rots(1), reye_pose=rots(1),
+                betas=torch.randn(n, 10, generator=g).cuda(), expression=torch.randn(n, 10, generator=g).cuda())
+    with torch.inference_mode():
+        torch.testing.assert_close(sparse(**args), model(**args).joints, atol=1e-4, rtol=0)

@@ -35,8 +35,8 @@ class SMPLXKeypoints(nn.Module):
             used_faces.append(layer.dynamic_lmk_faces_idx.long().reshape(-1))
         used_faces = torch.unique(torch.cat(used_faces))
         subset = torch.unique(torch.cat([faces[used_faces].reshape(-1), extra]))
-        remap = torch.zeros(layer.v_template.shape[0], dtype=torch.long)
-        remap[subset] = torch.arange(subset.numel())
+        remap = torch.zeros(layer.v_template.shape[0], dtype=torch.long, device=subset.device)  # layer's device
+        remap[subset] = torch.arange(subset.numel(), device=subset.device)
 
         shapedirs = torch.cat([layer.shapedirs, layer.expr_dirs], dim=-1)  # [V, 3, K]
         j_reg = layer.J_regressor
