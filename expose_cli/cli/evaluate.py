@@ -60,12 +60,15 @@ def evaluate(
         if ckpt_path is not None:
             from expose_cli.models import load_model
 
-            predictor = load_model(ckpt_path, tree, resolve_device(settings.device))
+            predictor = load_model(ckpt_path, tree, resolve_device(settings.device), **settings.model_options())
             if predictor.kind not in kinds:
                 raise ExposeError(f"{ckpt_path} is a {predictor.kind!r} model; {benchmark} needs {' or '.join(kinds)}",
                                   hint=f"use --ckpt {default_ckpt}")
         info_d.update({"data_sha256": runner.sha256_file(reader.path), "expose_version": __version__,
                        "python": platform.python_version()})
+        if settings.model_config is not None or settings.overrides:  # results under a changed config
+            info_d["model_config_overrides"] = {"file": str(settings.model_config) if settings.model_config else None,
+                                                "set": list(settings.overrides)}
         import torch
 
         if saved is not None:
