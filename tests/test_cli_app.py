@@ -135,3 +135,19 @@ def test_data_dir_env_through_the_cli(tmp_path, run_cli, monkeypatch):
     run_cli("--data-dir", tmp_path / "cli", "doctor", "--json", tmp_path / "e.json", env={"EXPOSE_DATA_DIR": str(env_root)})
     report = json.loads((tmp_path / "e.json").read_text())
     assert all(r["path"].startswith(str(tmp_path / "cli")) for r in report)
+
+
+def test_global_options_also_after_the_subcommand(tmp_path, run_cli):
+    from expose_cli.cli.app import hoist_global_options
+
+    missing = tmp_path / "nothing.zip"
+    after = run_cli("import-body-models", missing, "--data-dir", tmp_path, "-v")
+    assert after.exit_code == 2 and "Traceback" in after.stderr and "no such file" in after.stderr
+    assert hoist_global_options(["infer", "a.jpg", "--device=cpu", "--set", "x.y=1", "-q", "--out", "o"]) == [
+        "--device=cpu", "--set", "x.y=1", "-q", "infer", "a.jpg", "--out", "o"]
+    # A subcommand's own option of the same name, and anything after "--", stay where they are.
+    assert hoist_global_options(["eval", "ehf", "--data", "f.h5", "--", "-v"]) == ["eval", "ehf", "--data", "f.h5", "--", "-v"]
+    assert hoist_global_options(["--help"]) == ["--help"]
+    doctor_json = tmp_path / "d.json"
+    result = run_cli("doctor", "--data-dir", tmp_path / "tree", "--json", doctor_json)
+    assert str(tmp_path / "tree") in doctor_json.read_text() or str(tmp_path / "tree") in result.output

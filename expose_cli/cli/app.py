@@ -82,11 +82,55 @@ infer.register(app)
 preprocess.register(app)
 
 
+#: Global options (flag or with a value) that may also be written after the subcommand.
+_GLOBAL_VALUE_OPTIONS = ("--data-dir", "--device", "--model-config", "--set")
+_GLOBAL_FLAGS = ("--verbose", "-v", "--quiet", "-q")
+
+
+def _is_verbose_flag(arg: str) -> bool:
+    return arg == "--verbose" or (arg.startswith("-v") and not arg.startswith("--") and set(arg[1:]) == {"v"})
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move the global options written after the subcommand (``expose infer x --device cpu``) in
+    front of it, where the app reads them, unless that subcommand has an option of the same name.
+    Everything after ``--`` stays where it is."""
+    group = typer.main.get_command(app)
+    commands = getattr(group, "commands", {})
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):  # options before the subcommand
+        i += 2 if argv[i] in _GLOBAL_VALUE_OPTIONS else 1
+    if i >= len(argv) or argv[i] not in commands:
+        return argv
+    own = {opt for param in commands[argv[i]].params for opt in getattr(param, "opts", [])}
+    head, command, rest = argv[:i], argv[i], argv[i + 1:]
+    moved, kept = [], []
+    j = 0
+    while j < len(rest):
+        arg = rest[j]
+        if arg == "--":
+            kept.extend(rest[j:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in _GLOBAL_VALUE_OPTIONS and name not in own:
+            takes_next = "=" not in arg and j + 1 < len(rest)
+            moved.extend(rest[j:j + 2] if takes_next else [arg])
+            j += 2 if takes_next else 1
+            continue
+        if (arg in _GLOBAL_FLAGS or _is_verbose_flag(arg)) and arg not in own:
+            moved.append(arg)
+        else:
+            kept.append(arg)
+        j += 1
+    return [*head, *moved, command, *kept]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``expose`` script: run the app, turn errors into one clear line."""
-    verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"})
-                  for a in (argv if argv is not None else sys.argv[1:]))
+    argv = list(argv if argv is not None else sys.argv[1:])
+    verbose = any(_is_verbose_flag(a) for a in argv)
     try:
+        argv = hoist_global_options(argv)
         rv = app(args=argv, standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):
             return rv
