@@ -15,7 +15,6 @@ from rich.table import Table
 from expose_cli import __version__
 from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device
 from expose_cli.errors import ExposeError
-from expose_cli.evaluation import protocols, runner
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 
@@ -35,6 +34,8 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
     import time
+
+    from expose_cli.evaluation import protocols, runner  # imports torch: only when a command runs
 
     settings = get_settings(ctx)
     tree = settings.tree

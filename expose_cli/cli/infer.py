@@ -21,7 +21,6 @@ from expose_cli.errors import ExposeError  # noqa: E402
 from expose_cli.inference.boxes import load_boxes  # noqa: E402
 from expose_cli.inference.export import FORMATS  # noqa: E402
 from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  # noqa: E402
-from expose_cli.inference.pipeline import NO_PERSON, InferOptions, run_inference  # noqa: E402
 
 
 def infer(
@@ -62,7 +61,12 @@ def infer(
     if not items:
         raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
     box_table = load_boxes(boxes) if boxes is not None else None
-    from expose_cli.models import load_model  # heavy import after argument checks
+    from expose_cli.inference.pipeline import (  # heavy (torch):
+        NO_PERSON,
+        InferOptions,
+        run_inference,
+    )
+    from expose_cli.models import load_model  # imported after the argument checks
 
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
