@@ -355,3 +355,17 @@ def test_cli_force_env_mirror_and_mirror_with_a_path(server, tmp_path, run_cli, 
     again = run_cli("--data-dir", root, "fetch", "m", "--force", env=env)
     assert again.exit_code == 0 and server.count("/base" + asset.url_path) == 2
     assert (root / "pretrained_models" / "m.pth").read_bytes() == data
+
+
+def test_dry_run_says_an_unverified_copy_is_downloaded_again(server, tmp_path, run_cli, monkeypatch):
+    asset = make_asset(server, "aux", payload(100, 19), with_prefix=False)
+    import expose_cli.cli.fetch as fetch_cli
+
+    monkeypatch.setattr(fetch_cli, "default_manifest", lambda: [asset])
+    root = tmp_path / "data"
+    (root / "pretrained_models").mkdir(parents=True)
+    (root / "pretrained_models" / "aux.pth").write_bytes(b"copied by hand")
+    dry = run_cli("--data-dir", root, "fetch", "aux", "--dry-run", "--json", tmp_path / "x.json")
+    assert dry.exit_code == 0
+    row = next(line for line in dry.stdout.splitlines() if "aux" in line and "present" in line)
+    assert "download" in row and "skip" not in row

@@ -295,7 +295,8 @@ def download_asset(
         return Result(asset.name, "verified", rel, main.stat().st_size, lock_sha(lock, main), "already present, skipped")
     corrupt = main.with_name(main.name + ".corrupt")
     notes = []
-    if status == "corrupt" and main.is_file():
+    moved_aside = status == "corrupt" and main.is_file()  # the user's bad copy is kept as NAME.corrupt
+    if moved_aside:
         os.replace(main, corrupt)
         notes.append(f"the copy on disk was corrupt ({detail}): moved to {corrupt.name}")
     entry = lock.get(main)
@@ -350,7 +351,7 @@ def download_asset(
     _part_meta(part).unlink(missing_ok=True)
     lock.record(main, digest, url)
     _copy_to_others(main, paths[1:])
-    if not notes or not notes[0].startswith("the copy on disk was corrupt"):
+    if not moved_aside:  # a stale .corrupt from an earlier failed download
         corrupt.unlink(missing_ok=True)
     return Result(asset.name, "downloaded", rel, main.stat().st_size, digest, "; ".join(notes))
 

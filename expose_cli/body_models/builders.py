@@ -80,6 +80,11 @@ def model_candidates(source: DataTree | str | Path, kind: str, variant: str) -> 
     return _candidates(source, lambda t, e: tree_file(t, variant, e), f"{prefix}_{variant.upper()}")
 
 
+def flame_file(source: DataTree | str | Path) -> Path:
+    """The FLAME model file to use: ``FLAME_NEUTRAL.npz`` (else ``.pkl``), or a file path as given."""
+    return _resolve(source, model_candidates(source, "flame", "neutral"), "FLAME model", FLAME_SITE)
+
+
 def smplx_file(source: DataTree | str | Path, gender: str = "neutral") -> Path:
     """The SMPL-X file to use: a file path as given, or ``SMPLX_<GENDER>.npz`` (else ``.pkl``)."""
     cands = model_candidates(source, "smplx", gender)
@@ -232,13 +237,12 @@ def build_flame(
 ) -> smplx.FLAMELayer:
     """FLAME 2019 layer with its landmark embeddings (``flame_static_embedding.pkl`` and, for the
     contour, ``flame_dynamic_embedding.npy``) from the data tree or a folder holding them."""
-    model_c = model_candidates(source, "flame", "neutral")
     if isinstance(source, DataTree):
         static, dynamic = source.flame_static_embedding, source.flame_dynamic_embedding
     else:
         folder = Path(source)
         static, dynamic = folder / "flame_static_embedding.pkl", folder / "flame_dynamic_embedding.npy"
-    path = _resolve(source, model_c, "FLAME model", FLAME_SITE)
+    path = flame_file(source)
     if not static.is_file():
         raise MissingFileError(static, "FLAME static landmark embedding", "run `expose fetch-models`")
     if use_face_contour and not dynamic.is_file():

@@ -56,7 +56,9 @@ def run_fetch(
             table.add_column(col)
         for a in assets:
             status, _ = file_status(a, tree, lock)
-            would = ("skip" if status in ("verified", "present") and not options.force
+            # A downloadable file "present" without a checksum is downloaded again to verify it.
+            kept = status == "verified" or (status == "present" and not a.downloadable)
+            would = ("skip" if kept and not options.force
                      else "download" if a.downloadable else "install by hand")
             src = (options.mirror.rstrip("/") + a.url_path) if (options.mirror and a.url) else (a.url or a.website or "")
             table.add_row(a.name, status, would, str(a.paths(tree)[0]), src)

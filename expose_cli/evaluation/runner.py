@@ -183,12 +183,9 @@ def load_scoring_assets(name: str, reader: HDF5Reader, tree: DataTree, limit: in
             models[gender] = needed_for(name, lambda g=gender: build_smpl(tree, g, dtype=torch.float64))
         return {"j_regressor_h36m": reg, "smpl": models}
     if name == "stirling":
-        from expose_cli.body_models.builders import FLAME_SITE
+        from expose_cli.body_models.builders import flame_file
 
-        flame = next((p for p in (tree.flame_model("neutral", "npz"), tree.flame_model("neutral", "pkl")) if p.is_file()), None)
-        if flame is None:
-            raise ExposeError(f"FLAME model not found (needed to score {name}): download it from {FLAME_SITE}",
-                              path=tree.flame_model("neutral", "pkl"), exit_code=2)
+        flame = needed_for(name, lambda: flame_file(tree))
         return {"faces": load_body_model_data(flame)["f"].astype(np.int64)}
     return {}
 

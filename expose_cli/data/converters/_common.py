@@ -75,6 +75,13 @@ def check_shape(path: Path, key: str, array: np.ndarray, *shapes: tuple[int | No
     raise BadInputFile(f"{key} has shape {tuple(np.shape(array))}, expected {expected}", path=path)
 
 
+def check_min_columns(path: Path, key: str, array: np.ndarray, at_least: int) -> None:
+    """Raise :class:`BadInputFile` unless ``array`` is ``(N, M)`` with ``M >= at_least``."""
+    check_shape(path, key, array, (None,))
+    if np.shape(array)[1] < at_least:
+        raise BadInputFile(f"{key} has shape {tuple(np.shape(array))}, expected (N, >= {at_least})", path=path)
+
+
 def text(value: Any) -> str:
     """A string element of an npz array as ``str``: bytes (``S`` dtype, or in an object array) are
     decoded as UTF-8 (latin-1 when not valid UTF-8) instead of becoming ``"b'...'"``."""

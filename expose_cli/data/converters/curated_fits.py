@@ -19,6 +19,7 @@ import numpy as np
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.converters._common import (
     box_from_points,
+    check_min_columns,
     check_shape,
     load_npz,
     smplx_pose_fields,
@@ -58,11 +59,8 @@ def _check(path: Path, data: dict) -> None:
     check_shape(path, "img_fns", data["img_fns"], ())
     check_shape(path, "keypoints2D", data["keypoints2D"], (137, 3))
     check_shape(path, "pose", data["pose"], (55, 3), (53, 3), (165,), (159,))
-    check_shape(path, "betas", data["betas"], (None,))
-    check_shape(path, "expression", data["expression"], (None,))
     for key in ("betas", "expression"):
-        if data[key].shape[1] < 10:
-            check_shape(path, key, data[key], (10,))
+        check_min_columns(path, key, data[key], 10)
     if "vertices" in data:
         check_shape(path, "vertices", data["vertices"], (None, 3))
 

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints, get_convention
-from expose_cli.data.converters._common import check_shape, load_npz, smplx_pose_fields, text
+from expose_cli.data.converters._common import (
+    check_min_columns,
+    check_shape,
+    load_npz,
+    smplx_pose_fields,
+    text,
+)
 
 SPLITS = ("coco", "lsp", "lspet", "mpii")
 VERSION = "1"
@@ -47,9 +53,7 @@ def _check(path: Path, data: dict) -> None:
     check_shape(path, "scale", data["scale"], (), (1,))
     check_shape(path, "part", data["part"], (24, 3))
     check_shape(path, "pose", data["pose"], (165,), (55, 3))
-    check_shape(path, "betas", data["betas"], (10,), (None,))
-    if data["betas"].shape[1] < 10:
-        check_shape(path, "betas", data["betas"], (10,))
+    check_min_columns(path, "betas", data["betas"], 10)
 
 
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
