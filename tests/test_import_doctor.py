@@ -273,10 +273,9 @@ def test_doctor_accepts_a_pkl_only_tree(tmp_path, run_cli):
     assert report["SMPL-X neutral"]["status"] == "ok"
     assert report["SMPL-X neutral"]["path"].endswith("SMPLX_NEUTRAL.pkl")
     assert [p.rsplit("/", 1)[-1] for p in report["SMPL-X neutral"]["accepted"]] == ["SMPLX_NEUTRAL.npz", "SMPLX_NEUTRAL.pkl"]
-    # The list is the builders' own.
-    from expose_cli.body_models.builders import model_candidates
-
-    assert report["SMPL-X neutral"]["accepted"] == [str(p) for p in model_candidates(tree, "smplx", "neutral")]
+    # the full paths, .npz first (the file the builders load when both exist)
+    assert report["SMPL-X neutral"]["accepted"] == [str(tree.root / "body_models" / "smplx" / f"SMPLX_NEUTRAL.{ext}")
+                                                    for ext in ("npz", "pkl")]
     # A damaged .npz takes precedence (the builders would load it) and is reported.
     tree.smplx_model("neutral", "npz").write_bytes(b"garbage")
     result = run_cli("--data-dir", tree.root, "doctor", "--for", "infer", "--json", tmp_path / "d.json")
