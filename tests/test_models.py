@@ -45,7 +45,7 @@ _NOT_OURS = ("body_model_train.", "body_model_test.", "backbone.stage4.", "backb
 
 def mmhuman3d_state_from_layout(kind: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """A state_dict in MMHuman3D's layout, made from the reference key list alone (no network of ours):
-    random floats; the ``*_idxs`` slices of each head consecutive in the file's key order (as MMHuman3D
+    random floats (variances positive); the ``*_idxs`` slices of each head consecutive in the file's key order (as MMHuman3D
     lays out its parameter vector); ``num_batches_tracked`` counters; ``layer_00N`` the same tensors as
     ``blocks.N`` (one module registered under two names). Groups we skip cost no memory (expanded zeros)."""
     g = torch.Generator().manual_seed(seed)
@@ -62,6 +62,8 @@ def mmhuman3d_state_from_layout(kind: str, seed: int = 0) -> dict[str, torch.Ten
             state[key] = torch.tensor(int(torch.randint(1, 1000, (), generator=g)))
         elif ".regressor.module.layer_" in key:
             state[key] = state[key.replace(".layer_00", ".blocks.")]
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=g) + 0.5
         else:
             state[key] = torch.rand(shape, generator=g) - 0.5
     return state
