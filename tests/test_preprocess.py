@@ -341,12 +341,12 @@ def test_embed_images(tmp_path, run_cli):
     A = row["image_crop_affine"]
     cx, cy = A @ np.array([bx + bw / 2, by + bh / 2, 1.0])
     assert abs(cx - crop.shape[1] / 2) < 1e-2 and abs(cy - crop.shape[0] / 2) < 1e-2
-    # and the crop's pixels are the image's pixels there: the box spans at most -120..1320 px, so its
-    # middle 60 % lies inside the image
+    # and the crop's pixels are the image's pixels there: the crop spans twice the box's longer side
+    # (at most 2 x 1.2 x 1200 px) about a centre near (600, 600), so its middle 30 % lies in the image
     inv = np.linalg.inv(np.vstack([A, [0, 0, 1]]))[:2]
     side = crop.shape[0]
-    for fu in (0.2, 0.35, 0.5, 0.65, 0.8):
-        for fv in (0.2, 0.5, 0.8):
+    for fu in (0.35, 0.425, 0.5, 0.575, 0.65):
+        for fv in (0.35, 0.5, 0.65):
             u, v = int(fu * side), int(fv * side)
             px, py = inv @ np.array([u, v, 1.0])
             assert 0 <= px < 1400 and 0 <= py < 1400
