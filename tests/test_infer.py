@@ -391,9 +391,11 @@ def test_hog_finds_a_person_end_to_end(infer_tree, tmp_path, run_cli):
     img = np.clip(180 + rng.normal(0, 8, (320, 240, 3)), 0, 255).astype(np.uint8)
     _silhouette(img, 120, 85, 150)  # 150 px tall, x 100..140, y 85..235
     cv2.imwrite(str(tmp_path / "walker.png"), img)
-    # OpenCV's default people detector finds the silhouette, once (margin ~2.4 with OpenCV 4.14)
+    # OpenCV's default people detector finds the silhouette, once (margin ~2.4 with OpenCV 4.14), in a
+    # box around it centred on it (within 6 px: the detector's 8 px stride)
     found = B.detect_hog(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
     assert len(found) == 1 and found[0][0] < 100 and found[0][2] > 140 and found[0][1] < 85 and found[0][3] > 235
+    assert abs((found[0][0] + found[0][2]) / 2 - 120) < 6 and abs((found[0][1] + found[0][3]) / 2 - 160) < 6
     out = tmp_path / "o"
     res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "walker.png", "--out", out, "--format", "json")
     assert res.exit_code == 0, res.output
