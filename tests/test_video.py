@@ -319,3 +319,65 @@ def test_y_up_frame_keeps_the_mesh():
     for f in range(3):
         camera = _rodrigues(aa[f]) @ (x - pelvis) + pelvis + cam_t[f]
         np.testing.assert_allclose(_rodrigues(new_aa[f]) @ (x - pelvis) + pelvis + trans[f], flip @ camera, atol=1e-9)
+
+
+# -- expose fetch detector -------------------------------------------------------------------------
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_install_detector_checks_the_member(tmp_path):
+    import hashlib
+
+    from expose_cli.assets.detector_model import install_detector
+
+    onnx_bytes = b"pretend onnx" * 100
+    good = hashlib.sha256(onnx_bytes).hexdigest()
+    archive = _zip(tmp_path / "a.zip", {"20230831/rtmdet/end2end.onnx": onnx_bytes, "20230831/rtmdet/deploy.json": b"{}"})
+    dest = tmp_path / "data" / "detectors" / "person.onnx"
+    assert install_detector(archive, dest, expected_sha256=good).read_bytes() == onnx_bytes
+    dest.unlink()
+    with pytest.raises(ExposeError, match="sha256"):
+        install_detector(archive, dest, expected_sha256="0" * 64)
+    assert not dest.exists() and list(dest.parent.iterdir()) == []  # nothing half-written left
+    # a member name that tries to leave the tree is read, never used as a path
+    evil = _zip(tmp_path / "evil.zip", {"../../outside/end2end.onnx": onnx_bytes})
+    install_detector(evil, dest, expected_sha256=good)
+    assert not (tmp_path.parent / "outside").exists()
+    with pytest.raises(ExposeError, match="expected one end2end.onnx"):
+        install_detector(_zip(tmp_path / "none.zip", {"model.onnx": b"x"}), dest, expected_sha256=good)
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    with pytest.raises(ExposeError, match="cannot read the detector archive"):
+        install_detector(tmp_path / "bad.zip", dest, expected_sha256=good)
+
+
+def test_fetch_detector_cli(tmp_path, run_cli, monkeypatch):
+    import hashlib
+    import io
+    import zipfile
+    from urllib.parse import urlsplit
+
+    from expose_cli.assets import detector_model
+    from tests.http_server import FileServer
+
+    onnx_bytes = b"tiny detector" * 50
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("sdk/end2end.onnx", onnx_bytes)
+    monkeypatch.setattr(detector_model, "ONNX_SHA256", hashlib.sha256(onnx_bytes).hexdigest())
+    server = FileServer()
+    base = server.start()
+    try:
+        server.files[urlsplit(detector_model.ARCHIVE_URL).path] = buf.getvalue()
+        result = run_cli("--data-dir", tmp_path, "fetch", "detector", "--mirror", base)
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "detectors" / "rtmdet_nano_person.onnx").read_bytes() == onnx_bytes

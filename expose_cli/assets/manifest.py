@@ -151,6 +151,11 @@ def default_manifest() -> list[Asset]:
               destinations=(lambda t: t.pretrained_models / "resnet18.pth",), website="https://download.openmmlab.com (mmcv model zoo)",
               install="copy the file to the path shown"),
     ]
+    assets.append(_download(
+        "detector", "detector", "person detector for `expose infer` (OpenMMLab RTMDet-nano, ONNX, Apache-2.0)",
+        "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
+        "rtmdet_nano_8xb32-100e_coco-obj365-person-05d8511e.zip",
+        lambda t: t.detectors / "rtmdet_nano_8xb32-100e_coco-obj365-person-05d8511e.zip"))
     return assets
 
 
