@@ -189,7 +189,7 @@ def _jitter(joints: np.ndarray, fps: float) -> float:
 def test_smoothing_reduces_jitter_and_keeps_clean_tracks(standin_tree, method):
     import smplx
 
-    from expose_cli.assets.paths import DataTree
+    from expose_cli.io.paths import DataTree
 
     fps, frames = 30.0, 60
     model = smplx.create(str(DataTree(standin_tree).body_models), model_type="smplx", gender="neutral",
