@@ -182,16 +182,6 @@ def test_render_depth_order_and_coverage():
     assert out[5, 5].tolist() == [0, 0, 0]  # background untouched
 
 
-@pytest.fixture(scope="module")
-def infer_tree(standin_tree, tmp_path_factory):
-    import shutil
-
-    root = tmp_path_factory.mktemp("infer_data")
-    shutil.copytree(standin_tree, root, dirs_exist_ok=True)
-    write_mmhuman3d_checkpoint(root / "pretrained_models" / "expose.pth", "expose", seed=1, small=True)
-    return root
-
-
 def _inputs(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -376,8 +366,8 @@ def test_ckpt_kinds(infer_tree, tmp_path, run_cli, kind, n_verts, part):
 @pytest.mark.parametrize("override, res", [(None, 224), ("hand.img_res=160", 160)])
 def test_set_img_res_changes_the_crops(infer_tree, tmp_path, run_cli, monkeypatch, override, res):
     """``--set hand.img_res=N``: the hand model's input crops are N x N pixels (224 by default)."""
-    from expose_cli.io.paths import DataTree
     from expose_cli.inference import pipeline
+    from expose_cli.io.paths import DataTree
 
     ckpt = DataTree(infer_tree).checkpoint("hand")
     if not ckpt.is_file():

@@ -8,6 +8,7 @@ composition written here, the body model's own joints).
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -381,3 +382,60 @@ def test_fetch_detector_cli(tmp_path, run_cli, monkeypatch):
         server.stop()
     assert result.exit_code == 0, result.output
     assert (tmp_path / "detectors" / "rtmdet_nano_person.onnx").read_bytes() == onnx_bytes
+
+
+# -- the whole path through `expose infer` -----------------------------------------------------------
+
+class _TwoPersons(torch.nn.Module):
+    """Always two persons, left and right, in a 320 x 320 letterboxed input."""
+
+    def forward(self, x):
+        n = x.shape[0]
+        dets = torch.tensor([[10.0, 20.0, 140.0, 230.0, 0.9], [180.0, 30.0, 300.0, 220.0, 0.8]], dtype=x.dtype)
+        return dets.expand(n, 2, 5) + 0 * x.mean(), torch.zeros(n, 2, dtype=torch.int64)
+
+
+def test_video_tracks_smoothing_and_motion_files(infer_tree, tmp_path, run_cli):
+    pytest.importorskip("onnxruntime")
+    model = tmp_path / "two.onnx"
+    torch.onnx.export(_TwoPersons(), (torch.zeros(1, 3, 320, 320),), str(model), input_names=["input"],
+                      output_names=["dets", "labels"], dynamo=False)
+    import cv2
+
+    writer = cv2.VideoWriter(str(tmp_path / "walk.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for i in range(6):
+        writer.write(np.full((240, 320, 3), 60 + 20 * i, np.uint8))
+    writer.release()
+    out = tmp_path / "o"
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "walk.avi", "--out", out, "--render",
+                  "--detector", f"onnx:{model}", "--format", "json")
+    assert res.exit_code == 0, res.output
+    tracks = json.loads((out / "walk" / "tracks.json").read_text())
+    assert [t["id"] for t in tracks["tracks"]] == [0, 1] and tracks["smoothing"] == "savgol"
+    assert all(t["frames"] == list(range(6)) for t in tracks["tracks"])
+    assert all(f["track_ids"] == [0, 1] for f in tracks["frames"])  # largest box first, every frame
+    assert json.loads((out / "walk" / "frame_000003" / "result.json").read_text())["track_ids"] == [0, 1]
+    track = out / "walk" / "tracks" / "track_001"
+    params = np.load(track / "params.npz")
+    assert params["frames"].tolist() == list(range(6)) and params["body_pose"].shape == (6, 21, 3)
+    amass = np.load(track / "motion.npz")
+    assert amass["poses"].shape == (6, 165) and amass["trans"].shape == (6, 3)
+    assert float(amass["mocap_framerate"]) == pytest.approx(10.0)
+    names, _, _, channels, frame_time, data = _read_bvh(track / "motion.bvh")
+    assert len(names) == 55 and names[0] == "pelvis" and data.shape == (6, 3 + 55 * 3)  # root position, then 3 angles per joint
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["videos"][0]["tracks"] == 2 and summary["failed"] == 0
+    assert (out / "walk" / "overlay.mp4").is_file()
+
+
+def test_detector_choices_on_the_command_line(infer_tree, tmp_path, run_cli):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((120, 90, 3), 128, np.uint8))
+    res = run_cli("--data-dir", infer_tree, "infer", tmp_path / "a.jpg", "--out", tmp_path / "o", "--format", "json")
+    assert "expose fetch detector" in res.stderr and "HOG" in res.stderr  # no detector file: HOG, with a warning
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    res = run_cli("--data-dir", infer_tree, "infer", tmp_path / "a.jpg", "--out", tmp_path / "o2",
+                  "--detector", f"onnx:{tmp_path / 'junk.onnx'}")
+    assert res.exit_code != 0 and "junk.onnx" in res.stderr and "not a usable ONNX model" in res.stderr
+    assert not (tmp_path / "o2").exists()

@@ -130,3 +130,30 @@ def _input_size(shape) -> tuple[int, int]:
     if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
         return h, w
     return DEFAULT_INPUT_SIZE
+
+
+DETECTORS = ("auto", "hog", "full-image", "onnx:PATH")
+
+
+def resolve_detector(spec: str, default_onnx: Path) -> tuple[str, OnnxPersonDetector | None, str | None]:
+    """``--detector`` -> (kind, ONNX detector or ``None``, a one-line warning or ``None``).
+
+    ``auto``: the ONNX detector at ``default_onnx`` when it is there and ONNX Runtime is installed,
+    else OpenCV's HOG with a warning that says how to get the real one. ``onnx:PATH``: that model
+    (a bad file is an error). ``hog``, ``full-image``: as named.
+    """
+    if spec in ("hog", "full-image"):
+        return spec, None, None
+    if spec.startswith("onnx:"):
+        return "onnx", load_onnx_detector(spec[5:]), None
+    if spec != "auto":
+        raise ExposeError(f"unknown --detector {spec!r}", hint="use auto, hog, full-image or onnx:PATH")
+    if not Path(default_onnx).is_file():
+        return "hog", None, (f"no person detector at {default_onnx}: using OpenCV's HOG, which misses and invents "
+                             "people; `expose fetch detector` installs a real one")
+    try:
+        return "onnx", load_onnx_detector(default_onnx), None
+    except ExposeError as exc:
+        if exc.hint == ONNX_INSTALL:
+            return "hog", None, f"{exc.reason}: using OpenCV's HOG instead ({ONNX_INSTALL})"
+        raise

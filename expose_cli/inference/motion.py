@@ -37,9 +37,10 @@ def full_pose(params: dict[str, np.ndarray], frames: int) -> np.ndarray:
 
 def to_y_up(global_orient: np.ndarray, camera_translation: np.ndarray, pelvis_rest: np.ndarray):
     """Global orientation (axis-angle ``[T, 3]``) and AMASS ``trans`` ``[T, 3]`` in the y-up frame."""
-    rot = axis_angle_to_matrix(torch.as_tensor(global_orient, dtype=torch.float64)).numpy()
+    global_orient = np.asarray(global_orient, np.float64).reshape(-1, 3)
+    rot = axis_angle_to_matrix(torch.as_tensor(global_orient)).numpy()
     rot = np.einsum("ij,tjk->tik", FLIP_YZ, rot)
-    trans = (camera_translation + pelvis_rest) @ FLIP_YZ.T - pelvis_rest
+    trans = (np.asarray(camera_translation, np.float64).reshape(-1, 3) + pelvis_rest) @ FLIP_YZ.T - pelvis_rest
     return matrix_to_axis_angle_np(rot), trans
 
 
