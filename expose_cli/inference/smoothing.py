@@ -14,6 +14,8 @@ suits a live stream, where later frames are not known yet.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -56,6 +58,28 @@ def savgol_weights(offsets: np.ndarray, order: int) -> np.ndarray:
     return np.linalg.pinv(design)[0]
 
 
+@functools.lru_cache(maxsize=64)
+def savgol_matrix(n: int, window: int, order: int) -> np.ndarray:
+    """``[n, n]`` matrix of :func:`savgol` over ``n`` frames (interior rows share one set of weights)."""
+    half = window // 2
+    out = np.zeros((n, n))
+    for t in range(n):
+        start = int(np.clip(t - half, 0, n - window))
+        offsets = np.arange(start, start + window) - t
+        out[t, start:start + window] = savgol_weights(offsets, order) if (t < half or t >= n - half) else 0.0
+    if n > 2 * half:
+        out[half:n - half] += _band(n, window, savgol_weights(np.arange(-half, half + 1), order))
+    return out
+
+
+def _band(n: int, window: int, weights: np.ndarray) -> np.ndarray:
+    half = window // 2
+    band = np.zeros((n - 2 * half, n))
+    for k, w in enumerate(weights):
+        band[np.arange(n - 2 * half), np.arange(n - 2 * half) + k] = w
+    return band
+
+
 def savgol(x: np.ndarray, window: int = 11, order: int = 3) -> np.ndarray:
     """Savitzky-Golay filter along axis 0 of ``x`` [T, ...]: each frame is replaced by the value of
     the degree-``order`` least-squares polynomial over ``window`` frames (odd) around it; near the
@@ -66,14 +90,7 @@ def savgol(x: np.ndarray, window: int = 11, order: int = 3) -> np.ndarray:
         return x.copy()
     window = min(window, n if n % 2 else n - 1)
     order = min(order, window - 1)
-    half = window // 2
-    flat = x.reshape(n, -1)
-    out = np.empty_like(flat)
-    for t in range(n):
-        start = int(np.clip(t - half, 0, n - window))
-        idx = np.arange(start, start + window)
-        out[t] = savgol_weights(idx - t, order) @ flat[idx]
-    return out.reshape(x.shape)
+    return (savgol_matrix(n, window, order) @ x.reshape(n, -1)).reshape(x.shape)
 
 
 def continuous_quaternions(q: np.ndarray) -> np.ndarray:
