@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from expose_cli.assets.paths import DataTree
+from expose_cli.data.outputs import TRAINING_SPLITS, output_files, training_files
 from expose_cli.errors import ExposeError
 
 TASKS = ("infer", "eval", "train")
@@ -91,6 +92,10 @@ def _hdf5(path: Path) -> None:
         raise ExposeError(f"cannot open as HDF5: {exc}", path=path) from exc
 
 
+def _preprocessed(path: Path, dataset: str, label: str, tasks: tuple[str, ...]) -> Requirement:
+    return Requirement(f"{label} (HDF5)", path, tasks, f"the dataset's website + `expose preprocess {dataset}`", _hdf5)
+
+
 def requirements(tree: DataTree) -> list[Requirement]:
     """Every file any command reads, in the seed's layout.
 
@@ -124,13 +129,11 @@ def requirements(tree: DataTree) -> list[Requirement]:
                                     _auxiliary(name)))
     for name, tasks in (("expose", ("infer", "eval")), ("body", ("eval",)), ("face", ("eval",)), ("hand", ("eval",))):
         reqs.append(Requirement(f"checkpoint '{name}'", tree.checkpoint(name), tasks, FETCH, _checkpoint))
-    for ds, split, tasks in (
-        ("ehf", "val", ("eval",)), ("3dpw", "test", ("eval",)), ("freihand", "test", ("eval",)),
-        ("stirling", "HQ", ("eval",)), ("curated-fits", "train", ("train",)), ("freihand", "train", ("train",)),
-        ("ffhq", "train", ("train",)), ("spin-smplx", "train", ("train",)), ("h36m-smplx", "train", ("train",)),
-    ):
-        reqs.append(Requirement(f"{ds} {split} (HDF5)", tree.preprocessed_file(ds, split), tasks,
-                                f"the dataset's website + `expose preprocess {ds}`", _hdf5))
+    for ds, split in (("ehf", "val"), ("3dpw", "test"), ("freihand", "test"), ("stirling", "HQ")):
+        reqs.append(_preprocessed(output_files(ds, tree, (split,))[0], ds, f"{ds} {split}", ("eval",)))
+    for ds in TRAINING_SPLITS:  # the files the converters write, from the data layer's one list
+        for split, path in zip(TRAINING_SPLITS[ds], training_files(ds, tree), strict=True):
+            reqs.append(_preprocessed(path, ds, f"{ds} {split}", ("train",)))
     return reqs
 
 

@@ -114,6 +114,7 @@ def inspect(
         for f, (shape, dtype) in fields.items():
             ft.add_row(f, str(tuple(shape)), dtype)
         console.print(ft)
+        images = _report_images(reader, get_settings(ctx).tree.root)
         rows = []
         for i in range(min(samples, len(reader))):
             row = reader[i]
@@ -121,7 +122,26 @@ def inspect(
             rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in short.items()})
             console.print(f"[bold]sample {i}[/bold]: image_path={row['image_path']} bbox_xywh={np.round(row['bbox_xywh'], 1).tolist()}")
         if json_out is not None:
-            write_json_atomic(json_out, {"attrs": attrs, "fields": fields, "num_samples": len(reader), "samples": rows})
+            write_json_atomic(json_out, {"attrs": attrs, "fields": fields, "num_samples": len(reader), "samples": rows,
+                                         "image_paths": images})
+
+
+def _report_images(reader: HDF5Reader, data_dir: Path) -> dict:
+    """Print (and return) how many image paths open, and why the file is stale if it is."""
+    from expose_cli.data.validity import count_resolving, stale_reason
+
+    check = count_resolving(reader, data_dir)
+    style = "green" if check.complete else "yellow" if check.resolved else "red"
+    note = " (the crops are embedded in the file)" if check.embedded else ""
+    console.print(f"image paths: [{style}]{check.resolved} of {check.checked}[/] open under {check.root}{note}",
+                  highlight=False)
+    if check.first_missing is not None:
+        console.print(f"first missing: {check.first_missing}", highlight=False)
+    stale = stale_reason(reader.attrs)
+    if stale is not None:
+        console.print(f"[red]stale:[/] {stale}", highlight=False)
+    return {"checked": check.checked, "resolved": check.resolved, "root": str(check.root),
+            "first_missing": check.first_missing, "embedded": check.embedded, "stale": stale}
 
 
 def register(app: typer.Typer) -> None:
