@@ -376,7 +376,7 @@ def test_ckpt_kinds(infer_tree, tmp_path, run_cli, kind, n_verts, part):
 @pytest.mark.parametrize("override, res", [(None, 224), ("hand.img_res=160", 160)])
 def test_set_img_res_changes_the_crops(infer_tree, tmp_path, run_cli, monkeypatch, override, res):
     """``--set hand.img_res=N``: the hand model's input crops are N x N pixels (224 by default)."""
-    from expose_cli.assets.paths import DataTree
+    from expose_cli.io.paths import DataTree
     from expose_cli.inference import pipeline
 
     ckpt = DataTree(infer_tree).checkpoint("hand")
