@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models import build_smpl, build_smplx
 from expose_cli.body_models.auxiliary import Auxiliary
 from expose_cli.body_models.keypoints import H36M17
 from expose_cli.geometry.rotations import axis_angle_to_matrix
+from expose_cli.io.paths import DataTree
 
 SMPLX_PELVIS, SMPLX_NECK, SMPLX_HEAD = 0, 12, 15
 H36M_PELVIS, H36M_THORAX, H36M_HEAD = (H36M17.index(n) for n in ("pelvis", "thorax", "head_h36m"))

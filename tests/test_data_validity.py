@@ -11,13 +11,13 @@ import shutil
 import h5py
 import pytest
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.data import validity
 from expose_cli.data.converters import CONVERTERS
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.data.outputs import TRAINING_SPLITS, output_files, training_files
 from expose_cli.data.preprocess import convert
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 from expose_cli.testing import raw_datasets as raw
 
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.auxiliary import Auxiliary
 from expose_cli.body_models.loading import load_body_model_data
 from expose_cli.evaluation import protocols
 from expose_cli.geometry.rotations import axis_angle_to_matrix
+from expose_cli.io.hashing import sha256_file
+from expose_cli.io.paths import DataTree
 from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
 from expose_cli.testing.raw_datasets import write_ehf, write_freihand
 
@@ -401,7 +402,7 @@ def write_preds(path, benchmark, data, preds, **info):
     n = len(preds["vertices"])
     full = {"image_path": np.array([f"img_{i:03d}.jpg" for i in range(n)]), **preds}
     full.setdefault("joints", np.zeros((n, 1, 3)))
-    runner.save_predictions(path, benchmark, full, {"data_sha256": runner.sha256_file(data), "checkpoint": "ck.pth",
+    runner.save_predictions(path, benchmark, full, {"data_sha256": sha256_file(data), "checkpoint": "ck.pth",
                                                     "checkpoint_sha256": "ab" * 32, "torch": "9.9.9", **info})
     return path
 
@@ -638,11 +639,12 @@ def _linked_tree(src, dst):
 def no_predict(monkeypatch):
     """Fails the test if `expose eval` gets as far as running the network or hashing the data."""
     from expose_cli.evaluation import runner
+    from expose_cli.io import hashing
 
     calls = []
     monkeypatch.setattr(runner, "predict", lambda *a, **k: calls.append("predict") or pytest.fail("predict ran"))
-    real_sha = runner.sha256_file
-    monkeypatch.setattr(runner, "sha256_file", lambda p: calls.append(("sha", str(p))) or real_sha(p))
+    real_sha = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: calls.append(("sha", str(p))) or real_sha(p))
     return calls
 
 
@@ -683,7 +685,7 @@ def test_read_ahead_is_bounded(tmp_path, monkeypatch):
     import time
     from types import SimpleNamespace
 
-    import expose_cli.inference.inputs as inputs_mod
+    import expose_cli.io.images as images_mod
     import expose_cli.models as models_mod
     from expose_cli.data.hdf5 import HDF5Reader
     from expose_cli.evaluation import runner
@@ -699,7 +701,7 @@ def test_read_ahead_is_bounded(tmp_path, monkeypatch):
             state["max_ahead"] = max(state["max_ahead"], state["decoded"] - state["consumed"])
         return np.zeros((8, 8, 3), np.uint8)
 
-    monkeypatch.setattr(inputs_mod, "read_image", fake_read)
+    monkeypatch.setattr(images_mod, "read_image", fake_read)
     monkeypatch.setattr(models_mod, "crop_person", lambda img, box, **k: img)
 
     def collate(crops):  # the batch is handed to the model: no longer "ahead"

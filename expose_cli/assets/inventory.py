@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.data.outputs import TRAINING_SPLITS, output_files, training_files
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 
 TASKS = ("infer", "eval", "train")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.data.converters import CONVERTERS
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 
 #: The splits of each dataset that training reads (training-reference §1: curated fits, SPIN's
 #: fits in all four of their files, Human3.6M train for the body; FreiHAND train for the hand;

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.data.converters import CONVERTERS
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 
 #: dataset -> {converter version: what is wrong with its files}.
 BROKEN_VERSIONS: dict[str, dict[str, str]] = {

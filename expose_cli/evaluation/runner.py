@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,11 +9,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.evaluation import protocols
+from expose_cli.io.paths import DataTree
 
 #: benchmark -> (dataset attribute, split, default checkpoint, model kinds that can run it, protocol text)
 BENCHMARKS = {
@@ -49,14 +48,6 @@ class EvalResult:
     @property
     def means(self) -> dict[str, float]:
         return {k: float(np.mean(v)) for k, v in self.per_sample.items()}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_benchmark(name: str) -> tuple:
@@ -97,7 +88,7 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    from expose_cli.inference.inputs import read_image
+    from expose_cli.io.images import read_image
     from expose_cli.models import collate, crop_person
 
     raw_root = Path(str(reader.attrs["raw_root"]))
