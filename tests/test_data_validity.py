@@ -138,6 +138,15 @@ def test_doctor_for_train_passes_after_preprocess_all(standin_tree, tmp_path, ru
     assert res.exit_code == 0, res.output
     report = {r["file"]: r["status"] for r in json.loads((tmp_path / "d.json").read_text())}
     assert report["spin-smplx lspet (HDF5)"] == "ok" and "spin-smplx train (HDF5)" not in report
+    # a file of the broken Human3.6M converter, and a moved-away image: the doctor says which and why
+    _as_version_1(tree.preprocessed_file("h36m-smplx", "train"))
+    (tree.datasets / "lsp" / "lspet" / "images" / "im00002.png").unlink()
+    res = run_cli("--data-dir", data, "doctor", "--for", "train", "--json", tmp_path / "d.json")
+    assert res.exit_code == 1
+    report = {r["file"]: r for r in json.loads((tmp_path / "d.json").read_text())}
+    assert report["h36m-smplx train (HDF5)"]["status"] == "invalid"
+    assert "re-run `expose preprocess h36m-smplx`" in report["h36m-smplx train (HDF5)"]["detail"]
+    assert "1 of 2 image paths checked do not open" in report["spin-smplx lspet (HDF5)"]["detail"]
 
 
 def test_output_files_names_and_errors(tmp_path):

@@ -92,8 +92,22 @@ def _hdf5(path: Path) -> None:
         raise ExposeError(f"cannot open as HDF5: {exc}", path=path) from exc
 
 
-def _preprocessed(path: Path, dataset: str, label: str, tasks: tuple[str, ...]) -> Requirement:
-    return Requirement(f"{label} (HDF5)", path, tasks, f"the dataset's website + `expose preprocess {dataset}`", _hdf5)
+def _usable(tree: DataTree) -> Callable[[Path], None]:
+    """A preprocessed file: written by `expose preprocess`, not by a converter version known to be
+    broken, and its image paths (16 evenly spaced rows) open under its raw root or in ``tree``."""
+
+    def check(path: Path) -> None:
+        from expose_cli.data.validity import check_training_file
+
+        _hdf5(path)
+        check_training_file(path, tree.root, sample=16)
+
+    return check
+
+
+def _preprocessed(tree: DataTree, path: Path, dataset: str, label: str, tasks: tuple[str, ...]) -> Requirement:
+    return Requirement(f"{label} (HDF5)", path, tasks, f"the dataset's website + `expose preprocess {dataset}`",
+                       _usable(tree))
 
 
 def requirements(tree: DataTree) -> list[Requirement]:
@@ -130,10 +144,10 @@ def requirements(tree: DataTree) -> list[Requirement]:
     for name, tasks in (("expose", ("infer", "eval")), ("body", ("eval",)), ("face", ("eval",)), ("hand", ("eval",))):
         reqs.append(Requirement(f"checkpoint '{name}'", tree.checkpoint(name), tasks, FETCH, _checkpoint))
     for ds, split in (("ehf", "val"), ("3dpw", "test"), ("freihand", "test"), ("stirling", "HQ")):
-        reqs.append(_preprocessed(output_files(ds, tree, (split,))[0], ds, f"{ds} {split}", ("eval",)))
+        reqs.append(_preprocessed(tree, output_files(ds, tree, (split,))[0], ds, f"{ds} {split}", ("eval",)))
     for ds in TRAINING_SPLITS:  # the files the converters write, from the data layer's one list
         for split, path in zip(TRAINING_SPLITS[ds], training_files(ds, tree), strict=True):
-            reqs.append(_preprocessed(path, ds, f"{ds} {split}", ("train",)))
+            reqs.append(_preprocessed(tree, path, ds, f"{ds} {split}", ("train",)))
     return reqs
 
 
