@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from expose_cli import __version__
-from expose_cli.assets.paths import DataTree
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.evaluation import runner
+from expose_cli.io import hashing
+from expose_cli.io.paths import DataTree
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,15 @@ BENCHMARKS = {
         runner.ehf_assets, runner.score_ehf),
     "freihand": Benchmark(
         "freihand", "freihand", "test", "hand", ("hand",),
-        "MMHuman3D: 21 joints root-relative PA-MPJPE, 778 vertices PA-PVE; FreiHAND F@5/15 mm on aligned vertices",
-        runner.no_assets, runner.score_freihand),
+        "MMHuman3D: 21 joints root-relative PA-MPJPE; PA-PVE against the MANO mesh of the ground-truth "
+        "parameters. FH- rows (FreiHAND challenge): PA-PVE and F@5/15 mm against the official "
+        "evaluation_verts.json",
+        runner.freihand_assets, runner.score_freihand),
     "3dpw": Benchmark(
         "3dpw", "3dpw", "test", "body", ("body", "expose"),
-        "MMHuman3D: prediction SMPLX_to_J14; ground truth gendered SMPL -> J_regressor_h36m -> H36M_TO_J14; "
-        "both centred on the mean of the hips; MPJPE and PA-MPJPE",
+        "MMHuman3D: prediction SMPLX_to_J14; ground truth NEUTRAL SMPL for every subject -> J_regressor_h36m "
+        "-> H36M_TO_J14; both centred on the mean of the hips; MPJPE and PA-MPJPE. G- rows (HMR/SPIN/VIBE): "
+        "ground truth from the gendered SMPL ('m' male, else female)",
         runner.pw3d_assets, runner.score_3dpw),
     "stirling": Benchmark(
         "stirling", "stirling", "HQ", "face", ("face",),
@@ -143,7 +147,7 @@ def provenance(run: BenchmarkRun, model_config: dict | None = None) -> dict:
     info = {"benchmark": run.benchmark.name, "protocol": run.benchmark.protocol, "data_file": str(run.reader.path)}
     if run.subset is not None:
         info["subset"] = run.subset
-    info.update({"data_sha256": runner.sha256_file(run.reader.path), "expose_version": __version__,
+    info.update({"data_sha256": hashing.sha256_file(run.reader.path), "expose_version": __version__,
                  "python": platform.python_version()})
     if model_config:  # results under a changed config
         info["model_config_overrides"] = model_config
@@ -152,7 +156,7 @@ def provenance(run: BenchmarkRun, model_config: dict | None = None) -> dict:
                      if k in run.saved_attrs})
         info.update({"predictions": str(run.predictions_file), "scored_with_torch": torch.__version__})
     else:
-        info.update({"checkpoint": str(run.checkpoint), "checkpoint_sha256": runner.sha256_file(run.checkpoint),
+        info.update({"checkpoint": str(run.checkpoint), "checkpoint_sha256": hashing.sha256_file(run.checkpoint),
                      "torch": torch.__version__})
     return info
 

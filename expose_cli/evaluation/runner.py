@@ -4,7 +4,6 @@ against it), the files each benchmark's scoring needs, and each benchmark's scor
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +11,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.evaluation import protocols
+from expose_cli.io.paths import DataTree
 
 
 @dataclass
@@ -29,14 +28,6 @@ class EvalResult:
     @property
     def means(self) -> dict[str, float]:
         return {k: float(np.mean(v)) for k, v in self.per_sample.items()}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 #: How many batches are decoded ahead of the one the model is running on.
@@ -58,7 +49,7 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    from expose_cli.inference.inputs import read_image
+    from expose_cli.io.images import read_image
     from expose_cli.models import collate, crop_person
 
     raw_root = Path(str(reader.attrs["raw_root"]))
@@ -132,7 +123,8 @@ def ehf_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
 
 
 def pw3d_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
-    """3DPW: ``J_regressor_h36m`` and the SMPL model of each gender among the first ``n`` rows."""
+    """3DPW: ``J_regressor_h36m``, the neutral SMPL (MMHuman3D's rows) and the SMPL model of each
+    gender among the first ``n`` rows (``G-`` rows)."""
     import torch
 
     from expose_cli.body_models import build_smpl
@@ -142,9 +134,19 @@ def pw3d_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
     reg = needed_for(name, Auxiliary(tree).j_regressor_h36m)
     codes = sorted({int(c) for c in reader.column("gender")[:n]})
     models = {}
-    for gender in sorted({PW3D_GENDER.get(c, "female") for c in codes}):
+    for gender in ["neutral", *sorted({PW3D_GENDER.get(c, "female") for c in codes})]:
         models[gender] = needed_for(name, lambda g=gender: build_smpl(tree, g, dtype=torch.float64))
     return {"j_regressor_h36m": reg, "smpl": models}
+
+
+def freihand_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
+    """FreiHAND: the right MANO model (its mean hand pose kept unless the file's pose has a mean added)."""
+    import torch
+
+    from expose_cli.body_models import build_mano
+
+    flat = bool(reader.attrs.get("mano_hand_mean_added", False))
+    return {"mano": needed_for("freihand", lambda: build_mano(tree, "right", flat_hand_mean=flat, dtype=torch.float64))}
 
 
 def stirling_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
@@ -156,12 +158,8 @@ def stirling_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
     return {"faces": load_body_model_data(flame)["f"].astype(np.int64)}
 
 
-def no_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
-    """FreiHAND: nothing but the data file."""
-    return {}
-
-
-#: 3DPW gender codes -> SMPL model: 'm' male, everything else female (as MMHuman3D).
+#: 3DPW gender codes -> SMPL model of the ``G-`` rows: 'm' male, everything else female (as the
+#: HMR / SPIN / VIBE evaluation code; MMHuman3D records the gender but its scorer ignores it).
 PW3D_GENDER = {1: "male", 2: "female", 0: "female"}
 
 
@@ -174,7 +172,8 @@ def score_ehf(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) ->
 
 def score_3dpw(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) -> dict[str, np.ndarray]:
     n = len(preds["vertices"])
-    return protocols.pw3d_metrics(preds["joints_j14"], pw3d_ground_truth(reader, n, assets))
+    return protocols.pw3d_metrics(preds["joints_j14"], pw3d_ground_truth(reader, n, assets, gendered=False),
+                                  pw3d_ground_truth(reader, n, assets, gendered=True))
 
 
 def score_stirling(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) -> dict[str, np.ndarray]:
@@ -189,12 +188,37 @@ def score_freihand(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dic
     n = len(preds["vertices"])
     gt_joints = convert_keypoints(reader.column("keypoints3d")[:n, :, :3], "smplx", "freihand")[0]
     pred_joints = convert_keypoints(preds["joints"], "mano", "freihand")[0]
-    return protocols.freihand_metrics(pred_joints, gt_joints, preds["vertices"], reader.column("vertices")[:n])
+    return protocols.freihand_metrics(pred_joints, gt_joints, preds["vertices"], reader.column("vertices")[:n],
+                                      mano_param_vertices(reader, n, assets["mano"]))
 
 
-def pw3d_ground_truth(reader: HDF5Reader, n: int, assets: dict) -> np.ndarray:
-    """3DPW ground-truth LSP-14 joints (m): gendered SMPL ('m' male, else female, as MMHuman3D)
-    through ``J_regressor_h36m`` and ``H36M_TO_J14``."""
+def mano_param_vertices(reader: HDF5Reader, n: int, mano) -> np.ndarray:
+    """The MANO mesh (m, no translation) of each row's ground-truth parameters, as MMHuman3D builds
+    FreiHAND's ground-truth vertices. ``mano``'s ``pose_mean`` (MANO's mean hand pose when the file's
+    pose is relative to it, zeros when the mean was added by the converter) is added to the axis-angle
+    pose first. A row without MANO parameters stops with the file named."""
+    import torch
+
+    from expose_cli.geometry.rotations import axis_angle_to_matrix
+
+    has = reader.column("has_mano")[:n].astype(bool)
+    if not has.all():
+        raise ExposeError(f"row {int(np.flatnonzero(~has)[0])} has no MANO parameters (FreiHAND's PA-PVE is "
+                          "scored against their mesh)", path=reader.path, hint="run `expose preprocess freihand`")
+    pose = np.concatenate([reader.column("mano/global_orient")[:n].reshape(n, 1, 3),
+                           reader.column("mano/right_hand_pose")[:n].reshape(n, 15, 3)], axis=1)
+    pose = torch.as_tensor(pose, dtype=torch.float64) + mano.pose_mean.to(torch.float64).reshape(1, 16, 3)
+    rot = axis_angle_to_matrix(pose)
+    with torch.no_grad():
+        out = mano(global_orient=rot[:, :1], hand_pose=rot[:, 1:],
+                   betas=torch.as_tensor(reader.column("mano/betas")[:n], dtype=torch.float64))
+    return out.vertices.numpy()
+
+
+def pw3d_ground_truth(reader: HDF5Reader, n: int, assets: dict, gendered: bool) -> np.ndarray:
+    """3DPW ground-truth LSP-14 joints (m) through ``J_regressor_h36m`` and ``H36M_TO_J14``: from the
+    neutral SMPL for every subject (MMHuman3D, whose ``SMPL`` ignores the gender it is given), or
+    with ``gendered`` from each subject's SMPL ('m' male, everything else female)."""
     import torch
 
     from expose_cli.body_models.keypoints import H36M_TO_J14
@@ -206,8 +230,9 @@ def pw3d_ground_truth(reader: HDF5Reader, n: int, assets: dict) -> np.ndarray:
     bp = axis_angle_to_matrix(torch.as_tensor(reader.column("smpl/body_pose")[:n], dtype=torch.float64))
     betas = torch.as_tensor(reader.column("smpl/betas")[:n], dtype=torch.float64)
     joints = np.zeros((n, 14, 3))
+    models = np.array([PW3D_GENDER.get(int(c), "female") if gendered else "neutral" for c in gender])
     for name, smpl in assets["smpl"].items():
-        idx = np.flatnonzero([PW3D_GENDER.get(int(c), "female") == name for c in gender])
+        idx = np.flatnonzero(models == name)
         if len(idx) == 0:
             continue
         with torch.no_grad():

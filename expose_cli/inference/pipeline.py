@@ -29,8 +29,9 @@ from expose_cli.errors import ExposeError
 from expose_cli.geometry.cameras import crop_camera_to_full_translation
 from expose_cli.inference import boxes as box_utils
 from expose_cli.inference import export
-from expose_cli.inference.inputs import InputItem, read_image, read_video_frames, video_fps
+from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
 from expose_cli.inference.render import render_overlay
+from expose_cli.io.images import read_image
 from expose_cli.models import PersonCrop, Prediction, Predictor, collate, crop_person
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
