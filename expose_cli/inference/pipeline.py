@@ -73,7 +73,7 @@ class Unit:
     processed: int = 0  # persons through the model and written, or failed
 
 
-NO_PERSON = "no person found"
+NO_PERSON = box_utils.NO_PERSON
 
 
 def _message(exc: BaseException) -> str:
