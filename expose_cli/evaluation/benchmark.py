@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.evaluation import runner
 from expose_cli.io import hashing
 from expose_cli.io.paths import DataTree
+
+if TYPE_CHECKING:
+    from expose_cli.models import Predictor
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class BenchmarkRun:
     assets: dict
     limit: int | None = None
     checkpoint: Path | None = None
-    predictor: object | None = None  # a models.Predictor
+    predictor: Predictor | None = None
     predictions_file: Path | None = None
     saved: dict[str, np.ndarray] | None = None
     saved_attrs: dict[str, str] = field(default_factory=dict)
@@ -118,7 +122,7 @@ class BenchmarkRun:
 
 def prepare(bench: Benchmark, reader: HDF5Reader, tree: DataTree, *, ckpt: str | None = None,
             from_predictions: Path | None = None, limit: int | None = None,
-            load_model: Callable[[Path], object] | None = None) -> BenchmarkRun:
+            load_model: Callable[[Path], Predictor] | None = None) -> BenchmarkRun:
     """Check and load everything before any network work or hashing, cheapest first: the checkpoint
     (exists) or the saved predictions (right benchmark), the files scoring needs, then the model
     (``load_model(checkpoint)``, which must be of one of the benchmark's kinds)."""
