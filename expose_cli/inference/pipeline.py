@@ -6,6 +6,11 @@ written last, so ``skip_existing`` resumes an interrupted run exactly. A failure
 (decoding, boxes, the model, writing) is recorded for that input and the others go on;
 ``summary.json`` is rewritten (atomically) as inputs complete and at the end, also when the run
 stops early.
+
+The parts, in the order a unit goes through them (each testable alone, tests/test_infer_parts.py):
+inputs (:func:`_units_to_run`, :func:`_read_ahead`) -> batches (:func:`person_crops`,
+:class:`Batches`) -> forward (:func:`forward`, :func:`predict_batch`) -> writers (:class:`Writers`)
+-> summary (:class:`Summary`); :func:`run_inference` joins them.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ class Unit:
     processed: int = 0  # persons through the model and written, or failed
 
 
-NO_PERSON = "no person found"
+NO_PERSON = box_utils.NO_PERSON
 
 
 def _message(exc: BaseException) -> str:
