@@ -61,7 +61,7 @@ def standin_tree(tmp_path_factory) -> Path:
 def model_tree(standin_tree, tmp_path_factory) -> Path:
     """The stand-in data tree plus small random checkpoints of the four models in MMHuman3D's format
     (``pretrained_models/expose.pth``, ``hrnet_hmr_expose_body.pth``, ...), written once (read-only)."""
-    from expose_cli.assets.paths import DataTree
+    from expose_cli.io.paths import DataTree
     from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
 
     root = link_tree(standin_tree, tmp_path_factory.mktemp("model_data"))
@@ -73,6 +73,13 @@ def model_tree(standin_tree, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_ckpts(model_tree) -> dict[str, Path]:
     """``{kind: path}`` of the small checkpoints in :func:`model_tree` (read-only)."""
-    from expose_cli.assets.paths import DataTree
+    from expose_cli.io.paths import DataTree
 
     return {kind: DataTree(model_tree).checkpoint(kind) for kind in ("body", "hand", "face", "expose")}
+
+
+@pytest.fixture(scope="session")
+def infer_tree(model_tree) -> Path:
+    """The data tree the infer tests run in: :func:`model_tree` (read-only: to remove or add files,
+    take a :func:`link_tree` copy)."""
+    return model_tree

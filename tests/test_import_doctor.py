@@ -10,9 +10,9 @@ import zipfile
 import numpy as np
 import torch
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models import build_mano, build_smpl
 from expose_cli.body_models.loading import load_body_model_data
+from expose_cli.io.paths import DataTree
 from expose_cli.testing import standins
 
 
@@ -82,7 +82,7 @@ def test_import_refuses_path_escape_and_bad_files(tmp_path, run_cli):
 def test_import_smplx_npz_drops_pickled_members(tmp_path, run_cli):
     folder = tmp_path / "models" / "smplx"
     folder.mkdir(parents=True)
-    np.savez(folder / "SMPLX_NEUTRAL.npz", part2num=np.array({"a": 1}, dtype=object), **standins.standin_smplx_arrays())
+    np.savez(folder / "SMPLX_NEUTRAL.npz", part2num=np.array({"a": 1}, dtype=object), **_slim_smplx())
     result = run_cli("--data-dir", tmp_path / "data", "import-body-models", tmp_path / "models")
     assert result.exit_code == 0, result.output
     with np.load(DataTree(tmp_path / "data").smplx_model(), allow_pickle=False) as npz:
