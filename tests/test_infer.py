@@ -375,6 +375,34 @@ def test_ckpt_kinds(infer_tree, tmp_path, run_cli, kind, n_verts, part):
     assert (out / "p" / "overlay.png").is_file()
 
 
+@pytest.mark.parametrize("override, res", [(None, 224), ("hand.img_res=160", 160)])
+def test_set_img_res_changes_the_crops(infer_tree, tmp_path, run_cli, monkeypatch, override, res):
+    """``--set hand.img_res=N``: the hand model's input crops are N x N pixels (224 by default)."""
+    from expose_cli.io.paths import DataTree
+    from expose_cli.inference import pipeline
+
+    ckpt = DataTree(infer_tree).checkpoint("hand")
+    if not ckpt.is_file():
+        write_mmhuman3d_checkpoint(ckpt, "hand", seed=2, small=True)
+    sizes = []
+
+    def collate(crops):
+        batch = real_collate(crops)
+        sizes.append(tuple(batch.img.shape[-2:]))
+        return batch
+
+    real_collate = pipeline.collate
+    monkeypatch.setattr(pipeline, "collate", collate)
+    _image(tmp_path / "p.jpg")
+    (tmp_path / "b.json").write_text(json.dumps({"p.jpg": [[60, 40, 180, 160]]}))
+    res_args = [] if override is None else ["--set", override]
+    result = run_cli("--data-dir", infer_tree, "-q", *res_args, "infer", tmp_path / "p.jpg", "--out", tmp_path / "o",
+                     "--ckpt", "hand", "--boxes", tmp_path / "b.json", "--format", "npz")
+    assert result.exit_code == 0, result.output
+    assert sizes == [(res, res)]
+    assert np.load(tmp_path / "o" / "p" / "person_00.npz")["vertices"].shape == (778, 3)
+
+
 def _silhouette(img, cx, top, h, col=(30, 30, 30)):
     """A dark pedestrian silhouette (head, torso, arms, legs) that OpenCV's HOG people detector finds."""
     u = h / 8

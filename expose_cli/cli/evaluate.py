@@ -116,13 +116,18 @@ def evaluate(
         diff = value - pub if pub is not None else None
         table.add_row(name, unit, fmt.format(value), pub_text or "",
                       "" if diff is None else ("+" if diff >= 0 else "") + fmt.format(diff))
-        rows.append({"metric": name, "unit": unit, "ours": value, "published": pub, "difference": diff})
+        rows.append({"metric": name, "unit": unit, "ours": value, "published": pub, "difference": diff,
+                     "protocol": protocols.row_protocol(name)})
     console.print(table)
+    for key in dict.fromkeys(r["protocol"] for r in rows):
+        prefix = next((p for p, k in protocols.PREFIXES.items() if k == key), "no prefix")
+        console.print(f"{prefix.strip()}: {protocols.PROTOCOLS[key]}", highlight=False)
     if subset is not None and not published:
         console.print(f"the seed publishes Stirling {', '.join(protocols.STIRLING_PUBLISHED_SUBSETS)} only: "
                       f"no published {subset} value to compare with", highlight=False)
     if json_out is not None:
-        write_json_atomic(json_out, {**info_d, "num_samples": len(preds["vertices"]), "metrics": rows})
+        used = {r["protocol"]: protocols.PROTOCOLS[r["protocol"]] for r in rows}
+        write_json_atomic(json_out, {**info_d, "num_samples": len(preds["vertices"]), "protocols": used, "metrics": rows})
     if per_sample is not None:
         with atomic_path(per_sample) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
