@@ -378,8 +378,8 @@ def test_ckpt_kinds(infer_tree, tmp_path, run_cli, kind, n_verts, part):
 @pytest.mark.parametrize("override, res", [(None, 224), ("hand.img_res=160", 160)])
 def test_set_img_res_changes_the_crops(infer_tree, tmp_path, run_cli, monkeypatch, override, res):
     """``--set hand.img_res=N``: the hand model's input crops are N x N pixels (224 by default)."""
-    from expose_cli.io.paths import DataTree
     from expose_cli.inference import pipeline
+    from expose_cli.io.paths import DataTree
 
     ckpt = DataTree(infer_tree).checkpoint("hand")
     if not ckpt.is_file():
