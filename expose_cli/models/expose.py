@@ -101,10 +101,8 @@ class ExPoseNet(nn.Module):
 
     @property
     def img_res(self) -> int:
-        """Side (px) of the square crop the network takes: the body's for body and the full model
-        (whose hand and face crops are ``cfg.attention``'s), else the hand's or the face's."""
-        part = {"body": self.cfg.body, "expose": self.cfg.body, "hand": self.cfg.hand, "face": self.cfg.face}
-        return part[self.kind].img_res
+        """Side (px) of the square person crop the network takes (:attr:`ModelConfig.img_res`)."""
+        return self.cfg.img_res
 
     def forward(self, img: torch.Tensor) -> HeadOutput:
         """The model's own network on its own crops (body 256, hand 224, face 256)."""
