@@ -30,20 +30,22 @@ def _pkl_bytes(tmp_path, arrays, name):
     return p.read_bytes()
 
 
-def _slim(arrays: dict, shape: int | None = 4, pose: int | None = 9) -> dict:
+def _cut(arrays: dict, shape: int | None = 4, pose: int | None = 9) -> dict:
     """A stand-in model cut down to what importing reads (keys; vertex, face and joint counts): fewer
-    blend shapes, float32 (a few MB a copy instead of 55-77). ``None`` keeps all (to build the model)."""
-    out = dict(arrays)
-    out["shapedirs"] = out["shapedirs"][..., :shape].astype(np.float32)
-    out["posedirs"] = out["posedirs"][..., :pose].astype(np.float32)
+    blend shapes (``None`` keeps all, to build the model), float32 throughout: a few MB a copy
+    instead of 55-233 MB, and these tests make dozens of copies."""
+    out = {k: v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v
+           for k, v in arrays.items()}
+    out["shapedirs"] = out["shapedirs"][..., :shape]
+    out["posedirs"] = out["posedirs"][..., :pose]
     return out
 
 
 def test_import_official_archives(tmp_path, run_cli):
     mano = _pkl_bytes(tmp_path, standins.standin_mano_arrays(), "MANO_RIGHT.pkl")
-    smpl = _pkl_bytes(tmp_path, _slim(standins.standin_smpl_arrays(), None, None), "basic.pkl")  # built below
-    smpl_m = _pkl_bytes(tmp_path, _slim(standins.standin_smpl_arrays()), "basic_m.pkl")
-    flame = _pkl_bytes(tmp_path, _slim(standins.standin_flame_arrays()), "generic_model.pkl")
+    smpl = _pkl_bytes(tmp_path, _cut(standins.standin_smpl_arrays(), None, None), "basic.pkl")  # built below
+    smpl_m = _pkl_bytes(tmp_path, _cut(standins.standin_smpl_arrays()), "basic_m.pkl")
+    flame = _pkl_bytes(tmp_path, _cut(standins.standin_flame_arrays()), "generic_model.pkl")
     archives = [
         _zip(tmp_path / "mano_v1_2.zip", {"mano_v1_2/models/MANO_RIGHT.pkl": mano, "mano_v1_2/LICENSE.txt": b"x"}),
         _zip(tmp_path / "SMPL_python_v.1.0.0.zip", {
@@ -140,10 +142,7 @@ def test_doctor_on_standins(standin_tree, tmp_path, run_cli):
 
 @functools.cache
 def _slim_smplx_base() -> dict:
-    arrays = _slim(standins.standin_smplx_arrays())
-    # float32 throughout: ~6 MB a copy, and these tests make a dozen copies
-    return {k: v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v
-            for k, v in arrays.items()}
+    return _cut(standins.standin_smplx_arrays())
 
 
 def _slim_smplx(offset: float = 0.0) -> dict:
@@ -179,9 +178,9 @@ def test_import_loose_files(tmp_path, run_cli):
     src = tmp_path / "downloads"
     mano = standins.standin_mano_arrays()
     standins.write_chumpy_pickle(src / "MANO_RIGHT.pkl", mano)
-    standins.write_chumpy_pickle(src / "sub" / "generic_model.pkl", _slim(standins.standin_flame_arrays()))
-    standins.write_chumpy_pickle(src / "basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl", _slim(standins.standin_smpl_arrays()))
-    standins.write_chumpy_pickle(src / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", _slim(standins.standin_smpl_arrays()))
+    standins.write_chumpy_pickle(src / "sub" / "generic_model.pkl", _cut(standins.standin_flame_arrays()))
+    standins.write_chumpy_pickle(src / "basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl", _cut(standins.standin_smpl_arrays()))
+    standins.write_chumpy_pickle(src / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", _cut(standins.standin_smpl_arrays()))
     (src / "all_means.pkl").write_bytes(pickle.dumps(standins.standin_all_means(), protocol=2))
     files = [src / "MANO_RIGHT.pkl", src / "sub" / "generic_model.pkl", src / "basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl",
              src / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", src / "all_means.pkl"]
@@ -365,9 +364,7 @@ def _slim(kind: str, offset: float = 0.0) -> dict:
     """A stand-in of ``kind`` with the counts import checks (vertices, faces, joints), small blend shapes."""
     make = {"smplx": standins.standin_smplx_arrays, "mano": standins.standin_mano_arrays,
             "flame": standins.standin_flame_arrays, "smpl": standins.standin_smpl_arrays}[kind]
-    arrays = dict(make())
-    arrays["shapedirs"] = arrays["shapedirs"][..., :4].astype(np.float32)
-    arrays["posedirs"] = arrays["posedirs"][..., :9].astype(np.float32)
+    arrays = _cut(make())
     arrays["v_template"] = arrays["v_template"] + offset
     return arrays
 
