@@ -65,8 +65,10 @@ def model_tree(standin_tree, tmp_path_factory) -> Path:
     from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
 
     root = link_tree(standin_tree, tmp_path_factory.mktemp("model_data"))
-    for kind in ("body", "hand", "face", "expose"):
-        write_mmhuman3d_checkpoint(DataTree(root).checkpoint(kind), kind, seed=3, small=True)
+    # seeds as the per-module checkpoints had them (infer's expose.pth: 1): some expectations hold
+    # for these networks' outputs (e.g. keypoints inside the crop), not for every random network
+    for kind, seed in (("body", 3), ("hand", 3), ("face", 3), ("expose", 1)):
+        write_mmhuman3d_checkpoint(DataTree(root).checkpoint(kind), kind, seed=seed, small=True)
     return root
 
 
