@@ -78,9 +78,11 @@ def render_shaded(background: np.ndarray, verts: np.ndarray, faces: np.ndarray, 
     return out
 
 
-def rasterize(pts: np.ndarray, depth: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def rasterize(pts: np.ndarray, depth: np.ndarray, size: tuple[int, int], small: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Z-buffer of triangles ``pts`` [F, 3, 2] (px) with one depth each: per pixel (centres at integer
-    coordinates) the nearest covering triangle's index (-1: none) and its depth."""
+    coordinates) the nearest covering triangle's index (-1: none) and its depth. Triangles whose box
+    is at most ``small`` px are splatted together (numpy); larger ones are filled one by one with
+    OpenCV, far to near, and the two buffers merged by depth."""
     h, w = size
     depth_buf = np.full(h * w, np.inf)
     index_buf = np.full(h * w, -1, np.int64)
@@ -88,14 +90,20 @@ def rasterize(pts: np.ndarray, depth: np.ndarray, size: tuple[int, int]) -> tupl
     hi = np.clip(np.ceil(pts.max(1)), 0, [w - 1, h - 1]).astype(np.int64)
     extent = (hi - lo).max(1) + 1
     onscreen = (pts[:, :, 0].max(1) >= 0) & (pts[:, :, 0].min(1) < w) & (pts[:, :, 1].max(1) >= 0) & (pts[:, :, 1].min(1) < h)
-    side = 2
-    while True:
+    for side in (2, 4, 8, 16, 32)[: int(np.log2(small))]:
         sel = np.flatnonzero(onscreen & (extent <= side) & (extent > side // 2 if side > 2 else True))
-        for chunk in np.array_split(sel, max(1, len(sel) * side * side // 2_000_000 + 1)):
-            _splat(pts[chunk], depth[chunk], chunk, lo[chunk], side, (h, w), depth_buf, index_buf)
-        if side >= extent[onscreen].max(initial=0):
-            break
-        side *= 2
+        _splat(pts[sel], depth[sel], sel, lo[sel], side, (h, w), depth_buf, index_buf)
+    big = np.flatnonzero(onscreen & (extent > small))
+    if len(big):
+        painted = np.full((h, w), -1, np.int32)
+        fixed = np.round(pts[big] * 4).astype(np.int32)  # 2 fractional bits
+        for k in np.argsort(-depth[big]):
+            cv2.fillConvexPoly(painted, fixed[k], int(big[k]), lineType=cv2.LINE_8, shift=2)
+        painted = painted.reshape(-1).astype(np.int64)
+        hit = painted >= 0
+        nearer = hit & (depth[np.maximum(painted, 0)] < depth_buf)
+        depth_buf[nearer] = depth[painted[nearer]]
+        index_buf[nearer] = painted[nearer]
     return depth_buf.reshape(h, w), index_buf.reshape(h, w)
 
 
@@ -105,9 +113,9 @@ def _splat(pts, depth, ids, lo, side, size, depth_buf, index_buf) -> None:
         return
     h, w = size
     gy, gx = np.mgrid[0:side, 0:side]
-    x = lo[:, 0, None] + gx.reshape(1, -1)
-    y = lo[:, 1, None] + gy.reshape(1, -1)
-    a, b, c = pts[:, 0], pts[:, 1], pts[:, 2]
+    x = (lo[:, 0, None] + gx.reshape(1, -1)).astype(np.int32)
+    y = (lo[:, 1, None] + gy.reshape(1, -1)).astype(np.int32)
+    a, b, c = (pts[:, i].astype(np.float32) for i in range(3))
 
     def edge(p, q):
         return (q[:, 0, None] - p[:, 0, None]) * (y - p[:, 1, None]) - (q[:, 1, None] - p[:, 1, None]) * (x - p[:, 0, None])
@@ -118,7 +126,7 @@ def _splat(pts, depth, ids, lo, side, size, depth_buf, index_buf) -> None:
     tri, pix = np.nonzero(inside)
     if len(tri) == 0:
         return
-    flat = y[tri, pix] * w + x[tri, pix]
+    flat = y[tri, pix].astype(np.int64) * w + x[tri, pix]
     z = depth[tri]
     order = np.lexsort((-z, flat))  # per pixel, nearest last
     flat, z, who = flat[order], z[order], ids[tri[order]]
