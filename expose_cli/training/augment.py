@@ -98,8 +98,9 @@ def flip_params(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if "body_pose" in out:
         out["body_pose"] = out["body_pose"][body_pose_flip_permutation()] * AXIS_ANGLE_MIRROR
     if "left_hand_pose" in params or "right_hand_pose" in params:
-        left = params.get("left_hand_pose")
-        right = params.get("right_hand_pose")
+        left, right = params.get("left_hand_pose"), params.get("right_hand_pose")
+        out.pop("left_hand_pose", None)
+        out.pop("right_hand_pose", None)
         if left is not None:
             out["right_hand_pose"] = np.asarray(left) * AXIS_ANGLE_MIRROR
         if right is not None:
