@@ -23,7 +23,7 @@ import pytest
 import smplx
 import torch
 
-from expose_cli.assets.paths import DataTree
+from expose_cli.io.paths import DataTree
 from expose_cli.body_models.builders import build_mano
 from expose_cli.body_models.keypoints import get_convention
 from expose_cli.geometry.rotations import axis_angle_to_matrix

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from expose_cli.body_models.keypoints import convert_keypoints, get_convention
 from expose_cli.errors import ExposeError
-from expose_cli.inference.inputs import read_image
+from expose_cli.io.images import read_image
 from expose_cli.training.data_config import KINDS, DataConfig
 from expose_cli.training.h5rows import H5Rows
 from expose_cli.training.sample import Record, SourceImage, make_sample

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from expose_cli.assets.paths import DataTree
+from expose_cli.io.paths import DataTree
 from expose_cli.body_models.builders import build_flame, build_mano, build_smplx
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import HDF5Writer
