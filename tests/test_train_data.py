@@ -13,7 +13,12 @@ import torch
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
 from expose_cli.training.data_config import data_preset, with_members
-from expose_cli.training.datasets import _image_candidates, build_train_dataset, collate, skipped_report
+from expose_cli.training.datasets import (
+    _image_candidates,
+    build_train_dataset,
+    collate,
+    skipped_report,
+)
 from expose_cli.training.mixing import MixedSampler, mixed_draws
 from expose_cli.training.synth import write_synth
 

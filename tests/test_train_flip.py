@@ -23,10 +23,10 @@ import pytest
 import smplx
 import torch
 
-from expose_cli.io.paths import DataTree
 from expose_cli.body_models.builders import build_mano
 from expose_cli.body_models.keypoints import get_convention
 from expose_cli.geometry.rotations import axis_angle_to_matrix
+from expose_cli.io.paths import DataTree
 from expose_cli.testing.standins import standin_flame_arrays, standin_smplx_arrays
 from expose_cli.training.augment import flip_params
 

@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 import torch
 
-from expose_cli.io.paths import DataTree
 from expose_cli.body_models.builders import build_flame, build_mano, build_smplx
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import HDF5Writer
 from expose_cli.data.preprocess import embed_image
 from expose_cli.geometry.rotations import axis_angle_to_matrix
 from expose_cli.inference.render import render_shaded
+from expose_cli.io.paths import DataTree
 from expose_cli.models.expose import MANO_TIP_VERTICES
 
 SYNTH_KINDS = ("body", "hand", "face")
