@@ -216,3 +216,19 @@ def test_synth_command(run_cli, data_dir, tmp_path):
     assert (tmp_path / "out" / "synth_face_train.h5").is_file()
     bad = run_cli("--data-dir", tmp_path / "empty", "synth", tmp_path / "o2", "--kind", "body", "--count", "1")
     assert bad.exit_code != 0 and "SMPL-X model" in bad.output
+
+
+def test_row_masks_are_per_sample():
+    from expose_cli.training.datasets import KIND_SPECS, row_record
+
+    row = {"bbox_xywh": np.array([10, 20, 30, 60], np.float32), "image_size": np.array([100, 200]),
+           "keypoints2d": np.zeros((144, 3), np.float32), "keypoints3d": np.zeros((144, 4), np.float32),
+           "has_smplx": True, **{f"smplx/{k}": np.zeros(s) for k, s in (
+               ("global_orient", 3), ("body_pose", (21, 3)), ("jaw_pose", 3), ("left_hand_pose", (15, 3)),
+               ("right_hand_pose", (15, 3)), ("betas", 10), ("expression", 10))}}
+    row["smplx/body_pose"] = np.full((21, 3), 0.1)
+    rec = row_record(row, KIND_SPECS["body"])
+    assert rec.has["body_pose"] == 1 and rec.has["expression"] == 0  # zeros: the dataset lacks it (SPIN)
+    assert np.allclose(rec.center, [25, 50]) and np.allclose(rec.scale, [60, 60])  # centre, max(w, h)
+    rec = row_record({**row, "has_smplx": False}, KIND_SPECS["body"])
+    assert all(v == 0 for v in rec.has.values())
