@@ -40,6 +40,7 @@ def data_dir(standin_tree, tmp_path_factory) -> Path:
     pre = root / "preprocessed_datasets"
     write_synth(pre, "body", 10, DataTree(root), seed=1, size=96)
     write_synth(pre, "hand", 6, DataTree(root), seed=2, size=64)
+    write_synth(pre, "face", 3, DataTree(root), seed=3, size=64)
     return root
 
 
@@ -72,6 +73,11 @@ def test_sample_contract_and_masks(data_dir):
     hand = build_train_dataset(_cfg("hand", ("synth_hand",)), data_dir, "hand", seed=0)[0]
     assert hand["keypoints2d"].shape == (21, 3) and hand["has_right_hand_pose"] == 1 and hand["has_body_pose"] == 0
     assert hand["img"].shape == (3, 64, 64)
+    face = build_train_dataset(_cfg("face", ("synth_face",)), data_dir, "face", seed=0)[(1, 0, 5)]
+    assert face["keypoints2d"].shape == (73, 3) and face["betas"].shape == (100,) and face["expression"].shape == (50,)
+    assert face["has_jaw_pose"] == 1 and face["has_betas"] == 1 and face["has_body_pose"] == 0
+    full = build_train_dataset(_cfg("expose"), data_dir, "expose", seed=0)[2]
+    assert full["ori_img"].shape[0] == 3 and tuple(full["ori_size"].tolist()) == tuple(full["ori_img"].shape[1:])
 
 
 def test_centre_crop_keypoints_match_the_box(data_dir):
