@@ -69,7 +69,8 @@ def face_colours(kind: str, template: np.ndarray, weights: np.ndarray, faces: np
 
 def random_params(kind: str, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Axis-angle (radians) and coefficients in plausible ranges; ``global_orient`` turns the
-    y-up model to the y-down camera (180 degrees about x), then yaws within +-60 degrees."""
+    y-up model to the y-down camera (180 degrees about x), then yaws within +-60 degrees. Shape
+    and expression spreads are small for hands and faces (100 FLAME betas add up)."""
     yaw = rng.uniform(-math.pi / 3, math.pi / 3, n)
     tilt = rng.normal(0.0, 0.15, (n, 2))
     go = np.stack([_compose_x_pi(yaw[i], tilt[i]) for i in range(n)])
@@ -79,9 +80,9 @@ def random_params(kind: str, n: int, rng: np.random.Generator) -> dict[str, np.n
                 "left_hand_pose": rng.normal(0, 0.3, (n, 15, 3)), "right_hand_pose": rng.normal(0, 0.3, (n, 15, 3)),
                 "betas": rng.normal(0, 1.0, (n, 10)), "expression": rng.normal(0, 1.0, (n, 10))}
     if kind == "hand":
-        return {"global_orient": go, "right_hand_pose": rng.normal(0, 0.3, (n, 15, 3)), "betas": rng.normal(0, 1.0, (n, 10))}
+        return {"global_orient": go, "right_hand_pose": rng.normal(0, 0.3, (n, 15, 3)), "betas": rng.normal(0, 0.3, (n, 10))}
     return {"global_orient": go, "jaw_pose": np.stack([rng.uniform(0, 0.3, n), np.zeros(n), np.zeros(n)], 1),
-            "betas": rng.normal(0, 1.0, (n, 100)), "expression": rng.normal(0, 1.0, (n, 50))}
+            "betas": rng.normal(0, 0.15, (n, 100)), "expression": rng.normal(0, 0.3, (n, 50))}
 
 
 def _compose_x_pi(yaw: float, tilt: np.ndarray) -> np.ndarray:
