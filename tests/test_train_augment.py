@@ -172,21 +172,27 @@ def test_sample_flip_swaps_hand_flags_and_marker_follows_keypoint():
     assert abs(xx - x) <= 1.0 and abs(yy - y) <= 1.0  # the image moved with the (flipped, rotated) keypoint
 
 
-def test_full_model_rotation_keeps_ori_img_and_crop_transform_consistent():
+@pytest.mark.parametrize("embedded", [False, True])
+def test_full_model_rotation_keeps_ori_img_and_crop_transform_consistent(embedded):
     rec = _record()
     conv = get_convention("smplx")
     rec.keypoints2d[conv.index("nose")] = (90, 30, 1)
     image = np.zeros((100, 200, 3), np.uint8)
     cv2.circle(image, (90, 30), 2, (255, 255, 255), -1)
-    aug = AugmentConfig(flip_prob=0.0, scale_factor=0.0, rot_factor=20.0, rot_prob=1.0, noise_factor=0.0,
+    src = SourceImage(image, np.array([[1.0, 0, 0], [0, 1, 0]]))
+    if embedded:  # a stored 120 px crop of side 160 around the box centre, as --embed-images writes
+        affine = A.mesh_affine(rec.center, np.array([160.0, 160.0]), 0.0, 120)
+        src = SourceImage(A.warp(image, affine, (120, 120)), affine)
+    aug = AugmentConfig(flip_prob=1.0, scale_factor=0.0, rot_factor=20.0, rot_prob=1.0, noise_factor=0.0,
                         rotate_full_image=True)
-    s = make_sample(rec, SourceImage(image, np.array([[1.0, 0, 0], [0, 1, 0]])), aug, 64, np.random.default_rng(1),
-                    with_full_image=True)
+    s = make_sample(rec, src, aug, 64, np.random.default_rng(1), with_full_image=True)
     ori = s["ori_img"].numpy()[0]
     oy, ox = np.unravel_index(np.argmax(ori), ori.shape)
     crop_xy = A.transform_keypoints2d(np.array([[ox, oy, 1.0]]), s["crop_transform"].numpy())[0, :2]
     assert np.allclose(crop_xy, s["keypoints2d"][conv.index("nose"), :2].numpy(), atol=1.5)
     assert tuple(s["ori_size"].tolist()) == ori.shape and ori.shape != (100, 200)  # enlarged canvas
+    if embedded:  # only what the stored crop covers (160 original px, rotated), not the whole image's
+        assert max(ori.shape) < 200  # rotated canvas, whose width is >= 200 for |rot| <= 53 degrees
 
 
 def test_rotation_consistency_projected_3d_vs_rotated_2d():

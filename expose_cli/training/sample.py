@@ -97,7 +97,12 @@ def make_sample(rec: Record, src: SourceImage, aug: AugmentConfig, img_res: int,
     out, t, g, full, _ = augment_geometry(rec, aug, img_res, rng, train)
     from_source = A.invert_affine(src.to_source)
     img = A.warp(src.image, A.compose_affine(t, A.compose_affine(g, from_source)), (img_res, img_res))
-    ori = A.warp(src.image, A.compose_affine(g, from_source), full) if with_full_image else None
+    ori = None
+    if with_full_image:
+        p, full = _full_frame(src, g, full)
+        ori = A.warp(src.image, A.compose_affine(p, A.compose_affine(g, from_source)), full)
+        t = A.compose_affine(t, A.invert_affine(p))
+        out.center = A.transform_keypoints2d(np.array([[*out.center, 1.0]]), p)[0, :2]
     factors = A.channel_noise_factors(aug.noise_factor, rng) if train else np.ones(3)
     img = A.channel_noise(img, factors)
     if train:
@@ -107,6 +112,19 @@ def make_sample(rec: Record, src: SourceImage, aug: AugmentConfig, img_res: int,
         sample["ori_img"] = torch.from_numpy(A.normalize(A.channel_noise(ori, factors), aug.mean, aug.std))
         sample["ori_size"] = torch.tensor(full, dtype=torch.int64)
     return sample
+
+
+def _full_frame(src: SourceImage, g: np.ndarray, full: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The frame of ``ori_img``: the augmented full image, or for an embedded crop only the part
+    the stored pixels cover (a shift ``p`` of the augmented image's px, and its (H, W)), so that the
+    full model's ``ori_img`` is not an original-size canvas that is black outside the crop."""
+    if np.allclose(src.to_source, np.eye(3)[:2]):
+        return np.eye(3)[:2], full
+    h, w = src.image.shape[:2]
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64)
+    pts = A.transform_keypoints2d(A.transform_keypoints2d(corners, A.invert_affine(src.to_source)), g)[:, :2]
+    lo, hi = np.floor(pts.min(0)), np.ceil(pts.max(0))
+    return np.array([[1.0, 0.0, -lo[0]], [0.0, 1.0, -lo[1]]]), (int(hi[1] - lo[1]) + 1, int(hi[0] - lo[0]) + 1)
 
 
 def _tensors(rec: Record, t: np.ndarray, img: np.ndarray) -> dict[str, torch.Tensor]:
