@@ -20,7 +20,6 @@ import numpy as np
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.ply import read_ply_vertices
 from expose_cli.errors import ExposeError
-from expose_cli.geometry.rotations import axis_angle_to_matrix
 
 SPLITS = ("val",)
 VERSION = "1"
@@ -31,6 +30,8 @@ TRANSLATION = (-0.03609917, 0.43416458, 2.37101226)
 
 
 def camera_rotation() -> np.ndarray:
+    from expose_cli.geometry.rotations import axis_angle_to_matrix  # torch: imported only when used
+
     return axis_angle_to_matrix(np.array(ROTATION_AA)).numpy()
 
 

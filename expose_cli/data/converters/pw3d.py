@@ -23,7 +23,6 @@ from expose_cli.assets.safe_pickle import safe_load_pickle, to_numpy
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import GENDER_CODES
 from expose_cli.errors import ExposeError
-from expose_cli.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 SPLITS = ("train", "val", "test")
 VERSION = "1"
@@ -99,6 +98,8 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
 
 def _sequence_samples(root: Path, seq: dict, stats) -> Iterator[dict]:
     """Every actor's frames of one (checked) sequence."""
+    from expose_cli.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle  # torch, when used
+
     name = str(seq["sequence"])
     K = np.asarray(seq["cam_intrinsics"], np.float32)
     first = root / "imageFiles" / name / "image_00000.jpg"
