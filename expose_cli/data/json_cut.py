@@ -10,9 +10,11 @@ string in the value's place, parses the rest with orjson, and
 - ``discard`` keys (e.g. ``segmentation``): parses the cut values in batches (so the whole file is
   still checked to be JSON) and keeps nothing.
 
-Soundness: a cut value is parsed on its own and must be exactly one JSON value (a cut that ends
-too early or too late is not); the rest must parse with the markers in value position; and the
-caller checks with :meth:`Cut.rows_of` that every marker landed where that key was expected
+Soundness: a cut value must be exactly one JSON value (a cut that ends too early or too late is
+not): numeric ones are read with JSON's number syntax (integers vectorised, others by orjson),
+objects are parsed, and discarded polygons are checked to hold only numbers, commas and balanced
+brackets (their numbers are not parsed: nothing reads them); the rest must parse with the markers
+in value position; and the caller checks with :meth:`Cut.rows_of` that every marker landed where that key was expected
 (one per cut, in file order). The markers contain U+0000, which a valid JSON text can only
 spell ``\\u0000``; files containing that escape are not cut. Whenever anything does not hold,
 :func:`load_cut` returns None and the caller parses the file in full, so odd files get exactly
@@ -33,6 +35,8 @@ import orjson
 BATCH = 4096  # cut values parsed per orjson call (bounded memory)
 _WS = rb"[ \t\r\n]*"
 _NUMERIC_LIST = re.compile(rb"\[[0-9eE+\-. \t\r\n,]*\]")
+_LIST_CHARS = b"0123456789eE+-. \t\r\n,[]"
+_NON_INTEGER = np.frombuffer(b".eE+", np.uint8)
 
 
 def marker(key: str) -> str:
@@ -62,44 +66,88 @@ class Cut:
 
 
 def _value_end(raw: bytes, start: int, key: str, numeric: dict[str, int]) -> int:
-    """End of the value of ``key`` starting at ``start``, or -1 to leave it in place.
+    """End of the value of ``key`` starting at ``start``, -1 to leave it in place, -2 when it has
+    no end (then the file is not valid JSON).
 
-    The guess (the first closing bracket that can end it) is checked later by parsing the cut
-    value alone: a wrong guess never parses as exactly one value.
+    The end is a guess (the first closing bracket that can end it), checked afterwards: a wrong
+    guess never passes the checks of :func:`_check_discarded` and :func:`_numeric_rows`.
     """
-    opening = raw[start:start + 2]
+    first = raw[start]
     if key in numeric:
-        if opening[:1] != b"[":
+        if first != 91:  # [
             return -1
         end = raw.find(b"]", start) + 1
         ok = end > 0 and _NUMERIC_LIST.fullmatch(raw, start, end) is not None
         return end if ok and raw.count(b",", start, end) == numeric[key] - 1 else -1
-    if opening == b"[[":
-        end = raw.find(b"]]", start)
-        return end + 2 if end >= 0 else -2
-    if opening[:1] == b"[":
-        end = raw.find(b"]", start)
-        return end + 1 if end >= 0 else -2
-    if opening[:1] == b"{":
+    if first == 91:
+        nested = raw[start + 1] == 91
+        end = raw.find(b"]]" if nested else b"]", start)
+        return end + 1 + nested if end >= 0 else -2
+    if first == 123:  # {
         end = raw.find(b"}", start)
         return end + 1 if end >= 0 else -2
     return -1
 
 
-def _check_batch(raw: memoryview, starts: array, ends: array, lo: int, hi: int) -> list:
-    """Parse cut values ``lo:hi`` as one JSON list; each must be exactly one value."""
-    text = b"[" + b",".join(raw[starts[i]:ends[i]] for i in range(lo, hi)) + b"]"
+def _check_batch(raw: memoryview, starts: array, ends: array, picked) -> list:
+    """Parse the cut values ``picked`` (indices) as one JSON list; each must be one value."""
+    text = b"[" + b",".join(raw[starts[i]:ends[i]] for i in picked) + b"]"
     parsed = orjson.loads(text)
-    if len(parsed) != hi - lo:
+    if len(parsed) != len(picked):
         raise ValueError("a cut value is not one JSON value")
     return parsed
 
 
+def _check_discarded(raw: memoryview, starts: array, ends: array) -> None:
+    """Discarded values: objects (RLE masks) are parsed; lists (polygons) must hold only numbers,
+    commas and balanced brackets. Their numbers are not parsed (nothing reads them)."""
+    lists, objects = [], []
+    for i in range(len(starts)):
+        (lists if raw[starts[i]] == 91 else objects).append(i)
+    for lo in range(0, len(objects), BATCH):
+        _check_batch(raw, starts, ends, objects[lo:lo + BATCH])
+    for lo in range(0, len(lists), BATCH):
+        text = b",".join(raw[starts[i]:ends[i]] for i in lists[lo:lo + BATCH])
+        if text.translate(None, _LIST_CHARS) or text.count(b"[") != text.count(b"]"):
+            raise ValueError("a polygon holds something other than numbers")
+
+
+def _integer_rows(text: bytes, rows: int, count: int) -> np.ndarray | None:
+    """``[rows, count]`` from ``text`` = ``[a, b, ...],[...],...`` (checked: only digits, '-',
+    commas, brackets, whitespace; ``count - 1`` commas per list) when every number is an integer
+    of at most 15 digits (exact in float64) without leading zeros; None otherwise."""
+    c = np.frombuffer(text, np.uint8)
+    if rows == 0 or np.isin(c, _NON_INTEGER).any():
+        return None
+    digit = (c - 48).astype(np.uint8) < 10
+    edge = np.diff(digit.astype(np.int8), prepend=0, append=0)
+    starts, ends = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
+    width = ends - starts
+    if len(starts) != rows * count or width.max() > 15 or ((width > 1) & (c[starts] == 48)).any():
+        return None
+    negative = c[starts - 1] == 45
+    if np.count_nonzero(c == 45) != np.count_nonzero(negative):
+        return None  # a '-' not right before a number
+    commas = np.cumsum(c == 44, dtype=np.int32)
+    if not (commas[starts[1:] - 1] - commas[ends[:-1] - 1] == 1).all():  # one comma between numbers
+        return None
+    value = np.zeros(len(starts), np.int64)
+    for k in range(int(width.max())):
+        pos = ends - 1 - k
+        value += np.where(pos >= starts, c[np.maximum(pos, starts)].astype(np.int64) - 48, 0) * 10**k
+    value[negative] *= -1
+    return value.astype(np.float64).reshape(rows, count)
+
+
 def _numeric_rows(raw: memoryview, starts: array, ends: array, count: int) -> np.ndarray:
+    """The cut values of a numeric key as ``[rows, count]`` float32 (each number read as JSON
+    reads it, to float64, then rounded to float32 as ``np.asarray(values, np.float32)`` does)."""
     out = np.empty((len(starts), count), np.float32)
     for lo in range(0, len(starts), BATCH):
         hi = min(lo + BATCH, len(starts))
-        block = np.asarray(_check_batch(raw, starts, ends, lo, hi), np.float32)
+        block = _integer_rows(b",".join(raw[starts[i]:ends[i]] for i in range(lo, hi)), hi - lo, count)
+        if block is None:
+            block = np.asarray(_check_batch(raw, starts, ends, range(lo, hi)), np.float32)
         if block.shape != (hi - lo, count):
             raise ValueError("a cut value is not a flat list of numbers")
         out[lo:hi] = block
@@ -151,9 +199,7 @@ def load_cut(path: Path, numeric: dict[str, int], discard: tuple[str, ...] = ())
         with memoryview(raw) as view:
             values = {key: _numeric_rows(view, *spans[key], count) for key, count in numeric.items()}
             for key in discard:
-                starts, ends = spans[key]
-                for lo in range(0, len(starts), BATCH):
-                    _check_batch(view, starts, ends, lo, min(lo + BATCH, len(starts)))
+                _check_discarded(view, *spans[key])
         del raw  # the file's bytes are not needed past here: free them before the parse
         document = orjson.loads(rest)
     except (orjson.JSONDecodeError, ValueError, TypeError):
