@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
-from expose_cli.data.json_cut import load_cut
+from expose_cli.io.json_cut import load_cut
 from expose_cli.errors import ExposeError
 
 SPLITS = ("train2014", "val2014", "train2017", "val2017")
