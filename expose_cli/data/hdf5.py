@@ -12,6 +12,7 @@ import datetime as _dt
 import json
 import os
 from collections import Counter
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,16 @@ def _column(samples: list[dict], name: str, shape: tuple[int, ...], dtype, fill:
     return block
 
 
+class SampleBlock(dict):
+    """Rows ``len(block["image_path"])`` at once: field -> ``[rows, *shape]`` values (any field of
+    :data:`FIELDS`; ``image_path`` a list of str). Converters yield these instead of one dict per
+    row when ``options["blocks"]`` is set (no ``--limit`` or ``--embed-images``)."""
+
+    @property
+    def rows(self) -> int:
+        return len(self["image_path"])
+
+
 class DropStats:
     """Counts of kept and dropped samples, by reason; saved in the file's attributes."""
 
@@ -147,7 +158,7 @@ class HDF5Writer:
         f.create_dataset("image_path", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(BLOCK,))
         for name, (shape, dtype) in FIELDS.items():
             f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
-                             chunks=(BLOCK, *shape), compression="gzip", compression_opts=4, shuffle=True)
+                             chunks=(BLOCK, *shape), compression="gzip", compression_opts=1, shuffle=True)
         first = self.buffer[0]
         for name in FREE_FIELDS:
             if name in first:
@@ -163,12 +174,42 @@ class HDF5Writer:
             f.create_dataset("image_jpeg", shape=(0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.uint8), chunks=(64,))
 
     def append(self, sample: dict[str, Any]) -> None:
-        unknown = sample.keys() - _KNOWN
-        if unknown:
-            raise ValueError(f"unknown sample fields: {sorted(unknown)}")
+        if not _KNOWN.issuperset(sample):
+            raise ValueError(f"unknown sample fields: {sorted(sample.keys() - _KNOWN)}")
         self.buffer.append(sample)
         if len(self.buffer) >= (BLOCK if self.embed_images else FLUSH_ROWS):
             self._flush()
+
+    def append_block(self, block: SampleBlock) -> None:
+        """Append ``block``'s rows after the rows appended so far."""
+        bad = sorted((block.keys() - _KNOWN) | (block.keys() & {"scan/vertices", "image_jpeg"}))
+        if bad:
+            raise ValueError(f"fields a SampleBlock cannot hold: {bad}")
+        if block.rows == 0:
+            return
+        if self.count == 0 and not self.buffer:
+            self.buffer = [{k: v[0] for k, v in block.items()}]  # the first row names the fields to create
+            self._create()
+            self.buffer = []
+        self._flush()
+        f, n, m = self.file, self.count, block.rows
+        if self._datasets is None:
+            self._datasets = {name: f[name] for name in ["image_path", *FIELDS, *[k for k in FREE_FIELDS if k in f]]}
+        for name, ds in self._datasets.items():
+            ds.resize(n + m, axis=0)
+            if name == "image_path":
+                ds[n:] = [str(p) for p in block["image_path"]]
+            elif name in block:
+                values = np.asarray(block[name], dtype=ds.dtype).reshape(m, *ds.shape[1:])
+                ds[n:] = values
+                self._update_masks(name, values)
+        self.count += m
+
+    def _update_masks(self, name: str, block: np.ndarray) -> None:
+        if name == "keypoints2d":
+            self.kp2d_mask |= (block[:, :, 2] > 0).any(axis=0)
+        elif name == "keypoints3d":
+            self.kp3d_mask |= (block[:, :, 3] > 0).any(axis=0)
 
     def _flush(self) -> None:
         if not self.buffer:
@@ -178,19 +219,19 @@ class HDF5Writer:
         f, n, m = self.file, self.count, len(self.buffer)
         if self._datasets is None:  # looked up once: h5py's name lookup costs ~0.1 ms a call
             self._datasets = {name: f[name] for name in ["image_path", *FIELDS, *[k for k in FREE_FIELDS if k in f]]}
+        present = set(chain.from_iterable(self.buffer))  # fields some sample of the block has
         for name, ds in self._datasets.items():
             ds.resize(n + m, axis=0)
             if name == "image_path":
                 ds[n:] = [str(s["image_path"]) for s in self.buffer]
                 continue
+            if name not in present:  # unwritten chunks read as the fill value
+                continue
             block = _column(self.buffer, name, ds.shape[1:], ds.dtype, fill=np.nan if name in FREE_FIELDS else 0)
             if block is None:  # absent from the whole block: unwritten chunks read as the fill value
                 continue
             ds[n:] = block
-            if name == "keypoints2d":
-                self.kp2d_mask |= (block[:, :, 2] > 0).any(axis=0)
-            elif name == "keypoints3d":
-                self.kp3d_mask |= (block[:, :, 3] > 0).any(axis=0)
+            self._update_masks(name, block)
         if "scan/vertices" in f:
             self._flush_scans(n, m)
         if self.embed_images:

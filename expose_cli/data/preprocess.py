@@ -13,7 +13,7 @@ import numpy as np
 
 from expose_cli.data.converters import CONVERTERS
 from expose_cli.data.converters._common import BadInputFile
-from expose_cli.data.hdf5 import DropStats, HDF5Writer
+from expose_cli.data.hdf5 import DropStats, HDF5Writer, SampleBlock
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
 
@@ -140,12 +140,19 @@ def _convert_split(name: str, module: ModuleType, root: Path, split: str, path: 
     stats = writer.stats
     samples: Iterator[dict] = iter(())
     try:
-        samples = module.iter_samples(root, split, stats, options)
+        # Whole blocks of rows (SampleBlock) only where each row needs no work of its own here.
+        blocks = limit is None and not embed_images
+        samples = module.iter_samples(root, split, stats, {**options, "blocks": blocks})
         if embed_images:
             samples = _embedded(samples, image_root, workers, stats, bool(options.get("skip_bad")))
         if limit is not None:
             samples = _limited(samples, limit, stats)
         for sample in samples:
+            if type(sample) is SampleBlock:
+                writer.append_block(sample)
+                for _ in range(sample.rows if on_sample else 0):
+                    on_sample(split)
+                continue
             writer.append(sample)
             if on_sample:
                 on_sample(split)

@@ -36,7 +36,8 @@ BATCH = 4096  # cut values parsed per orjson call (bounded memory)
 _WS = rb"[ \t\r\n]*"
 _NUMERIC_LIST = re.compile(rb"\[[0-9eE+\-. \t\r\n,]*\]")
 _LIST_CHARS = b"0123456789eE+-. \t\r\n,[]"
-_NON_INTEGER = np.frombuffer(b".eE+", np.uint8)
+_NON_INTEGER = np.zeros(256, bool)  # characters of numbers that are not integers
+_NON_INTEGER[list(b".eE+")] = True
 
 
 def marker(key: str) -> str:
@@ -117,7 +118,7 @@ def _integer_rows(text: bytes, rows: int, count: int) -> np.ndarray | None:
     commas, brackets, whitespace; ``count - 1`` commas per list) when every number is an integer
     of at most 15 digits (exact in float64) without leading zeros; None otherwise."""
     c = np.frombuffer(text, np.uint8)
-    if rows == 0 or np.isin(c, _NON_INTEGER).any():
+    if rows == 0 or _NON_INTEGER[c].any():
         return None
     digit = (c - 48).astype(np.uint8) < 10
     edge = np.diff(digit.astype(np.int8), prepend=0, append=0)

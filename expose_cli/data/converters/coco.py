@@ -20,6 +20,7 @@ import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.io.json_cut import load_cut
+from expose_cli.data.hdf5 import SampleBlock
 from expose_cli.errors import ExposeError
 
 SPLITS = ("train2014", "val2014", "train2017", "val2017")
@@ -183,10 +184,11 @@ def _exact_events(data: _Annotations, order: list[int], path: Path, image_dir: s
     return events
 
 
-def _chunk_events(data: _Annotations, order: list[int], image_dir: str, wholebody: bool) -> list | None:
-    """What :func:`_exact_events` gives for well-formed annotations, computed a chunk at a time;
-    None when an annotation needs the one-by-one path (a malformed one, or a value of an unusual
-    form)."""
+def _chunk_events(data: _Annotations, order: list[int], image_dir: str,
+                  wholebody: bool) -> tuple[list, SampleBlock] | None:
+    """What :func:`_exact_events` gives for well-formed annotations, computed a chunk at a time:
+    per annotation its drop reason or None (kept), and the kept rows as one block; None when an
+    annotation needs the one-by-one path (a malformed one, or a value of an unusual form)."""
     try:
         anns = [data.annotations[i] for i in order]
         rows = data.rows["keypoints"][order] if data.rows else None
@@ -207,18 +209,9 @@ def _chunk_events(data: _Annotations, order: list[int], image_dir: str, wholebod
         return None
     if kp2d is None:
         return None
-    events: list = []
-    at = iter(range(len(kept)))
-    for j, a in enumerate(anns):
-        if crowd[j]:
-            events.append("crowd")
-        elif not limbs[j]:
-            events.append("limb joints not all labelled" if a.get("num_keypoints", 0) else "no keypoints")
-        else:
-            k = next(at)
-            events.append({"image_path": paths[k], "image_size": sizes[k], "bbox_xywh": boxes[k],
-                           "keypoints2d": kp2d[k]})
-    return events
+    reasons = ["crowd" if crowd[j] else None if limbs[j] else
+               "limb joints not all labelled" if a.get("num_keypoints", 0) else "no keypoints" for j, a in enumerate(anns)]
+    return reasons, SampleBlock({"image_path": paths, "image_size": sizes, "bbox_xywh": boxes, "keypoints2d": kp2d})
 
 
 def _kept_keypoints(data: _Annotations, kp: np.ndarray, kept: list[int], wholebody: bool) -> np.ndarray | None:
@@ -248,9 +241,14 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
     skip_bad = bool(options.get("skip_bad"))
     for lo in range(0, len(order), CHUNK):
         chunk = order[lo:lo + CHUNK]
-        events = _chunk_events(data, chunk, image_dir, wholebody)
-        if events is None:
-            events = _exact_events(data, chunk, path, image_dir, wholebody, skip_bad)
+        fast = _chunk_events(data, chunk, image_dir, wholebody)
+        if fast is not None:
+            yield from _replay_block(*fast, stats, bool(options.get("blocks")))
+            continue
+        events = _exact_events(data, chunk, path, image_dir, wholebody, skip_bad)
+        if options.get("blocks"):
+            yield from _as_block(events, stats)
+            continue
         for event in events:  # in annotation order, so --limit stops where it did one by one
             if type(event) is dict:
                 yield event
@@ -258,3 +256,36 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
                 stats.drop(event)
             else:
                 raise event
+
+
+def _replay_block(reasons: list, block: SampleBlock, stats, blocks: bool) -> Iterator[dict | SampleBlock]:
+    """A fast chunk: its drops counted and ``block`` yielded whole, or (``blocks`` off) drops and
+    rows one by one in annotation order (so --limit stops where it did)."""
+    if blocks:
+        for reason in reasons:
+            if reason is not None:
+                stats.drop(reason)
+        if block.rows:
+            yield block
+        return
+    rows = iter(range(block.rows))
+    for reason in reasons:
+        if reason is None:
+            k = next(rows)
+            yield {key: column[k] for key, column in block.items()}
+        else:
+            stats.drop(reason)
+
+
+def _as_block(events: list, stats) -> Iterator[SampleBlock]:
+    """A chunk's samples as one block (its drops counted in order; an error raised)."""
+    samples = []
+    for event in events:
+        if type(event) is dict:
+            samples.append(event)
+        elif type(event) is str:
+            stats.drop(event)
+        else:
+            raise event
+    if samples:
+        yield SampleBlock({key: [s[key] for s in samples] for key in samples[0]})
