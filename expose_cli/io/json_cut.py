@@ -23,9 +23,11 @@ the full parser's behaviour and messages.
 
 from __future__ import annotations
 
+import operator
 import re
 from array import array
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ import orjson
 
 BATCH = 4096  # cut values parsed per orjson call (bounded memory)
 _WS = rb"[ \t\r\n]*"
-_NUMERIC_LIST = re.compile(rb"\[[0-9eE+\-. \t\r\n,]*\]")
+_COLON = re.compile(_WS + b":" + _WS)
 _LIST_CHARS = b"0123456789eE+-. \t\r\n,[]"
 _NON_INTEGER = np.zeros(256, bool)  # characters of numbers that are not integers
 _NON_INTEGER[list(b".eE+")] = True
@@ -56,47 +58,21 @@ class Cut:
     def rows_of(self, key: str, objects: list) -> np.ndarray | None:
         """For each object of ``objects``, the row of its cut ``key`` value (-1: not cut), or None
         when the markers of ``key`` are not exactly one per cut value, all in these objects."""
-        mark = marker(key)
-        rows = np.full(len(objects), -1, np.int64)
-        found = 0
-        for i, obj in enumerate(objects):
-            if type(obj) is dict and obj.get(key) == mark:
-                rows[i] = found
-                found += 1
+        try:  # in C: objects[i].get(key) == marker, for every object
+            flags = np.fromiter(map(operator.eq, map(dict.get, objects, repeat(key)), repeat(marker(key))), bool, len(objects))
+        except TypeError:  # an object that is not a dict
+            return None
+        found = int(flags.sum())
+        rows = np.where(flags, np.cumsum(flags) - 1, -1)
         return rows if found == self.counts.get(key, 0) else None
 
 
-def _value_end(raw: bytes, start: int, key: str, numeric: dict[str, int]) -> int:
-    """End of the value of ``key`` starting at ``start``, -1 to leave it in place, -2 when it has
-    no end (then the file is not valid JSON).
-
-    The end is a guess (the first closing bracket that can end it), checked afterwards: a wrong
-    guess never passes the checks of :func:`_check_discarded` and :func:`_numeric_rows`.
-    """
-    first = raw[start]
-    if key in numeric:
-        if first != 91:  # [
-            return -1
-        end = raw.find(b"]", start) + 1
-        ok = end > 0 and _NUMERIC_LIST.fullmatch(raw, start, end) is not None
-        return end if ok and raw.count(b",", start, end) == numeric[key] - 1 else -1
-    if first == 91:
-        nested = raw[start + 1] == 91
-        end = raw.find(b"]]" if nested else b"]", start)
-        return end + 1 + nested if end >= 0 else -2
-    if first == 123:  # {
-        end = raw.find(b"}", start)
-        return end + 1 if end >= 0 else -2
-    return -1
-
-
-def _check_batch(raw: memoryview, starts: array, ends: array, picked) -> list:
-    """Parse the cut values ``picked`` (indices) as one JSON list; each must be one value."""
-    text = b"[" + b",".join(raw[starts[i]:ends[i]] for i in picked) + b"]"
-    parsed = orjson.loads(text)
-    if len(parsed) != len(picked):
-        raise ValueError("a cut value is not one JSON value")
-    return parsed
+def _check_objects(values: list) -> None:
+    """Parse cut values (bytes-like) in batches; each must be exactly one JSON value."""
+    for lo in range(0, len(values), BATCH):
+        picked = values[lo:lo + BATCH]
+        if len(orjson.loads(b"[" + b",".join(picked) + b"]")) != len(picked):
+            raise ValueError("a cut value is not one JSON value")
 
 
 def _check_discarded(raw: memoryview, starts: array, ends: array) -> None:
@@ -105,8 +81,7 @@ def _check_discarded(raw: memoryview, starts: array, ends: array) -> None:
     lists, objects = [], []
     for i in range(len(starts)):
         (lists if raw[starts[i]] == 91 else objects).append(i)
-    for lo in range(0, len(objects), BATCH):
-        _check_batch(raw, starts, ends, objects[lo:lo + BATCH])
+    _check_objects([raw[starts[i]:ends[i]] for i in objects])
     for lo in range(0, len(lists), BATCH):
         text = b",".join(raw[starts[i]:ends[i]] for i in lists[lo:lo + BATCH])
         if text.translate(None, _LIST_CHARS) or text.count(b"[") != text.count(b"]"):
@@ -140,69 +115,94 @@ def _integer_rows(text: bytes, rows: int, count: int) -> np.ndarray | None:
     return value.astype(np.float64).reshape(rows, count)
 
 
-def _numeric_rows(raw: memoryview, starts: array, ends: array, count: int) -> np.ndarray:
-    """The cut values of a numeric key as ``[rows, count]`` float32 (each number read as JSON
-    reads it, to float64, then rounded to float32 as ``np.asarray(values, np.float32)`` does)."""
-    out = np.empty((len(starts), count), np.float32)
-    for lo in range(0, len(starts), BATCH):
-        hi = min(lo + BATCH, len(starts))
-        block = _integer_rows(b",".join(raw[starts[i]:ends[i]] for i in range(lo, hi)), hi - lo, count)
+def _numeric_rows(values: list[bytes], count: int) -> np.ndarray:
+    """Cut values of a numeric key (``[...]`` texts) as ``[rows, count]`` float32: each number read
+    as JSON reads it, to float64, then rounded as ``np.asarray(values, np.float32)`` does.
+    ValueError when one is not a list of ``count`` numbers."""
+    out = np.empty((len(values), count), np.float32)
+    for lo in range(0, len(values), BATCH):
+        picked = values[lo:lo + BATCH]
+        block = _integer_rows(b",".join(picked), len(picked), count)
         if block is None:
-            block = np.asarray(_check_batch(raw, starts, ends, range(lo, hi)), np.float32)
-        if block.shape != (hi - lo, count):
+            block = np.asarray(orjson.loads(b"[" + b",".join(picked) + b"]"), np.float32)
+        if block.shape != (len(picked), count):
             raise ValueError("a cut value is not a flat list of numbers")
-        out[lo:hi] = block
+        out[lo:lo + len(picked)] = block
     return out
 
 
-def _cut(raw: bytes, numeric: dict[str, int], keys: list[str]) -> tuple[bytearray, dict] | None:
-    """The document with markers in place of the cut values, and each key's cut ``(starts, ends)``."""
-    pattern = re.compile(rb'"(' + b"|".join(re.escape(k.encode()) for k in keys) + rb')"' + _WS + b":" + _WS)
-    marks = {key: orjson.dumps(marker(key)) for key in keys}
-    spans = {key: (array("q"), array("q")) for key in keys}
-    rest = bytearray()
-    pos = 0
+def _cut_discarded(raw: bytes, key: str) -> tuple[bytearray, int] | None:
+    """``raw`` with every list or object value of ``key`` replaced by the key's marker, and how
+    many; None when a value has no end. Where a value ends is a guess (the first ``]]``, ``]`` or
+    ``}``): :func:`_check_discarded` and the parse of the rest refuse a wrong one."""
+    head = b'"' + key.encode() + b'"'
+    mark = orjson.dumps(marker(key))
+    find, colon, size = raw.find, _COLON.match, len(raw)
+    starts, ends, rest, pos = array("q"), array("q"), bytearray(), 0
     with memoryview(raw) as view:
-        for match in pattern.finditer(raw):
-            start = match.end()
-            if match.start() < pos:
-                continue
-            key = match.group(1).decode()
-            end = _value_end(raw, start, key, numeric)
-            if end == -2:
+        i = find(head)
+        while i >= 0:
+            match = colon(raw, i + len(head))
+            start = match.end() if match else i + 1
+            first = raw[start] if match and start < size else 0
+            if first == 91:  # [: the first ']]' (polygons) or ']' ends it; checked afterwards
+                nested = raw[start + 1] == 91
+                end = find(b"]]" if nested else b"]", start) + 1 + nested
+                end = 0 if end == nested else end
+            else:  # {: the first '}' (RLE objects hold no nested object); checked afterwards
+                end = find(b"}", start) + 1 if first == 123 else -1
+            if end == 0:
                 return None
-            if end < 0:
-                continue
-            rest += view[pos:start]
-            rest += marks[key]
-            spans[key][0].append(start)
-            spans[key][1].append(end)
-            pos = end
+            if end > 0:
+                rest += view[pos:start]
+                rest += mark
+                starts.append(start)
+                ends.append(end)
+                pos = start = end
+            i = find(head, start)
         rest += view[pos:]
-    return rest, spans
+        _check_discarded(view, starts, ends)
+    return rest, len(starts)
+
+
+def _cut_numeric(text: bytes | bytearray, key: str) -> tuple[bytes, list[bytes]]:
+    """``text`` with every flat list of numbers under ``key`` replaced by the key's marker, and
+    those lists' texts (in file order)."""
+    head = b'"' + key.encode() + b'"'
+    pattern = re.compile(re.escape(head) + _WS + b":" + _WS + rb"(\[[0-9eE+\-. \t\r\n,]*\])")
+    values = pattern.findall(text)
+    # A literal replacement (no group reference) keeps re.sub in C: '"key": "<marker>"'.
+    replacement = head + b": " + orjson.dumps(marker(key)).replace(b"\\", b"\\\\")
+    return pattern.sub(replacement, text), values
 
 
 def load_cut(path: Path, numeric: dict[str, int], discard: tuple[str, ...] = ()) -> Cut | None:
     """Parse the JSON file ``path`` with the values of ``numeric`` and ``discard`` keys cut out.
 
-    ``numeric[key]`` is the count of numbers in each value of ``key`` (values that are not a flat
-    list of that many numbers are left in the document). Returns None when the cut parse cannot
+    ``numeric[key]`` is the count of numbers in each value of ``key`` (flat lists of numbers are
+    cut; one of another count makes the cut parse decline). Returns None when the cut parse cannot
     be trusted or the text is not valid JSON: parse the file in full then. Raises OSError when
     the file cannot be read. Peak memory: the file's bytes plus what is left after the cut.
     """
     raw = Path(path).read_bytes()
-    keys = [*numeric, *discard]
-    cut = None if b"\\u0000" in raw else _cut(raw, numeric, keys)
-    if cut is None:
+    if b"\\u0000" in raw:
         return None
-    rest, spans = cut
+    counts: dict[str, int] = {}
     try:
-        with memoryview(raw) as view:
-            values = {key: _numeric_rows(view, *spans[key], count) for key, count in numeric.items()}
-            for key in discard:
-                _check_discarded(view, *spans[key])
-        del raw  # the file's bytes are not needed past here: free them before the parse
+        rest: bytes | bytearray = raw
+        del raw  # freed with the first cut (the file's bytes are not needed past it)
+        for key in discard:
+            cut = _cut_discarded(rest, key)
+            if cut is None:
+                return None
+            rest, counts[key] = cut
+            del cut
+        values = {}
+        for key, count in numeric.items():
+            rest, texts = _cut_numeric(rest, key)
+            values[key], counts[key] = _numeric_rows(texts, count), len(texts)
+            del texts
         document = orjson.loads(rest)
     except (orjson.JSONDecodeError, ValueError, TypeError):
         return None
-    return Cut(document, values, {key: len(spans[key][0]) for key in keys})
+    return Cut(document, values, counts)

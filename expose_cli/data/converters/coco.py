@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
-from expose_cli.io.json_cut import load_cut
 from expose_cli.data.hdf5 import SampleBlock
 from expose_cli.errors import ExposeError
+from expose_cli.io.json_cut import load_cut
 
 SPLITS = ("train2014", "val2014", "train2017", "val2017")
 VERSION = "1"
@@ -190,16 +191,17 @@ def _chunk_events(data: _Annotations, order: list[int], image_dir: str,
     per annotation its drop reason or None (kept), and the kept rows as one block; None when an
     annotation needs the one-by-one path (a malformed one, or a value of an unusual form)."""
     try:
-        anns = [data.annotations[i] for i in order]
+        anns = list(map(data.annotations.__getitem__, order))
         rows = data.rows["keypoints"][order] if data.rows else None
         if rows is None or (rows < 0).any():
             return None
         kp = data.values["keypoints"][rows]
         limbs = (kp[:, 5:17, 2] > 0).all(axis=1)
-        crowd = [bool(a.get("iscrowd", 0)) for a in anns]
-        kept = [j for j, a in enumerate(anns) if limbs[j] and not crowd[j]]
-        images = [data.images.get(anns[j].get("image_id")) for j in kept]
-        boxes = np.asarray([anns[j].get("bbox") for j in kept], np.float32).reshape(-1, 4)
+        crowd = np.fromiter(map(bool, map(dict.get, anns, repeat("iscrowd"), repeat(0))), bool, len(anns))
+        kept = np.flatnonzero(limbs & ~crowd).tolist()
+        kept_anns = list(map(anns.__getitem__, kept))
+        images = list(map(data.images.get, map(dict.get, kept_anns, repeat("image_id"))))
+        boxes = np.asarray(list(map(dict.get, kept_anns, repeat("bbox"))), np.float32).reshape(-1, 4)
         if any(img is None for img in images) or boxes.shape != (len(kept), 4):
             return None
         sizes = [(int(img["height"]), int(img["width"])) for img in images]
