@@ -12,9 +12,9 @@ import pytest
 from expose_cli.body_models.keypoints import get_convention
 from expose_cli.data.converters import coco
 from expose_cli.data.hdf5 import HDF5Reader
-from expose_cli.io.json_cut import _integer_rows, load_cut
 from expose_cli.data.preprocess import convert
 from expose_cli.errors import ExposeError
+from expose_cli.io.json_cut import _integer_rows, load_cut
 from expose_cli.testing.raw_datasets import coco_json_path
 
 

@@ -14,7 +14,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
@@ -97,6 +96,8 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
 
 
 def _image_size(path: Path) -> tuple[int, int]:
+    import cv2  # imported when used: `expose preprocess` of other datasets starts faster
+
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ExposeError("cannot read image", path=path)

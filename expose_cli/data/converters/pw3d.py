@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
@@ -100,7 +99,10 @@ def camera_global_orient(R: np.ndarray, global_orient: np.ndarray) -> np.ndarray
     """SMPL global orientations ``[N, 3]`` (axis-angle, world frame) rotated into the camera
     ``R`` ``[N, 3, 3]``: ``log(R exp(go))``, all frames of an actor at once (per frame, torch's
     call overhead was 90% of the conversion)."""
-    from expose_cli.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle  # torch, when used
+    from expose_cli.geometry.rotations import (  # torch, when used
+        axis_angle_to_matrix,
+        matrix_to_axis_angle,
+    )
 
     if len(R) == 0:
         return np.zeros((0, 3))
@@ -109,6 +111,8 @@ def camera_global_orient(R: np.ndarray, global_orient: np.ndarray) -> np.ndarray
 
 def _sequence_samples(root: Path, seq: dict, stats) -> Iterator[dict]:
     """Every actor's frames of one (checked) sequence."""
+    import cv2  # imported when used: `expose preprocess` of other datasets starts faster
+
     name = str(seq["sequence"])
     K = np.asarray(seq["cam_intrinsics"], np.float32)
     first = root / "imageFiles" / name / "image_00000.jpg"
