@@ -2,20 +2,19 @@
 
 COCO's keypoint files are ~75% polygon segmentations and keypoint lists. Parsed whole (``json``
 or ``orjson``) they become tens of millions of Python numbers: ~1 GB of memory and most of the
-time. :func:`load_cut` instead finds every ``"<key>": <value>`` of the named keys, puts a marker
-string in the value's place, parses the rest with orjson, and
+time. :func:`load_cut` instead replaces every ``"<key>": <value>`` of the named keys by a marker
+string (``re.sub`` with a literal replacement: C speed), parses the rest with orjson, and
 
-- ``numeric`` keys (flat lists of a known count of numbers, e.g. ``keypoints``): parses the cut
+- ``numeric`` keys (flat lists of a known count of numbers, e.g. ``keypoints``): reads the cut
   values, in batches, straight into one ``float32`` array per key (rows in file order);
-- ``discard`` keys (e.g. ``segmentation``): parses the cut values in batches (so the whole file is
-  still checked to be JSON) and keeps nothing.
+- ``discard`` keys (e.g. ``segmentation``): keeps nothing.
 
-Soundness: a cut value must be exactly one JSON value (a cut that ends too early or too late is
-not): numeric ones are read with JSON's number syntax (integers vectorised, others by orjson),
-objects are parsed, and discarded polygons are checked to hold only numbers, commas and balanced
-brackets (their numbers are not parsed: nothing reads them); the rest must parse with the markers
-in value position; and the caller checks with :meth:`Cut.rows_of` that every marker landed where that key was expected
-(one per cut, in file order). The markers contain U+0000, which a valid JSON text can only
+Soundness: every cut value is exactly one JSON value: numeric lists are matched as ``[`` number
+characters and commas ``]`` and read with JSON's number syntax (integers vectorised, others by
+orjson); polygons are matched as lists of such lists (their numbers are not parsed: nothing reads
+them); RLE objects are parsed. The rest must parse with the markers in value position, and the
+caller checks with :meth:`Cut.rows_of` that every marker landed where that key was expected (one
+per cut, in file order). The markers contain U+0000, which a valid JSON text can only
 spell ``\\u0000``; files containing that escape are not cut. Whenever anything does not hold,
 :func:`load_cut` returns None and the caller parses the file in full, so odd files get exactly
 the full parser's behaviour and messages.
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import operator
 import re
-from array import array
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -36,8 +34,7 @@ import orjson
 
 BATCH = 4096  # cut values parsed per orjson call (bounded memory)
 _WS = rb"[ \t\r\n]*"
-_COLON = re.compile(_WS + b":" + _WS)
-_LIST_CHARS = b"0123456789eE+-. \t\r\n,[]"
+_LIST = rb"\[[0-9eE+\-. \t\r\n,]*\]"  # a flat list of number characters and commas
 _NON_INTEGER = np.zeros(256, bool)  # characters of numbers that are not integers
 _NON_INTEGER[list(b".eE+")] = True
 
@@ -73,19 +70,6 @@ def _check_objects(values: list) -> None:
         picked = values[lo:lo + BATCH]
         if len(orjson.loads(b"[" + b",".join(picked) + b"]")) != len(picked):
             raise ValueError("a cut value is not one JSON value")
-
-
-def _check_discarded(raw: memoryview, starts: array, ends: array) -> None:
-    """Discarded values: objects (RLE masks) are parsed; lists (polygons) must hold only numbers,
-    commas and balanced brackets. Their numbers are not parsed (nothing reads them)."""
-    lists, objects = [], []
-    for i in range(len(starts)):
-        (lists if raw[starts[i]] == 91 else objects).append(i)
-    _check_objects([raw[starts[i]:ends[i]] for i in objects])
-    for lo in range(0, len(lists), BATCH):
-        text = b",".join(raw[starts[i]:ends[i]] for i in lists[lo:lo + BATCH])
-        if text.translate(None, _LIST_CHARS) or text.count(b"[") != text.count(b"]"):
-            raise ValueError("a polygon holds something other than numbers")
 
 
 def _integer_rows(text: bytes, rows: int, count: int) -> np.ndarray | None:
@@ -131,38 +115,20 @@ def _numeric_rows(values: list[bytes], count: int) -> np.ndarray:
     return out
 
 
-def _cut_discarded(raw: bytes, key: str) -> tuple[bytearray, int] | None:
-    """``raw`` with every list or object value of ``key`` replaced by the key's marker, and how
-    many; None when a value has no end. Where a value ends is a guess (the first ``]]``, ``]`` or
-    ``}``): :func:`_check_discarded` and the parse of the rest refuse a wrong one."""
+def _cut_discarded(raw: bytes, key: str) -> tuple[bytes, int]:
+    """``raw`` with the values of ``key`` that are lists of lists of numbers (polygons) or flat
+    objects (RLE masks) replaced by the key's marker, and how many. The polygon pattern admits
+    only number characters and commas inside the inner lists (their numbers are not parsed:
+    nothing reads them); objects are parsed. Values of other forms stay (parsed with the rest)."""
     head = b'"' + key.encode() + b'"'
-    mark = orjson.dumps(marker(key))
-    find, colon, size = raw.find, _COLON.match, len(raw)
-    starts, ends, rest, pos = array("q"), array("q"), bytearray(), 0
-    with memoryview(raw) as view:
-        i = find(head)
-        while i >= 0:
-            match = colon(raw, i + len(head))
-            start = match.end() if match else i + 1
-            first = raw[start] if match and start < size else 0
-            if first == 91:  # [: the first ']]' (polygons) or ']' ends it; checked afterwards
-                nested = raw[start + 1] == 91
-                end = find(b"]]" if nested else b"]", start) + 1 + nested
-                end = 0 if end == nested else end
-            else:  # {: the first '}' (RLE objects hold no nested object); checked afterwards
-                end = find(b"}", start) + 1 if first == 123 else -1
-            if end == 0:
-                return None
-            if end > 0:
-                rest += view[pos:start]
-                rest += mark
-                starts.append(start)
-                ends.append(end)
-                pos = start = end
-            i = find(head, start)
-        rest += view[pos:]
-        _check_discarded(view, starts, ends)
-    return rest, len(starts)
+    lead = re.escape(head) + _WS + b":" + _WS
+    polygons = re.compile(lead + rb"\[" + _WS + _LIST + rb"(?:" + _WS + b"," + _WS + _LIST + rb")*" + _WS + rb"\]")
+    objects = re.compile(lead + rb"(\{[^{}]*\})")
+    replacement = head + b": " + orjson.dumps(marker(key)).replace(b"\\", b"\\\\")  # literal: re.sub stays in C
+    rest, lists = polygons.subn(replacement, raw)
+    _check_objects(objects.findall(rest))
+    rest, found = objects.subn(replacement, rest)
+    return rest, lists + found
 
 
 def _cut_numeric(text: bytes | bytearray, key: str) -> tuple[bytes, list[bytes]]:
@@ -192,11 +158,7 @@ def load_cut(path: Path, numeric: dict[str, int], discard: tuple[str, ...] = ())
         rest: bytes | bytearray = raw
         del raw  # freed with the first cut (the file's bytes are not needed past it)
         for key in discard:
-            cut = _cut_discarded(rest, key)
-            if cut is None:
-                return None
-            rest, counts[key] = cut
-            del cut
+            rest, counts[key] = _cut_discarded(rest, key)
         values = {}
         for key, count in numeric.items():
             rest, texts = _cut_numeric(rest, key)
