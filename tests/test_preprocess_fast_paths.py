@@ -193,3 +193,23 @@ def test_pw3d_batched_orientation_equals_one_frame_at_a_time():
     R = axis_angle_to_matrix(rng.normal(0, 1.5, (500, 3))).numpy()
     one = np.stack([matrix_to_axis_angle(R[f] @ axis_angle_to_matrix(go[f]).numpy()).numpy() for f in range(500)])
     np.testing.assert_array_equal(camera_global_orient(R, go), one)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])  # chunk boundaries inside numbers and entries
+def test_number_files_read_alike_with_and_without_simdjson(tmp_path, monkeypatch, chunk):
+    import sys
+
+    from expose_cli.io.json_arrays import read_json_numbers
+
+    rng = np.random.default_rng(2)
+    values = rng.normal(0, 1e-3, (9, 4, 3)) * 10.0 ** rng.integers(-8, 8, (9, 4, 3))
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(values.tolist()))
+    fast = read_json_numbers(path, (4, 3), np.float32, chunk_bytes=chunk)
+    monkeypatch.setitem(sys.modules, "simdjson", None)  # not installed: the chunked numpy reader
+    slow = read_json_numbers(path, (4, 3), np.float32, chunk_bytes=chunk)
+    np.testing.assert_array_equal(fast, values.astype(np.float32))  # float64 rounded to float32
+    np.testing.assert_array_equal(slow, fast)
+    path.write_text("[[1, 2, 3], [4, 5, null]]")
+    with pytest.raises(ExposeError, match="unexpected 'n'"):
+        read_json_numbers(path, (3,))
