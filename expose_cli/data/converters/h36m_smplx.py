@@ -110,11 +110,12 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             masks = h5py.File(mask_path, "r") if mask_path.is_file() else None
             folder = f"images/{subject}_{action.replace(' ', '_')}.{cam}"
             try:
+                refs = masks["Masks"][()] if masks is not None and len(d3) else None  # once, not per frame
                 for f in range(0, len(d3), EVERY):
                     if masks is None:
                         stats.drop("no mask file")
                         continue
-                    mask = masks[masks["Masks"][f, 0]][()].T
+                    mask = masks[refs[f, 0]][()].T
                     box = _mask_extent(mask)
                     if box is None:
                         stats.drop("empty mask")
