@@ -213,3 +213,17 @@ def test_number_files_read_alike_with_and_without_simdjson(tmp_path, monkeypatch
     path.write_text("[[1, 2, 3], [4, 5, null]]")
     with pytest.raises(ExposeError, match="unexpected 'n'"):
         read_json_numbers(path, (3,))
+
+
+def test_boxes_from_points_equal_box_from_points_row_by_row():
+    from expose_cli.data.converters._common import box_from_points, boxes_from_points
+
+    rng = np.random.default_rng(3)
+    points = np.concatenate([rng.uniform(0, 900, (200, 137, 2)), rng.uniform(-0.5, 1, (200, 137, 1))], 2).astype(np.float32)
+    points[5, :, 2] = 0  # nothing seen
+    boxes, ok = boxes_from_points(points)
+    for i in range(200):
+        one = box_from_points(points[i])
+        assert ok[i] == (one is not None)
+        if one is not None:
+            np.testing.assert_array_equal(boxes[i], one)
