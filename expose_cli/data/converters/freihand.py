@@ -26,7 +26,7 @@ from expose_cli.errors import ExposeError
 from expose_cli.io.json_arrays import read_json_numbers
 
 SPLITS = ("train", "val", "test")
-VERSION = "1"
+VERSION = "2"  # 2: train/val without vertices (training_verts.json not read)
 VERSIONS = 4
 TRAIN_FRACTION = 0.8
 CHUNK = 4096  # samples whose keypoints are converted at once
