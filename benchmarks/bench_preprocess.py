@@ -6,7 +6,7 @@ and CPU time) and the child's peak resident memory. COCO is also converted, in t
 a minimal re-implementation of what MMHuman3D's COCO converter does (``json.load`` of the whole
 file, a Python loop per annotation, ``np.savez_compressed``), so the ratio is measured side by side.
 
-    python benchmarks/bench_preprocess.py                 # real sizes (~1.5 GB of temp files)
+    python benchmarks/bench_preprocess.py                 # real sizes (<= ~0.6 GB of temp files at a time, ~15 min)
     python benchmarks/bench_preprocess.py --scale 0.1 --only coco freihand
 
 Sizes at ``--scale 1``: COCO 2017 train-sized keypoint json (64,115 images, 149,813 person

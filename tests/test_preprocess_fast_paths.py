@@ -227,3 +227,22 @@ def test_boxes_from_points_equal_box_from_points_row_by_row():
         assert ok[i] == (one is not None)
         if one is not None:
             np.testing.assert_array_equal(boxes[i], one)
+
+
+def test_freihand_blocks_and_rows_one_by_one_write_the_same_file(tmp_path):
+    from expose_cli.io.paths import DataTree
+    from expose_cli.testing.raw_datasets import write_freihand
+
+    root = tmp_path / "FreiHand"
+    write_freihand(root, unique=10, eval_samples=3)
+    (root / "training" / "rgb" / "00000013.jpg").unlink()  # dropped with --skip-bad, in both modes
+    tree = DataTree(tmp_path / "data")
+    for split in ("train", "test"):
+        convert("freihand", tree, root, [split], tmp_path / "blocks.h5", overwrite=True, skip_bad=True)
+        convert("freihand", tree, root, [split], tmp_path / "rows.h5", overwrite=True, skip_bad=True, limit=10**6)
+        blocks, rows = _file(tmp_path / "blocks.h5"), _file(tmp_path / "rows.h5")
+        a, b = blocks.pop("attrs"), rows.pop("attrs")
+        assert a["dropped"] == b["dropped"] and a["notes"] == b["notes"] and blocks.keys() == rows.keys()
+        assert ("vertices" in blocks) == (split == "test")
+        for name in blocks:
+            np.testing.assert_array_equal(blocks[name], rows[name], err_msg=name)

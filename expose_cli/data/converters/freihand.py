@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
+from expose_cli.data.hdf5 import SampleBlock
 from expose_cli.errors import ExposeError
 from expose_cli.io.json_arrays import read_json_numbers
 
@@ -90,11 +91,20 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
         pose[:, 3:48] += np.asarray(options["right_hand_mean"], np.float64).reshape(45)
     ids = [(i + n * k, i) for k in range(versions) for i in unique]
     for lo in range(0, len(ids), CHUNK):
-        block = [(image_id, i) for image_id, i in ids[lo:lo + CHUNK] if _image_ok(root, prefix, image_id, stats, options)]
-        rows = np.array([points.index[i] for _image_id, i in block], np.int64)
+        chunk = ids[lo:lo + CHUNK]
+        rows = np.array([points.index[i] for _image_id, i in chunk], np.int64)
         kp2d = convert_keypoints(points.kp2d[rows], "freihand", "smplx")[0]
         kp3d = convert_keypoints(points.kp3d[rows], "freihand", "smplx")[0]
-        for j, (image_id, i) in enumerate(block):
+        if options.get("blocks"):  # the chunk's rows at once (no --limit: drops may be counted first)
+            ok = np.flatnonzero([_image_ok(root, prefix, image_id, stats, options) for image_id, _i in chunk])
+            if len(ok):
+                pick = np.array([chunk[j][1] for j in ok], np.int64)
+                yield _block([chunk[j][0] for j in ok], prefix, kp2d[ok], kp3d[ok], pose[pick], mano[pick], K[pick],
+                             scale[pick], None if verts is None else verts[pick])
+            continue
+        for j, (image_id, i) in enumerate(chunk):
+            if not _image_ok(root, prefix, image_id, stats, options):
+                continue
             sample = {
                 "image_path": f"{prefix}/rgb/{image_id:08d}.jpg", "image_size": (224, 224),
                 "bbox_xywh": np.array([0, 0, 224, 224], np.float32), "keypoints2d": kp2d[j], "keypoints3d": kp3d[j],
@@ -105,6 +115,22 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             if verts is not None:
                 sample["vertices"] = verts[i]
             yield sample
+
+
+def _block(image_ids: list[int], prefix: str, kp2d, kp3d, pose, mano, K, scale, verts) -> SampleBlock:
+    """Rows of the given images (arrays already picked per row): the per-row dicts' values."""
+    k = len(image_ids)
+    block = SampleBlock({
+        "image_path": [f"{prefix}/rgb/{image_id:08d}.jpg" for image_id in image_ids],
+        "image_size": np.full((k, 2), 224), "bbox_xywh": np.tile(np.float32([0, 0, 224, 224]), (k, 1)),
+        "keypoints2d": kp2d, "keypoints3d": kp3d, "mano/global_orient": pose[:, :3],
+        "mano/right_hand_pose": pose[:, 3:48].reshape(k, 15, 3), "mano/betas": mano[:, 48:58],
+        "has_mano": np.ones(k, bool), "is_right": np.ones(k, bool), "camera/K": K, "has_camera": np.ones(k, bool),
+        "mano_scale": scale,
+    })
+    if verts is not None:
+        block["vertices"] = verts
+    return block
 
 
 @dataclass
