@@ -231,6 +231,13 @@ def convert_all(name: str, raw: Path, out_dir: Path, splits: list[str] | None = 
     return sum(r.samples for r in results)
 
 
+def parse_numbers(path: Path) -> int:
+    """FreiHAND's evaluation meshes through the reader the converter uses; numbers read."""
+    from expose_cli.io.json_arrays import read_json_numbers
+
+    return read_json_numbers(path, (778, 3), np.float32).size
+
+
 def _size_mb(root: Path) -> float:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
 
@@ -280,6 +287,15 @@ def _bench(key: str, tmp: Path, scale: float) -> list[dict]:
     for name, folder, splits in runs:
         raw = tmp / folder
         rows.append(_row(f"{name} (expose)", _size_mb(raw), in_child(convert_all, name, raw, tmp / "out", splits)))
+        if name == "freihand":
+            path = raw / "evaluation_verts.json"
+            mb = path.stat().st_size / 1e6
+            numbers, wall, cpu, rss = in_child(parse_numbers, path)
+            print(f"  evaluation_verts.json: {mb:.0f} MB ({numbers} numbers) parsed at {mb / wall:.0f} MB/s "
+                  f"({mb / cpu:.0f} MB/s CPU), peak RSS {rss:.0f} MB", flush=True)
+            rows.append({"converter": "freihand verts json parse", "raw_mb": round(mb, 1), "wall_s": round(wall, 2),
+                         "cpu_s": round(cpu, 2), "mb_per_s": round(mb / wall), "mb_per_cpu_s": round(mb / cpu),
+                         "peak_rss_mb": round(rss)})
         if name == "coco":
             rows.append(_row("coco (MMHuman3D-style)", _size_mb(raw), in_child(mmh_style_coco, raw / COCO_JSON, tmp / "mmh.npz")))
             ours, ref = rows[-2], rows[-1]
