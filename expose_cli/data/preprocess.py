@@ -128,7 +128,7 @@ def expected_input(module: ModuleType, split: str) -> str:
 
 
 def _convert_split(name: str, module: ModuleType, root: Path, split: str, path: Path, options: dict, *,
-                   overwrite: bool, limit: int | None, on_sample: Callable[[str], None] | None,
+                   overwrite: bool, limit: int | None, on_sample: Callable[..., None] | None,
                    embed_images: bool, workers: int) -> ConvertResult:
     """One split into ``path`` (complete or absent)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,8 +151,8 @@ def _convert_split(name: str, module: ModuleType, root: Path, split: str, path: 
         for sample in samples:
             if type(sample) is SampleBlock:
                 writer.append_block(sample)
-                for _ in range(sample.rows if on_sample else 0):
-                    on_sample(split)
+                if on_sample:
+                    on_sample(split, sample.rows)  # a block of rows: one progress update
                 continue
             writer.append(sample)
             if on_sample:
@@ -174,7 +174,7 @@ def _convert_split(name: str, module: ModuleType, root: Path, split: str, path: 
 
 def convert(name: str, tree: DataTree, root: Path | None = None, splits: list[str] | None = None,
             out: Path | None = None, overwrite: bool = False, skip_bad: bool = False, limit: int | None = None,
-            on_sample: Callable[[str], None] | None = None, embed_images: bool = False,
+            on_sample: Callable[..., None] | None = None, embed_images: bool = False,
             workers: int = 1, skip_existing: bool = False) -> list[ConvertResult]:
     """Convert the splits of dataset ``name``; each file is complete or absent.
 
@@ -182,6 +182,7 @@ def convert(name: str, tree: DataTree, root: Path | None = None, splits: list[st
     back as skipped results (an error when none is present). Requested splits must be present.
     ``skip_existing`` (``preprocess all``): an existing output is skipped, not an error, unless
     ``overwrite``. With ``skip_bad``, a split whose one input file is malformed is skipped.
+    ``on_sample(split)`` is called per row written, or ``on_sample(split, rows)`` per block of rows.
     """
     if name not in CONVERTERS:
         raise ExposeError(f"unknown dataset {name!r}", hint=f"available: {', '.join(sorted(CONVERTERS))}")
