@@ -15,13 +15,35 @@ Project-wide, HDF5 files store keypoints in the ``smplx`` convention (144 points
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
-from smplx.joint_names import JOINT_NAMES as _SMPLX_144
+
+
+def _smplx_joint_names() -> list[str]:
+    """``smplx.joint_names.JOINT_NAMES`` without running ``smplx/__init__.py``, which imports torch
+    (~200 MB and ~1 s that `expose preprocess` and the keypoint tables do not need)."""
+    loaded = sys.modules.get("smplx.joint_names")
+    if loaded is None:
+        package = importlib.util.find_spec("smplx")
+        if package is None or not package.submodule_search_locations:
+            from smplx.joint_names import JOINT_NAMES  # let the import error say what is missing
+
+            return list(JOINT_NAMES)
+        path = Path(list(package.submodule_search_locations)[0]) / "joint_names.py"
+        spec = importlib.util.spec_from_file_location("_expose_smplx_joint_names", path)
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+    return list(loaded.JOINT_NAMES)
+
+
+_SMPLX_144 = _smplx_joint_names()
 
 _SIDES = ("left", "right")
 
