@@ -12,6 +12,7 @@ import torch
 
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
+from expose_cli.testing.trees import link_tree
 from expose_cli.training.data_config import data_preset, with_members
 from expose_cli.training.datasets import (
     _image_candidates,
@@ -35,8 +36,7 @@ CONTRACT = {  # key -> shape for the body kind (batch dimension excluded)
 def data_dir(standin_tree, tmp_path_factory) -> Path:
     """A data tree with the stand-in body models and small synthetic body / hand sets."""
     root = tmp_path_factory.mktemp("train_data")
-    for sub in ("body_models",):
-        shutil.copytree(Path(standin_tree) / sub, root / sub)
+    link_tree(Path(standin_tree) / "body_models", root / "body_models")  # links: no copy of ~1 GB
     pre = root / "preprocessed_datasets"
     write_synth(pre, "body", 10, DataTree(root), seed=1, size=96)
     write_synth(pre, "hand", 6, DataTree(root), seed=2, size=64)
