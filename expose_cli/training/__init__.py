@@ -1,0 +1,1 @@
+"""Training: losses, configs, the loop, checkpoints, distributed helpers, pretrained weights."""
