@@ -18,7 +18,13 @@ from torch import nn
 
 from expose_cli.geometry.crops import transform_points
 from expose_cli.models.inputs import ModelInput
-from expose_cli.models.model import MANO_TIP_VERTICES, SMPLX_PARENTS, ExPoseModel, Prediction, image_from_crop
+from expose_cli.models.model import (
+    MANO_TIP_VERTICES,
+    SMPLX_PARENTS,
+    ExPoseModel,
+    Prediction,
+    image_from_crop,
+)
 from expose_cli.models.network import ExPoseNet
 
 __all__ = ["MANO_TIP_VERTICES", "SMPLX_PARENTS", "ExPoseNet", "Prediction", "Predictor", "keypoints_to_image"]
