@@ -14,7 +14,7 @@ import typer
 
 from expose_cli import __version__
 from expose_cli.assets.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
-from expose_cli.cli import demo, doctor, evaluate, fetch, import_models, infer, preprocess
+from expose_cli.cli import demo, doctor, evaluate, fetch, import_models, infer, preprocess, train
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
 
@@ -80,6 +80,7 @@ fetch.register(app)
 import_models.register(app)
 infer.register(app)
 preprocess.register(app)
+train.register(app)
 
 
 #: Global options (flag or with a value) that may also be written after the subcommand.
