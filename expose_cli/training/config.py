@@ -11,6 +11,7 @@ Override from TOML (those tables) or ``--set section.field=value`` (``train.lr=1
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,9 @@ def run_preset(kind: str, small: bool = False) -> RunConfig:
     if kind not in KINDS:
         raise ExposeError(f"unknown model {kind!r}", hint=f"use one of {', '.join(KINDS)}")
     model = small_config(kind) if small else preset(kind)
-    train = TrainConfig(batch_size=BATCH_SIZES[kind], val_set=VAL_SETS[kind])
+    # The body's HRNet never uses its last stage-3 fusion into branch 1 (ExPose reads branches
+    # 2-4): DDP must look for unused parameters there, and only there.
+    train = TrainConfig(batch_size=BATCH_SIZES[kind], val_set=VAL_SETS[kind], find_unused_parameters=kind == "body")
     return RunConfig(kind, model, _data_preset(kind), train, loss_preset(kind))
 
 
@@ -163,7 +166,11 @@ def _set_in(obj: Any, names: list[str], value: Any, where: str) -> Any:
         else:
             new = _coerce(current, value, where)
     if obj.__dataclass_params__.frozen:
-        return dataclasses.replace(obj, **{names[0]: new})
+        # A copy with the field set, not validated yet: members and ratios change one at a time;
+        # check() validates the result.
+        obj = copy.copy(obj)
+        object.__setattr__(obj, names[0], new)
+        return obj
     setattr(obj, names[0], new)
     return obj
 
@@ -225,3 +232,9 @@ def check(cfg: RunConfig) -> None:
         raise ExposeError("train.batch_size and train.epochs must be >= 1, train.max_steps >= 0")
     if t.lr <= 0:
         raise ExposeError(f"train.lr must be > 0, not {t.lr}")
+    post_init = getattr(cfg.data, "__post_init__", None)
+    if post_init is not None:
+        try:
+            post_init()
+        except ValueError as exc:
+            raise ExposeError(f"data: {exc}", hint="give data.members and data.ratios of the same length") from None

@@ -1,0 +1,131 @@
+"""`expose train`: end to end on the synthetic set, bit-exact resume, refusals and bad input.
+
+Tiny widths and 64 px crops keep every run to seconds; the synthetic set is written once per module.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("expose_cli.training.synth")
+
+from expose_cli.training.synth import write_synth  # noqa: E402
+
+SMALL_BODY = ["--set", "body.hrnet_width=8", "--set", "body.feature_dim=64", "--set", "body.hidden=[32,32]"]
+
+
+@pytest.fixture(scope="module")
+def synth_body(standin_tree, tmp_path_factory):
+    from expose_cli.assets.paths import DataTree
+
+    return write_synth(tmp_path_factory.mktemp("synth"), "body", 16, DataTree(standin_tree), seed=0, size=96)
+
+
+def body_args(tree, h5, out, *extra):
+    return ["--data-dir", str(tree), *SMALL_BODY, "--set", f"data.members=['{h5}']", "--set", "data.ratios=[1.0]",
+            "--set", "data.img_res=64", "--set", "train.val_set=none", "--set", "train.log_every=1",
+            "train", "body", "--out", str(out), "--init", "none", "--batch-size", "4", *extra]
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_resume_gives_bit_identical_weights(run_cli, standin_tree, synth_body, tmp_path):
+    """N + N steps with a resume between == 2N steps straight (dropout and augmentations on,
+    2 workers, an epoch boundary crossed: 16 samples / batch 4 = 4 steps per epoch)."""
+    straight = run_cli(*body_args(standin_tree, synth_body, tmp_path / "a", "--max-steps", "6", "--workers", "2"))
+    assert straight.exit_code == 0, straight.output
+    first = run_cli(*body_args(standin_tree, synth_body, tmp_path / "b", "--max-steps", "3", "--workers", "2"))
+    assert first.exit_code == 0, first.output
+    again = run_cli(*body_args(standin_tree, synth_body, tmp_path / "b", "--max-steps", "6", "--workers", "2",
+                               "--resume"))
+    assert again.exit_code == 0, again.output
+    a, b = weights(tmp_path / "a" / "last.pth"), weights(tmp_path / "b" / "last.pth")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    start = weights(tmp_path / "b" / "last.pth")["head.regressor.module.output_layer.weight"]
+    assert not torch.equal(start, torch.zeros_like(start))
+    log = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "b" / "config.json").is_file()
+    assert "--resume" in (tmp_path / "b" / "README.txt").read_text()
+
+
+def test_the_checkpoint_loads_in_expose_infer_unchanged(run_cli, standin_tree, synth_body, tmp_path):
+    from expose_cli.assets.paths import DataTree
+    from expose_cli.models import load_model
+
+    res = run_cli(*body_args(standin_tree, synth_body, tmp_path / "r", "--max-steps", "1", "--workers", "0"))
+    assert res.exit_code == 0, res.output
+    obj = torch.load(tmp_path / "r" / "last.pth", weights_only=True)
+    assert "backbone.conv1.weight" in obj["state_dict"] and "head.regressor.mean_param" in obj["state_dict"]
+    predictor = load_model(tmp_path / "r" / "last.pth", DataTree(standin_tree))
+    assert predictor.kind == "body"
+    # A second run into the same directory without --resume is refused, and nothing is overwritten.
+    before = (tmp_path / "r" / "last.pth").read_bytes()
+    refused = run_cli(*body_args(standin_tree, synth_body, tmp_path / "r", "--max-steps", "1"))
+    assert refused.exit_code != 0 and "not empty" in refused.output and "--resume" in refused.output
+    assert (tmp_path / "r" / "last.pth").read_bytes() == before
+
+
+def test_corrupt_or_foreign_resume_checkpoint_is_one_line(run_cli, standin_tree, synth_body, tmp_path):
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "last.pth").write_bytes(b"not a checkpoint")
+    res = run_cli(*body_args(standin_tree, synth_body, out, "--max-steps", "1", "--resume"))
+    assert res.exit_code != 0 and "last.pth" in res.output and "Traceback" not in res.output
+    assert (out / "last.pth").read_bytes() == b"not a checkpoint"
+    torch.save({"state_dict": {}}, out / "last.pth")  # e.g. an MMHuman3D checkpoint: no resume state
+    res = run_cli(*body_args(standin_tree, synth_body, out, "--max-steps", "1", "--resume"))
+    assert res.exit_code != 0 and "resume state" in res.output
+
+
+def test_missing_dataset_or_pretrained_file_is_named_before_any_work(run_cli, standin_tree, synth_body, tmp_path):
+    res = run_cli("--data-dir", str(standin_tree), "train", "body", "--out", str(tmp_path / "m"))
+    assert res.exit_code != 0 and "curated_fits_train.h5" in res.output and "expose preprocess" in res.output
+    assert not (tmp_path / "m").exists()
+    args = body_args(standin_tree, synth_body, tmp_path / "p", "--max-steps", "1")
+    args[args.index("--init") + 1] = "auto"
+    res = run_cli(*args)
+    assert res.exit_code != 0 and "hrnet_pretrain.pth" in res.output and "expose fetch pretrained" in res.output
+
+
+def test_dry_run_prints_config_data_and_steps(run_cli, standin_tree, synth_body, tmp_path):
+    res = run_cli(*body_args(standin_tree, synth_body, tmp_path / "d", "--dry-run"))
+    assert res.exit_code == 0, res.output
+    assert "train.lr" in res.output and "0.0001" in res.output and "16" in res.output
+    assert "4 steps of 4" in res.output  # 16 samples / batch 4
+    assert not (tmp_path / "d").exists()
+
+
+NO_AUGMENT = ["--set", "body.dropout=0", "--set", "data.augment.flip_prob=0", "--set", "data.augment.scale_factor=0",
+              "--set", "data.augment.rot_prob=0", "--set", "data.augment.noise_factor=0"]
+
+
+def test_ddp_two_processes_equal_one_process_with_the_doubled_batch(run_cli, standin_tree, synth_body, tmp_path):
+    """`expose train --nproc 2` (torchrun, gloo on CPU): rank r takes the mixing stream's draws
+    r, r+2, ...; averaged gradients of 2 x batch 2 equal one process's batch 4."""
+    two = body_args(standin_tree, synth_body, tmp_path / "ddp", "--max-steps", "2", "--workers", "0", "--nproc", "2")
+    two[two.index("--batch-size") + 1] = "2"
+    res = run_cli(*NO_AUGMENT, *two)
+    assert res.exit_code == 0, res.output
+    one = run_cli(*NO_AUGMENT, *body_args(standin_tree, synth_body, tmp_path / "one", "--max-steps", "2", "--workers", "0"))
+    assert one.exit_code == 0, one.output
+    a, b = weights(tmp_path / "ddp" / "last.pth"), weights(tmp_path / "one" / "last.pth")
+    assert a.keys() == b.keys()
+    # The head's well-conditioned gradients agree to float precision. In the backbone, Adam divides
+    # near-zero gradients by their own size, so summation-order noise moves a few early weights by up
+    # to a fraction of lr; a run without averaging (or without training) is off by ~lr = 1e-4 everywhere.
+    close = 0
+    for key in a:
+        tol = 1e-6 if key.startswith("head.") else 5e-5
+        torch.testing.assert_close(a[key], b[key], atol=tol, rtol=0, msg=key)
+        close += bool(torch.allclose(a[key], b[key], atol=1e-6, rtol=0))
+    assert close >= 0.9 * len(a)
+    log = [json.loads(x) for x in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "train"] == [1, 2]
