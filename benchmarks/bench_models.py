@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from expose_cli.models import Predictor, build_predictor, collate, crop_person
+from expose_cli.models import Predictor, build_predictor, collate, crop_person, preset
 from expose_cli.testing.checkpoints import random_net
 from expose_cli.testing.standins import write_standin_data_tree
 
@@ -28,7 +28,7 @@ MMHUMAN3D_S = {"body": 0.644, "face": 0.101, "hand": 0.076, "expose": 0.874}
 def batch_for(kind: str, n: int):
     rng = np.random.default_rng(0)
     img = (rng.random((512, 512, 3)) * 255).astype(np.uint8)
-    res = 224 if kind == "hand" else 256
+    res = preset(kind).img_res  # the model's input crop
     return collate([crop_person(img, [150, 40, 200, 420], img_res=res, keep_full_image=kind == "expose") for _ in range(n)])
 
 

@@ -19,7 +19,7 @@ SMALL_BODY = ["--set", "body.hrnet_width=8", "--set", "body.feature_dim=64", "--
 
 @pytest.fixture(scope="module")
 def synth_body(standin_tree, tmp_path_factory):
-    from expose_cli.assets.paths import DataTree
+    from expose_cli.io.paths import DataTree
 
     return write_synth(tmp_path_factory.mktemp("synth"), "body", 16, DataTree(standin_tree), seed=0, size=96)
 
@@ -57,7 +57,7 @@ def test_resume_gives_bit_identical_weights(run_cli, standin_tree, synth_body, t
 
 
 def test_the_checkpoint_loads_in_expose_infer_unchanged(run_cli, standin_tree, synth_body, tmp_path):
-    from expose_cli.assets.paths import DataTree
+    from expose_cli.io.paths import DataTree
     from expose_cli.models import load_model
 
     res = run_cli(*body_args(standin_tree, synth_body, tmp_path / "r", "--max-steps", "1", "--workers", "0"))

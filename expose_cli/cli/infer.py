@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from expose_cli.cli.common import err_console, get_settings, info, resolve_device  # noqa: E402
 from expose_cli.errors import ExposeError  # noqa: E402
-from expose_cli.inference.boxes import load_boxes  # noqa: E402
+from expose_cli.inference.boxes import NO_PERSON, load_boxes  # noqa: E402
 from expose_cli.inference.export import FORMATS  # noqa: E402
 from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  # noqa: E402
 
@@ -45,14 +45,7 @@ def infer(
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
-    fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
-        raise ExposeError(f"unknown --format {', '.join(bad) or repr(formats)}", hint=f"choose from {', '.join(FORMATS)}")
-    if detector not in ("hog", "full-image"):
-        raise ExposeError(f"unknown --detector {detector!r}", hint="use hog or full-image")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ExposeError(f"unknown --precision {precision!r}", hint="use fp32, bf16 or fp16")
+    fmts = _check_options(formats, detector, precision)
     device = resolve_device(settings.device)
     if precision != "fp32" and device.type != "cuda":
         raise ExposeError(f"--precision {precision} needs a CUDA device (running on {device})",
@@ -61,12 +54,9 @@ def infer(
     if not items:
         raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
     box_table = load_boxes(boxes) if boxes is not None else None
-    from expose_cli.inference.pipeline import (  # heavy (torch):
-        NO_PERSON,
-        InferOptions,
-        run_inference,
-    )
-    from expose_cli.models import load_model  # imported after the argument checks
+    # heavy (torch): imported after the argument checks
+    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.models import load_model
 
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
@@ -76,42 +66,74 @@ def infer(
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     progress = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err_console, disable=settings.quiet)
+    with progress:
+        report = _Report(progress, progress.add_task("infer", total=_count_units(items, every, max_frames), rate=""))
+        try:
+            summary = run_inference(items, predictor, options, report.on_unit)
+        finally:
+            report.videos_without_persons()
+    _report_summary(settings, summary, out)
+
+
+def _check_options(formats: str, detector: str, precision: str) -> tuple[str, ...]:
+    """The --format list; refuses an unknown format, detector or precision."""
+    fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise ExposeError(f"unknown --format {', '.join(bad) or repr(formats)}", hint=f"choose from {', '.join(FORMATS)}")
+    if detector not in ("hog", "full-image"):
+        raise ExposeError(f"unknown --detector {detector!r}", hint="use hog or full-image")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ExposeError(f"unknown --precision {precision!r}", hint="use fp32, bf16 or fp16")
+    return fmts
+
+
+def _count_units(items: list, every: int, max_frames: int | None) -> int | None:
+    """Images plus video frames, or ``None`` when a video's container does not say how many."""
     total: int | None = 0
-    for item in items:  # images and video frames (when every container says how many)
+    for item in items:
         n = 1 if item.kind == "image" else video_frame_estimate(item.path, every, max_frames)
         total = None if total is None or n is None else total + n
-    no_person: dict[str, list[int]] = {}  # video -> [frames without a person, frames]
-    with progress:
-        task = progress.add_task("infer", total=total or None, rate="")
-        start = time.perf_counter()
-        done = [0]
+    return total or None
 
-        def on_unit(record: dict) -> None:
-            if not record.get("skipped"):
-                done[0] += 1
-            rate = done[0] / max(time.perf_counter() - start, 1e-9)
-            progress.update(task, advance=1, rate=f"{rate:.2f} images/s")
-            where = record["input"] + (f" frame {record['frame']}" if record.get("frame") is not None else "")
-            if record.get("skipped") and record.get("error") in (None, NO_PERSON):
-                return  # done in an earlier run, reported then
-            if record.get("frame") is not None:
-                counts = no_person.setdefault(record["input"], [0, 0])
-                counts[1] += 1
-                if record.get("error") == NO_PERSON:
-                    counts[0] += 1
-                    return  # one line per video, after the run
-            if record.get("warnings"):
-                err_console.print(f"[yellow]{where}[/yellow]: " + "; ".join(record["warnings"]), highlight=False)
-            if record.get("error"):
-                err_console.print(f"[yellow]{where}[/yellow]: {record['error']}", highlight=False)
 
-        try:
-            summary = run_inference(items, predictor, options, on_unit)
-        finally:
-            for video, (missing, frames) in no_person.items():
-                if missing:
-                    err_console.print(f"[yellow]{video}[/yellow]: {NO_PERSON} in {missing} of {frames} frame(s)",
-                                      highlight=False)
+class _Report:
+    """The progress bar and one line per input that failed or warned; a video's frames without a
+    person are counted and reported in one line after the run."""
+
+    def __init__(self, progress: Progress, task) -> None:
+        self.progress, self.task = progress, task
+        self.start, self.done = time.perf_counter(), 0
+        self.no_person: dict[str, list[int]] = {}  # video -> [frames without a person, frames]
+
+    def on_unit(self, record: dict) -> None:
+        if not record.get("skipped"):
+            self.done += 1
+        rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+        self.progress.update(self.task, advance=1, rate=f"{rate:.2f} images/s")
+        where = record["input"] + (f" frame {record['frame']}" if record.get("frame") is not None else "")
+        if record.get("skipped") and record.get("error") in (None, NO_PERSON):
+            return  # done in an earlier run, reported then
+        if record.get("frame") is not None:
+            counts = self.no_person.setdefault(record["input"], [0, 0])
+            counts[1] += 1
+            if record.get("error") == NO_PERSON:
+                counts[0] += 1
+                return  # one line per video, after the run
+        if record.get("warnings"):
+            err_console.print(f"[yellow]{where}[/yellow]: " + "; ".join(record["warnings"]), highlight=False)
+        if record.get("error"):
+            err_console.print(f"[yellow]{where}[/yellow]: {record['error']}", highlight=False)
+
+    def videos_without_persons(self) -> None:
+        for video, (missing, frames) in self.no_person.items():
+            if missing:
+                err_console.print(f"[yellow]{video}[/yellow]: {NO_PERSON} in {missing} of {frames} frame(s)",
+                                  highlight=False)
+
+
+def _report_summary(settings, summary: dict, out: Path) -> None:
+    """Failed overlay videos, the closing line; exit status 1 when any input failed."""
     for video in summary.get("videos", []):
         if video.get("error"):
             err_console.print(f"[yellow]{video['input']}[/yellow]: {video['error']}", highlight=False)

@@ -56,6 +56,11 @@ class Predictor:
     kind = property(lambda self: self.model.kind)
 
     @property
+    def img_res(self) -> int:
+        """Side (px) of the square person crop the model takes (``img_res`` of its config)."""
+        return self.net.img_res
+
+    @property
     def keypoint_model(self):
         return self.model.keypoint_model
 

@@ -87,6 +87,11 @@ class ExPoseNet(nn.Module):
     def kind(self) -> str:
         return self.cfg.kind
 
+    @property
+    def img_res(self) -> int:
+        """Side (px) of the square person crop the network takes (:attr:`ModelConfig.img_res`)."""
+        return self.cfg.img_res
+
     def forward(self, img: torch.Tensor) -> HeadOutput:
         """The model's own network on its own crops (body 256, hand 224, face 256)."""
         return self.head(self.backbone(img))

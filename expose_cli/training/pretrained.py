@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.io.paths import DataTree
 
 #: The converted ImageNet files in ``pretrained_models/`` (MMHuman3D's names) per backbone.
 IMAGENET_FILES = {"hrnet": "hrnet_pretrain.pth", "resnet18": "resnet18.pth"}

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.io.paths import DataTree
 from expose_cli.training import distributed as D
 from expose_cli.training.config import RunConfig
 from expose_cli.utils.atomic import write_json_atomic

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from expose_cli.assets.paths import DataTree
+from expose_cli.io.paths import DataTree
 from expose_cli.training.config import RunConfig
 
 PRIMARY = {"3dpw": "PA-MPJPE", "freihand": "PA-MPJPE", "stirling": "3DRMSE", "ehf": "PA-PVE", "heldout": "PA-MPJPE"}
