@@ -80,6 +80,9 @@ def init_full_from_parts(net, paths: dict[str, Path]) -> dict[str, int]:
     own = net.state_dict()
     counts = {}
     for part, _, (bb, hd) in PART_SOURCES:
+        if not paths[part].is_file():
+            raise MissingFileError(paths[part], f"{part} checkpoint",
+                                   f"`expose fetch-models`, or train it: `expose train {part} ...`")
         state = load_state_file(paths[part])
         state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
         moved = {}
@@ -137,3 +140,45 @@ def required_files(kind: str, init: str, tree: DataTree) -> list[tuple[Path, str
                 for part, name, _ in PART_SOURCES]
     name = IMAGENET_FILES["hrnet" if kind == "body" else "resnet18"]
     return [(tree.pretrained_models / name, "ImageNet backbone weights", "`expose fetch pretrained` (or --init none)")]
+
+
+#: The downloaded ImageNet file of each converted one (``pretrained_models/imagenet/``).
+IMAGENET_SOURCES = {"resnet18": "resnet18-f37072fd.pth", "hrnet": "hrnetv2_w48-abd2e6ab.pth"}
+
+
+def preset_backbone(which: str) -> torch.nn.Module:
+    """The preset's backbone (HRNet-W48 -> 2048, or ResNet-18), built on the meta device: key names
+    and shapes without allocating the weights."""
+    from expose_cli.models.backbones.hrnet import HRNetExpose
+    from expose_cli.models.backbones.resnet import ResNet18
+
+    with torch.device("meta"):
+        return HRNetExpose(48, 2048) if which == "hrnet" else ResNet18(64)
+
+
+def convert_imagenet_file(src: Path, dst: Path, backbone: torch.nn.Module) -> int:
+    """Convert one published ImageNet file to our key names and write it atomically (a plain state
+    dict, as MMHuman3D's ``init_cfg`` loads it); returns the number of tensors written."""
+    from expose_cli.utils.atomic import atomic_path
+
+    try:
+        converted = convert_backbone(load_state_file(src), backbone)
+    except ExposeError as exc:
+        raise ExposeError(exc.reason, hint=exc.hint, path=src) from exc
+    with atomic_path(dst) as tmp:
+        torch.save(converted, tmp)
+    return len(converted)
+
+
+def convert_fetched(tree: DataTree) -> list[str]:
+    """After `expose fetch pretrained`: every downloaded ImageNet file converted to
+    ``pretrained_models/{hrnet_pretrain,resnet18}.pth``; one line per file written."""
+    lines = []
+    for which, name in IMAGENET_SOURCES.items():
+        src = tree.pretrained_models / "imagenet" / name
+        if not src.is_file():
+            continue
+        dst = tree.pretrained_models / IMAGENET_FILES[which]
+        n = convert_imagenet_file(src, dst, preset_backbone(which))
+        lines.append(f"converted {src.name} -> {dst} ({n} tensors in our key names)")
+    return lines
