@@ -169,3 +169,27 @@ def test_full_model_trains_only_its_part_networks_from_the_part_checkpoints(run_
                            hand["head.regressor.module.output_layer.weight"])
     log = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert {"hand_crop", "face_crop"} <= set(log[0])
+
+
+def test_validation_runs_the_eval_protocol_and_keeps_the_best(run_cli, standin_tree, tmp_path):
+    """Hand model, one epoch of 4 synthetic samples, validated on FreiHAND with `expose eval`'s
+    protocol: a JSONL validation record with its metrics, and best.pth."""
+    from expose_cli.io.paths import DataTree
+    from expose_cli.testing.raw_datasets import write_freihand
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for entry in standin_tree.iterdir():
+        (data / entry.name).symlink_to(entry)
+    write_freihand(data / "datasets" / "FreiHand", unique=5, eval_samples=3)
+    assert run_cli("--data-dir", data, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0
+    h5 = write_synth(tmp_path / "synth", "hand", 4, DataTree(data), seed=0, size=64)
+    small = ["--set", "hand.resnet_width=8", "--set", "hand.hidden=[32,32]", "--set", f"data.members=['{h5}']",
+             "--set", "data.img_res=64", "--set", "train.val_limit=3"]
+    res = run_cli("--data-dir", data, *small, "train", "hand", "--out", tmp_path / "h", "--init", "none",
+                  "--epochs", "1", "--val-every", "1", "--batch-size", "2", "--workers", "0")
+    assert res.exit_code == 0, res.output
+    log = [json.loads(x) for x in (tmp_path / "h" / "log.jsonl").read_text().splitlines()]
+    val = [r for r in log if r["type"] == "val"]
+    assert len(val) == 1 and val[0]["epoch"] == 1 and val[0]["PA-MPJPE"] > 0 and "PA-PVE" in val[0]
+    assert (tmp_path / "h" / "best.pth").is_file() and not (tmp_path / "h" / "epoch_1.pth").is_file()  # every 10
