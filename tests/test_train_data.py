@@ -40,6 +40,7 @@ def data_dir(standin_tree, tmp_path_factory) -> Path:
     pre = root / "preprocessed_datasets"
     write_synth(pre, "body", 10, DataTree(root), seed=1, size=96)
     write_synth(pre, "hand", 6, DataTree(root), seed=2, size=64)
+    write_synth(pre, "face", 3, DataTree(root), seed=3, size=64)
     return root
 
 
@@ -72,6 +73,11 @@ def test_sample_contract_and_masks(data_dir):
     hand = build_train_dataset(_cfg("hand", ("synth_hand",)), data_dir, "hand", seed=0)[0]
     assert hand["keypoints2d"].shape == (21, 3) and hand["has_right_hand_pose"] == 1 and hand["has_body_pose"] == 0
     assert hand["img"].shape == (3, 64, 64)
+    face = build_train_dataset(_cfg("face", ("synth_face",)), data_dir, "face", seed=0)[(1, 0, 5)]
+    assert face["keypoints2d"].shape == (73, 3) and face["betas"].shape == (100,) and face["expression"].shape == (50,)
+    assert face["has_jaw_pose"] == 1 and face["has_betas"] == 1 and face["has_body_pose"] == 0
+    full = build_train_dataset(_cfg("expose"), data_dir, "expose", seed=0)[2]
+    assert full["ori_img"].shape[0] == 3 and tuple(full["ori_size"].tolist()) == tuple(full["ori_img"].shape[1:])
 
 
 def test_centre_crop_keypoints_match_the_box(data_dir):
@@ -216,3 +222,19 @@ def test_synth_command(run_cli, data_dir, tmp_path):
     assert (tmp_path / "out" / "synth_face_train.h5").is_file()
     bad = run_cli("--data-dir", tmp_path / "empty", "synth", tmp_path / "o2", "--kind", "body", "--count", "1")
     assert bad.exit_code != 0 and "SMPL-X model" in bad.output
+
+
+def test_row_masks_are_per_sample():
+    from expose_cli.training.datasets import KIND_SPECS, row_record
+
+    row = {"bbox_xywh": np.array([10, 20, 30, 60], np.float32), "image_size": np.array([100, 200]),
+           "keypoints2d": np.zeros((144, 3), np.float32), "keypoints3d": np.zeros((144, 4), np.float32),
+           "has_smplx": True, **{f"smplx/{k}": np.zeros(s) for k, s in (
+               ("global_orient", 3), ("body_pose", (21, 3)), ("jaw_pose", 3), ("left_hand_pose", (15, 3)),
+               ("right_hand_pose", (15, 3)), ("betas", 10), ("expression", 10))}}
+    row["smplx/body_pose"] = np.full((21, 3), 0.1)
+    rec = row_record(row, KIND_SPECS["body"])
+    assert rec.has["body_pose"] == 1 and rec.has["expression"] == 0  # zeros: the dataset lacks it (SPIN)
+    assert np.allclose(rec.center, [25, 50]) and np.allclose(rec.scale, [60, 60])  # centre, max(w, h)
+    rec = row_record({**row, "has_smplx": False}, KIND_SPECS["body"])
+    assert all(v == 0 for v in rec.has.values())
