@@ -27,7 +27,7 @@ class Asset:
     """
 
     name: str
-    kind: str  # checkpoint | auxiliary | annotation | log | body-model | dataset | pretrained
+    kind: str  # checkpoint | auxiliary | annotation | log | body-model | dataset | pretrained | imagenet
     description: str
     url: str | None = None
     destinations: tuple = field(default=())  # callables DataTree -> Path
@@ -147,14 +147,28 @@ DATASETS = (
     ("mpii", "mpii", "http://human-pose.mpi-inf.mpg.de", "MPII images"),
 )
 
-#: ImageNet weights for training from scratch (the seed links none).
+#: ImageNet weights for training from scratch (the seed links none). `expose fetch pretrained`
+#: downloads the published files (``imagenet`` kind, verified by sha256) and converts them to our
+#: key names as MMHuman3D's ``hrnet_pretrain.pth`` / ``resnet18.pth`` (the ``pretrained`` kind).
+#: HRNet-W48: timm's ``hrnet_w48.ms_in1k`` weights, from the release where timm first published them
+#: (the file name carries their sha256 prefix, as PyTorch's hub checks it).
+IMAGENET = (
+    Asset("resnet18_imagenet", "imagenet", "ImageNet ResNet-18 as PyTorch publishes it (torchvision IMAGENET1K_V1)",
+          "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+          (lambda t: t.pretrained_models / "imagenet" / "resnet18-f37072fd.pth",),
+          "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec"),
+    Asset("hrnet_w48_imagenet", "imagenet", "ImageNet HRNet-W48 as timm publishes it (hrnet_w48.ms_in1k)",
+          "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-hrnet/hrnetv2_w48-abd2e6ab.pth",
+          (lambda t: t.pretrained_models / "imagenet" / "hrnetv2_w48-abd2e6ab.pth",), "abd2e6ab"),
+)
 PRETRAINED = (
-    Asset("hrnet_pretrain", "pretrained", "ImageNet HRNet-W48 weights, only to train the body model from scratch (the seed links none)",
-          destinations=(lambda t: t.pretrained_models / "hrnet_pretrain.pth",), website="https://github.com/HRNet/HRNet-Image-Classification",
-          install="copy the file to the path shown"),
-    Asset("resnet18", "pretrained", "ImageNet ResNet-18 weights, only to train the part models from scratch (the seed links none)",
-          destinations=(lambda t: t.pretrained_models / "resnet18.pth",), website="https://download.openmmlab.com (mmcv model zoo)",
-          install="copy the file to the path shown"),
+    Asset("hrnet_pretrain", "pretrained", "ImageNet HRNet-W48 weights in our key names, to train the body model (the seed links none)",
+          destinations=(lambda t: t.pretrained_models / "hrnet_pretrain.pth",),
+          website="https://huggingface.co/timm/hrnet_w48.ms_in1k", install="`expose fetch pretrained` downloads and converts it"),
+    Asset("resnet18", "pretrained", "ImageNet ResNet-18 weights in our key names, to train the part models (the seed links none)",
+          destinations=(lambda t: t.pretrained_models / "resnet18.pth",),
+          website="https://download.pytorch.org/models/resnet18-f37072fd.pth",
+          install="`expose fetch pretrained` downloads and converts it"),
 )
 
 #: Tools of `expose infer` beyond the seed (assets/detector_model.py installs the ONNX file).
@@ -173,8 +187,9 @@ def _dataset(name: str, folder: str, site: str, what: str) -> Asset:
 
 
 def default_manifest() -> list[Asset]:
-    """The manifest of the seed, in the order the seed lists things, then the tools of `expose infer`."""
-    return [*DOWNLOADS, *BY_HAND, *(_dataset(*row) for row in DATASETS), *PRETRAINED, *TOOLS]
+    """The manifest of the seed, in the order the seed lists things, then the tools of `expose infer`
+    and the ImageNet files of `expose fetch pretrained`."""
+    return [*DOWNLOADS, *BY_HAND, *(_dataset(*row) for row in DATASETS), *PRETRAINED, *TOOLS, *IMAGENET]
 
 
 #: Groups accepted by `expose fetch`.
@@ -182,7 +197,8 @@ GROUPS = {
     "checkpoints": lambda a: a.kind == "checkpoint",
     "auxiliary": lambda a: a.kind == "auxiliary",
     "logs": lambda a: a.kind == "log",
-    "all": lambda a: a.downloadable,
+    "all": lambda a: a.downloadable and a.kind != "imagenet",
+    "pretrained": lambda a: a.kind == "imagenet",
 }
 
 

@@ -13,7 +13,17 @@ from typing import Annotated
 import typer
 
 from expose_cli import __version__
-from expose_cli.cli import demo, doctor, evaluate, fetch, import_models, infer, preprocess, synth
+from expose_cli.cli import (
+    demo,
+    doctor,
+    evaluate,
+    fetch,
+    import_models,
+    infer,
+    preprocess,
+    synth,
+    train,
+)
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
@@ -81,6 +91,7 @@ import_models.register(app)
 infer.register(app)
 preprocess.register(app)
 synth.register(app)
+train.register(app)
 
 
 #: Global options (flag or with a value) that may also be written after the subcommand.

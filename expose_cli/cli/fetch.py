@@ -160,7 +160,7 @@ def fetch_models(
 
 def fetch(
     ctx: typer.Context,
-    names: Annotated[list[str] | None, typer.Argument(help="Assets or groups (checkpoints, auxiliary, logs, all).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Assets or groups (checkpoints, auxiliary, logs, pretrained, all).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="Table of every asset with its status.")] = False,
     mirror: MirrorOpt = None, force: ForceOpt = False, dry_run: DryOpt = False, jobs: JobsOpt = 2,
     timeout: TimeoutOpt = 30.0, retries: RetriesOpt = 3, json_out: JsonOpt = None,
@@ -172,12 +172,18 @@ def fetch(
         list_assets(settings, manifest, json_out)
         return
     if not names:
-        raise ExposeError("name at least one asset", hint="`expose fetch --list` shows them; groups: checkpoints, auxiliary, logs, all")
-    results = run_fetch(settings, _select(manifest, names), _options(mirror, force, timeout, retries), jobs, dry_run, json_out)
+        raise ExposeError("name at least one asset", hint="`expose fetch --list` shows them; groups: checkpoints, auxiliary, logs, pretrained, all")
+    selected = _select(manifest, names)
+    results = run_fetch(settings, selected, _options(mirror, force, timeout, retries), jobs, dry_run, json_out)
     if not dry_run and not all(r.ok for r in results):
         raise typer.Exit(1)
     if not dry_run and any(r.asset == "detector" for r in results):
         _install_detector(settings, manifest)
+    if not dry_run and any(a.kind == "imagenet" for a in selected):
+        from expose_cli.training.pretrained import convert_fetched
+
+        for line in convert_fetched(settings.tree):
+            info(settings, line)
 
 
 def _install_detector(settings, manifest: list[Asset]) -> None:
@@ -195,7 +201,7 @@ def _select(manifest: list[Asset], names: list[str]) -> list[Asset]:
         return select(manifest, names)
     except KeyError as exc:
         known = ", ".join(a.name for a in manifest)
-        raise ExposeError(f"unknown asset {exc.args[0]!r}", hint=f"known: {known}; groups: checkpoints, auxiliary, logs, all") from None
+        raise ExposeError(f"unknown asset {exc.args[0]!r}", hint=f"known: {known}; groups: checkpoints, auxiliary, logs, pretrained, all") from None
 
 
 def list_assets(settings: Settings, manifest: list[Asset], json_out: Path | None) -> None:
