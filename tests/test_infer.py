@@ -182,16 +182,6 @@ def test_render_depth_order_and_coverage():
     assert out[5, 5].tolist() == [0, 0, 0]  # background untouched
 
 
-@pytest.fixture(scope="module")
-def infer_tree(standin_tree, tmp_path_factory):
-    import shutil
-
-    root = tmp_path_factory.mktemp("infer_data")
-    shutil.copytree(standin_tree, root, dirs_exist_ok=True)
-    write_mmhuman3d_checkpoint(root / "pretrained_models" / "expose.pth", "expose", seed=1, small=True)
-    return root
-
-
 def _inputs(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

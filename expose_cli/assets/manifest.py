@@ -157,6 +157,14 @@ PRETRAINED = (
           install="copy the file to the path shown"),
 )
 
+#: Tools of `expose infer` beyond the seed (assets/detector_model.py installs the ONNX file).
+TOOLS = (
+    _download("detector", "detector", "person detector for `expose infer` (OpenMMLab RTMDet-nano, ONNX, Apache-2.0)",
+              "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
+              "rtmdet_nano_8xb32-100e_coco-obj365-person-05d8511e.zip",
+              lambda t: t.detectors / "rtmdet_nano_8xb32-100e_coco-obj365-person-05d8511e.zip"),
+)
+
 
 def _dataset(name: str, folder: str, site: str, what: str) -> Asset:
     install = ("used through `expose preprocess spin-smplx`" if folder in ("lsp", "mpii")
@@ -165,8 +173,8 @@ def _dataset(name: str, folder: str, site: str, what: str) -> Asset:
 
 
 def default_manifest() -> list[Asset]:
-    """The manifest of the seed, in the order the seed lists things."""
-    return [*DOWNLOADS, *BY_HAND, *(_dataset(*row) for row in DATASETS), *PRETRAINED]
+    """The manifest of the seed, in the order the seed lists things, then the tools of `expose infer`."""
+    return [*DOWNLOADS, *BY_HAND, *(_dataset(*row) for row in DATASETS), *PRETRAINED, *TOOLS]
 
 
 #: Groups accepted by `expose fetch`.

@@ -176,6 +176,18 @@ def fetch(
     results = run_fetch(settings, _select(manifest, names), _options(mirror, force, timeout, retries), jobs, dry_run, json_out)
     if not dry_run and not all(r.ok for r in results):
         raise typer.Exit(1)
+    if not dry_run and any(r.asset == "detector" for r in results):
+        _install_detector(settings, manifest)
+
+
+def _install_detector(settings, manifest: list[Asset]) -> None:
+    """Take the ONNX file out of the downloaded detector archive and check it (assets/detector_model.py)."""
+    from expose_cli.assets import detector_model
+
+    tree = settings.tree
+    archive = next(a for a in manifest if a.name == "detector").paths(tree)[0]
+    path = detector_model.install_detector(archive, tree.person_detector, detector_model.ONNX_SHA256)
+    console.print(f"person detector installed: {path}")
 
 
 def _select(manifest: list[Asset], names: list[str]) -> list[Asset]:

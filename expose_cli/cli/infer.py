@@ -22,6 +22,8 @@ from expose_cli.inference.boxes import NO_PERSON, load_boxes  # noqa: E402
 from expose_cli.inference.export import FORMATS  # noqa: E402
 from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  # noqa: E402
 
+SMOOTHING = ("none", "oneeuro", "savgol")
+
 
 def infer(
     ctx: typer.Context,
@@ -33,7 +35,8 @@ def infer(
     focal_length: Annotated[float, typer.Option("--focal-length", help="Focal length (px) of the full-perspective camera.")] = 5000.0,
     render: Annotated[bool, typer.Option("--render", help="Save the mesh drawn over the image (PNG; MP4 for videos).")] = False,
     boxes: Annotated[Path | None, typer.Option("--boxes", help="JSON of person boxes per file (or COCO results).")] = None,
-    detector: Annotated[str, typer.Option("--detector", help="hog | full-image, for inputs without boxes.")] = "hog",
+    detector: Annotated[str, typer.Option("--detector", help="auto (the ONNX detector of `expose fetch detector`, else HOG) "
+                                                            "| hog | full-image | onnx:PATH, for inputs without boxes.")] = "auto",
     min_score: Annotated[float, typer.Option("--min-score", help="Drop boxes scored lower (HOG: SVM margin, about 0-3; "
                                                                  "boxes file: its scores, e.g. 0-1).")] = 0.0,
     max_people: Annotated[int | None, typer.Option("--max-people", min=1, help="Largest N persons per image.")] = None,
@@ -42,10 +45,15 @@ def infer(
     every: Annotated[int, typer.Option("--every", min=1, help="Videos: every N-th frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Videos: at most N frames.")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Resume: skip inputs already done.")] = False,
+    track: Annotated[bool | None, typer.Option("--track/--no-track", help="Person ids across frames (on for videos; "
+                                                                          "--track also treats each image folder as a sequence).")] = None,
+    smooth: Annotated[str, typer.Option("--smooth", help="Tracks: none | oneeuro | savgol (zero-phase, default).")] = "savgol",
+    motion: Annotated[bool, typer.Option("--motion/--no-motion", help="Tracks: motion.npz (AMASS) and motion.bvh per track.")] = True,
+    fps: Annotated[float, typer.Option("--fps", min=0.001, help="Frame rate of image sequences (--track).")] = 30.0,
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
-    fmts = _check_options(formats, detector, precision)
+    fmts = _check_options(formats, smooth, precision)
     device = resolve_device(settings.device)
     if precision != "fp32" and device.type != "cuda":
         raise ExposeError(f"--precision {precision} needs a CUDA device (running on {device})",
@@ -55,34 +63,49 @@ def infer(
         raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
     box_table = load_boxes(boxes) if boxes is not None else None
     # heavy (torch): imported after the argument checks
-    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.inference.detector import resolve_detector
+    from expose_cli.inference.pipeline import InferOptions
+    from expose_cli.inference.video import TrackOptions
     from expose_cli.models import load_model
 
+    kind, onnx_detector, warning = resolve_detector(detector, settings.tree.person_detector)
+    if warning and box_table is None:
+        err_console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
-                           render=render, boxes=box_table, detector=detector, min_score=min_score,
+                           render=render, boxes=box_table, detector=kind, detect=onnx_detector, min_score=min_score,
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
-                           every=every, max_frames=max_frames, precision=precision)
+                           every=every, max_frames=max_frames, precision=precision,
+                           tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
+                           track_images=bool(track), sequence_fps=fps)
+    _run(settings, items, predictor, options)
+
+
+def _run(settings, items: list, predictor, options) -> None:
+    """The run under a progress bar, then the closing lines."""
+    from expose_cli.inference.pipeline import run_inference
+
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     progress = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err_console, disable=settings.quiet)
     with progress:
-        report = _Report(progress, progress.add_task("infer", total=_count_units(items, every, max_frames), rate=""))
+        total = _count_units(items, options.every, options.max_frames)
+        report = _Report(progress, progress.add_task("infer", total=total, rate=""))
         try:
             summary = run_inference(items, predictor, options, report.on_unit)
         finally:
             report.videos_without_persons()
-    _report_summary(settings, summary, out)
+    _report_summary(settings, summary, options.out_dir)
 
 
-def _check_options(formats: str, detector: str, precision: str) -> tuple[str, ...]:
-    """The --format list; refuses an unknown format, detector or precision."""
+def _check_options(formats: str, smooth: str, precision: str) -> tuple[str, ...]:
+    """The --format list; refuses an unknown format, smoothing or precision (--detector: when resolved)."""
     fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
     bad = [f for f in fmts if f not in FORMATS]
     if bad or not fmts:
         raise ExposeError(f"unknown --format {', '.join(bad) or repr(formats)}", hint=f"choose from {', '.join(FORMATS)}")
-    if detector not in ("hog", "full-image"):
-        raise ExposeError(f"unknown --detector {detector!r}", hint="use hog or full-image")
+    if smooth not in SMOOTHING:
+        raise ExposeError(f"unknown --smooth {smooth!r}", hint=f"use {', '.join(SMOOTHING)}")
     if precision not in ("fp32", "bf16", "fp16"):
         raise ExposeError(f"unknown --precision {precision!r}", hint="use fp32, bf16 or fp16")
     return fmts
