@@ -34,6 +34,7 @@ class Asset:
     sha256_prefix: str | None = None
     website: str | None = None
     install: str | None = None
+    sha256: str | None = None  # the full sha256 its publisher gives (or we found published), if any
 
     @property
     def downloadable(self) -> bool:
@@ -147,14 +148,26 @@ DATASETS = (
     ("mpii", "mpii", "http://human-pose.mpi-inf.mpg.de", "MPII images"),
 )
 
-#: ImageNet weights for training from scratch (the seed links none).
+#: ImageNet weights for training from scratch (the seed links none; MMHuman3D's issue #279).
+#: torchvision names its files ``NAME-<first 8 hex digits of the sha256>.pth``; the full digest of
+#: ``resnet18-f37072fd.pth`` (46,830,571 bytes) is the one many projects pin. Hugging Face publishes
+#: no checksum we could find for timm's file: the first verified download is recorded in the lock
+#: file and later copies must match it. `expose fetch pretrained` then converts each file to our key
+#: names as ``pretrained_models/resnet18.pth`` / ``hrnet_pretrain.pth`` (assets/imagenet.py).
+RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+RESNET18_SHA256 = "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec"
+HRNET_W48_URL = "https://huggingface.co/timm/hrnet_w48.ms_in1k/resolve/main/model.safetensors"
+
 PRETRAINED = (
-    Asset("hrnet_pretrain", "pretrained", "ImageNet HRNet-W48 weights, only to train the body model from scratch (the seed links none)",
-          destinations=(lambda t: t.pretrained_models / "hrnet_pretrain.pth",), website="https://github.com/HRNet/HRNet-Image-Classification",
-          install="copy the file to the path shown"),
-    Asset("resnet18", "pretrained", "ImageNet ResNet-18 weights, only to train the part models from scratch (the seed links none)",
-          destinations=(lambda t: t.pretrained_models / "resnet18.pth",), website="https://download.openmmlab.com (mmcv model zoo)",
-          install="copy the file to the path shown"),
+    Asset("hrnet_pretrain", "pretrained",
+          "ImageNet HRNet-W48 (timm hrnet_w48.ms_in1k, MIT), to train the body model from scratch",
+          HRNET_W48_URL, (lambda t: t.pretrained_models / "imagenet" / "hrnet_w48.ms_in1k.safetensors",),
+          website="https://huggingface.co/timm/hrnet_w48.ms_in1k", install="`expose fetch pretrained`"),
+    Asset("resnet18", "pretrained",
+          "ImageNet ResNet-18 (torchvision IMAGENET1K_V1, BSD-3-Clause), to train the part models from scratch",
+          RESNET18_URL, (lambda t: t.pretrained_models / "imagenet" / "resnet18-f37072fd.pth",),
+          sha256_prefix="f37072fd", sha256=RESNET18_SHA256,
+          website="https://pytorch.org/vision/stable/models/resnet.html", install="`expose fetch pretrained`"),
 )
 
 #: Tools of `expose infer` beyond the seed (assets/detector_model.py installs the ONNX file).
@@ -182,6 +195,7 @@ GROUPS = {
     "checkpoints": lambda a: a.kind == "checkpoint",
     "auxiliary": lambda a: a.kind == "auxiliary",
     "logs": lambda a: a.kind == "log",
+    "pretrained": lambda a: a.kind == "pretrained",
     "all": lambda a: a.downloadable,
 }
 
