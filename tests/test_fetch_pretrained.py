@@ -148,6 +148,23 @@ def test_checksum_mismatch_installs_nothing(server, tmp_path, run_cli):
     assert (pm / "imagenet" / "resnet18-f37072fd.pth.corrupt").exists()
 
 
+def test_full_published_sha256_is_checked(server, tmp_path):
+    """An asset whose only checksum is the full published sha256 (no prefix in its name)."""
+    from expose_cli.assets.download import DownloadOptions, LockFile, download_asset, file_status
+
+    _, _, assets = _serve_stand_ins(server, tmp_path)
+    tree = DataTree(tmp_path / "data")
+    asset = dataclasses.replace(assets[1], sha256_prefix=None, sha256="ab" * 32)
+    opts = DownloadOptions(mirror=server.base, retries=0, backoff=0.0)
+    r = download_asset(asset, tree, LockFile(tree), opts)
+    assert r.status == "failed" and "is not the published abababab..." in r.message
+    good = dataclasses.replace(asset, sha256=assets[1].sha256)
+    assert download_asset(good, tree, LockFile(tree), opts).status == "downloaded"
+    raw = good.paths(tree)[0]
+    raw.write_bytes(raw.read_bytes()[:-1] + b"x")  # damaged on disk later: caught on a rehash
+    assert file_status(good, tree, LockFile(tree), rehash=True)[0] == "corrupt"
+
+
 def test_a_file_of_another_layout_is_refused_writing_nothing(tmp_path):
     out = tmp_path / "hrnet_pretrain.pth"
     wide = write_safetensors(tmp_path / "w8.safetensors", random_state(timm_hrnet_layout(8, blocks=2, stage3_modules=2)))
