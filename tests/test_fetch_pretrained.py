@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from expose_cli.assets import imagenet
-from expose_cli.assets.manifest import PRETRAINED, RESNET18_SHA256, default_manifest, select
+from expose_cli.assets.manifest import IMAGENET, RESNET18_SHA256, default_manifest, select
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
 from expose_cli.io.safetensors import write_safetensors
@@ -74,13 +74,13 @@ def _serve_stand_ins(server, tmp_path):
     real URLs' paths; return (hrnet state, resnet state, the assets with the stand-in's checksum)."""
     hr_state = random_state(timm_hrnet_layout(**TINY_HRNET), seed=1)
     rn_state = random_state(torchvision_resnet18_layout(8), seed=2)
-    by = {a.name: a for a in PRETRAINED}
-    server.files[by["hrnet_pretrain"].url_path] = write_safetensors(tmp_path / "hr.safetensors", hr_state).read_bytes()
+    by = {a.name: a for a in IMAGENET}
+    server.files[by["hrnet_w48_imagenet"].url_path] = write_safetensors(tmp_path / "hr.safetensors", hr_state).read_bytes()
     buf = io.BytesIO()
     torch.save(rn_state, buf)
-    server.files[by["resnet18"].url_path] = buf.getvalue()
+    server.files[by["resnet18_imagenet"].url_path] = buf.getvalue()
     digest = hashlib.sha256(buf.getvalue()).hexdigest()
-    assets = [by["hrnet_pretrain"], dataclasses.replace(by["resnet18"], sha256=digest, sha256_prefix=digest[:8])]
+    assets = [by["hrnet_w48_imagenet"], dataclasses.replace(by["resnet18_imagenet"], sha256=digest, sha256_prefix=digest[:8])]
     return hr_state, rn_state, assets
 
 
@@ -93,7 +93,8 @@ def test_fetch_pretrained_converts_both_files(server, tmp_path, run_cli, monkeyp
     data = tmp_path / "data"
     res = run_cli("--data-dir", data, "fetch", "pretrained", "--mirror", server.base)
     assert res.exit_code == 0, res.output
-    assert "hrnet_pretrain.pth: " in res.stdout and "resnet18.pth: 100 tensors converted" in res.stdout
+    said = " ".join(res.stderr.split())
+    assert "hrnet_pretrain.pth: " in said and "resnet18.pth: 100 tensors converted" in said
 
     hr = torch.load(data / "pretrained_models" / "hrnet_pretrain.pth", weights_only=True)
     for key in ("conv2.weight", "layer1.0.downsample.1.running_var", "transition1.1.0.0.weight",
@@ -126,11 +127,11 @@ def test_fetch_pretrained_converts_both_files(server, tmp_path, run_cli, monkeyp
     assert lock["pretrained_models/resnet18.pth"]["url"].startswith("converted from pretrained_models/imagenet/resnet18-")
 
     again = run_cli("--data-dir", data, "fetch", "pretrained", "--mirror", server.base)
-    assert again.exit_code == 0 and again.stdout.count("up to date") == 2
+    assert again.exit_code == 0 and " ".join(again.stderr.split()).count("up to date") == 2
     assert all(server.count(a.url_path) == 1 for a in assets)
     (data / "pretrained_models" / "resnet18.pth").write_bytes(b"the user's own file")
-    kept = run_cli("--data-dir", data, "fetch", "resnet18", "--mirror", server.base)
-    assert "kept the file already there" in kept.stdout
+    kept = run_cli("--data-dir", data, "fetch", "resnet18_imagenet", "--mirror", server.base)
+    assert "kept the file already there" in " ".join(kept.stderr.split())
     assert (data / "pretrained_models" / "resnet18.pth").read_bytes() == b"the user's own file"
 
 
@@ -139,7 +140,7 @@ def test_checksum_mismatch_installs_nothing(server, tmp_path, run_cli):
     with one line, kept as .corrupt, and nothing is converted."""
     _serve_stand_ins(server, tmp_path)
     data = tmp_path / "data"
-    res = run_cli("--data-dir", data, "fetch", "resnet18", "--mirror", server.base, "--retries", "0")
+    res = run_cli("--data-dir", data, "fetch", "resnet18_imagenet", "--mirror", server.base, "--retries", "0")
     assert res.exit_code == 1
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "checksum mismatch" in errors[0], res.stderr
@@ -181,9 +182,14 @@ def test_a_file_of_another_layout_is_refused_writing_nothing(tmp_path):
 
 def test_manifest_pretrained_group():
     manifest = default_manifest()
-    assert [a.name for a in select(manifest, ["pretrained"])] == ["hrnet_pretrain", "resnet18"]
+    assert [a.name for a in select(manifest, ["pretrained"])] == ["resnet18_imagenet", "hrnet_w48_imagenet"]
+    assert not {"resnet18_imagenet", "hrnet_w48_imagenet"} & {a.name for a in select(manifest, ["all"])}
     by = {a.name: a for a in manifest}
-    assert by["resnet18"].url == "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    assert by["resnet18_imagenet"].url == "https://download.pytorch.org/models/resnet18-f37072fd.pth"
     assert RESNET18_SHA256.startswith("f37072fd") and len(RESNET18_SHA256) == 64
-    assert by["hrnet_pretrain"].url == "https://huggingface.co/timm/hrnet_w48.ms_in1k/resolve/main/model.safetensors"
-    assert by["hrnet_pretrain"].sha256 is None  # no published checksum found: trusted on first use
+    assert by["resnet18_imagenet"].sha256 == RESNET18_SHA256
+    assert by["hrnet_w48_imagenet"].url == "https://huggingface.co/timm/hrnet_w48.ms_in1k/resolve/main/model.safetensors"
+    assert by["hrnet_w48_imagenet"].sha256 is None  # no published checksum found: trusted on first use
+    tree = DataTree("/d")
+    assert by["hrnet_pretrain"].paths(tree) == [tree.pretrained_models / "hrnet_pretrain.pth"]
+    assert not by["hrnet_pretrain"].downloadable and "expose fetch pretrained" in by["hrnet_pretrain"].install

@@ -36,7 +36,7 @@ from expose_cli.training.pretrained import IMAGENET_FILES, convert_backbone, loa
 from expose_cli.utils.atomic import atomic_path
 
 #: Manifest asset -> the backbone its file initialises (a key of ``IMAGENET_FILES``).
-BACKBONE_OF = {"hrnet_pretrain": "hrnet", "resnet18": "resnet18"}
+BACKBONE_OF = {"hrnet_w48_imagenet": "hrnet", "resnet18_imagenet": "resnet18"}
 #: ExPose's HRNet layers that no ImageNet HRNet has: they keep their initialisation.
 EXPOSE_ONLY = ("subsample_2.", "subsample_3.", "conv_layers.")
 
@@ -82,7 +82,7 @@ def convert_imagenet_file(raw: Path, kind: str, out: Path, backbone: nn.Module |
 
 
 def install_imagenet(tree: DataTree, lock: LockFile, asset: Asset, force: bool = False) -> str:
-    """Write the converted file of a downloaded, verified ``pretrained`` asset; returns one line.
+    """Write the converted file of a downloaded, verified ``imagenet`` asset; returns one line.
 
     The output is recorded in the lock file with the sha256 of the download it came from, so a
     later run skips it while both are unchanged. A file already there that expose did not write

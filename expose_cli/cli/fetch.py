@@ -194,14 +194,14 @@ def _install_detector(settings, manifest: list[Asset]) -> None:
 
 def _install_imagenet(settings, manifest: list[Asset], fetched: set[str], force: bool) -> None:
     """Convert the fetched ImageNet weights to our backbones' key names (assets/imagenet.py)."""
-    assets = [a for a in manifest if a.name in fetched and a.kind == "pretrained"]
+    assets = [a for a in manifest if a.name in fetched and a.kind == "imagenet"]
     if not assets:
         return
     from expose_cli.assets.imagenet import install_imagenet  # torch: only when needed
 
     lock = LockFile(settings.tree)
     for asset in assets:
-        console.print(f"ImageNet backbone {install_imagenet(settings.tree, lock, asset, force)}", highlight=False)
+        info(settings, f"ImageNet backbone {install_imagenet(settings.tree, lock, asset, force)}")
 
 
 def _select(manifest: list[Asset], names: list[str]) -> list[Asset]:

@@ -3,8 +3,8 @@
 MMHuman3D initialises the body's HRNet from ``hrnet_pretrain.pth`` and ResNet-18 from
 ``resnet18.pth`` (non-strict, no prefix) and never says where the first comes from (its issue
 #279). `expose fetch pretrained` downloads public ImageNet weights (ResNet-18 as PyTorch publishes
-it, HRNet-W48 as timm publishes ``hrnet_w48.ms_in1k``) and :func:`convert_backbone` turns them into
-our key names. The full model starts from the three part checkpoints, loaded by prefix
+it, HRNet-W48 as timm publishes ``hrnet_w48.ms_in1k``) and converts them with :func:`convert_backbone`
+into our key names (assets/imagenet.py). The full model starts from the three part checkpoints, loaded by prefix
 (``backbone.``/``head.`` of each into ``backbone``/``hand_backbone``/``face_backbone``...), which
 MMHuman3D's config meant to do but could not (§5.1).
 """
@@ -80,6 +80,9 @@ def init_full_from_parts(net, paths: dict[str, Path]) -> dict[str, int]:
     own = net.state_dict()
     counts = {}
     for part, _, (bb, hd) in PART_SOURCES:
+        if not paths[part].is_file():
+            raise MissingFileError(paths[part], f"{part} checkpoint",
+                                   f"`expose fetch-models`, or train it: `expose train {part} ...`")
         state = load_state_file(paths[part])
         state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
         moved = {}
@@ -137,3 +140,4 @@ def required_files(kind: str, init: str, tree: DataTree) -> list[tuple[Path, str
                 for part, name, _ in PART_SOURCES]
     name = IMAGENET_FILES["hrnet" if kind == "body" else "resnet18"]
     return [(tree.pretrained_models / name, "ImageNet backbone weights", "`expose fetch pretrained` (or --init none)")]
+
