@@ -129,3 +129,67 @@ def test_ddp_two_processes_equal_one_process_with_the_doubled_batch(run_cli, sta
     assert close >= 0.9 * len(a)
     log = [json.loads(x) for x in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["type"] == "train"] == [1, 2]
+
+
+SMALL_PARTS = ["--set", "hand.resnet_width=8", "--set", "hand.hidden=[32,32]", "--set", "face.resnet_width=8",
+               "--set", "face.hidden=[32,32]", "--set", "attention.hand_crop_size=32", "--set", "attention.face_crop_size=32"]
+
+
+def test_full_model_trains_only_its_part_networks_from_the_part_checkpoints(run_cli, standin_tree, synth_body, tmp_path):
+    """`expose train expose --init auto`: the three part checkpoints load by prefix (MMHuman3D's
+    config crashed here); one step moves the hand and face networks and leaves the body as loaded."""
+    import shutil
+
+    from expose_cli.io.paths import DataTree
+    from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
+    from expose_cli.training.pretrained import PART_SOURCES
+
+    data = tmp_path / "data"  # the stand-in tree, linked, with a pretrained_models/ of its own
+    data.mkdir()
+    for entry in standin_tree.iterdir():
+        if entry.name != "pretrained_models":
+            (data / entry.name).symlink_to(entry)
+    if (standin_tree / "pretrained_models").is_dir():
+        shutil.copytree(standin_tree / "pretrained_models", data / "pretrained_models", symlinks=True)
+    tree = DataTree(data)
+    for part, name, _ in PART_SOURCES:
+        write_mmhuman3d_checkpoint(tree.pretrained_models / name, part, seed=5, small=True)
+    args = body_args(data, synth_body, tmp_path / "full", "--max-steps", "1", "--workers", "0")
+    args[args.index("body", args.index("train"))] = "expose"
+    args[args.index("--init") + 1] = "auto"
+    args[args.index("--batch-size") + 1] = "2"
+    res = run_cli(*SMALL_PARTS, *args)
+    assert res.exit_code == 0, res.output
+    after = weights(tmp_path / "full" / "last.pth")
+    body = torch.load(tree.pretrained_models / PART_SOURCES[0][1], weights_only=True)["state_dict"]
+    hand = torch.load(tree.pretrained_models / PART_SOURCES[1][1], weights_only=True)["state_dict"]
+    assert torch.equal(after["backbone.conv1.weight"], body["backbone.conv1.weight"])
+    assert torch.equal(after["head.regressor.module.output_layer.weight"], body["head.regressor.module.output_layer.weight"])
+    assert not torch.equal(after["hand_head.regressor.module.output_layer.weight"],
+                           hand["head.regressor.module.output_layer.weight"])
+    log = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert {"hand_crop", "face_crop"} <= set(log[0])
+
+
+def test_validation_runs_the_eval_protocol_and_keeps_the_best(run_cli, standin_tree, tmp_path):
+    """Hand model, one epoch of 4 synthetic samples, validated on FreiHAND with `expose eval`'s
+    protocol: a JSONL validation record with its metrics, and best.pth."""
+    from expose_cli.io.paths import DataTree
+    from expose_cli.testing.raw_datasets import write_freihand
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for entry in standin_tree.iterdir():
+        (data / entry.name).symlink_to(entry)
+    write_freihand(data / "datasets" / "FreiHand", unique=5, eval_samples=3)
+    assert run_cli("--data-dir", data, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0
+    h5 = write_synth(tmp_path / "synth", "hand", 4, DataTree(data), seed=0, size=64)
+    small = ["--set", "hand.resnet_width=8", "--set", "hand.hidden=[32,32]", "--set", f"data.members=['{h5}']",
+             "--set", "data.img_res=64", "--set", "train.val_limit=3"]
+    res = run_cli("--data-dir", data, *small, "train", "hand", "--out", tmp_path / "h", "--init", "none",
+                  "--epochs", "1", "--val-every", "1", "--batch-size", "2", "--workers", "0")
+    assert res.exit_code == 0, res.output
+    log = [json.loads(x) for x in (tmp_path / "h" / "log.jsonl").read_text().splitlines()]
+    val = [r for r in log if r["type"] == "val"]
+    assert len(val) == 1 and val[0]["epoch"] == 1 and val[0]["PA-MPJPE"] > 0 and "PA-PVE" in val[0]
+    assert (tmp_path / "h" / "best.pth").is_file() and not (tmp_path / "h" / "epoch_1.pth").is_file()  # every 10

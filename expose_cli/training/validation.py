@@ -21,18 +21,22 @@ PRIMARY = {"3dpw": "PA-MPJPE", "freihand": "PA-MPJPE", "stirling": "3DRMSE", "eh
 
 
 def benchmark_validator(name: str, data: Path | None, tree: DataTree, limit: int | None) -> Callable:
-    """The `expose eval` protocol ``name`` (3dpw, freihand, stirling, ehf) on its preprocessed file."""
+    """The `expose eval` protocol ``name`` (3dpw, freihand, stirling, ehf) on its preprocessed file:
+    the file and the scoring files are opened now (a missing one stops the run before training)."""
+    from expose_cli.evaluation import benchmark as B
     from expose_cli.evaluation import runner
     from expose_cli.models.expose import Predictor
 
-    reader = runner.open_data(name, data, tree)
-    assets = runner.load_scoring_assets(name, reader, tree, limit)
+    bench = B.get_benchmark(name)
+    reader = B.open_data(bench, data, tree)
+    n = len(reader) if limit is None else min(limit, len(reader))
+    assets = bench.load_assets(reader, tree, n)
 
     def validate(model):
         predictor = Predictor(model, fuse=False)
         with torch.inference_mode():
             preds = runner.predict(name, reader, predictor, batch_size=16, limit=limit, workers=2)
-        rows = runner.score(name, reader, preds, assets)
+        rows = bench.score(reader, preds, assets)
         return {k: float(np.mean(v)) for k, v in rows.items()}, PRIMARY[name]
 
     return validate
