@@ -193,3 +193,37 @@ def test_validation_runs_the_eval_protocol_and_keeps_the_best(run_cli, standin_t
     val = [r for r in log if r["type"] == "val"]
     assert len(val) == 1 and val[0]["epoch"] == 1 and val[0]["PA-MPJPE"] > 0 and "PA-PVE" in val[0]
     assert (tmp_path / "h" / "best.pth").is_file() and not (tmp_path / "h" / "epoch_1.pth").is_file()  # every 10
+
+
+def test_non_finite_losses_stop_the_run_with_one_line(run_cli, standin_tree, synth_body, tmp_path):
+    toml = tmp_path / "nan.toml"
+    toml.write_text("[loss]\nkeypoints2d = nan\n[train]\nmax_bad_steps = 2\n")
+    res = run_cli("--model-config", toml, *body_args(standin_tree, synth_body, tmp_path / "n", "--max-steps", "5",
+                                                     "--workers", "0"))
+    assert res.exit_code != 0 and "2 non-finite losses in a row" in res.output and "keypoints2d" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_valid(tmp_path, monkeypatch):
+    import errno
+
+    from expose_cli.errors import ExposeError
+    from expose_cli.models.config import small_config
+    from expose_cli.models.network import ExPoseNet
+    from expose_cli.training.checkpointing import save_training_checkpoint
+
+    net = ExPoseNet(small_config("hand"))
+    path = tmp_path / "last.pth"
+    save_training_checkpoint(path, net, {"kind": "hand"}, step=1, epoch=0, resume={"step": 1})
+    before = path.read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkp")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(ExposeError, match="No space left") as info:
+        save_training_checkpoint(path, net, {"kind": "hand"}, step=2, epoch=0, resume={"step": 2})
+    assert "previous checkpoint is unchanged" in (info.value.hint or "")
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pth"]

@@ -136,9 +136,10 @@ def test_channel_noise_low_res_normalize():
     assert A.simulate_low_res(row, 2.0)[0, :, 0].tolist() == [0, 50, 150, 200]
     assert A.low_res_factor((1.0,), FixedRng()) == 1.0  # a single factor: no draw
     assert A.low_res_factor((1.0, 2.0, 4.0), FixedRng(2)) == 4.0
-    px = np.array([[[123.675 + 58.395, 116.28, 103.53 - 2 * 57.375]]])
+    px = np.array([[[182, 116, 0]]], np.uint8)
     out = A.normalize(px, AugmentConfig().mean, AugmentConfig().std)
-    assert out.shape == (3, 1, 1) and np.allclose(out[:, 0, 0], [1, 0, -2], atol=1e-5)
+    # (182 - 123.675) / 58.395, (116 - 116.28) / 57.12, (0 - 103.53) / 57.375
+    assert out.shape == (3, 1, 1) and np.allclose(out[:, 0, 0], [0.998801, -0.004902, -1.804444], atol=1e-6)
 
 
 def _record(width=200, height=100, conv="smplx"):

@@ -196,7 +196,7 @@ def _dataset(name: str, folder: str, site: str, what: str) -> Asset:
 
 def default_manifest() -> list[Asset]:
     """The manifest of the seed, in the order the seed lists things, then the tools of `expose infer`
-    and the published ImageNet files."""
+    and the ImageNet files of `expose fetch pretrained`."""
     return [*DOWNLOADS, *BY_HAND, *(_dataset(*row) for row in DATASETS), *PRETRAINED, *TOOLS, *IMAGENET]
 
 

@@ -13,7 +13,17 @@ from typing import Annotated
 import typer
 
 from expose_cli import __version__
-from expose_cli.cli import demo, doctor, evaluate, fetch, import_models, infer, preprocess, train
+from expose_cli.cli import (
+    demo,
+    doctor,
+    evaluate,
+    fetch,
+    import_models,
+    infer,
+    preprocess,
+    synth,
+    train,
+)
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
@@ -80,6 +90,7 @@ fetch.register(app)
 import_models.register(app)
 infer.register(app)
 preprocess.register(app)
+synth.register(app)
 train.register(app)
 
 

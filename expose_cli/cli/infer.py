@@ -78,11 +78,11 @@ def infer(
                            every=every, max_frames=max_frames, precision=precision,
                            tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
                            track_images=bool(track), sequence_fps=fps)
-    _run(settings, items, predictor, options)
+    run_and_report(settings, items, predictor, options)
 
 
-def _run(settings, items: list, predictor, options) -> None:
-    """The run under a progress bar, then the closing lines."""
+def run_and_report(settings, items: list, predictor, options) -> None:
+    """The run under a progress bar, then the closing lines (`expose infer` and `expose demo`)."""
     from expose_cli.inference.pipeline import run_inference
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)

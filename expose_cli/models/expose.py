@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import copy
 
-import numpy as np
 import torch
 from torch import nn
 
-from expose_cli.geometry.crops import transform_points
 from expose_cli.models.inputs import ModelInput
 from expose_cli.models.model import (
     MANO_TIP_VERTICES,
@@ -27,7 +25,7 @@ from expose_cli.models.model import (
 )
 from expose_cli.models.network import ExPoseNet
 
-__all__ = ["MANO_TIP_VERTICES", "SMPLX_PARENTS", "ExPoseNet", "Prediction", "Predictor", "keypoints_to_image"]
+__all__ = ["MANO_TIP_VERTICES", "SMPLX_PARENTS", "ExPoseNet", "Prediction", "Predictor"]
 
 
 class Predictor:
@@ -117,9 +115,3 @@ class Predictor:
     @staticmethod
     def _to_image(points_crop: torch.Tensor, crop_transform: torch.Tensor) -> torch.Tensor:
         return image_from_crop(points_crop, crop_transform)
-
-
-def keypoints_to_image(points_crop: np.ndarray, crop_transform: np.ndarray) -> np.ndarray:
-    """numpy version of the crop -> image mapping for one person (``[N, 2]``, ``[2, 3]``)."""
-    inv = np.linalg.inv(np.vstack([crop_transform, [0.0, 0.0, 1.0]]))[:2]
-    return transform_points(points_crop, inv)

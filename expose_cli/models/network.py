@@ -95,9 +95,3 @@ class ExPoseNet(nn.Module):
     def forward(self, img: torch.Tensor) -> HeadOutput:
         """The model's own network on its own crops (body 256, hand 224, face 256)."""
         return self.head(self.backbone(img))
-
-    def forward_hands(self, crops: torch.Tensor, cond: torch.Tensor) -> HeadOutput:
-        return self.hand_head(self.hand_backbone(crops), cond)
-
-    def forward_face(self, crops: torch.Tensor, cond: torch.Tensor) -> HeadOutput:
-        return self.face_head(self.face_backbone(crops), cond)

@@ -17,6 +17,8 @@ bilinear up).
 
 from __future__ import annotations
 
+from functools import cache
+
 import cv2
 import numpy as np
 from smplx.joint_names import JOINT_NAMES
@@ -28,6 +30,13 @@ from expose_cli.geometry.crops import crop_affine
 AXIS_ANGLE_MIRROR = np.array([1.0, -1.0, -1.0])
 
 
+@cache
+def flip_permutation(convention: str) -> np.ndarray:
+    """Left/right partner of each keypoint of ``convention``, by name (computed once)."""
+    return get_convention(convention).flip_permutation
+
+
+@cache
 def body_pose_flip_permutation() -> np.ndarray:
     """For SMPL-X ``body_pose`` (joints 1..21): the index of each joint's left/right partner, by name."""
     names = list(JOINT_NAMES[1:22])
@@ -68,16 +77,14 @@ def flip_center(center: np.ndarray, width: int) -> np.ndarray:
 
 def flip_keypoints2d(kps: np.ndarray, convention: str, width: int) -> np.ndarray:
     """``[K, 3]`` image keypoints mirrored: left/right rows swapped by name, ``x -> W - 1 - x``."""
-    perm = get_convention(convention).flip_permutation
-    out = np.asarray(kps)[perm].copy()
+    out = np.asarray(kps)[flip_permutation(convention)].copy()
     out[:, 0] = width - 1 - out[:, 0]
     return out
 
 
 def flip_keypoints3d(kps: np.ndarray, convention: str) -> np.ndarray:
     """``[K, 4]`` camera-frame keypoints mirrored: left/right rows swapped by name, ``X -> -X``."""
-    perm = get_convention(convention).flip_permutation
-    out = np.asarray(kps)[perm].copy()
+    out = np.asarray(kps)[flip_permutation(convention)].copy()
     out[:, 0] = -out[:, 0]
     return out
 
@@ -98,8 +105,9 @@ def flip_params(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if "body_pose" in out:
         out["body_pose"] = out["body_pose"][body_pose_flip_permutation()] * AXIS_ANGLE_MIRROR
     if "left_hand_pose" in params or "right_hand_pose" in params:
-        left = params.get("left_hand_pose")
-        right = params.get("right_hand_pose")
+        left, right = params.get("left_hand_pose"), params.get("right_hand_pose")
+        out.pop("left_hand_pose", None)
+        out.pop("right_hand_pose", None)
         if left is not None:
             out["right_hand_pose"] = np.asarray(left) * AXIS_ANGLE_MIRROR
         if right is not None:
@@ -207,9 +215,11 @@ def channel_noise_factors(noise_factor: float, rng: np.random.Generator, channel
 
 
 def channel_noise(image: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """``uint8`` ``[H, W, C]`` image with channel c multiplied by ``factors[c]``, saturated to 0..255."""
-    out = np.asarray(image, np.float32) * np.asarray(factors, np.float32)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    """``uint8`` ``[H, W, C]`` image with channel c multiplied by ``factors[c]``, saturated to 0..255
+    (and truncated to an integer, as a ``uint8`` cast). One table look-up per pixel."""
+    levels = np.arange(256, dtype=np.float64)[:, None] * np.asarray(factors, np.float64)[None, :]
+    lut = np.clip(levels, 0, 255).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(image, np.uint8), lut.reshape(1, 256, -1))
 
 
 def low_res_factor(factors: tuple[float, ...], rng: np.random.Generator) -> float:
@@ -232,6 +242,6 @@ def simulate_low_res(image: np.ndarray, factor: float) -> np.ndarray:
 
 def normalize(image: np.ndarray, mean, std) -> np.ndarray:
     """``uint8`` ``[H, W, 3]`` RGB -> ``float32`` ``[3, H, W]``, ``(x - mean) / std`` per channel."""
-    img = np.asarray(image, np.float32)
-    img = (img - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    lut = (np.arange(256, dtype=np.float32)[:, None] - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    img = cv2.LUT(np.ascontiguousarray(image, np.uint8), lut.reshape(1, 256, 3))
     return np.ascontiguousarray(img.transpose(2, 0, 1))

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from expose_cli.data.hdf5 import FORMAT_NAME, FORMAT_VERSION
+from expose_cli.data.validity import stale_reason
 from expose_cli.errors import ExposeError
 
 
@@ -44,6 +45,9 @@ class H5Rows:
             with h5py.File(self.path, "r") as f:
                 self.attrs = {k: _plain(v) for k, v in f.attrs.items()}
                 check_header(self.path, self.attrs)
+                stale = stale_reason(self.attrs)
+                if stale is not None:
+                    raise ExposeError(stale, path=self.path)
                 missing = [name for name in fields if name not in f]
                 if missing:
                     raise ExposeError(f"lacks the fields {', '.join(missing)}", path=self.path,

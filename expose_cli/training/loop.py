@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import signal
 import threading
 import time
@@ -117,6 +116,8 @@ class Trainer:
         fp16_cuda = cfg.train.precision == "fp16" and self.info.device.startswith("cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16_cuda)
         self.ddp = self._wrap()
+        # Only rank 0 validates, but every rank joins the broadcast and the best.pth save.
+        self.validating = bool(D.broadcast_object(validate is not None, self.info))
         self.progress = Progress()
         self.history: list[dict] = []
         self.jsonl = self.out_dir / "log.jsonl"
@@ -268,7 +269,7 @@ class Trainer:
             sched.step()
         p.epoch += 1
         p.epoch_step = 0
-        if t.val_every and p.epoch % t.val_every == 0 and self.validate is not None:
+        if t.val_every and p.epoch % t.val_every == 0 and self.validating:
             self._validate()
         if t.save_every and p.epoch % t.save_every == 0:
             self.save(f"epoch_{p.epoch}.pth")
@@ -344,7 +345,3 @@ class Trainer:
         if bar is not None:
             bar.close()
         return status
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value

@@ -8,7 +8,6 @@ then the model, its initialisation or the resume state; then the loop.
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -117,14 +116,6 @@ def summary_rows(trainer, status: str) -> list[tuple[str, str]]:
         rows.append(("best validation", f"{p.best:.2f} (epoch {p.best_epoch})"))
     rows.append(("run directory", str(trainer.out_dir)))
     return rows
-
-
-def load_summary(out: Path) -> list[dict]:
-    """The JSONL log of a run as records."""
-    path = out / "log.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run(cfg: RunConfig, tree: DataTree, out: Path, resume: bool = False, argv: list[str] | None = None,
