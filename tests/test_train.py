@@ -227,3 +227,22 @@ def test_a_full_disk_leaves_the_previous_checkpoint_valid(tmp_path, monkeypatch)
         save_training_checkpoint(path, net, {"kind": "hand"}, step=2, epoch=0, resume={"step": 2})
     assert "previous checkpoint is unchanged" in (info.value.hint or "")
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pth"]
+
+
+def test_sigterm_finishes_the_step_and_writes_last_pth(run_cli, standin_tree, synth_body, tmp_path, monkeypatch):
+    import signal
+
+    from expose_cli.training import loop
+
+    real = loop.Trainer.step
+
+    def step_then_sigterm(self, batch):
+        out = real(self, batch)
+        if self.progress.step == 0:
+            signal.raise_signal(signal.SIGTERM)  # as a cluster scheduler would, mid-run
+        return out
+
+    monkeypatch.setattr(loop.Trainer, "step", step_then_sigterm)
+    res = run_cli(*body_args(standin_tree, synth_body, tmp_path / "t", "--max-steps", "5", "--workers", "0"))
+    assert "stopped (SIGTERM)" in res.output, res.output
+    assert torch.load(tmp_path / "t" / "last.pth", weights_only=True)["step"] == 1
