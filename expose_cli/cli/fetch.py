@@ -173,17 +173,13 @@ def fetch(
         return
     if not names:
         raise ExposeError("name at least one asset", hint="`expose fetch --list` shows them; groups: checkpoints, auxiliary, logs, pretrained, all")
-    selected = _select(manifest, names)
-    results = run_fetch(settings, selected, _options(mirror, force, timeout, retries), jobs, dry_run, json_out)
+    results = run_fetch(settings, _select(manifest, names), _options(mirror, force, timeout, retries), jobs, dry_run, json_out)
     if not dry_run and not all(r.ok for r in results):
         raise typer.Exit(1)
     if not dry_run and any(r.asset == "detector" for r in results):
         _install_detector(settings, manifest)
-    if not dry_run and any(a.kind == "imagenet" for a in selected):
-        from expose_cli.training.pretrained import convert_fetched
-
-        for line in convert_fetched(settings.tree):
-            info(settings, line)
+    if not dry_run:
+        _install_imagenet(settings, manifest, {r.asset for r in results}, force)
 
 
 def _install_detector(settings, manifest: list[Asset]) -> None:
@@ -194,6 +190,18 @@ def _install_detector(settings, manifest: list[Asset]) -> None:
     archive = next(a for a in manifest if a.name == "detector").paths(tree)[0]
     path = detector_model.install_detector(archive, tree.person_detector, detector_model.ONNX_SHA256)
     console.print(f"person detector installed: {path}")
+
+
+def _install_imagenet(settings, manifest: list[Asset], fetched: set[str], force: bool) -> None:
+    """Convert the fetched ImageNet weights to our backbones' key names (assets/imagenet.py)."""
+    assets = [a for a in manifest if a.name in fetched and a.kind == "imagenet"]
+    if not assets:
+        return
+    from expose_cli.assets.imagenet import install_imagenet  # torch: only when needed
+
+    lock = LockFile(settings.tree)
+    for asset in assets:
+        info(settings, f"ImageNet backbone {install_imagenet(settings.tree, lock, asset, force)}")
 
 
 def _select(manifest: list[Asset], names: list[str]) -> list[Asset]:

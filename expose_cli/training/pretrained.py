@@ -3,8 +3,8 @@
 MMHuman3D initialises the body's HRNet from ``hrnet_pretrain.pth`` and ResNet-18 from
 ``resnet18.pth`` (non-strict, no prefix) and never says where the first comes from (its issue
 #279). `expose fetch pretrained` downloads public ImageNet weights (ResNet-18 as PyTorch publishes
-it, HRNet-W48 as timm publishes ``hrnet_w48.ms_in1k``) and :func:`convert_backbone` turns them into
-our key names. The full model starts from the three part checkpoints, loaded by prefix
+it, HRNet-W48 as timm publishes ``hrnet_w48.ms_in1k``) and converts them with :func:`convert_backbone`
+into our key names (assets/imagenet.py). The full model starts from the three part checkpoints, loaded by prefix
 (``backbone.``/``head.`` of each into ``backbone``/``hand_backbone``/``face_backbone``...), which
 MMHuman3D's config meant to do but could not (§5.1).
 """
@@ -141,44 +141,3 @@ def required_files(kind: str, init: str, tree: DataTree) -> list[tuple[Path, str
     name = IMAGENET_FILES["hrnet" if kind == "body" else "resnet18"]
     return [(tree.pretrained_models / name, "ImageNet backbone weights", "`expose fetch pretrained` (or --init none)")]
 
-
-#: The downloaded ImageNet file of each converted one (``pretrained_models/imagenet/``).
-IMAGENET_SOURCES = {"resnet18": "resnet18-f37072fd.pth", "hrnet": "hrnetv2_w48-abd2e6ab.pth"}
-
-
-def preset_backbone(which: str) -> torch.nn.Module:
-    """The preset's backbone (HRNet-W48 -> 2048, or ResNet-18), built on the meta device: key names
-    and shapes without allocating the weights."""
-    from expose_cli.models.backbones.hrnet import HRNetExpose
-    from expose_cli.models.backbones.resnet import ResNet18
-
-    with torch.device("meta"):
-        return HRNetExpose(48, 2048) if which == "hrnet" else ResNet18(64)
-
-
-def convert_imagenet_file(src: Path, dst: Path, backbone: torch.nn.Module) -> int:
-    """Convert one published ImageNet file to our key names and write it atomically (a plain state
-    dict, as MMHuman3D's ``init_cfg`` loads it); returns the number of tensors written."""
-    from expose_cli.utils.atomic import atomic_path
-
-    try:
-        converted = convert_backbone(load_state_file(src), backbone)
-    except ExposeError as exc:
-        raise ExposeError(exc.reason, hint=exc.hint, path=src) from exc
-    with atomic_path(dst) as tmp:
-        torch.save(converted, tmp)
-    return len(converted)
-
-
-def convert_fetched(tree: DataTree) -> list[str]:
-    """After `expose fetch pretrained`: every downloaded ImageNet file converted to
-    ``pretrained_models/{hrnet_pretrain,resnet18}.pth``; one line per file written."""
-    lines = []
-    for which, name in IMAGENET_SOURCES.items():
-        src = tree.pretrained_models / "imagenet" / name
-        if not src.is_file():
-            continue
-        dst = tree.pretrained_models / IMAGENET_FILES[which]
-        n = convert_imagenet_file(src, dst, preset_backbone(which))
-        lines.append(f"converted {src.name} -> {dst} ({n} tensors in our key names)")
-    return lines
