@@ -30,6 +30,11 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+#: The learning-proof settings (tests/test_train_learns.py): no augmentation, no dropout.
+LEARNABLE = {"data.augment.flip_prob": 0.0, "data.augment.scale_factor": 0.0, "data.augment.rot_prob": 0.0,
+             "data.augment.jitter_factor": 0.0, "data.augment.noise_factor": 0.0, "data.augment.low_res_factors": [1.0]}
+
+
 def make_config(kind: str, h5: Path, args):
     from expose_cli.training.config import check, run_preset, set_field
 
@@ -38,6 +43,9 @@ def make_config(kind: str, h5: Path, args):
                 "train.batch_size": args.batch_size, "train.workers": args.workers, "train.init": "none",
                 "train.val_set": "none", "train.log_every": 1, "train.lr": args.lr, "train.epochs": 10**6,
                 "train.precision": args.precision, "train.last_every": 0}
+    if args.learnable:
+        settings.update(LEARNABLE)
+        settings[f"{kind}.dropout"] = 0.0
     for key, value in settings.items():
         set_field(cfg, key, value)
     check(cfg)
@@ -56,8 +64,9 @@ def learning_curve(kind: str, args, root: Path) -> dict:
     from expose_cli.training.validation import heldout_errors
 
     tree = write_standin_data_tree(root / "data")
-    train_h5 = write_synth(root / "train", kind, args.samples, tree, seed=0, size=args.render)
-    held_h5 = write_synth(root / "held", kind, args.heldout, tree, seed=1, size=args.render)
+    family = dict(pose_dims=args.pose_dims, orient_range=args.orient_range)
+    train_h5 = write_synth(root / "train", kind, args.samples, tree, seed=0, size=args.render, **family)
+    held_h5 = write_synth(root / "held", kind, args.heldout, tree, seed=1, size=args.render, **family)
     cfg = make_config(kind, train_h5, args)
     held = TrainDataset(with_members(cfg.data, (str(held_h5),)), tree.root, kind, 0, train=False)
     loader = DataLoader(held, batch_size=16, collate_fn=collate)
@@ -66,6 +75,7 @@ def learning_curve(kind: str, args, root: Path) -> dict:
     model = trainer.model
     curve = [{"step": 0, "pa_mpjpe_mm": float(np.mean(heldout_errors(model.eval(), loader, mean_pose=True))),
               "note": "mean-pose prediction"}]
+    print(json.dumps(curve[0]), flush=True)
     model.train()
     while trainer.progress.step < args.steps:
         cfg.train.max_steps = min(args.steps, trainer.progress.step + args.every)
@@ -76,7 +86,7 @@ def learning_curve(kind: str, args, root: Path) -> dict:
         model.train()
         curve.append({"step": trainer.progress.step, "loss": trainer.last_parts["loss"], "pa_mpjpe_mm": err,
                       "samples_per_s": rate})
-        print(json.dumps(curve[-1]))
+        print(json.dumps(curve[-1]), flush=True)
     return {"kind": kind, "curve": curve}
 
 
@@ -94,6 +104,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--full-size", action="store_true", help="the preset's widths, not the small test config")
+    parser.add_argument("--pose-dims", type=int, default=0, help="synthetic pose family size (0: independent joints)")
+    parser.add_argument("--orient-range", type=float, default=60.0, help="synthetic yaw range (degrees)")
+    parser.add_argument("--learnable", action="store_true", help="no augmentation, no dropout (the learning-proof test)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

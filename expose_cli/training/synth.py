@@ -67,13 +67,52 @@ def face_colours(kind: str, template: np.ndarray, weights: np.ndarray, faces: np
     return colours[faces[:, 0]]
 
 
-def random_params(kind: str, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+#: The pose family of ``pose_dims`` > 0: the parameters each kind's directions span, with the spread
+#: (radians for rotations, coefficients for expression) of one direction's entries; the rest are zeros.
+FAMILY_SPREAD = {"body": {"body_pose": 0.5, "left_hand_pose": 0.5, "right_hand_pose": 0.5},
+                 "hand": {"right_hand_pose": 0.5},
+                 "face": {"jaw_pose": 0.3, "expression": 1.0}}
+FAMILY_SEED = 20201  # the family's directions depend only on (kind, pose_dims): train and held-out share them
+_SHAPES = {"body_pose": (21, 3), "left_hand_pose": (15, 3), "right_hand_pose": (15, 3), "jaw_pose": (3,),
+           "expression": (50,)}
+
+
+def family_directions(kind: str, pose_dims: int) -> dict[str, np.ndarray]:
+    """``pose_dims`` fixed directions per spanned parameter (``[pose_dims, *shape]``), the same for
+    every seed; the jaw's direction only opens the mouth (x axis)."""
+    rng = np.random.default_rng([FAMILY_SEED, SYNTH_KINDS.index(kind), pose_dims])
+    out = {}
+    for name, spread in FAMILY_SPREAD[kind].items():
+        d = rng.normal(0.0, spread, (pose_dims, *_SHAPES[name]))
+        if name == "jaw_pose":
+            d[:, 1:] = 0.0
+        out[name] = d
+    return out
+
+
+def family_params(kind: str, n: int, rng: np.random.Generator, pose_dims: int) -> dict[str, np.ndarray]:
+    """Articulation ``sum_k c_k D_k`` with ``c_k ~ U(-1, 1)`` over :func:`family_directions`;
+    shape (and the parameters the family does not span) zero."""
+    coeffs = rng.uniform(-1.0, 1.0, (n, pose_dims))
+    spanned = {name: np.tensordot(coeffs, d, axes=1) for name, d in family_directions(kind, pose_dims).items()}
+    names = {"body": ("body_pose", "jaw_pose", "left_hand_pose", "right_hand_pose", "betas", "expression"),
+             "hand": ("right_hand_pose", "betas"), "face": ("jaw_pose", "betas", "expression")}[kind]
+    sizes = {"betas": (100,) if kind == "face" else (10,), "expression": (50,) if kind == "face" else (10,)}
+    return {k: spanned[k] if k in spanned else np.zeros((n, *sizes.get(k, _SHAPES.get(k, ())))) for k in names}
+
+
+def random_params(kind: str, n: int, rng: np.random.Generator, pose_dims: int = 0,
+                  orient_range: float = 60.0) -> dict[str, np.ndarray]:
     """Axis-angle (radians) and coefficients in plausible ranges; ``global_orient`` turns the
-    y-up model to the y-down camera (180 degrees about x), then yaws within +-60 degrees. Shape
-    and expression spreads are small for hands and faces (100 FLAME betas add up)."""
-    yaw = rng.uniform(-math.pi / 3, math.pi / 3, n)
-    tilt = rng.normal(0.0, 0.15, (n, 2))
+    y-up model to the y-down camera (180 degrees about x), then yaws within +-``orient_range``
+    degrees and tilts by N(0, 0.15 rad x orient_range / 60). Shape and expression spreads are small
+    for hands and faces (100 FLAME betas add up). ``pose_dims`` > 0: the articulation comes from
+    the low-dimensional family of :func:`family_params` instead of independent joints."""
+    yaw = rng.uniform(-1.0, 1.0, n) * math.radians(orient_range)
+    tilt = rng.normal(0.0, 0.15 * orient_range / 60.0, (n, 2))
     go = np.stack([_compose_x_pi(yaw[i], tilt[i]) for i in range(n)])
+    if pose_dims > 0:
+        return {"global_orient": go, **family_params(kind, n, rng, pose_dims)}
     if kind == "body":
         body = rng.normal(0.0, 0.25, (n, 21, 3))
         return {"global_orient": go, "body_pose": body, "jaw_pose": np.stack([rng.uniform(0, 0.3, n), np.zeros(n), np.zeros(n)], 1),
@@ -173,12 +212,16 @@ def _param_fields(kind: str, params: dict[str, np.ndarray], i: int) -> dict:
 
 def write_synth(out_dir: str | Path, kind: str, count: int, models: DataTree | str | Path, seed: int = 0,
                 size: int = 256, embed: bool = True, overwrite: bool = False, batch: int = 32,
-                on_sample=None) -> Path:
+                on_sample=None, pose_dims: int = 0, orient_range: float = 60.0) -> Path:
     """Write ``count`` synthetic samples of ``kind`` (body, hand, face) as ``<out_dir>/synth_<kind>_train.h5``
     (images under ``<out_dir>/synth_<kind>/images/``; embedded too with ``embed``). Returns the path.
 
     ``models``: the data tree (or folder) with the body models. Deterministic from ``seed``.
+    ``pose_dims`` > 0 and ``orient_range`` (degrees): see :func:`random_params` (a family of few
+    poses that a small network learns in a few hundred steps; the learning-proof test uses it).
     """
+    if pose_dims < 0 or not 0.0 <= orient_range <= 180.0:
+        raise ValueError(f"pose_dims must be >= 0 and orient_range in [0, 180], not {pose_dims}, {orient_range}")
     if kind not in SYNTH_KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(SYNTH_KINDS)}")
     out_dir = Path(out_dir)
@@ -193,7 +236,7 @@ def write_synth(out_dir: str | Path, kind: str, count: int, models: DataTree | s
                         overwrite=overwrite, embed_images=embed)
     try:
         for start in range(0, count, batch):
-            params = random_params(kind, min(batch, count - start), rng)
+            params = random_params(kind, min(batch, count - start), rng, pose_dims, orient_range)
             verts, joints = pose_model(kind, model, params)
             for i in range(len(verts)):
                 image, fields = render_sample(kind, verts[i], joints[i], faces, colours, size, rng)
