@@ -36,7 +36,7 @@ LEARNABLE = {"data.augment.flip_prob": 0.0, "data.augment.scale_factor": 0.0, "d
 
 
 def make_config(kind: str, h5: Path, args):
-    from expose_cli.training.config import check, run_preset, set_field
+    from expose_cli.training.config import check, parse_value, run_preset, set_field
 
     cfg = run_preset(kind, small=not args.full_size)
     settings = {"data.members": [str(h5)], "data.ratios": [1.0], "data.img_res": args.img_res,
@@ -48,6 +48,9 @@ def make_config(kind: str, h5: Path, args):
         settings[f"{kind}.dropout"] = 0.0
     for key, value in settings.items():
         set_field(cfg, key, value)
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        set_field(cfg, key, parse_value(raw))
     check(cfg)
     return cfg
 
@@ -107,6 +110,7 @@ def main() -> None:
     parser.add_argument("--pose-dims", type=int, default=0, help="synthetic pose family size (0: independent joints)")
     parser.add_argument("--orient-range", type=float, default=60.0, help="synthetic yaw range (degrees)")
     parser.add_argument("--learnable", action="store_true", help="no augmentation, no dropout (the learning-proof test)")
+    parser.add_argument("--set", action="append", default=[], help="section.field=value, as `expose --set`")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
