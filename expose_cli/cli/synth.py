@@ -24,10 +24,16 @@ def synth(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed: same set).")] = 0,
     embed: Annotated[bool, typer.Option("--embed/--no-embed", help="Also embed JPEG crops (--embed-images).")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
+    pose_dims: Annotated[int, typer.Option("--pose-dims", min=0, help="0: independent random joints; K > 0: poses "
+                                           "from K fixed directions (a family a small network learns fast).")] = 0,
+    orient_range: Annotated[float, typer.Option("--orient-range", min=0.0, max=180.0,
+                                                help="Yaw range +- degrees (the tilt scales with it).")] = 60.0,
+    pitch: Annotated[float, typer.Option("--pitch", help="Turn about x, degrees (90: a stand-in hand's palm).")] = 0.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
 ) -> None:
     """Render random SMPL-X bodies / MANO hands / FLAME faces (body models from --data-dir) with
-    their keypoints, parameters and boxes: a small training set that tests and benchmarks use."""
+    their keypoints, parameters and boxes: a small training set that tests and benchmarks use.
+    ``--pose-dims 1 --orient-range 0`` is the family of the learning-proof test (docs/train.md)."""
     settings = get_settings(ctx)
     if kind not in SYNTH_KINDS:
         raise ExposeError(f"unknown --kind {kind!r}", hint=f"use one of {', '.join(SYNTH_KINDS)}")
@@ -36,8 +42,10 @@ def synth(
     with progress:
         task = progress.add_task("synth", total=count)
         path = write_synth(out_dir, kind, count, settings.tree, seed=seed, size=size, embed=embed,
-                           overwrite=overwrite, on_sample=lambda: progress.advance(task))
-    summary = {"path": str(path), "kind": kind, "count": count, "size": size, "seed": seed, "embedded": embed}
+                           overwrite=overwrite, on_sample=lambda: progress.advance(task), pose_dims=pose_dims,
+                           orient_range=orient_range, pitch=pitch)
+    summary = {"path": str(path), "kind": kind, "count": count, "size": size, "seed": seed, "embedded": embed,
+               "pose_dims": pose_dims, "orient_range": orient_range, "pitch": pitch}
     console.print(f"{path}: {count} {kind} samples ({size} px)")
     info(settings, f"train on it with member name `synth_{kind}` when {out_dir} is DATA_DIR/preprocessed_datasets, "
                    "or pass the .h5 path as a member")

@@ -102,15 +102,16 @@ def family_params(kind: str, n: int, rng: np.random.Generator, pose_dims: int) -
 
 
 def random_params(kind: str, n: int, rng: np.random.Generator, pose_dims: int = 0,
-                  orient_range: float = 60.0) -> dict[str, np.ndarray]:
+                  orient_range: float = 60.0, pitch: float = 0.0) -> dict[str, np.ndarray]:
     """Axis-angle (radians) and coefficients in plausible ranges; ``global_orient`` turns the
     y-up model to the y-down camera (180 degrees about x), then yaws within +-``orient_range``
-    degrees and tilts by N(0, 0.15 rad x orient_range / 60). Shape and expression spreads are small
+    degrees and tilts by N(0, 0.15 rad x orient_range / 60), all after a turn of ``pitch`` degrees
+    about x (90 shows the stand-in hand's palm: its fingers lie in the model's x-z plane). Shape and expression spreads are small
     for hands and faces (100 FLAME betas add up). ``pose_dims`` > 0: the articulation comes from
     the low-dimensional family of :func:`family_params` instead of independent joints."""
     yaw = rng.uniform(-1.0, 1.0, n) * math.radians(orient_range)
     tilt = rng.normal(0.0, 0.15 * orient_range / 60.0, (n, 2))
-    go = np.stack([_compose_x_pi(yaw[i], tilt[i]) for i in range(n)])
+    go = np.stack([_compose_x_pi(yaw[i], tilt[i], math.radians(pitch)) for i in range(n)])
     if pose_dims > 0:
         return {"global_orient": go, **family_params(kind, n, rng, pose_dims)}
     if kind == "body":
@@ -124,9 +125,9 @@ def random_params(kind: str, n: int, rng: np.random.Generator, pose_dims: int = 
             "betas": rng.normal(0, 0.15, (n, 100)), "expression": rng.normal(0, 0.3, (n, 50))}
 
 
-def _compose_x_pi(yaw: float, tilt: np.ndarray) -> np.ndarray:
-    """Axis-angle of ``R_x(pi) R_y(yaw) R_small(tilt)``."""
-    rx = cv2.Rodrigues(np.array([math.pi, 0.0, 0.0]))[0]
+def _compose_x_pi(yaw: float, tilt: np.ndarray, pitch: float = 0.0) -> np.ndarray:
+    """Axis-angle of ``R_x(pi) R_x(pitch) R_y(yaw) R_small(tilt)`` (radians)."""
+    rx = cv2.Rodrigues(np.array([math.pi, 0.0, 0.0]))[0] @ cv2.Rodrigues(np.array([pitch, 0.0, 0.0]))[0]
     ry = cv2.Rodrigues(np.array([0.0, yaw, 0.0]))[0]
     rt = cv2.Rodrigues(np.array([tilt[0], 0.0, tilt[1]]))[0]
     return cv2.Rodrigues(rx @ ry @ rt)[0].reshape(3)
@@ -212,12 +213,12 @@ def _param_fields(kind: str, params: dict[str, np.ndarray], i: int) -> dict:
 
 def write_synth(out_dir: str | Path, kind: str, count: int, models: DataTree | str | Path, seed: int = 0,
                 size: int = 256, embed: bool = True, overwrite: bool = False, batch: int = 32,
-                on_sample=None, pose_dims: int = 0, orient_range: float = 60.0) -> Path:
+                on_sample=None, pose_dims: int = 0, orient_range: float = 60.0, pitch: float = 0.0) -> Path:
     """Write ``count`` synthetic samples of ``kind`` (body, hand, face) as ``<out_dir>/synth_<kind>_train.h5``
     (images under ``<out_dir>/synth_<kind>/images/``; embedded too with ``embed``). Returns the path.
 
     ``models``: the data tree (or folder) with the body models. Deterministic from ``seed``.
-    ``pose_dims`` > 0 and ``orient_range`` (degrees): see :func:`random_params` (a family of few
+    ``pose_dims`` > 0, ``orient_range`` and ``pitch`` (degrees): see :func:`random_params` (a family of few
     poses that a small network learns in a few hundred steps; the learning-proof test uses it).
     """
     if pose_dims < 0 or not 0.0 <= orient_range <= 180.0:
@@ -236,7 +237,7 @@ def write_synth(out_dir: str | Path, kind: str, count: int, models: DataTree | s
                         overwrite=overwrite, embed_images=embed)
     try:
         for start in range(0, count, batch):
-            params = random_params(kind, min(batch, count - start), rng, pose_dims, orient_range)
+            params = random_params(kind, min(batch, count - start), rng, pose_dims, orient_range, pitch)
             verts, joints = pose_model(kind, model, params)
             for i in range(len(verts)):
                 image, fields = render_sample(kind, verts[i], joints[i], faces, colours, size, rng)

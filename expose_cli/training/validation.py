@@ -56,9 +56,20 @@ def pa_mpjpe_per_sample(pred: torch.Tensor, gt: torch.Tensor) -> list[float]:
     return out
 
 
-def heldout_errors(model, loader, mean_pose: bool = False) -> list[float]:
+def face_contour_indices(kind: str) -> np.ndarray:
+    """Indices of the 17 face-contour keypoints in the keypoints of ``kind`` (none for hands):
+    the points that the head's yaw picks from a look-up table, one row per degree."""
+    from expose_cli.body_models.keypoints import FACE68, get_convention
+    from expose_cli.training.objective import CONVENTION
+
+    names = get_convention(CONVENTION[kind]).names
+    return np.array([names.index(n) for n in FACE68[:17] if n in names], dtype=np.int64)
+
+
+def heldout_errors(model, loader, mean_pose: bool = False, exclude: np.ndarray | None = None) -> list[float]:
     """PA-MPJPE per held-out sample of ``model`` (or, with ``mean_pose``, of the heads' starting
-    point: the mean pose and shape every prediction starts from)."""
+    point: the mean pose and shape every prediction starts from); ``exclude``: keypoint indices
+    left out of the score (e.g. :func:`face_contour_indices`)."""
     from expose_cli.training.objective import model_input
 
     errors: list[float] = []
@@ -68,7 +79,11 @@ def heldout_errors(model, loader, mean_pose: bool = False) -> list[float]:
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             inputs = model_input(batch)
             pred = mean_prediction(model, inputs) if mean_pose else model(inputs)
-            errors += pa_mpjpe_per_sample(pred.joints, batch["keypoints3d"])
+            gt = batch["keypoints3d"]
+            if exclude is not None and len(exclude):
+                gt = gt.clone()
+                gt[:, torch.as_tensor(exclude, device=gt.device), 3] = 0.0
+            errors += pa_mpjpe_per_sample(pred.joints, gt)
     return errors
 
 
