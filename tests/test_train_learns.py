@@ -4,7 +4,7 @@ predicts held-out keypoints better than the mean pose every prediction starts fr
 
 The held-out error is PA-MPJPE (mm) without the 17 face-contour points: the stand-ins' contour
 table is random per degree of head yaw, so those points jump with a 1-degree error (see
-docs/train.md, "Proof that it learns"). The figures are printed (``pytest -s``).
+docs/train.md, "Measured figures"). The figures are printed (``pytest -s``).
 """
 
 from __future__ import annotations
