@@ -14,7 +14,7 @@ import typer
 
 from expose_cli import __version__
 from expose_cli.assets.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
-from expose_cli.cli import demo, doctor, evaluate, fetch, import_models, infer, preprocess
+from expose_cli.cli import demo, doctor, evaluate, export, fetch, import_models, infer, preprocess
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
 
@@ -76,6 +76,7 @@ def _global_options(
 demo.register(app)
 doctor.register(app)
 evaluate.register(app)
+export.register(app)
 fetch.register(app)
 import_models.register(app)
 infer.register(app)

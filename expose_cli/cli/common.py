@@ -58,6 +58,11 @@ def info(settings: Settings, message: str) -> None:
         err_console.print(message)
 
 
+def warn(settings: Settings, message: str) -> None:
+    """A yellow ``warning:`` line on stderr (shown with ``--quiet`` too)."""
+    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
 def debug(settings: Settings, message: str) -> None:
     """Print only with ``--verbose``."""
     if settings.verbose > 0:

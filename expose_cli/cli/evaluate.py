@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from expose_cli import __version__
-from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device
+from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device, warn
 from expose_cli.errors import ExposeError
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
@@ -31,6 +31,9 @@ def evaluate(
     save_predictions: Annotated[Path | None, typer.Option("--save-predictions", help="Save predictions (.h5).")] = None,
     from_predictions: Annotated[Path | None, typer.Option(
         "--from-predictions", help="Re-score saved predictions (no network); they must come from the --data file.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | openvino (CPU; extras).")] = "torch",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast; its deviation goes "
+                                                                 "into the results) | fp16 (GPU).")] = "fp32",
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
     import time
@@ -61,10 +64,16 @@ def evaluate(
         if ckpt_path is not None:
             from expose_cli.models import load_model
 
-            predictor = load_model(ckpt_path, tree, resolve_device(settings.device), **settings.model_options())
+            device = resolve_device(settings.device)
+            from expose_cli.inference.backends import check_choice, measured_predictor
+
+            precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
+            predictor = load_model(ckpt_path, tree, device, **settings.model_options())
             if predictor.kind not in kinds:
                 raise ExposeError(f"{ckpt_path} is a {predictor.kind!r} model; {benchmark} needs {' or '.join(kinds)}",
                                   hint=f"use --ckpt {default_ckpt}")
+            predictor = measured_predictor(predictor, backend, precision)
+            info_d.update({"backend": backend, "precision": precision})
         info_d.update({"data_sha256": runner.sha256_file(reader.path), "expose_version": __version__,
                        "python": platform.python_version()})
         if settings.model_config is not None or settings.overrides:  # results under a changed config
@@ -97,6 +106,11 @@ def evaluate(
 
                 preds = runner.predict(benchmark, reader, predictor, batch_size, limit, tick, workers)
             info_d["samples_per_s"] = round(len(preds["vertices"]) / (time.perf_counter() - start), 3)
+            if getattr(predictor, "deviation", None) is not None:  # the fast path's cost, measured here
+                info_d["fast_path_deviation"] = {**predictor.deviation, "against": "torch fp32 (exact path)",
+                                                 "measured_on": "the first batch"}
+                info(settings, "fast path: vertices {mean_mm:.3f} mm from the exact path on average, "
+                               "{max_mm:.3f} mm at most (first batch)".format(**predictor.deviation))
         if save_predictions is not None:
             runner.save_predictions(save_predictions, benchmark, preds, info_d)
         metrics = runner.score(benchmark, reader, preds, assets)

@@ -16,7 +16,7 @@ import cv2  # noqa: E402
 import typer  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
-from expose_cli.cli.common import err_console, get_settings, info, resolve_device  # noqa: E402
+from expose_cli.cli.common import err_console, get_settings, info, resolve_device, warn  # noqa: E402
 from expose_cli.errors import ExposeError  # noqa: E402
 from expose_cli.inference.boxes import load_boxes  # noqa: E402
 from expose_cli.inference.export import FORMATS  # noqa: E402
@@ -38,7 +38,8 @@ def infer(
                                                                  "boxes file: its scores, e.g. 0-1).")] = 0.0,
     max_people: Annotated[int | None, typer.Option("--max-people", min=1, help="Largest N persons per image.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Persons per forward pass.")] = 8,
-    precision: Annotated[str, typer.Option("--precision", help="fp32 | bf16 | fp16 (reduced only on GPU).")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast: CPU with bf16, GPU) | fp16 (GPU).")] = "fp32",
+    backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | openvino (CPU; extras).")] = "torch",
     every: Annotated[int, typer.Option("--every", min=1, help="Videos: every N-th frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Videos: at most N frames.")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Resume: skip inputs already done.")] = False,
@@ -51,12 +52,10 @@ def infer(
         raise ExposeError(f"unknown --format {', '.join(bad) or repr(formats)}", hint=f"choose from {', '.join(FORMATS)}")
     if detector not in ("hog", "full-image"):
         raise ExposeError(f"unknown --detector {detector!r}", hint="use hog or full-image")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ExposeError(f"unknown --precision {precision!r}", hint="use fp32, bf16 or fp16")
+    from expose_cli.inference.backends import check_choice, make_predictor
+
     device = resolve_device(settings.device)
-    if precision != "fp32" and device.type != "cuda":
-        raise ExposeError(f"--precision {precision} needs a CUDA device (running on {device})",
-                          hint="use --precision fp32 on CPU")
+    precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
     items = discover_inputs(inputs)
     if not items:
         raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
@@ -69,10 +68,12 @@ def infer(
     from expose_cli.models import load_model  # imported after the argument checks
 
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
+    predictor = make_predictor(predictor, backend, precision)  # CPU: the backbones' runtime and precision
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
                            render=render, boxes=box_table, detector=detector, min_score=min_score,
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
-                           every=every, max_frames=max_frames, precision=precision)
+                           every=every, max_frames=max_frames,
+                           precision=precision if device.type == "cuda" else "fp32")
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     progress = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err_console, disable=settings.quiet)
