@@ -18,8 +18,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
-from smplx.joint_names import JOINT_NAMES as _SMPLX_144
+
+
+def _smplx_joint_names() -> list[str]:
+    """SMPL-X's 144 keypoint names, from the ``smplx`` package's ``joint_names`` module, read without
+    importing the package (its ``__init__`` imports torch: seconds on every CLI start)."""
+    module = sys.modules.get("smplx.joint_names")
+    if module is None:
+        package = importlib.util.find_spec("smplx")
+        path = Path(next(iter(package.submodule_search_locations))) / "joint_names.py"
+        spec = importlib.util.spec_from_file_location("_expose_smplx_joint_names", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return list(module.JOINT_NAMES)
+
+
+_SMPLX_144 = _smplx_joint_names()
 
 _SIDES = ("left", "right")
 
