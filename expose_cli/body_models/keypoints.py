@@ -15,11 +15,10 @@ Project-wide, HDF5 files store keypoints in the ``smplx`` convention (144 points
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cache
-
 import importlib.util
 import sys
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
