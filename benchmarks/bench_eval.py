@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from expose_cli.assets.paths import DataTree
-from expose_cli.cli.app_helpers import invoke
+from expose_cli.cli.app import main as invoke
 from expose_cli.data.hdf5 import HDF5Reader, HDF5Writer
+from expose_cli.io.paths import DataTree
 from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
 from expose_cli.testing.raw_datasets import write_ehf, write_freihand, write_pw3d, write_stirling
 from expose_cli.testing.standins import write_standin_data_tree

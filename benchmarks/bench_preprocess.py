@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.data.preprocess import convert
+from expose_cli.io.paths import DataTree
 
 
 def peak_rss_mb() -> float:

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from expose_cli.assets.paths import DataTree
-from expose_cli.assets.safe_pickle import (
+from expose_cli.body_models import build_flame, build_mano, build_smpl, build_smplx
+from expose_cli.body_models.auxiliary import Auxiliary
+from expose_cli.body_models.loading import load_body_model_data, write_clean_npz
+from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.io.paths import DataTree
+from expose_cli.io.safe_pickle import (
     ChumpyStandIn,
     safe_load_npy,
     safe_load_pickle,
     safe_loads,
     to_numpy,
 )
-from expose_cli.body_models import build_flame, build_mano, build_smpl, build_smplx
-from expose_cli.body_models.auxiliary import Auxiliary
-from expose_cli.body_models.loading import load_body_model_data, write_clean_npz
-from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.testing import standins
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from expose_cli import __version__
-from expose_cli.assets.paths import DataTree
 from expose_cli.cli.common import resolve_device
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 
 
 def test_version(run_cli):

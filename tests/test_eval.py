@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.auxiliary import Auxiliary
 from expose_cli.body_models.loading import load_body_model_data
 from expose_cli.evaluation import protocols
 from expose_cli.geometry.rotations import axis_angle_to_matrix
+from expose_cli.io.hashing import sha256_file
+from expose_cli.io.paths import DataTree
 from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
 from expose_cli.testing.raw_datasets import write_ehf, write_freihand
 
@@ -41,14 +42,18 @@ def _ehf_inputs(tree: DataTree):
 def test_freihand_protocol():
     rng = np.random.default_rng(1)
     gj, gv = rng.normal(0, 0.03, (2, 21, 3)), rng.normal(0, 0.03, (2, 778, 3))
-    m = protocols.freihand_metrics(gj, gj, gv, gv)
-    assert np.allclose(m["PA-MPJPE"], 0) and np.allclose(m["PA-PVE"], 0) and np.allclose(m["F@5mm"], 1.0)
-    m = protocols.freihand_metrics(2 * gj + 1.0, gj, 0.5 * gv - 3.0, gv)
-    assert np.allclose(m["PA-MPJPE"], 0, atol=1e-9) and np.allclose(m["PA-PVE"], 0, atol=1e-9)
-    # every vertex 1 mm off along z (no rotation/scale can undo a shear-free offset of the mean... use noise)
+    m = protocols.freihand_metrics(gj, gj, gv, gv, gv)
+    assert np.allclose(m["PA-MPJPE"], 0) and np.allclose(m["PA-PVE"], 0) and np.allclose(m["FH-F@5mm"], 1.0)
+    m = protocols.freihand_metrics(2 * gj + 1.0, gj, 0.5 * gv - 3.0, gv, gv)
+    assert np.allclose(m["PA-MPJPE"], 0, atol=1e-9) and np.allclose(m["FH-PA-PVE"], 0, atol=1e-9)
+    # every other vertex 20 mm off along z: no similarity undoes it
     noisy = gv + np.array([0.0, 0.0, 0.02]) * (np.arange(778) % 2 == 0)[None, :, None]
-    m = protocols.freihand_metrics(gj, gj, noisy, gv)
-    assert np.all(m["PA-PVE"] > 1.0) and np.all(m["F@5mm"] < 1.0)
+    m = protocols.freihand_metrics(gj, gj, noisy, gv, gv)
+    assert np.all(m["FH-PA-PVE"] > 1.0) and np.all(m["FH-F@5mm"] < 1.0)
+    # the two protocols' ground truths: predictions equal to one score zero there only
+    m = protocols.freihand_metrics(gj, gj, gv, noisy, gv)
+    assert np.allclose(m["PA-PVE"], 0, atol=1e-9) and np.all(m["FH-PA-PVE"] > 1.0)
+    assert [protocols.row_protocol(k) for k in m] == ["mmhuman3d", "mmhuman3d", "freihand", "freihand", "freihand"]
 
 
 def test_eval_cli_ehf(eval_tree, tmp_path, run_cli):
@@ -92,7 +97,7 @@ def test_eval_cli_freihand_and_errors(eval_tree, tmp_path, run_cli):
     res = run_cli(*data, "-q", "eval", "freihand", "--json", tmp_path / "f.json")
     assert res.exit_code == 0, res.output
     metrics = {r["metric"]: r["ours"] for r in json.loads((tmp_path / "f.json").read_text())["metrics"]}
-    assert set(metrics) == {"PA-MPJPE", "PA-PVE", "F@5mm", "F@15mm"} and metrics["PA-PVE"] > 0
+    assert set(metrics) == {"PA-MPJPE", "PA-PVE", "FH-PA-PVE", "FH-F@5mm", "FH-F@15mm"} and metrics["PA-PVE"] > 0
     tree = DataTree(eval_tree)
     wrong = run_cli(*data, "eval", "ehf", "--data", tree.preprocessed_file("freihand", "test"))
     assert wrong.exit_code == 1 and "this is a 'freihand' file" in wrong.stderr
@@ -118,6 +123,8 @@ def test_eval_cli_3dpw_and_stirling(eval_tree, tmp_path, run_cli, monkeypatch):
     assert res.exit_code == 0, res.output
     m = {r["metric"]: r for r in json.loads((tmp_path / "p.json").read_text())["metrics"]}
     assert m["MPJPE"]["published"] == 92.59 and m["PA-MPJPE"]["ours"] <= m["MPJPE"]["ours"]
+    assert m["G-MPJPE"]["protocol"] == "gendered" and m["G-MPJPE"]["published"] is None
+    assert m["MPJPE"]["protocol"] == "mmhuman3d" and "G-: 3DPW ground truth from the gendered SMPL" in res.stdout
     assert run_cli(*data, "-q", "preprocess", "stirling", "--root", tmp_path / "stirling", "--split", "HQ",
                    "--out", tmp_path / "st.h5").exit_code == 0
     write_mmhuman3d_checkpoint(tmp_path / "face.pth", "face", seed=4, small=True)
@@ -152,6 +159,8 @@ def test_pw3d_protocol_identities():
 D = torch.float64
 ZERO = 1e-9
 PA_ZERO = 1e-6
+#: A float64 mesh against the same mesh rounded to float32 (metres): ~3e-8 m per coordinate.
+F32_ZERO = 1e-4
 
 
 def f32(x):
@@ -177,18 +186,24 @@ def smplx_truth(tree, n=2, seed=0):
     return out.vertices.numpy()
 
 
-def mano_truth(tree, n=2, seed=1):
-    """MANO vertices and its 21 'mano' joints (16 + the fingertip vertices the model uses), m."""
+def mano_truth(tree, n=2, seed=1, params=False):
+    """MANO vertices and its 21 'mano' joints (16 + the fingertip vertices the model uses), m; with
+    ``params`` also the axis-angle parameters (full pose: flat hand mean), as a FreiHAND file holds them."""
     from expose_cli.body_models import build_mano
     from expose_cli.models.expose import MANO_TIP_VERTICES
 
     g = torch.Generator().manual_seed(seed)
+    aa = {"mano/global_orient": f32(0.3 * torch.randn(n, 3, generator=g, dtype=D)),
+          "mano/right_hand_pose": f32(0.3 * torch.randn(n, 15, 3, generator=g, dtype=D)),
+          "mano/betas": f32(torch.randn(n, 10, generator=g, dtype=D))}
+    t = {k: torch.as_tensor(v) for k, v in aa.items()}
     with torch.no_grad():
-        out = build_mano(tree, "right", dtype=D)(global_orient=_rot(g, n, 1), hand_pose=_rot(g, n, 15),
-                                                 betas=torch.randn(n, 10, generator=g, dtype=D))
+        out = build_mano(tree, "right", dtype=D)(global_orient=axis_angle_to_matrix(t["mano/global_orient"])[:, None],
+                                                 hand_pose=axis_angle_to_matrix(t["mano/right_hand_pose"]),
+                                                 betas=t["mano/betas"])
     verts = out.vertices.numpy() + np.array([0.0, 0.0, 0.6])
     joints = np.concatenate([out.joints.numpy() + np.array([0.0, 0.0, 0.6]), verts[:, np.asarray(MANO_TIP_VERTICES)]], 1)
-    return verts, joints
+    return (verts, joints, aa) if params else (verts, joints)
 
 
 def flame_truth(tree, n=2, seed=2):
@@ -205,7 +220,8 @@ def flame_truth(tree, n=2, seed=2):
 
 
 def pw3d_truth(tree, genders, seed=3):
-    """SMPL parameters and the LSP-14 joints of each row through its gendered SMPL (m)."""
+    """SMPL parameters and the LSP-14 joints of each row through the neutral SMPL (MMHuman3D) and
+    through its gendered SMPL (1 male, else female), m."""
     from expose_cli.body_models import build_smpl
     from expose_cli.body_models.keypoints import H36M_TO_J14
 
@@ -215,13 +231,14 @@ def pw3d_truth(tree, genders, seed=3):
     bp = torch.as_tensor(f32(0.3 * torch.randn(n, 23, 3, generator=g, dtype=D)))
     betas = torch.as_tensor(f32(torch.randn(n, 10, generator=g, dtype=D)))
     reg = Auxiliary(tree).j_regressor_h36m().astype(np.float64)
-    j14 = np.zeros((n, 14, 3))
+    j14 = {"neutral": np.zeros((n, 14, 3)), "gendered": np.zeros((n, 14, 3))}
     for i, code in enumerate(genders):
-        smpl = build_smpl(tree, "male" if code == 1 else "female", dtype=D)
-        with torch.no_grad():
-            v = smpl(global_orient=axis_angle_to_matrix(go[i:i + 1])[:, None], body_pose=axis_angle_to_matrix(bp[i:i + 1]),
-                     betas=betas[i:i + 1]).vertices[0].numpy()
-        j14[i] = (reg @ v)[H36M_TO_J14]
+        for key, gender in (("neutral", "neutral"), ("gendered", "male" if code == 1 else "female")):
+            smpl = build_smpl(tree, gender, dtype=D)
+            with torch.no_grad():
+                v = smpl(global_orient=axis_angle_to_matrix(go[i:i + 1])[:, None], body_pose=axis_angle_to_matrix(bp[i:i + 1]),
+                         betas=betas[i:i + 1]).vertices[0].numpy()
+            j14[key][i] = (reg @ v)[H36M_TO_J14]
     return {"smpl/global_orient": go.numpy(), "smpl/body_pose": bp.numpy(), "smpl/betas": betas.numpy()}, j14
 
 
@@ -369,10 +386,10 @@ def test_h4w_hand_joints_are_hand4whole_s():
 
 # -- end to end: HDF5 ground truth + saved predictions, scored by the CLI -------------------------
 
-def write_h5(path, dataset, split, rows, raw_root="raw"):
+def write_h5(path, dataset, split, rows, raw_root="raw", attrs=None):
     from expose_cli.data.hdf5 import HDF5Writer
 
-    writer = HDF5Writer(path, dataset, split, raw_root, "test", overwrite=True)
+    writer = HDF5Writer(path, dataset, split, raw_root, "test", overwrite=True, attrs=attrs)
     for i, row in enumerate(rows):
         writer.append({"image_path": f"img_{i:03d}.jpg", "bbox_xywh": np.array([0, 0, 100, 100], np.float32), **row})
     writer.close()
@@ -385,7 +402,7 @@ def write_preds(path, benchmark, data, preds, **info):
     n = len(preds["vertices"])
     full = {"image_path": np.array([f"img_{i:03d}.jpg" for i in range(n)]), **preds}
     full.setdefault("joints", np.zeros((n, 1, 3)))
-    runner.save_predictions(path, benchmark, full, {"data_sha256": runner.sha256_file(data), "checkpoint": "ck.pth",
+    runner.save_predictions(path, benchmark, full, {"data_sha256": sha256_file(data), "checkpoint": "ck.pth",
                                                     "checkpoint_sha256": "ab" * 32, "torch": "9.9.9", **info})
     return path
 
@@ -428,64 +445,123 @@ def test_e2e_ehf_truth_zero_and_similarity(truth_tree, tmp_path, run_cli):
     assert m["H4W PVE"] == pytest.approx(expected, rel=1e-6)  # the regressor's rows sum to 1 in float32
 
 
-def test_e2e_3dpw_truth_zero_and_known_moves(truth_tree, tmp_path, run_cli):
+@pytest.fixture(scope="module")
+def gendered_tree(standin_tree, tmp_path_factory):
+    """The stand-in tree with male and female SMPL models unlike the neutral one (the stand-in
+    tree's three are one file)."""
+    from expose_cli.testing.standins import standin_smpl_arrays, write_chumpy_pickle
+
+    root = _linked_tree(standin_tree, tmp_path_factory.mktemp("gendered") / "data")
+    tree = DataTree(root)
+    for gender, seed in (("male", 11), ("female", 12)):
+        tree.smpl_model(gender).unlink()
+        write_chumpy_pickle(tree.smpl_model(gender), standin_smpl_arrays(seed))
+    return tree
+
+
+def test_e2e_3dpw_truth_zero_and_known_moves(gendered_tree, tmp_path, run_cli):
     genders = [1, 2, 0, 1]
-    params, j14 = pw3d_truth(truth_tree, genders)
+    params, truth = pw3d_truth(gendered_tree, genders)
     rows = [{"gender": g, "has_smpl": True, **{k: v[i] for k, v in params.items()}} for i, g in enumerate(genders)]
     data = write_h5(tmp_path / "pw.h5", "3dpw", "test", rows)
     zeros = np.zeros((4, 3, 3))
 
     def score(name, pred_j14):
-        return rescore(run_cli, truth_tree.root, "3dpw", data,
-                       write_preds(tmp_path / f"{name}.h5", "3dpw", data, {"vertices": zeros, "joints_j14": pred_j14}), tmp_path)[0]
+        return rescore(run_cli, gendered_tree.root, "3dpw", data,
+                       write_preds(tmp_path / f"{name}.h5", "3dpw", data, {"vertices": zeros, "joints_j14": pred_j14}), tmp_path)
 
-    m = score("same", j14)
+    # predictions equal to the neutral ground truth: zero in MMHuman3D's rows, not in the gendered ones
+    j14, gendered = truth["neutral"], truth["gendered"]
+    m, report, _ = score("same", j14)
     assert abs(m["MPJPE"]) <= ZERO and abs(m["PA-MPJPE"]) <= ZERO
+    def hips(p):
+        return p - p[:, 2:4].mean(1, keepdims=True)
+
+    assert m["G-MPJPE"] == pytest.approx(np.linalg.norm(hips(j14) - hips(gendered), axis=-1).mean() * 1000, rel=1e-9)
+    assert m["G-MPJPE"] > 1.0 and m["G-PA-MPJPE"] > 0.1
+    assert {r["metric"]: r["protocol"] for r in report["metrics"]} == {
+        "MPJPE": "mmhuman3d", "PA-MPJPE": "mmhuman3d", "G-MPJPE": "gendered", "G-PA-MPJPE": "gendered"}
+    # and the reverse
+    m = score("gendered", gendered)[0]
+    assert abs(m["G-MPJPE"]) <= ZERO and abs(m["G-PA-MPJPE"]) <= ZERO and m["MPJPE"] > 1.0 and m["PA-MPJPE"] > 0.1
     # scaled by 1.25 about the hip centre, turned about it and shifted: MPJPE = |(sR - I)(g - c)|, PA = 0
     c = j14[:, 2:4].mean(1, keepdims=True)
     pred = c + 1.25 * (j14 - c) @ R_KNOWN.T + np.array([1.0, 2.0, 3.0])
-    m = score("moved", pred)
+    m = score("moved", pred)[0]
     A = 1.25 * R_KNOWN - np.eye(3)
     assert m["MPJPE"] == pytest.approx(np.linalg.norm((j14 - c) @ A.T, axis=-1).mean() * 1000, rel=1e-9)
     assert abs(m["PA-MPJPE"]) <= PA_ZERO
     # the head top 12 mm off (hips untouched): MPJPE = 12 / 14 mm
     pred = j14.copy()
     pred[:, 13] += np.array([0.0, 0.012, 0.0])
-    assert score("head", pred)["MPJPE"] == pytest.approx(12 / 14, rel=1e-9)
+    assert score("head", pred)[0]["MPJPE"] == pytest.approx(12 / 14, rel=1e-9)
 
 
 def test_e2e_freihand_truth_zero_through_both_joint_paths(truth_tree, tmp_path, run_cli):
     from expose_cli.body_models.keypoints import convert_keypoints
 
-    verts, joints = mano_truth(truth_tree, n=3)
+    verts, joints, params = mano_truth(truth_tree, n=3, params=True)
     verts, joints = f32(verts), f32(joints)
     xyz = convert_keypoints(joints, "mano", "freihand")[0]  # what FreiHAND's xyz.json holds
     kp3d = convert_keypoints(np.concatenate([xyz, np.ones((3, 21, 1))], -1), "freihand", "smplx")[0]  # as the converter
-    data = write_h5(tmp_path / "fh.h5", "freihand", "test", [{"vertices": verts[i], "keypoints3d": kp3d[i]} for i in range(3)])
+    rows = [{"vertices": verts[i], "keypoints3d": kp3d[i], "has_mano": True, **{k: v[i] for k, v in params.items()}}
+            for i in range(3)]
+    data = write_h5(tmp_path / "fh.h5", "freihand", "test", rows, attrs={"mano_hand_mean_added": True})
     m, report, res = rescore(run_cli, truth_tree.root, "freihand", data,
                              write_preds(tmp_path / "same.h5", "freihand", data, {"vertices": verts, "joints": joints}), tmp_path)
-    assert abs(m["PA-MPJPE"]) <= ZERO and abs(m["PA-PVE"]) <= ZERO and m["F@5mm"] == 1.0 and m["F@15mm"] == 1.0
+    assert abs(m["PA-MPJPE"]) <= ZERO and abs(m["FH-PA-PVE"]) <= ZERO and m["FH-F@5mm"] == m["FH-F@15mm"] == 1.0
+    assert abs(m["PA-PVE"]) <= F32_ZERO  # the mesh of the parameters in float64, the prediction stored in float32
     units = {r["metric"]: r["unit"] for r in report["metrics"]}
-    assert units == {"PA-MPJPE": "mm", "PA-PVE": "mm", "F@5mm": "fraction", "F@15mm": "fraction"}
+    assert units == {"PA-MPJPE": "mm", "PA-PVE": "mm", "FH-PA-PVE": "mm", "FH-F@5mm": "fraction", "FH-F@15mm": "fraction"}
     assert "mm)" not in res.stdout.splitlines()[0]
     pred_v, pred_j = similarity(verts, 0.8, R_KNOWN, 0.1), similarity(joints, 0.8, R_KNOWN, 0.1)
     m, _, _ = rescore(run_cli, truth_tree.root, "freihand", data,
                       write_preds(tmp_path / "sim.h5", "freihand", data, {"vertices": pred_v, "joints": pred_j}), tmp_path)
-    assert abs(m["PA-MPJPE"]) <= PA_ZERO and abs(m["PA-PVE"]) <= PA_ZERO and m["F@5mm"] == 1.0
+    assert abs(m["PA-MPJPE"]) <= PA_ZERO and abs(m["PA-PVE"]) <= F32_ZERO and m["FH-F@5mm"] == 1.0
     # vertices perturbed: PA-PVE and F-scores as the reference alignment gives them
     pred_v = verts + np.random.default_rng(5).normal(0, 0.004, verts.shape)
     m, _, _ = rescore(run_cli, truth_tree.root, "freihand", data,
                       write_preds(tmp_path / "noisy.h5", "freihand", data, {"vertices": pred_v, "joints": joints}), tmp_path)
     aligned = [umeyama_reference(pred_v[b], verts[b]) for b in range(3)]
-    assert m["PA-PVE"] == pytest.approx(np.mean([np.linalg.norm(aligned[b] - verts[b], axis=-1).mean() for b in range(3)]) * 1000, rel=1e-9)
+    expected = np.mean([np.linalg.norm(aligned[b] - verts[b], axis=-1).mean() for b in range(3)]) * 1000
+    assert m["PA-PVE"] == pytest.approx(expected, abs=F32_ZERO) and m["FH-PA-PVE"] == pytest.approx(expected, rel=1e-9)
 
     def fscore(a, g, th):
         d = np.linalg.norm(a[:, None] - g[None], axis=-1)
         p, r = (d.min(1) < th).mean(), (d.min(0) < th).mean()
         return 2 * p * r / (p + r)
 
-    assert m["F@5mm"] == pytest.approx(np.mean([fscore(aligned[b], verts[b], 0.005) for b in range(3)]), abs=1e-12)
+    assert m["FH-F@5mm"] == pytest.approx(np.mean([fscore(aligned[b], verts[b], 0.005) for b in range(3)]), abs=1e-12)
     assert abs(m["PA-MPJPE"]) <= ZERO
+
+
+def test_e2e_freihand_protocols_apart_and_hand_mean(truth_tree, tmp_path, run_cli):
+    """Official vertices unlike the MANO mesh of the parameters: a prediction equal to the mesh
+    scores zero in MMHuman3D's PA-PVE only, one equal to the official vertices in FH-PA-PVE only.
+    A pose stored relative to MANO's mean (no all_means.pkl) is posed with MANO's mean added."""
+    from expose_cli.body_models import build_mano
+
+    verts, joints, params = mano_truth(truth_tree, n=2, params=True)
+    official = f32(verts + np.random.default_rng(7).normal(0, 0.003, verts.shape))
+    rows = [{"vertices": official[i], "has_mano": True, **{k: v[i] for k, v in params.items()}} for i in range(2)]
+    data = write_h5(tmp_path / "fh.h5", "freihand", "test", rows, attrs={"mano_hand_mean_added": True})
+
+    def score(name, pred_v, path=data):
+        preds = write_preds(tmp_path / f"{name}.h5", "freihand", path, {"vertices": pred_v, "joints": joints})
+        return rescore(run_cli, truth_tree.root, "freihand", path, preds, tmp_path)[0]
+
+    gap = np.mean([np.linalg.norm(umeyama_reference(verts[b], official[b]) - official[b], axis=-1).mean()
+                   for b in range(2)]) * 1000
+    m = score("mesh", verts)
+    assert abs(m["PA-PVE"]) <= F32_ZERO and m["FH-PA-PVE"] == pytest.approx(gap, abs=F32_ZERO) and gap > 1.0
+    m = score("official", official)
+    assert abs(m["FH-PA-PVE"]) <= ZERO and m["PA-PVE"] > 1.0
+    # the same hands stored as FreiHAND does, relative to MANO's mean pose (hands_mean subtracted)
+    mean = build_mano(truth_tree, "right", flat_hand_mean=False, dtype=D).pose_mean[3:].numpy().reshape(15, 3)
+    assert np.abs(mean).max() > 0.01  # the stand-in's mean is not zero: the test can tell
+    relative = [{**r, "mano/right_hand_pose": r["mano/right_hand_pose"] - mean} for r in rows]
+    data2 = write_h5(tmp_path / "fh_rel.h5", "freihand", "test", relative, attrs={"mano_hand_mean_added": False})
+    assert abs(score("mesh_rel", verts, data2)["PA-PVE"]) <= F32_ZERO
 
 
 def stirling_rows(tree, n=2):
@@ -563,11 +639,12 @@ def _linked_tree(src, dst):
 def no_predict(monkeypatch):
     """Fails the test if `expose eval` gets as far as running the network or hashing the data."""
     from expose_cli.evaluation import runner
+    from expose_cli.io import hashing
 
     calls = []
     monkeypatch.setattr(runner, "predict", lambda *a, **k: calls.append("predict") or pytest.fail("predict ran"))
-    real_sha = runner.sha256_file
-    monkeypatch.setattr(runner, "sha256_file", lambda p: calls.append(("sha", str(p))) or real_sha(p))
+    real_sha = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: calls.append(("sha", str(p))) or real_sha(p))
     return calls
 
 
@@ -608,7 +685,7 @@ def test_read_ahead_is_bounded(tmp_path, monkeypatch):
     import time
     from types import SimpleNamespace
 
-    import expose_cli.inference.inputs as inputs_mod
+    import expose_cli.io.images as images_mod
     import expose_cli.models as models_mod
     from expose_cli.data.hdf5 import HDF5Reader
     from expose_cli.evaluation import runner
@@ -624,7 +701,7 @@ def test_read_ahead_is_bounded(tmp_path, monkeypatch):
             state["max_ahead"] = max(state["max_ahead"], state["decoded"] - state["consumed"])
         return np.zeros((8, 8, 3), np.uint8)
 
-    monkeypatch.setattr(inputs_mod, "read_image", fake_read)
+    monkeypatch.setattr(images_mod, "read_image", fake_read)
     monkeypatch.setattr(models_mod, "crop_person", lambda img, box, **k: img)
 
     def collate(crops):  # the batch is handed to the model: no longer "ahead"

@@ -23,7 +23,7 @@ from expose_cli.assets.manifest import (
     select,
     sha256_prefix_of,
 )
-from expose_cli.assets.paths import DataTree
+from expose_cli.io.paths import DataTree
 from tests.http_server import Behaviour, FileServer
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models import build_smplx
 from expose_cli.geometry.rotations import axis_angle_to_matrix
+from expose_cli.io.paths import DataTree
 from expose_cli.models import build_predictor, collate, crop_person
 from expose_cli.testing.checkpoints import random_net
 

@@ -10,9 +10,9 @@ import zipfile
 import numpy as np
 import torch
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models import build_mano, build_smpl
 from expose_cli.body_models.loading import load_body_model_data
+from expose_cli.io.paths import DataTree
 from expose_cli.testing import standins
 
 

@@ -13,8 +13,9 @@ import pytest
 from expose_cli.errors import ExposeError
 from expose_cli.inference import boxes as B
 from expose_cli.inference import export
-from expose_cli.inference.inputs import discover_inputs, read_image
+from expose_cli.inference.inputs import discover_inputs
 from expose_cli.inference.render import render_overlay
+from expose_cli.io.images import read_image
 from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
 
 
@@ -352,7 +353,7 @@ def test_min_score_max_people_max_frames(infer_tree, tmp_path, run_cli):
 @pytest.mark.parametrize("kind, n_verts, part", [("body", 10475, "body_pose"), ("hand", 778, "right_hand_pose"),
                                                   ("face", None, "jaw_pose")])
 def test_ckpt_kinds(infer_tree, tmp_path, run_cli, kind, n_verts, part):
-    from expose_cli.assets.paths import DataTree
+    from expose_cli.io.paths import DataTree
 
     ckpt = DataTree(infer_tree).checkpoint(kind)
     if not ckpt.is_file():
@@ -370,6 +371,34 @@ def test_ckpt_kinds(infer_tree, tmp_path, run_cli, kind, n_verts, part):
     pv, pf = export.read_ply(out / "p" / "person_00.ply")
     np.testing.assert_array_equal(pf, npz["faces"])
     assert (out / "p" / "overlay.png").is_file()
+
+
+@pytest.mark.parametrize("override, res", [(None, 224), ("hand.img_res=160", 160)])
+def test_set_img_res_changes_the_crops(infer_tree, tmp_path, run_cli, monkeypatch, override, res):
+    """``--set hand.img_res=N``: the hand model's input crops are N x N pixels (224 by default)."""
+    from expose_cli.io.paths import DataTree
+    from expose_cli.inference import pipeline
+
+    ckpt = DataTree(infer_tree).checkpoint("hand")
+    if not ckpt.is_file():
+        write_mmhuman3d_checkpoint(ckpt, "hand", seed=2, small=True)
+    sizes = []
+
+    def collate(crops):
+        batch = real_collate(crops)
+        sizes.append(tuple(batch.img.shape[-2:]))
+        return batch
+
+    real_collate = pipeline.collate
+    monkeypatch.setattr(pipeline, "collate", collate)
+    _image(tmp_path / "p.jpg")
+    (tmp_path / "b.json").write_text(json.dumps({"p.jpg": [[60, 40, 180, 160]]}))
+    res_args = [] if override is None else ["--set", override]
+    result = run_cli("--data-dir", infer_tree, "-q", *res_args, "infer", tmp_path / "p.jpg", "--out", tmp_path / "o",
+                     "--ckpt", "hand", "--boxes", tmp_path / "b.json", "--format", "npz")
+    assert result.exit_code == 0, result.output
+    assert sizes == [(res, res)]
+    assert np.load(tmp_path / "o" / "p" / "person_00.npz")["vertices"].shape == (778, 3)
 
 
 def _silhouette(img, cx, top, h, col=(30, 30, 30)):
@@ -500,8 +529,8 @@ def test_model_failure_is_per_input(infer_tree, tmp_path, run_cli, monkeypatch):
 
 
 def test_interrupted_run_leaves_summary_and_resumes(infer_tree, tmp_path):
-    from expose_cli.assets.paths import DataTree
     from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.io.paths import DataTree
     from expose_cli.models import load_model
 
     (tmp_path / "in").mkdir()
@@ -533,8 +562,8 @@ def test_interrupted_run_leaves_summary_and_resumes(infer_tree, tmp_path):
 
 def test_reduced_precision_through_the_api(infer_tree, tmp_path):
     """bf16 autocast (on CPU here; the CLI allows it only on CUDA): every output back in float32."""
-    from expose_cli.assets.paths import DataTree
     from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.io.paths import DataTree
     from expose_cli.models import load_model
 
     _image(tmp_path / "in.jpg")

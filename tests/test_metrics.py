@@ -116,8 +116,8 @@ def test_point_to_mesh_random_against_dense_sampling():
 
 def test_point_to_mesh_pruning_equals_brute_force(standin_tree):
     """The pruned search returns exactly the minimum over every triangle (FLAME stand-in mesh)."""
-    from expose_cli.assets.paths import DataTree
     from expose_cli.body_models.loading import load_body_model_data
+    from expose_cli.io.paths import DataTree
 
     flame = load_body_model_data(DataTree(standin_tree).flame_model())
     verts, faces = torch.as_tensor(flame["v_template"], dtype=D), np.asarray(flame["f"])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.auxiliary import Auxiliary
 from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.geometry.rotations import axis_angle_to_matrix, matrix_to_rot6d
+from expose_cli.io.paths import DataTree
 from expose_cli.models import (
     ExPoseNet,
     attention,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from expose_cli.assets.paths import DataTree
+from expose_cli.io.paths import DataTree
 from expose_cli.errors import ExposeError
 from expose_cli.models import build_predictor, collate, crop_person, load_net
 from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint

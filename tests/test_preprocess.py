@@ -8,12 +8,12 @@ import h5py
 import numpy as np
 import pytest
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.keypoints import get_convention
 from expose_cli.data.converters import ehf
 from expose_cli.data.hdf5 import FORMAT_NAME, HDF5Reader, HDF5Writer
 from expose_cli.data.preprocess import LIMIT_NOTE
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 from expose_cli.testing.raw_datasets import write_ehf, write_freihand
 
 SMPLX = get_convention("smplx")
@@ -104,7 +104,7 @@ def test_freihand_splits_by_unique_sample(tmp_path, run_cli, standin_tree):
 
 
 def test_json_numbers_reader_matches_json_and_refuses_bad_files(tmp_path):
-    from expose_cli.data.json_arrays import read_json_numbers
+    from expose_cli.io.json_arrays import read_json_numbers
 
     rng = np.random.default_rng(1)
     values = (rng.normal(0, 1e-3, (7, 5, 3)) * 10.0 ** rng.integers(-6, 6, (7, 5, 3))).tolist()

@@ -1,1 +1,1 @@
-"""Files on disk: the data tree, downloads, body-model import, safe loading."""
+"""Files on disk: downloads, body-model import, the doctor's inventory."""

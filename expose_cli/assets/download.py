@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import http.client
 import json
 import os
@@ -32,10 +31,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from expose_cli.assets.manifest import Asset
-from expose_cli.assets.paths import DataTree
+from expose_cli.io.hashing import sha256_file
+from expose_cli.io.paths import DataTree
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
-CHUNK = 1 << 20  # hashing block
 BLOCK = 1 << 16  # network read: written to disk as it arrives, so a reset loses nothing
 USER_AGENT = "expose-cli"
 
@@ -87,14 +86,6 @@ def source_url(asset: Asset, mirror: str | None) -> str:
     if not mirror:
         return asset.url
     return mirror.rstrip("/") + asset.url_path
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class LockFile:

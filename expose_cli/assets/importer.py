@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.loading import (
     load_body_model_data,
     validate_body_model,
     write_clean_npz,
 )
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 from expose_cli.utils.atomic import atomic_path
 
 #: The official SMPL file names (lower case) and their gender: SMPL v1.0.0

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 
 TASKS = ("infer", "eval", "train")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from expose_cli.assets.paths import DataTree
+from expose_cli.io.paths import DataTree
 
 OSS = "https://openmmlab-share.oss-cn-hangzhou.aliyuncs.com/mmhuman3d"
 

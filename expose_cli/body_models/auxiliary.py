@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from expose_cli.assets.paths import DataTree
-from expose_cli.assets.safe_pickle import safe_load_npy, safe_load_pickle, to_numpy
 from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.io.paths import DataTree
+from expose_cli.io.safe_pickle import safe_load_npy, safe_load_pickle, to_numpy
 
 FETCH_HINT = "run `expose fetch-models` (or copy the file there)"
 

@@ -21,7 +21,6 @@ import smplx
 import torch
 from smplx.utils import Struct
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.auxiliary import (
     load_flame_dynamic_embedding,
     load_flame_static_embedding,
@@ -33,6 +32,7 @@ from expose_cli.body_models.loading import (
     write_clean_npz,
 )
 from expose_cli.errors import MissingFileError
+from expose_cli.io.paths import DataTree
 
 SMPLX_SITE = "https://smpl-x.is.tue.mpg.de (SMPL-X v1.1), then `expose import-body-models FILE.zip`"
 MANO_SITE = "https://mano.is.tue.mpg.de (MANO v1.2), then `expose import-body-models FILE.zip`"

@@ -1,6 +1,6 @@
 """Reading official body-model files (``.npz`` and chumpy ``.pkl``) into plain numpy dicts.
 
-Every file goes through :mod:`expose_cli.assets.safe_pickle` (no chumpy, no arbitrary code), and
+Every file goes through :mod:`expose_cli.io.safe_pickle` (no chumpy, no arbitrary code), and
 object arrays inside ``.npz`` files (SMPL-X's ``joint2num``/``part2num``) are dropped unread.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from expose_cli.assets.safe_pickle import safe_load_pickle, to_numpy
 from expose_cli.errors import ExposeError
+from expose_cli.io.safe_pickle import safe_load_pickle, to_numpy
 from expose_cli.utils.atomic import atomic_path
 
 #: What each model file must contain, with the expected (vertices, faces, joints).

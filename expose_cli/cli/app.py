@@ -13,10 +13,10 @@ from typing import Annotated
 import typer
 
 from expose_cli import __version__
-from expose_cli.assets.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
 from expose_cli.cli import demo, doctor, evaluate, export, fetch, import_models, infer, preprocess
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
 
 app = typer.Typer(
     name="expose",

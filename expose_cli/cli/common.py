@@ -10,8 +10,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 
 #: Results (tables) go to stdout; messages, progress and errors to stderr.
 # Tables printed to a pipe or file are not squeezed into 80 columns.
@@ -47,7 +47,7 @@ def get_settings(ctx: typer.Context) -> Settings:
     obj = root.obj if root is not None else None
     if isinstance(obj, Settings):
         return obj
-    from expose_cli.assets.paths import default_data_dir
+    from expose_cli.io.paths import default_data_dir
 
     return Settings(data_dir=default_data_dir())
 

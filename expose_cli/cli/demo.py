@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import typer
 
-from expose_cli.cli.app_helpers import invoke
-from expose_cli.cli.common import console, get_settings
+from expose_cli.cli.common import Settings, console, err_console, get_settings, info, resolve_device
+from expose_cli.io.paths import DataTree
 
 
 def draw_person(img: np.ndarray, x: int, y: int, height: int, colour) -> list[float]:
@@ -28,6 +28,52 @@ def draw_person(img: np.ndarray, x: int, y: int, height: int, colour) -> list[fl
     return [x, y, x + 4 * u, y + 8 * u]
 
 
+def write_demo_inputs(root: Path) -> tuple[Path, Path]:
+    """Three 640x480 images of one or two stick figures in ``root/images`` and their boxes in
+    ``root/boxes.json``; returns both paths."""
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    boxes = {}
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        img = np.full((480, 640, 3), 200, np.uint8)
+        img[:] = (rng.integers(150, 230, 3)).astype(np.uint8)
+        people = [draw_person(img, 80 + 220 * k, 60 + 20 * k, 360 - 40 * k, (40 * k, 60, 160)) for k in range(1 + i % 2)]
+        cv2.imwrite(str(images / f"demo_{i:02d}.jpg"), img)
+        boxes[f"demo_{i:02d}.jpg"] = [p + [1.0] for p in people]
+    (root / "boxes.json").write_text(json.dumps(boxes, indent=1))
+    return images, root / "boxes.json"
+
+
+def run_demo_inference(settings: Settings, tree: DataTree, images: Path, boxes: Path, results: Path) -> dict:
+    """The inference pipeline of `expose infer IMAGES --boxes BOXES --render --format obj,ply,glb,npz,json`,
+    called directly; returns the run's summary."""
+    from rich.progress import Progress
+
+    from expose_cli.inference.boxes import load_boxes
+    from expose_cli.inference.inputs import discover_inputs
+    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.models import load_model
+
+    items = discover_inputs([images])
+    predictor = load_model("expose", tree, resolve_device(settings.device), **settings.model_options())
+    options = InferOptions(out_dir=results, formats=("obj", "ply", "glb", "npz", "json"), render=True,
+                           boxes=load_boxes(boxes))
+    with Progress(console=err_console, disable=settings.quiet) as progress:
+        task = progress.add_task("infer", total=len(items))
+
+        def on_unit(record: dict) -> None:
+            progress.advance(task)
+            if record.get("error"):
+                err_console.print(f"[yellow]{record['input']}[/yellow]: {record['error']}", highlight=False)
+
+        summary = run_inference(items, predictor, options, on_unit)
+    persons = sum(r.get("persons", 0) for r in summary["inputs"])
+    info(settings, f"{len(summary['inputs'])} image(s), {persons} person(s); results in {results} (summary.json); "
+                   f"{summary['failed']} failed")
+    return summary
+
+
 def demo(
     ctx: typer.Context,
     out: Annotated[Path | None, typer.Option("--out", help="Where to write everything (default: a new temp folder).")] = None,
@@ -39,29 +85,18 @@ def demo(
 
     settings = get_settings(ctx)
     root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="expose_demo_"))
-    data, images, results = root / "data", root / "images", root / "results"
     console.print("[bold]expose demo[/bold]: synthetic stand-in body models and random weights.\n"
                   "The shapes it produces are meaningless; it shows that every step runs.")
-    tree = write_standin_data_tree(data)
+    tree = write_standin_data_tree(root / "data")
     write_mmhuman3d_checkpoint(tree.checkpoint("expose"), "expose", seed=0, small=not full_size)
-    images.mkdir(parents=True, exist_ok=True)
-    boxes = {}
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        img = np.full((480, 640, 3), 200, np.uint8)
-        img[:] = (rng.integers(150, 230, 3)).astype(np.uint8)
-        people = [draw_person(img, 80 + 220 * k, 60 + 20 * k, 360 - 40 * k, (40 * k, 60, 160)) for k in range(1 + i % 2)]
-        cv2.imwrite(str(images / f"demo_{i:02d}.jpg"), img)
-        boxes[f"demo_{i:02d}.jpg"] = [p + [1.0] for p in people]
-    (root / "boxes.json").write_text(json.dumps(boxes, indent=1))
-    code = invoke(["--data-dir", str(data), "--device", settings.device] + (["-q"] if settings.quiet else [])
-                  + ["infer", str(images), "--out", str(results), "--boxes", str(root / "boxes.json"),
-                     "--render", "--format", "obj,ply,glb,npz,json"])
+    images, boxes = write_demo_inputs(root)
+    results = root / "results"
+    summary = run_demo_inference(settings, tree, images, boxes, results)
     console.print(f"\nresults: {results} (summary.json, per-image folders with meshes and overlay.png)\n"
                   "For real results: register and download SMPL-X, then `expose import-body-models FILE.zip`, and\n"
                   "`expose fetch-models` for the published checkpoints; then `expose infer YOUR_IMAGES --render`.")
-    if code:
-        raise typer.Exit(code)
+    if summary["failed"]:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from rich.table import Table
 from expose_cli import __version__
 from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device, warn
 from expose_cli.errors import ExposeError
+from expose_cli.io import hashing
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 
@@ -74,7 +75,7 @@ def evaluate(
                                   hint=f"use --ckpt {default_ckpt}")
             predictor = measured_predictor(predictor, backend, precision)
             info_d.update({"backend": backend, "precision": precision})
-        info_d.update({"data_sha256": runner.sha256_file(reader.path), "expose_version": __version__,
+        info_d.update({"data_sha256": hashing.sha256_file(reader.path), "expose_version": __version__,
                        "python": platform.python_version()})
         if settings.model_config is not None or settings.overrides:  # results under a changed config
             info_d["model_config_overrides"] = {"file": str(settings.model_config) if settings.model_config else None,
@@ -89,7 +90,7 @@ def evaluate(
             info_d["predictions"] = str(from_predictions)
             info_d["scored_with_torch"] = torch.__version__
         else:
-            info_d.update({"checkpoint": str(ckpt_path), "checkpoint_sha256": runner.sha256_file(ckpt_path),
+            info_d.update({"checkpoint": str(ckpt_path), "checkpoint_sha256": hashing.sha256_file(ckpt_path),
                            "torch": torch.__version__})
             total = len(reader) if limit is None else min(limit, len(reader))
             progress = Progress(TextColumn(f"eval {benchmark}"), BarColumn(), MofNCompleteColumn(),
@@ -129,13 +130,18 @@ def evaluate(
         diff = value - pub if pub is not None else None
         table.add_row(name, unit, fmt.format(value), pub_text or "",
                       "" if diff is None else ("+" if diff >= 0 else "") + fmt.format(diff))
-        rows.append({"metric": name, "unit": unit, "ours": value, "published": pub, "difference": diff})
+        rows.append({"metric": name, "unit": unit, "ours": value, "published": pub, "difference": diff,
+                     "protocol": protocols.row_protocol(name)})
     console.print(table)
+    for key in dict.fromkeys(r["protocol"] for r in rows):
+        prefix = next((p for p, k in protocols.PREFIXES.items() if k == key), "no prefix")
+        console.print(f"{prefix.strip()}: {protocols.PROTOCOLS[key]}", highlight=False)
     if subset is not None and not published:
         console.print(f"the seed publishes Stirling {', '.join(protocols.STIRLING_PUBLISHED_SUBSETS)} only: "
                       f"no published {subset} value to compare with", highlight=False)
     if json_out is not None:
-        write_json_atomic(json_out, {**info_d, "num_samples": len(preds["vertices"]), "metrics": rows})
+        used = {r["protocol"]: protocols.PROTOCOLS[r["protocol"]] for r in rows}
+        write_json_atomic(json_out, {**info_d, "num_samples": len(preds["vertices"]), "protocols": used, "metrics": rows})
     if per_sample is not None:
         with atomic_path(per_sample) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)

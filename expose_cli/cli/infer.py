@@ -73,7 +73,7 @@ def infer(
                            render=render, boxes=box_table, detector=detector, min_score=min_score,
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
                            every=every, max_frames=max_frames,
-                           precision=precision if device.type == "cuda" else "fp32")
+                           precision="fp32")  # the predictor runs the backbones in --precision
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     progress = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err_console, disable=settings.quiet)

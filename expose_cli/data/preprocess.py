@@ -11,11 +11,11 @@ from types import ModuleType
 import cv2
 import numpy as np
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.data.converters import CONVERTERS
 from expose_cli.data.converters._common import BadInputFile
 from expose_cli.data.hdf5 import DropStats, HDF5Writer
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 
 
 @dataclass
@@ -44,7 +44,7 @@ UNEXPECTED = (ValueError, IndexError, KeyError, TypeError)
 def embed_image(sample: dict, image_root: Path) -> dict:
     """Add the JPEG of a square crop around the person and the affine that made it."""
     from expose_cli.geometry.crops import bbox_xywh_to_center_scale, crop_affine
-    from expose_cli.inference.inputs import read_image
+    from expose_cli.io.images import read_image
 
     image = read_image(image_root / sample["image_path"])
     center, scale = bbox_xywh_to_center_scale(sample["bbox_xywh"], 1.0, EMBED_CONTEXT)

@@ -33,7 +33,19 @@ PUBLISHED = {bench: {k: float(v) for k, v in rows.items()} for bench, rows in PU
 #: Stirling subsets the seed publishes a number for.
 STIRLING_PUBLISHED_SUBSETS = ("HQ",)
 #: Units of the rows that are not millimetres.
-UNITS = {"F@5mm": "fraction", "F@15mm": "fraction"}
+UNITS = {"FH-F@5mm": "fraction", "FH-F@15mm": "fraction"}
+
+#: The protocols a row can follow (the JSON's ``protocol`` of each row). The rows named without a
+#: prefix follow MMHuman3D's, the protocol behind the seed's published numbers; a prefix names
+#: another protocol, reported beside them (docs/eval.md says which papers use which).
+PROTOCOLS = {
+    "mmhuman3d": "MMHuman3D (the seed's published numbers)",
+    "hand4whole": "Hand4Whole EHF.evaluate (later whole-body papers)",
+    "gendered": "3DPW ground truth from the gendered SMPL (HMR / SPIN / VIBE, most body papers)",
+    "freihand": "FreiHAND challenge: the official evaluation_verts.json, FreiHAND's eval.py",
+}
+#: Row-name prefix -> protocol.
+PREFIXES = {"H4W ": "hand4whole", "G-": "gendered", "FH-": "freihand"}
 
 
 def published_for(benchmark: str, subset: str | None = None) -> dict[str, str]:
@@ -46,6 +58,11 @@ def published_for(benchmark: str, subset: str | None = None) -> dict[str, str]:
 
 def unit(metric: str) -> str:
     return UNITS.get(metric, "mm")
+
+
+def row_protocol(metric: str) -> str:
+    """The protocol a row follows, from its name's prefix (:data:`PREFIXES`; none: MMHuman3D's)."""
+    return next((name for prefix, name in PREFIXES.items() if metric.startswith(prefix)), "mmhuman3d")
 
 
 def ehf_joints(vertices: torch.Tensor, j_regressor: torch.Tensor) -> torch.Tensor:
@@ -118,32 +135,49 @@ def ehf_metrics(pred_vertices, gt_vertices, j_regressor, left_hand_ids, right_ha
     return {k: out[k].numpy() for k in order if k in out}
 
 
-def freihand_metrics(pred_joints, gt_joints, pred_vertices, gt_vertices) -> dict[str, np.ndarray]:
-    """FreiHAND: PA-MPJPE on the 21 joints (root-relative), PA-PVE on the 778 vertices, and the
-    F-scores at 5 and 15 mm on the aligned vertices (FreiHAND's ``eval.py``), mm."""
+def freihand_metrics(pred_joints, gt_joints, pred_vertices, gt_vertices, param_vertices=None) -> dict[str, np.ndarray]:
+    """FreiHAND (mm; F-scores as fractions), two protocols.
+
+    MMHuman3D's: ``PA-MPJPE`` on the 21 joints (root-relative) and ``PA-PVE`` on the 778 vertices of
+    ``param_vertices``, the MANO mesh of the ground-truth parameters (:func:`mano_param_vertices`).
+    The FreiHAND challenge's (``fh:eval.py``): ``FH-PA-PVE`` and the F-scores ``FH-F@5mm`` /
+    ``FH-F@15mm`` on the official vertices ``gt_vertices`` (``evaluation_verts.json``). Without
+    ``param_vertices`` only the FreiHAND rows of the vertices are given.
+    """
     pj = torch.as_tensor(pred_joints, dtype=torch.float64) * 1000.0
     gj = torch.as_tensor(gt_joints, dtype=torch.float64) * 1000.0
     pj, gj = pj - pj[:, :1], gj - gj[:, :1]
     pv = torch.as_tensor(pred_vertices, dtype=torch.float64) * 1000.0
     gv = torch.as_tensor(gt_vertices, dtype=torch.float64) * 1000.0
+    out = {"PA-MPJPE": M.pa_mpjpe(pj, gj).numpy()}
+    if param_vertices is not None:
+        out["PA-PVE"] = M.pa_pve(pv, torch.as_tensor(param_vertices, dtype=torch.float64) * 1000.0).numpy()
     from expose_cli.geometry.procrustes import similarity_procrustes
 
     aligned = similarity_procrustes(pv, gv)[0]
-    return {
-        "PA-MPJPE": M.pa_mpjpe(pj, gj).numpy(),
-        "PA-PVE": M.mpjpe(aligned, gv).numpy(),
-        "F@5mm": M.f_score(aligned, gv, 5.0).numpy(),
-        "F@15mm": M.f_score(aligned, gv, 15.0).numpy(),
-    }
+    out["FH-PA-PVE"] = M.mpjpe(aligned, gv).numpy()
+    out["FH-F@5mm"] = M.f_score(aligned, gv, 5.0).numpy()
+    out["FH-F@15mm"] = M.f_score(aligned, gv, 15.0).numpy()
+    return out
 
 
-def pw3d_metrics(pred_j14, gt_j14) -> dict[str, np.ndarray]:
-    """3DPW: MPJPE and PA-MPJPE (mm) on LSP-14 joints, both centred on the mean of the hips (2, 3)."""
+def pw3d_metrics(pred_j14, gt_j14, gendered_j14=None) -> dict[str, np.ndarray]:
+    """3DPW: MPJPE and PA-MPJPE (mm) on LSP-14 joints, both centred on the mean of the hips (2, 3).
+
+    ``gt_j14``: MMHuman3D's ground truth (every subject's neutral SMPL); ``gendered_j14`` (optional):
+    the gendered SMPL's, giving the ``G-MPJPE`` and ``G-PA-MPJPE`` rows.
+    """
     p = torch.as_tensor(pred_j14, dtype=torch.float64) * 1000.0
-    g = torch.as_tensor(gt_j14, dtype=torch.float64) * 1000.0
     p = p - p[:, 2:4].mean(1, keepdim=True)
-    g = g - g[:, 2:4].mean(1, keepdim=True)
-    return {"MPJPE": M.mpjpe(p, g).numpy(), "PA-MPJPE": M.pa_mpjpe(p, g).numpy()}
+    out = {}
+    for prefix, truth in (("", gt_j14), ("G-", gendered_j14)):
+        if truth is None:
+            continue
+        g = torch.as_tensor(truth, dtype=torch.float64) * 1000.0
+        g = g - g[:, 2:4].mean(1, keepdim=True)
+        out[prefix + "MPJPE"] = M.mpjpe(p, g).numpy()
+        out[prefix + "PA-MPJPE"] = M.pa_mpjpe(p, g).numpy()
+    return out
 
 
 def stirling_metrics(pred_vertices, faces, pred_landmarks, scans, scan_landmarks) -> dict[str, np.ndarray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,11 +9,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.evaluation import protocols
+from expose_cli.io.paths import DataTree
 
 #: benchmark -> (dataset attribute, split, default checkpoint, model kinds that can run it, protocol text)
 BENCHMARKS = {
@@ -25,10 +24,13 @@ BENCHMARKS = {
             "(J_regressor 0/20,21/12), PA-PVE all/hands/face, body PA-MPJPE on SMPLX_to_J14, hands PA-MPJPE "
             "(wrist, 15 finger joints, 5 tips); hands = mean of left and right"),
     "freihand": ("freihand", "test", "hand", ("hand",),
-                 "MMHuman3D: 21 joints root-relative PA-MPJPE, 778 vertices PA-PVE; FreiHAND F@5/15 mm on aligned vertices"),
+                 "MMHuman3D: 21 joints root-relative PA-MPJPE; PA-PVE against the MANO mesh of the ground-truth "
+                 "parameters. FH- rows (FreiHAND challenge): PA-PVE and F@5/15 mm against the official "
+                 "evaluation_verts.json"),
     "3dpw": ("3dpw", "test", "body", ("body", "expose"),
-             "MMHuman3D: prediction SMPLX_to_J14; ground truth gendered SMPL -> J_regressor_h36m -> H36M_TO_J14; "
-             "both centred on the mean of the hips; MPJPE and PA-MPJPE"),
+             "MMHuman3D: prediction SMPLX_to_J14; ground truth NEUTRAL SMPL for every subject -> J_regressor_h36m "
+             "-> H36M_TO_J14; both centred on the mean of the hips; MPJPE and PA-MPJPE. G- rows (HMR/SPIN/VIBE): "
+             "ground truth from the gendered SMPL ('m' male, else female)"),
     "stirling": ("stirling", "HQ", "face", ("face",),
                  "MMHuman3D/FG2018: predicted mesh similarity-aligned to the scan by 7 landmarks, scan cropped to "
                  "the face region, mean scan-to-mesh distance ('3DRMSE'); the data file decides the subset (HQ/LQ); "
@@ -46,14 +48,6 @@ class EvalResult:
     @property
     def means(self) -> dict[str, float]:
         return {k: float(np.mean(v)) for k, v in self.per_sample.items()}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_benchmark(name: str) -> tuple:
@@ -94,7 +88,7 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    from expose_cli.inference.inputs import read_image
+    from expose_cli.io.images import read_image
     from expose_cli.models import collate, crop_person
 
     raw_root = Path(str(reader.attrs["raw_root"]))
@@ -156,8 +150,9 @@ def needed_for(name: str, call):
 def load_scoring_assets(name: str, reader: HDF5Reader, tree: DataTree, limit: int | None = None) -> dict:
     """Load every file that scoring ``name`` needs, before any network work, so that a missing one
     stops the run at once: EHF the SMPL-X ``J_regressor``, the hand and face vertex ids and
-    ``SMPLX_to_J14`` (H4W body joints); 3DPW ``J_regressor_h36m`` and the SMPL model of each
-    gender in the file; Stirling the FLAME faces; FreiHAND nothing but the file."""
+    ``SMPLX_to_J14`` (H4W body joints); 3DPW ``J_regressor_h36m``, the neutral SMPL (MMHuman3D's
+    rows) and the SMPL model of each gender in the file (``G-`` rows); Stirling the FLAME faces;
+    FreiHAND the right MANO model (its mean hand pose kept unless the file's pose has a mean added)."""
     from expose_cli.body_models.auxiliary import Auxiliary
     from expose_cli.body_models.loading import load_body_model_data
 
@@ -179,9 +174,16 @@ def load_scoring_assets(name: str, reader: HDF5Reader, tree: DataTree, limit: in
         reg = needed_for(name, aux.j_regressor_h36m)
         codes = sorted({int(c) for c in reader.column("gender")[:n]})
         models = {}
-        for gender in sorted({PW3D_GENDER.get(c, "female") for c in codes}):
+        for gender in ["neutral", *sorted({PW3D_GENDER.get(c, "female") for c in codes})]:
             models[gender] = needed_for(name, lambda g=gender: build_smpl(tree, g, dtype=torch.float64))
         return {"j_regressor_h36m": reg, "smpl": models}
+    if name == "freihand":
+        import torch
+
+        from expose_cli.body_models import build_mano
+
+        flat = bool(reader.attrs.get("mano_hand_mean_added", False))
+        return {"mano": needed_for(name, lambda: build_mano(tree, "right", flat_hand_mean=flat, dtype=torch.float64))}
     if name == "stirling":
         from expose_cli.body_models.builders import flame_file
 
@@ -190,7 +192,8 @@ def load_scoring_assets(name: str, reader: HDF5Reader, tree: DataTree, limit: in
     return {}
 
 
-#: 3DPW gender codes -> SMPL model: 'm' male, everything else female (as MMHuman3D).
+#: 3DPW gender codes -> SMPL model of the ``G-`` rows: 'm' male, everything else female (as the
+#: HMR / SPIN / VIBE evaluation code; MMHuman3D records the gender but its scorer ignores it).
 PW3D_GENDER = {1: "male", 2: "female", 0: "female"}
 
 
@@ -203,7 +206,8 @@ def score(name: str, reader: HDF5Reader, preds: dict[str, np.ndarray], assets: d
         return protocols.ehf_metrics(preds["vertices"], gt, assets["j_regressor"], assets["left_hand"],
                                      assets["right_hand"], assets["face"], assets["j14_regressor"])
     if name == "3dpw":
-        return protocols.pw3d_metrics(preds["joints_j14"], pw3d_ground_truth(reader, n, assets))
+        return protocols.pw3d_metrics(preds["joints_j14"], pw3d_ground_truth(reader, n, assets, gendered=False),
+                                      pw3d_ground_truth(reader, n, assets, gendered=True))
     if name == "stirling":
         landmarks = convert_keypoints(preds["joints"], "flame_73", "face3d")[0]
         scans = [reader.scan(i) for i in range(n)]
@@ -211,12 +215,37 @@ def score(name: str, reader: HDF5Reader, preds: dict[str, np.ndarray], assets: d
                                           reader.column("scan_landmarks")[:n])
     gt_joints = convert_keypoints(reader.column("keypoints3d")[:n, :, :3], "smplx", "freihand")[0]
     pred_joints = convert_keypoints(preds["joints"], "mano", "freihand")[0]
-    return protocols.freihand_metrics(pred_joints, gt_joints, preds["vertices"], reader.column("vertices")[:n])
+    return protocols.freihand_metrics(pred_joints, gt_joints, preds["vertices"], reader.column("vertices")[:n],
+                                      mano_param_vertices(reader, n, assets["mano"]))
 
 
-def pw3d_ground_truth(reader: HDF5Reader, n: int, assets: dict) -> np.ndarray:
-    """3DPW ground-truth LSP-14 joints (m): gendered SMPL ('m' male, else female, as MMHuman3D)
-    through ``J_regressor_h36m`` and ``H36M_TO_J14``."""
+def mano_param_vertices(reader: HDF5Reader, n: int, mano) -> np.ndarray:
+    """The MANO mesh (m, no translation) of each row's ground-truth parameters, as MMHuman3D builds
+    FreiHAND's ground-truth vertices. ``mano``'s ``pose_mean`` (MANO's mean hand pose when the file's
+    pose is relative to it, zeros when the mean was added by the converter) is added to the axis-angle
+    pose first. A row without MANO parameters stops with the file named."""
+    import torch
+
+    from expose_cli.geometry.rotations import axis_angle_to_matrix
+
+    has = reader.column("has_mano")[:n].astype(bool)
+    if not has.all():
+        raise ExposeError(f"row {int(np.flatnonzero(~has)[0])} has no MANO parameters (FreiHAND's PA-PVE is "
+                          "scored against their mesh)", path=reader.path, hint="run `expose preprocess freihand`")
+    pose = np.concatenate([reader.column("mano/global_orient")[:n].reshape(n, 1, 3),
+                           reader.column("mano/right_hand_pose")[:n].reshape(n, 15, 3)], axis=1)
+    pose = torch.as_tensor(pose, dtype=torch.float64) + mano.pose_mean.to(torch.float64).reshape(1, 16, 3)
+    rot = axis_angle_to_matrix(pose)
+    with torch.no_grad():
+        out = mano(global_orient=rot[:, :1], hand_pose=rot[:, 1:],
+                   betas=torch.as_tensor(reader.column("mano/betas")[:n], dtype=torch.float64))
+    return out.vertices.numpy()
+
+
+def pw3d_ground_truth(reader: HDF5Reader, n: int, assets: dict, gendered: bool) -> np.ndarray:
+    """3DPW ground-truth LSP-14 joints (m) through ``J_regressor_h36m`` and ``H36M_TO_J14``: from the
+    neutral SMPL for every subject (MMHuman3D, whose ``SMPL`` ignores the gender it is given), or
+    with ``gendered`` from each subject's SMPL ('m' male, everything else female)."""
     import torch
 
     from expose_cli.body_models.keypoints import H36M_TO_J14
@@ -228,8 +257,9 @@ def pw3d_ground_truth(reader: HDF5Reader, n: int, assets: dict) -> np.ndarray:
     bp = axis_angle_to_matrix(torch.as_tensor(reader.column("smpl/body_pose")[:n], dtype=torch.float64))
     betas = torch.as_tensor(reader.column("smpl/betas")[:n], dtype=torch.float64)
     joints = np.zeros((n, 14, 3))
+    models = np.array([PW3D_GENDER.get(int(c), "female") if gendered else "neutral" for c in gender])
     for name, smpl in assets["smpl"].items():
-        idx = np.flatnonzero([PW3D_GENDER.get(int(c), "female") == name for c in gender])
+        idx = np.flatnonzero(models == name)
         if len(idx) == 0:
             continue
         with torch.no_grad():

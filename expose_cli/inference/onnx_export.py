@@ -53,9 +53,9 @@ def network_specs(net) -> list[NetworkSpec]:
     cfg = net.cfg
     if cfg.kind == "expose":
         att = cfg.attention
-        return [NetworkSpec("body", "", 256, False), NetworkSpec("hand", "hand_", att.hand_crop_size, True),
+        return [NetworkSpec("body", "", cfg.body.img_res, False), NetworkSpec("hand", "hand_", att.hand_crop_size, True),
                 NetworkSpec("face", "face_", att.face_crop_size, True)]
-    return [NetworkSpec(cfg.kind, "", 224 if cfg.kind == "hand" else 256, False)]
+    return [NetworkSpec(cfg.kind, "", net.img_res, False)]
 
 
 def output_names(head) -> list[str]:

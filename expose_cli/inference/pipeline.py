@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -26,9 +29,10 @@ from expose_cli.errors import ExposeError
 from expose_cli.geometry.cameras import crop_camera_to_full_translation
 from expose_cli.inference import boxes as box_utils
 from expose_cli.inference import export
-from expose_cli.inference.inputs import InputItem, read_image, read_video_frames, video_fps
+from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
 from expose_cli.inference.render import render_overlay
-from expose_cli.models import Predictor, collate, crop_person
+from expose_cli.io.images import read_image
+from expose_cli.models import PersonCrop, Prediction, Predictor, collate, crop_person
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 
@@ -213,6 +217,266 @@ def _read_result(path: Path) -> dict | None:
     return record if isinstance(record, dict) and record.get("error") in (None, NO_PERSON) else None
 
 
+# -- inputs: units to run (skipping those done before), decoded ahead of the model -------------------
+
+def _earlier_record(unit: Unit, options: InferOptions) -> dict | None:
+    """With ``skip_existing``: the unit's record from an earlier run, marked ``skipped``; else ``None``."""
+    if not options.skip_existing:
+        return None
+    record = _read_result(unit.out_dir / "result.json")
+    if record is not None:
+        record.update(input=str(unit.item.path), frame=unit.frame, output=str(unit.out_dir), skipped=True)
+    return record
+
+
+def _units_to_run(items: list[InputItem], options: InferOptions, summary: Summary) -> Iterator[Unit]:
+    """The units of ``items`` in order; those done in an earlier run go straight to the summary."""
+    for unit in _units(items, options, summary.videos):
+        record = _earlier_record(unit, options)
+        if record is None:
+            yield unit
+            continue
+        overlay = unit.out_dir / "overlay.png"
+        if overlay.is_file():
+            summary.add_overlay(unit, overlay)
+        summary.add(record)
+
+
+def _read_ahead(units: Iterable[Unit], options: InferOptions, ahead: int = 2) -> Iterator[Unit]:
+    """``units`` decoded and their persons found (:func:`_load`) in a background thread, ``ahead``
+    units ahead of the consumer; in order."""
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        futures: deque = deque()
+        for unit in units:
+            futures.append(reader.submit(_load, unit, options))
+            if len(futures) > ahead:
+                yield futures.popleft().result()
+        while futures:
+            yield futures.popleft().result()
+
+
+# -- batches: persons cropped and queued across inputs ---------------------------------------------
+
+@dataclass
+class Queued:
+    """One person of a unit, cropped for the network."""
+
+    unit: Unit
+    person: int  # index into unit.boxes
+    crop: PersonCrop
+
+
+def person_crops(unit: Unit, img_res: int, box_scale: float, keep_full_image: bool) -> list[Queued]:
+    """The unit's persons cropped to ``img_res`` pixels (the model's input size). A person whose
+    crop fails is counted as processed with the error on the unit; a failed unit has no persons."""
+    if unit.error is not None:
+        unit.boxes = []
+    queued = []
+    for person, box in enumerate(unit.boxes):
+        x1, y1, x2, y2 = box[:4]
+        try:
+            crop = crop_person(unit.image, [x1, y1, x2 - x1, y2 - y1], img_res=img_res,
+                               scale_factor=box_scale, keep_full_image=keep_full_image)
+        except Exception as exc:  # noqa: BLE001
+            unit.error = unit.error or f"person {person}: cropping failed: {_message(exc)}"
+            unit.processed += 1
+            continue
+        queued.append(Queued(unit, person, crop))
+    return queued
+
+
+class Batches:
+    """Persons queued across units and handed out ``size`` at a time; units leave (:meth:`done`)
+    in input order, once every one of their persons went through the model."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.queue: list[Queued] = []
+        self.open: deque[Unit] = deque()
+
+    def add(self, unit: Unit, persons: list[Queued]) -> list[list[Queued]]:
+        """Queue a unit's persons; returns the batches that are now full."""
+        self.open.append(unit)
+        self.queue += persons
+        full = []
+        while len(self.queue) >= self.size:
+            full.append(self.queue[: self.size])
+            self.queue = self.queue[self.size:]
+        return full
+
+    def rest(self) -> list[Queued]:
+        """The last, partly filled batch (possibly empty)."""
+        rest, self.queue = self.queue, []
+        return rest
+
+    def done(self) -> Iterator[Unit]:
+        """The oldest units whose persons are all processed, in input order."""
+        while self.open and self.open[0].processed >= len(self.open[0].boxes):
+            yield self.open.popleft()
+
+
+# -- forward: the model on a batch, per-input failures isolated ------------------------------------
+
+def forward(predictor: Predictor, crops: list[PersonCrop], precision: str = "fp32") -> Prediction:
+    """The model on a batch of crops, under autocast for ``bf16`` / ``fp16``; the prediction in float32."""
+    batch = collate(crops)
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if autocast_dtype is None:
+        return prediction_to_float32(predictor(batch))
+    with torch.autocast(predictor.device.type, dtype=autocast_dtype):
+        pred = predictor(batch)
+    return prediction_to_float32(pred)  # reduced precision: joints, cameras... back to float32 too
+
+
+def predict_batch(batch: list[Queued], model: Callable[[list[PersonCrop]], Prediction]
+                  ) -> Iterator[tuple[Queued, Prediction, int, float]]:
+    """``(person, prediction, its row, model seconds per person)`` for every person the model ran on.
+
+    When the batch fails, each unit's persons are run on their own; the persons of a unit that fails
+    alone are counted as processed, with the error on the unit."""
+    if not batch:
+        return
+    t0 = time.perf_counter()
+    try:
+        pred = model([q.crop for q in batch])
+    except Exception as exc:  # noqa: BLE001
+        units = list({id(q.unit): q.unit for q in batch}.values())
+        if len(units) > 1:  # find the input that fails: each one on its own
+            for unit in units:
+                yield from predict_batch([q for q in batch if q.unit is unit], model)
+            return
+        for q in batch:
+            q.unit.error = q.unit.error or f"model failed: {_message(exc)}"
+            q.unit.processed += 1
+        return
+    per_person = (time.perf_counter() - t0) / len(batch)
+    for row, q in enumerate(batch):
+        yield q, pred, row, per_person
+
+
+# -- writers: person files, a unit's overlay and result.json, videos' overlay.mp4 ------------------
+
+@dataclass
+class Writers:
+    """Everything a run writes under ``options.out_dir``; each unit's record goes to ``summary``."""
+
+    options: InferOptions
+    faces: np.ndarray  # [F, 3] of the body model
+    summary: Summary
+
+    def person(self, queued: Queued, pred: Prediction, row: int, model_s: float) -> None:
+        """One person's files (``options.formats``); a failure is recorded on its unit."""
+        unit, t0 = queued.unit, time.perf_counter()
+        unit.timings["model_s"] = unit.timings.get("model_s", 0.0) + model_s
+        try:
+            arrays = _person_arrays(pred, row, unit.boxes[queued.person], queued.crop, unit.image.shape[:2],
+                                    self.options, self.faces)
+            unit.files += _write_person(unit.out_dir, queued.person, arrays, self.options)
+            unit.results.append(arrays)
+        except Exception as exc:  # noqa: BLE001
+            unit.error = unit.error or f"person {queued.person}: {_message(exc)}"
+        unit.processed += 1
+        unit.timings["write_s"] = unit.timings.get("write_s", 0.0) + time.perf_counter() - t0
+
+    def unit(self, unit: Unit) -> dict:
+        """A finished unit: its overlay (``--render``), its record (also as ``result.json`` when it did
+        not fail), added to the summary. The image is released."""
+        t0 = time.perf_counter()
+        if self.options.render and unit.image is not None and (unit.results or unit.frame is not None):
+            try:  # video frames always get one (the plain frame without persons): the overlay video has them all
+                self.summary.add_overlay(unit, self._overlay(unit))
+            except Exception as exc:  # noqa: BLE001
+                unit.error = unit.error or f"rendering failed: {_message(exc)}"
+        unit.timings["write_s"] = unit.timings.get("write_s", 0.0) + time.perf_counter() - t0
+        record = unit_record(unit)
+        if unit.error is None:
+            try:
+                write_json_atomic(unit.out_dir / "result.json", record)
+            except Exception as exc:  # noqa: BLE001
+                record["error"] = f"writing result.json failed: {_message(exc)}"
+        unit.image = None
+        self.summary.add(record)
+        return record
+
+    def _overlay(self, unit: Unit) -> Path:
+        meshes = [(r["vertices_camera"], self.faces) for r in unit.results]
+        overlay = render_overlay(unit.image, meshes, self.options.focal_length) if meshes else unit.image
+        path = unit.out_dir / "overlay.png"
+        with atomic_path(path) as tmp:
+            if not cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"cannot write {path}")
+        unit.files.append(str(path))
+        return path
+
+    def videos(self) -> None:
+        """Each video's frame overlays as ``overlay.mp4`` in its folder; a failure is the video's error."""
+        for folder, frames in self.summary.overlays.items():
+            video = self.summary.videos.setdefault(folder, {})
+            path = folder / "overlay.mp4"
+            try:
+                _write_video(path, sorted(frames), video.get("fps", 25.0))
+                video["overlay"] = str(path)
+            except Exception as exc:  # noqa: BLE001
+                video["error"] = f"overlay video failed: {_message(exc)}"
+
+
+def unit_record(unit: Unit) -> dict:
+    """A unit's line in the summary (and its ``result.json``); no boxes and no error: ``NO_PERSON``."""
+    record = {"input": str(unit.item.path), "frame": unit.frame, "output": str(unit.out_dir),
+              "persons": len(unit.results), "files": unit.files, "timings": unit.timings, "error": unit.error}
+    if unit.warnings:
+        record["warnings"] = unit.warnings
+    if unit.error is None and not unit.boxes:
+        record["error"] = NO_PERSON
+    return record
+
+
+# -- summary ---------------------------------------------------------------------------------------
+
+@dataclass
+class Summary:
+    """The run's ``summary.json``: every unit's record, the videos, whether the run completed.
+
+    :meth:`add` rewrites the file (atomically) at most every ``interval_s`` seconds and passes the
+    record to ``on_unit``; :meth:`write` with ``force`` rewrites it now."""
+
+    path: Path
+    interval_s: float = 1.0
+    on_unit: Callable[[dict], None] | None = None
+    records: list[dict] = field(default_factory=list)
+    videos: dict[Path, dict] = field(default_factory=dict)  # video folder -> input, fps, overlay / error
+    overlays: dict[Path, list[Path]] = field(default_factory=dict)  # video folder -> its frames' overlays
+    complete: bool = False
+    last_write: float = float("-inf")
+
+    def as_dict(self) -> dict:
+        failed = sum(1 for r in self.records if r.get("error") and r["error"] != NO_PERSON)
+        failed += sum(1 for v in self.videos.values() if v.get("error"))
+        out = {"inputs": self.records, "failed": failed, "complete": self.complete}
+        if self.videos:
+            out["videos"] = [dict(v, output=str(folder)) for folder, v in self.videos.items()]
+        return out
+
+    def write(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if force or now - self.last_write >= self.interval_s:
+            write_json_atomic(self.path, self.as_dict())
+            self.last_write = now
+
+    def add(self, record: dict) -> None:
+        self.records.append(record)
+        self.write()
+        if self.on_unit:
+            self.on_unit(record)
+
+    def add_overlay(self, unit: Unit, path: Path) -> None:
+        """Remember a video frame's overlay PNG for the video's ``overlay.mp4`` (images: nothing)."""
+        if unit.video_dir is not None:
+            self.overlays.setdefault(unit.video_dir, []).append(path)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
 def run_inference(items: list[InputItem], predictor: Predictor, options: InferOptions,
                   on_unit: Callable[[dict], None] | None = None, summary_interval_s: float = 1.0) -> dict:
     """Run the model on every input; returns (and writes) the summary.
@@ -222,174 +486,38 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
     end, also when the run stops on an exception (``"complete": false`` then).
     """
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    faces = np.asarray(predictor.body_model.faces, dtype=np.int64)
-    res = 224 if predictor.kind == "hand" else 256
-    records: list[dict] = []
-    videos: dict[Path, dict] = {}  # video folder -> input, overlay fps
-    video_frames: dict[Path, list[Path]] = {}
-    pending: list[tuple[Unit, int]] = []
-    crops_pending: list = []
-    open_units: list[Unit] = []
-    device_type = predictor.device.type
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.precision)
-    state = {"complete": False, "last_write": float("-inf")}
-
-    def summary() -> dict:
-        failed = sum(1 for r in records if r.get("error") and r["error"] != NO_PERSON)
-        failed += sum(1 for v in videos.values() if v.get("error"))
-        out = {"inputs": records, "failed": failed, "complete": state["complete"]}
-        if videos:
-            out["videos"] = [dict(v, output=str(folder)) for folder, v in videos.items()]
-        return out
-
-    def write_summary(force: bool = False) -> None:
-        now = time.perf_counter()
-        if force or now - state["last_write"] >= summary_interval_s:
-            write_json_atomic(options.out_dir / "summary.json", summary())
-            state["last_write"] = now
-
-    def emit(record: dict) -> None:
-        records.append(record)
-        write_summary()
-        if on_unit:
-            on_unit(record)
-
-    def finish(unit: Unit) -> None:
-        t0 = time.perf_counter()
-        if options.render and unit.image is not None and (unit.results or unit.frame is not None):
-            try:  # video frames always get one (the plain frame without persons): the overlay video has them all
-                meshes = [(r["vertices_camera"], faces) for r in unit.results]
-                overlay = render_overlay(unit.image, meshes, options.focal_length) if meshes else unit.image
-                path = unit.out_dir / "overlay.png"
-                with atomic_path(path) as tmp:
-                    if not cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
-                        raise OSError(f"cannot write {path}")
-                unit.files.append(str(path))
-                if unit.video_dir is not None:
-                    video_frames.setdefault(unit.video_dir, []).append(path)
-            except Exception as exc:  # noqa: BLE001
-                unit.error = unit.error or f"rendering failed: {_message(exc)}"
-        unit.timings["write_s"] = unit.timings.get("write_s", 0.0) + time.perf_counter() - t0
-        record = {"input": str(unit.item.path), "frame": unit.frame, "output": str(unit.out_dir),
-                  "persons": len(unit.results), "files": unit.files, "timings": unit.timings, "error": unit.error}
-        if unit.warnings:
-            record["warnings"] = unit.warnings
-        if unit.error is None and not unit.boxes:
-            record["error"] = NO_PERSON
-        if unit.error is None:
-            try:
-                write_json_atomic(unit.out_dir / "result.json", record)
-            except Exception as exc:  # noqa: BLE001
-                record["error"] = f"writing result.json failed: {_message(exc)}"
-        unit.image = None
-        emit(record)
-
-    def run_model(crops: list):
-        batch = collate(crops)
-        if autocast_dtype is not None:
-            with torch.autocast(device_type, dtype=autocast_dtype):
-                pred = predictor(batch)
-        else:
-            pred = predictor(batch)
-        return prediction_to_float32(pred)  # reduced precision: joints, cameras... back to float32 too
-
-    def process(entries: list[tuple[Unit, int]], crops: list) -> None:
-        t0 = time.perf_counter()
-        try:
-            pred = run_model(crops)
-        except Exception as exc:  # noqa: BLE001
-            units = list({id(u): u for u, _ in entries}.values())
-            if len(units) > 1:  # find the input that fails: each one on its own
-                for u in units:
-                    sel = [k for k, (v, _) in enumerate(entries) if v is u]
-                    process([entries[k] for k in sel], [crops[k] for k in sel])
-                return
-            for u, _ in entries:
-                u.error = u.error or f"model failed: {_message(exc)}"
-                u.processed += 1
-            return
-        dt = (time.perf_counter() - t0) / len(entries)
-        for i, ((unit, person), crop) in enumerate(zip(entries, crops, strict=True)):
-            t1 = time.perf_counter()
-            unit.timings["model_s"] = unit.timings.get("model_s", 0.0) + dt
-            try:
-                arrays = _person_arrays(pred, i, unit.boxes[person], crop, unit.image.shape[:2], options, faces)
-                unit.files += _write_person(unit.out_dir, person, arrays, options)
-                unit.results.append(arrays)
-            except Exception as exc:  # noqa: BLE001
-                unit.error = unit.error or f"person {person}: {_message(exc)}"
-            unit.processed += 1
-            unit.timings["write_s"] = unit.timings.get("write_s", 0.0) + time.perf_counter() - t1
-
-    def drain() -> None:
-        """Finish the oldest units whose persons are all done (in input order)."""
-        while open_units and open_units[0].processed >= len(open_units[0].boxes):
-            finish(open_units.pop(0))
-
-    def flush() -> None:
-        if pending:
-            entries, crops = list(pending), list(crops_pending)
-            pending.clear()
-            crops_pending.clear()
-            process(entries, crops)
-        drain()
-
-    def skipped(unit: Unit) -> bool:
-        if not options.skip_existing:
-            return False
-        record = _read_result(unit.out_dir / "result.json")
-        if record is None:
-            return False
-        record.update(input=str(unit.item.path), frame=unit.frame, output=str(unit.out_dir), skipped=True)
-        overlay = unit.out_dir / "overlay.png"
-        if unit.video_dir is not None and overlay.is_file():
-            video_frames.setdefault(unit.video_dir, []).append(overlay)
-        emit(record)
-        return True
-
+    summary = Summary(options.out_dir / "summary.json", summary_interval_s, on_unit)
+    writers = Writers(options, np.asarray(predictor.body_model.faces, dtype=np.int64), summary)
     try:
-        with ThreadPoolExecutor(max_workers=1) as reader:
-            def loaded() -> Iterator[Unit]:
-                futures = []
-                for unit in _units(items, options, videos):
-                    if skipped(unit):
-                        continue
-                    futures.append(reader.submit(_load, unit, options))
-                    if len(futures) > 2:  # read ahead of the model by two inputs
-                        yield futures.pop(0).result()
-                for f in futures:
-                    yield f.result()
-
-            for unit in loaded():
-                open_units.append(unit)
-                if unit.error is not None:
-                    unit.boxes = []
-                for person, box in enumerate(unit.boxes):
-                    x1, y1, x2, y2 = box[:4]
-                    try:
-                        crop = crop_person(unit.image, [x1, y1, x2 - x1, y2 - y1], img_res=res,
-                                           scale_factor=options.box_scale, keep_full_image=predictor.kind == "expose")
-                    except Exception as exc:  # noqa: BLE001
-                        unit.error = unit.error or f"person {person}: cropping failed: {_message(exc)}"
-                        unit.processed += 1
-                        continue
-                    crops_pending.append(crop)
-                    pending.append((unit, person))
-                    if len(pending) >= options.batch_size:
-                        flush()
-                drain()  # units without persons (or failed) finish now, unless queued behind others
-            flush()
-        for folder, frames in video_frames.items():
-            path = folder / "overlay.mp4"
-            try:
-                _write_video(path, sorted(frames), videos.get(folder, {}).get("fps", 25.0))
-                videos.setdefault(folder, {})["overlay"] = str(path)
-            except Exception as exc:  # noqa: BLE001
-                videos.setdefault(folder, {})["error"] = f"overlay video failed: {_message(exc)}"
-        state["complete"] = True
+        _run(items, predictor, options, writers)
+        writers.videos()
+        summary.complete = True
     finally:
-        write_summary(force=True)
-    return summary()
+        summary.write(force=True)
+    return summary.as_dict()
+
+
+def _run(items: list[InputItem], predictor: Predictor, options: InferOptions, writers: Writers) -> None:
+    """inputs -> crops -> batches -> forward -> person files; units finish in input order."""
+    batches = Batches(options.batch_size)
+    model = partial(forward, predictor, precision=options.precision)
+    with closing(_read_ahead(_units_to_run(items, options, writers.summary), options)) as units:
+        for unit in units:
+            persons = person_crops(unit, predictor.img_res, options.box_scale, predictor.kind == "expose")
+            for batch in batches.add(unit, persons):
+                _run_batch(batch, model, batches, writers)
+            for done in batches.done():  # units without persons (or failed) finish now, unless queued behind others
+                writers.unit(done)
+    _run_batch(batches.rest(), model, batches, writers)
+
+
+def _run_batch(batch: list[Queued], model: Callable[[list[PersonCrop]], Prediction], batches: Batches,
+               writers: Writers) -> None:
+    """A batch through the model, its persons' files written; then every unit that is done finishes."""
+    for queued, pred, row, model_s in predict_batch(batch, model):
+        writers.person(queued, pred, row, model_s)
+    for unit in batches.done():
+        writers.unit(unit)
 
 
 def _write_video(path: Path, frames: list[Path], fps: float) -> None:

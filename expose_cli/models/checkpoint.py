@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.io.paths import DataTree
 from expose_cli.models.config import ModelConfig, apply_overrides, preset
 from expose_cli.models.expose import ExPoseNet, Predictor
 from expose_cli.utils.atomic import atomic_path

@@ -101,6 +101,13 @@ class ExPoseNet(nn.Module):
     def kind(self) -> str:
         return self.cfg.kind
 
+    @property
+    def img_res(self) -> int:
+        """Side (px) of the square crop the network takes: the body's for body and the full model
+        (whose hand and face crops are ``cfg.attention``'s), else the hand's or the face's."""
+        part = {"body": self.cfg.body, "expose": self.cfg.body, "hand": self.cfg.hand, "face": self.cfg.face}
+        return part[self.kind].img_res
+
     def forward(self, img: torch.Tensor) -> HeadOutput:
         """The model's own network on its own crops (body 256, hand 224, face 256)."""
         return self.head(self.backbone(img))
@@ -203,6 +210,11 @@ class Predictor:
     @property
     def kind(self) -> str:
         return self.net.kind
+
+    @property
+    def img_res(self) -> int:
+        """Side (px) of the square person crop the model takes (``img_res`` of its config)."""
+        return self.net.img_res
 
     def __call__(self, batch: ModelInput) -> Prediction:
         with torch.inference_mode():

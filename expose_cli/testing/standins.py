@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from expose_cli.assets.paths import DataTree
 from expose_cli.body_models.builders import mirror_mano_data
+from expose_cli.io.paths import DataTree
 
 # --- skeletons (rest pose, metres; +x is the subject's left, +y up, +z forward) -----------------
 

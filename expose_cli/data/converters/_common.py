@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from expose_cli.assets.safe_pickle import safe_loads, to_numpy
 from expose_cli.errors import ExposeError
+from expose_cli.io.safe_pickle import safe_loads, to_numpy
 
 
 class BadInputFile(ExposeError):
@@ -41,7 +41,7 @@ def load_npz(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
 
     String arrays (``U`` or bytes ``S``) load as they are; object arrays (ExPose saves some with
     ``allow_pickle=True``) are read through the restricted unpickler of
-    :mod:`expose_cli.assets.safe_pickle`, never ``np.load(allow_pickle=True)``: plain values and
+    :mod:`expose_cli.io.safe_pickle`, never ``np.load(allow_pickle=True)``: plain values and
     arrays only, anything else is refused with an error naming the file.
     """
     if not path.is_file():

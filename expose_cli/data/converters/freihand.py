@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
-from expose_cli.data.json_arrays import read_json_numbers
 from expose_cli.errors import ExposeError
+from expose_cli.io.json_arrays import read_json_numbers
 
 SPLITS = ("train", "val", "test")
 VERSION = "1"

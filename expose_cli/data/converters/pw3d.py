@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from expose_cli.assets.safe_pickle import safe_load_pickle, to_numpy
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import GENDER_CODES
 from expose_cli.errors import ExposeError
 from expose_cli.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from expose_cli.io.safe_pickle import safe_load_pickle, to_numpy
 
 SPLITS = ("train", "val", "test")
 VERSION = "1"

@@ -1,0 +1,155 @@
+"""The parts of the `expose infer` pipeline on their own: inputs, batches, forward, writers, summary.
+
+No network and no body model: units, crops and predictions are small hand-made stand-ins, so each
+part's rules (order, isolation of failures, what is written) are checked directly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from expose_cli.inference import pipeline as P
+from expose_cli.inference.inputs import InputItem
+
+
+def _unit(name: str, persons: int, tmp_path: Path | None = None) -> P.Unit:
+    out = (tmp_path or Path("/nonexistent")) / name
+    unit = P.Unit(InputItem(Path(f"{name}.jpg"), "image"), out, image=np.zeros((80, 100, 3), np.uint8))
+    unit.boxes = [[10.0, 10.0, 50.0, 70.0, 1.0] for _ in range(persons)]
+    return unit
+
+
+def _queued(unit: P.Unit) -> list[P.Queued]:
+    return [P.Queued(unit, i, crop=f"{unit.item.name}:{i}") for i in range(len(unit.boxes))]
+
+
+# -- batches ---------------------------------------------------------------------------------------
+
+def test_batches_are_full_and_units_leave_in_input_order():
+    a, b, c = _unit("a", 3, None), _unit("b", 0, None), _unit("c", 2, None)
+    batches = P.Batches(2)
+    first = batches.add(a, _queued(a))
+    assert [[q.crop for q in batch] for batch in first] == [["a:0", "a:1"]]
+    assert batches.add(b, _queued(b)) == []
+    assert list(batches.done()) == []  # a is open: b (no person) waits behind it
+    second = batches.add(c, _queued(c))
+    assert [[q.crop for q in batch] for batch in second] == [["a:2", "c:0"]]
+    a.processed = 3
+    assert list(batches.done()) == [a, b]  # c still has a person queued
+    assert [q.crop for q in batches.rest()] == ["c:1"] and batches.rest() == []
+    c.processed = 2
+    assert list(batches.done()) == [c]
+
+
+# -- forward: failures isolated per input ----------------------------------------------------------
+
+def test_predict_batch_isolates_the_failing_input():
+    good, bad = _unit("good", 2), _unit("bad", 1)
+    batch = [*_queued(good), *_queued(bad)]
+    calls = []
+
+    def model(crops):
+        calls.append(list(crops))
+        if "bad:0" in crops:
+            raise ValueError("nan in the crop\nsecond line")
+        return f"pred of {len(crops)}"
+
+    out = [(q.crop, pred, row) for q, pred, row, _ in P.predict_batch(batch, model)]
+    # the whole batch first, then each input on its own: the good one's rows refer to its own batch
+    assert calls == [["good:0", "good:1", "bad:0"], ["good:0", "good:1"], ["bad:0"]]
+    assert out == [("good:0", "pred of 2", 0), ("good:1", "pred of 2", 1)]
+    assert bad.error == "model failed: ValueError: nan in the crop" and bad.processed == 1
+    assert good.error is None and good.processed == 0  # counted by the writer, per person
+    assert list(P.predict_batch([], model)) == [] and len(calls) == 3
+
+
+# -- batches: crops at the model's resolution ------------------------------------------------------
+
+@pytest.mark.parametrize("img_res", [224, 96])
+def test_person_crops_use_the_models_img_res(img_res):
+    unit = _unit("u", 2)
+    unit.boxes[1] = [10.0, 10.0, "x", 70.0, 1.0]  # a box that cannot be cropped
+    queued = P.person_crops(unit, img_res, 1.25, keep_full_image=False)
+    assert [q.person for q in queued] == [0]
+    assert tuple(queued[0].crop.img.shape) == (3, img_res, img_res)
+    # the box (40 x 60 px) enlarged 1.25x to a square of 75 px around its centre (30, 40) px
+    assert queued[0].crop.box_size == pytest.approx(75.0)
+    np.testing.assert_allclose(queued[0].crop.center, [30.0, 40.0])
+    assert unit.processed == 1 and unit.error.startswith("person 1: cropping failed")
+
+
+def test_person_crops_of_a_failed_unit_are_none():
+    unit = _unit("u", 2)
+    unit.error = "cannot decode"
+    assert P.person_crops(unit, 256, 1.25, False) == [] and unit.boxes == []
+
+
+# -- inputs: --skip-existing -----------------------------------------------------------------------
+
+def test_units_to_run_skips_finished_ones(tmp_path):
+    items = [InputItem(tmp_path / f"{n}.jpg", "image") for n in ("done", "empty", "failed", "new")]
+    for name, error in (("done", None), ("empty", P.NO_PERSON), ("failed", "model failed: x")):
+        (tmp_path / "out" / name).mkdir(parents=True)
+        (tmp_path / "out" / name / "result.json").write_text(json.dumps({"persons": 1, "error": error}))
+    summary = P.Summary(tmp_path / "out" / "summary.json")
+    for skip, expect_run in ((False, ["done", "empty", "failed", "new"]), (True, ["failed", "new"])):
+        options = P.InferOptions(out_dir=tmp_path / "out", skip_existing=skip)
+        summary.records.clear()
+        ran = [u.out_dir.name for u in P._units_to_run(items, options, summary)]
+        assert ran == expect_run
+    assert [(Path(r["output"]).name, r["skipped"], r["error"]) for r in summary.records] == [
+        ("done", True, None), ("empty", True, P.NO_PERSON)]
+    assert summary.records[0]["input"] == str(items[0].path)
+
+
+# -- writers ---------------------------------------------------------------------------------------
+
+def test_unit_writer_result_json_only_for_units_that_did_not_fail(tmp_path):
+    summary = P.Summary(tmp_path / "summary.json")
+    writers = P.Writers(P.InferOptions(out_dir=tmp_path), np.zeros((0, 3), np.int64), summary)
+    empty, failed = _unit("empty", 0, tmp_path), _unit("failed", 1, tmp_path)
+    failed.error = "person 0: disk full"
+    for unit in (empty, failed):
+        unit.out_dir.mkdir()
+        writers.unit(unit)
+    assert json.loads((empty.out_dir / "result.json").read_text())["error"] == P.NO_PERSON
+    assert not (failed.out_dir / "result.json").exists()  # a later --skip-existing runs it again
+    assert [r["error"] for r in summary.records] == [P.NO_PERSON, "person 0: disk full"]
+    assert empty.image is None and failed.image is None  # released once written
+
+
+# -- summary ---------------------------------------------------------------------------------------
+
+def test_summary_counts_failures_and_rewrites_at_most_every_interval(tmp_path):
+    seen = []
+    summary = P.Summary(tmp_path / "summary.json", interval_s=3600.0, on_unit=seen.append)
+    summary.add({"input": "a", "error": None})
+    assert json.loads(summary.path.read_text())["inputs"] == [{"input": "a", "error": None}]  # first: written
+    summary.add({"input": "b", "error": P.NO_PERSON})
+    summary.add({"input": "c", "error": "model failed: x"})
+    assert len(json.loads(summary.path.read_text())["inputs"]) == 1  # within the interval: not yet
+    summary.videos[tmp_path / "clip"] = {"input": "clip.mp4", "error": "overlay video failed: x"}
+    summary.write(force=True)
+    written = json.loads(summary.path.read_text())
+    assert written["failed"] == 2 and written["complete"] is False  # no person is not a failure
+    assert written["videos"] == [{"input": "clip.mp4", "error": "overlay video failed: x",
+                                  "output": str(tmp_path / "clip")}]
+    assert [r["input"] for r in seen] == ["a", "b", "c"]
+
+
+def test_run_inference_marks_an_interrupted_run_incomplete(tmp_path, monkeypatch):
+    predictor = SimpleNamespace(body_model=SimpleNamespace(faces=np.zeros((1, 3))), kind="body", img_res=32)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(P, "_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        P.run_inference([], predictor, P.InferOptions(out_dir=tmp_path / "out"))
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == {"inputs": [], "failed": 0,
+                                                                           "complete": False}
