@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from expose_cli.io.paths import DataTree
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 from expose_cli.models import build_predictor, collate, crop_person, load_net
 from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
 
@@ -170,3 +170,42 @@ def test_backend_choice_errors(monkeypatch):
         backends.require("openvino")
     assert info.value.message == ("--backend openvino needs the openvino and onnx packages: "
                                   "pip install 'expose-cli[openvino]'") and info.value.hint is None
+
+
+@pytest.fixture(scope="module")
+def hand_eval_tree(standin_tree, tmp_path_factory):
+    import shutil
+
+    from expose_cli.testing.raw_datasets import write_freihand
+
+    root = tmp_path_factory.mktemp("backend_eval")
+    shutil.copytree(standin_tree, root, dirs_exist_ok=True)
+    write_mmhuman3d_checkpoint(root / "pretrained_models" / "resnet18_hmr_expose_hand.pth", "hand", seed=2, small=True)
+    write_freihand(root / "datasets" / "FreiHand", unique=5, eval_samples=3)
+    return root
+
+
+def test_eval_backends_and_the_fast_path_deviation_in_json(hand_eval_tree, tmp_path, run_cli, monkeypatch):
+    import json
+
+    from expose_cli.inference import backends
+
+    data = ["--data-dir", hand_eval_tree]
+    assert run_cli(*data, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0
+    results = {}
+    for name, extra in (("exact", []), ("ort", ["--backend", "onnxruntime"]), ("bf16", ["--precision", "bf16"])):
+        monkeypatch.setattr(backends, "cpu_has_bf16", lambda: True)
+        res = run_cli(*data, "eval", "freihand", "--json", tmp_path / f"{name}.json", *extra)
+        assert res.exit_code == 0, res.output
+        results[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    ours = {k: {r["metric"]: r["ours"] for r in v["metrics"]} for k, v in results.items()}
+    assert ours["ort"] == pytest.approx(ours["exact"], abs=0.05)  # mm: the exact path on another runtime
+    assert "fast_path_deviation" not in results["exact"]
+    assert results["ort"]["fast_path_deviation"]["max_mm"] < 0.01  # any path off torch fp32 is measured
+    dev = results["bf16"]["fast_path_deviation"]
+    assert results["bf16"]["precision"] == "bf16" and dev["samples"] == 3 and 0 < dev["mean_mm"] <= dev["max_mm"]
+    # without native bf16: a warning line, fp32 runs, and the results say so
+    monkeypatch.setattr(backends, "cpu_has_bf16", lambda: False)
+    res = run_cli(*data, "eval", "freihand", "--json", tmp_path / "nobf16.json", "--precision", "bf16")
+    assert res.exit_code == 0 and "warning: --precision bf16: this CPU has no native bf16" in res.stderr
+    assert json.loads((tmp_path / "nobf16.json").read_text())["precision"] == "fp32"
