@@ -209,3 +209,17 @@ def test_eval_backends_and_the_fast_path_deviation_in_json(hand_eval_tree, tmp_p
     res = run_cli(*data, "eval", "freihand", "--json", tmp_path / "nobf16.json", "--precision", "bf16")
     assert res.exit_code == 0 and "warning: --precision bf16: this CPU has no native bf16" in res.stderr
     assert json.loads((tmp_path / "nobf16.json").read_text())["precision"] == "fp32"
+
+
+def test_infer_with_a_missing_extra_is_one_line(standin_tree, tmp_path, run_cli, monkeypatch):
+    import sys
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((64, 48, 3), 100, np.uint8))
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    res = run_cli("--data-dir", standin_tree, "--device", "cpu", "infer", tmp_path / "a.jpg", "--out", tmp_path / "o",
+                  "--backend", "openvino")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == ("error: --backend openvino needs the openvino and onnx packages: "
+                                  "pip install 'expose-cli[openvino]'")

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
@@ -60,7 +61,7 @@ def info(settings: Settings, message: str) -> None:
 
 def warn(settings: Settings, message: str) -> None:
     """A yellow ``warning:`` line on stderr (shown with ``--quiet`` too)."""
-    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
 
 def debug(settings: Settings, message: str) -> None:

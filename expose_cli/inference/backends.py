@@ -62,6 +62,8 @@ def check_choice(backend: str, precision: str, device: torch.device, warn: Calla
     if backend != "torch" and device.type != "cpu":
         raise ExposeError(f"--backend {backend} runs on the CPU, not on {device}",
                           hint="use --device cpu, or --backend torch on the GPU")
+    if backend != "torch":
+        require(backend)  # a missing extra stops here, before any file is read
     if device.type == "cuda":
         return precision
     if precision == "fp16":
