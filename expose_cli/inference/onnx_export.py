@@ -84,7 +84,8 @@ class NetworkGraph(nn.Module):
         params = self.head.regressor(self.backbone(img), cond)[-1]
         out = self.head.decode(params)
         rest = [out.betas, *([out.expression] if out.expression is not None else []), out.camera]
-        return (params, *[out.rotations[p.name] for p in self.head.parts], *rest)
+        rotations = [out.rotations[p.name].reshape(-1, p.num_joints, 3, 3) for p in self.head.parts]  # static J
+        return (params, *rotations, *rest)
 
 
 def require_onnx():
