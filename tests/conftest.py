@@ -52,3 +52,16 @@ def standin_tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("standin_data")
     write_standin_data_tree(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def infer_tree(standin_tree, tmp_path_factory) -> Path:
+    """The stand-in tree plus a small random full-model checkpoint (``expose.pth``), for infer tests."""
+    import shutil
+
+    from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
+
+    root = tmp_path_factory.mktemp("infer_data")
+    shutil.copytree(standin_tree, root, dirs_exist_ok=True)
+    write_mmhuman3d_checkpoint(root / "pretrained_models" / "expose.pth", "expose", seed=1, small=True)
+    return root

@@ -212,6 +212,37 @@ def test_flame_and_smpl_layers(standin_tree):
     assert out.vertices.shape == (3, 6890, 3)
 
 
+def test_layers_print_nothing_and_keep_smplx_components(standin_tree, tmp_path, capfd, monkeypatch):
+    """smplx prints a WARNING to stdout for files with fewer components than its full space (MANO
+    and SMPL: 10 shape; SMPL-X v1.0: 10 + 10); the layers are built without it, without swapping
+    sys.stdout, and with the components smplx keeps then: shape 0-9, expression the next 10."""
+    import sys
+
+    from expose_cli.body_models import builders
+
+    tree = DataTree(standin_tree)
+    stdout_seen = []
+    real_struct = builders.Struct
+    monkeypatch.setattr(builders, "Struct", lambda **kw: stdout_seen.append(sys.stdout) or real_struct(**kw))
+    mano, smpl = build_mano(tree, "right"), build_smpl(tree, "neutral")
+    assert stdout_seen == [sys.stdout, sys.stdout]  # sys.stdout untouched while smplx builds
+    data = load_body_model_data(tree.smplx_model("neutral", "npz"))
+    shapedirs = data["shapedirs"]
+    data["shapedirs"] = shapedirs[:, :, np.r_[0:10, 300:310]]  # as SMPL-X v1.0: 10 shape + 10 expression
+    write_clean_npz(data, tmp_path / "SMPLX_NEUTRAL.npz")
+    smplx_v10 = build_smplx(tmp_path / "SMPLX_NEUTRAL.npz")
+    assert capfd.readouterr().out == ""
+    torch.testing.assert_close(smplx_v10.shapedirs.double(), torch.from_numpy(shapedirs[:, :, :10]).double())
+    torch.testing.assert_close(smplx_v10.expr_dirs.double(), torch.from_numpy(shapedirs[:, :, 300:310]).double())
+    assert smplx_v10.num_betas == 10 and smplx_v10.num_expression_coeffs == 10
+    mano_file = load_body_model_data(tree.mano_model("right"))
+    torch.testing.assert_close(mano.shapedirs.double(), torch.from_numpy(mano_file["shapedirs"]).double())
+    assert mano.num_betas == 10 and smpl.num_betas == 10
+    smplx_full = build_smplx(tree)  # 300 + 100 components: smplx's own class, expression from 300
+    torch.testing.assert_close(smplx_full.expr_dirs.double(), torch.from_numpy(shapedirs[:, :, 300:310]).double())
+    assert capfd.readouterr().out == ""
+
+
 def test_auxiliary_files(standin_tree, tmp_path):
     aux = Auxiliary(DataTree(standin_tree))
     assert aux.smplx_to_j14().shape == (14, 10475)

@@ -702,7 +702,8 @@ def test_read_ahead_is_bounded(tmp_path, monkeypatch):
         return np.zeros((8, 8, 3), np.uint8)
 
     monkeypatch.setattr(images_mod, "read_image", fake_read)
-    monkeypatch.setattr(models_mod, "crop_person", lambda img, box, **k: img)
+    crop_sizes = set()
+    monkeypatch.setattr(models_mod, "crop_person", lambda img, box, **k: crop_sizes.add(k["img_res"]) or img)
 
     def collate(crops):  # the batch is handed to the model: no longer "ahead"
         with lock:
@@ -713,6 +714,7 @@ def test_read_ahead_is_bounded(tmp_path, monkeypatch):
 
     class Fake:
         kind = "body"
+        img_res = 192  # crops at the model's input size (its config's img_res), whatever its kind
 
         def __call__(self, crops):
             time.sleep(0.02)  # the model is slow: the loaders run as far ahead as they may
@@ -721,7 +723,7 @@ def test_read_ahead_is_bounded(tmp_path, monkeypatch):
 
     with HDF5Reader(data) as reader:
         out = runner.predict("ehf", reader, Fake(), batch, None, workers=workers)
-    assert len(out["vertices"]) == n and state["decoded"] == n
+    assert len(out["vertices"]) == n and state["decoded"] == n and crop_sizes == {192}
     window = runner.read_ahead_window(batch, workers)
     assert window == 2 * batch
     # decoded (or being decoded) but not yet given to the model: at most the window

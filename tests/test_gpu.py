@@ -13,7 +13,7 @@ import torch
 from expose_cli.body_models import build_smplx
 from expose_cli.geometry.rotations import axis_angle_to_matrix
 from expose_cli.io.paths import DataTree
-from expose_cli.models import build_predictor, collate, crop_person
+from expose_cli.models import build_predictor, collate, crop_person, preset
 from expose_cli.testing.checkpoints import random_net
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def batch_for(kind: str, n: int = 2):
     rng = np.random.default_rng(0)
     img = (rng.random((480, 640, 3)) * 255).astype(np.uint8)
-    res = 224 if kind == "hand" else 256
+    res = preset(kind).img_res  # the model's input crop
     boxes = [[200, 40, 180, 400], [60, 100, 150, 300]][:n]
     return collate([crop_person(img, b, img_res=res, keep_full_image=kind == "expose") for b in boxes])
 

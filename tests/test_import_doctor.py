@@ -8,6 +8,7 @@ import pickle
 import zipfile
 
 import numpy as np
+import pytest
 import torch
 
 from expose_cli.body_models import build_mano, build_smpl
@@ -347,3 +348,91 @@ def test_doctor_checks_every_auxiliary_file_with_the_typed_loaders(tmp_path, run
         "MANO_SMPLX_vertex_ids.pkl": "refusing",
     }.items():
         assert report[label]["status"] == "invalid" and detail in report[label]["detail"], (label, report[label])
+
+
+# --- loose .npz / .pkl files of each model, and archives holding them (an .npz is itself a zip)
+
+def _slim(kind: str, offset: float = 0.0) -> dict:
+    """A stand-in of ``kind`` with the counts import checks (vertices, faces, joints), small blend shapes."""
+    make = {"smplx": standins.standin_smplx_arrays, "mano": standins.standin_mano_arrays,
+            "flame": standins.standin_flame_arrays, "smpl": standins.standin_smpl_arrays}[kind]
+    arrays = dict(make())
+    arrays["shapedirs"] = arrays["shapedirs"][..., :4].astype(np.float32)
+    arrays["posedirs"] = arrays["posedirs"][..., :9].astype(np.float32)
+    arrays["v_template"] = arrays["v_template"] + offset
+    return arrays
+
+
+#: kind -> (an .npz as released, where it goes), (a .pkl as released, where it goes)
+_FILES = {
+    "smplx": (("SMPLX_NEUTRAL.npz", lambda t: t.smplx_model("neutral", "npz")),
+              ("SMPLX_MALE.pkl", lambda t: t.smplx_model("male", "pkl"))),
+    "mano": (("MANO_RIGHT.npz", lambda t: t.mano_model("right", "npz")),
+             ("MANO_LEFT.pkl", lambda t: t.mano_model("left", "pkl"))),
+    "flame": (("FLAME_NEUTRAL.npz", lambda t: t.flame_model("neutral", "npz")),
+              ("female_model.pkl", lambda t: t.flame_model("female", "pkl"))),
+    "smpl": (("SMPL_NEUTRAL.npz", lambda t: t.smpl_model("neutral", "npz")),
+             ("basicModel_f_lbs_10_207_0_v1.0.0.pkl", lambda t: t.smpl_model("female", "pkl"))),
+}
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["loose", "archive"])
+@pytest.mark.parametrize("kind", sorted(_FILES))
+def test_import_npz_and_pkl_of_each_model(tmp_path, run_cli, kind, packed):
+    (npz_name, npz_dest), (pkl_name, pkl_dest) = _FILES[kind]
+    src = tmp_path / "src"
+    src.mkdir()
+    np.savez(src / npz_name, **_slim(kind, offset=0.25))
+    standins.write_chumpy_pickle(src / pkl_name, _slim(kind, offset=0.5))
+    given = [src / npz_name, src / pkl_name]
+    if packed:
+        given = [_zip(tmp_path / f"{kind}.zip", {f"{kind}/models/{p.name}": p.read_bytes() for p in given}
+                      | {f"{kind}/LICENSE.txt": b"licence"})]
+    data = tmp_path / "data"
+    result = run_cli("--data-dir", data, "import-body-models", *given, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    tree = DataTree(data)
+    expected = [(f"{kind}.zip:{kind}/models/{n}" if packed else str(src / n), _rel(tree, dest(tree)), "installed")
+                for n, dest in _FILES[kind]]
+    assert [(r["source"], r["installed"], r["status"]) for r in report] == expected
+    np.testing.assert_array_equal(_v_template(npz_dest(tree)), _slim(kind, offset=0.25)["v_template"])
+    assert pkl_dest(tree).read_bytes() == (src / pkl_name).read_bytes()
+    np.testing.assert_array_equal(_v_template(pkl_dest(tree).with_suffix(".npz")), _slim(kind, offset=0.5)["v_template"])
+
+
+def _rel(tree: DataTree, path) -> str:
+    return str(path.relative_to(tree.root))
+
+
+def test_import_every_path_given_has_a_row(tmp_path, run_cli):
+    src = tmp_path / "src"
+    src.mkdir()
+    np.savez(src / "SMPLX_NEUTRAL.npz", **_slim("smplx"))
+    standins.write_chumpy_pickle(src / "MANO_RIGHT.pkl", _slim("mano"))
+    np.savez(src / "model.npz", **_slim("smpl"))  # a model, but not under an official name
+    (src / "notes.txt").write_text("hello")
+    (src / "empty").mkdir()
+    _zip(src / "docs.zip", {"README.txt": b"read me"})
+    (src / "damaged.zip").write_bytes(b"PK\x03\x04 cut short")
+    given = {"SMPLX_NEUTRAL.npz": "installed", "notes.txt": "unrecognised", "model.npz": "unrecognised",
+             "empty": "unrecognised", "docs.zip": "unrecognised", "damaged.zip": "invalid", "MANO_RIGHT.pkl": "installed"}
+    data = tmp_path / "data"
+    # A path that does not exist stops the run before anything is written.
+    missing = run_cli("--data-dir", data, "import-body-models", src / "SMPLX_NEUTRAL.npz", src / "gone.zip")
+    assert missing.exit_code == 2 and "gone.zip: no such file" in missing.stderr
+    assert not data.exists()
+    result = run_cli("--data-dir", data, "import-body-models", *(src / n for n in given), "--json", tmp_path / "r.json")
+    assert result.exit_code == 1  # something given was not a body-model file
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [(r["source"], r["status"]) for r in report] == [(str(src / n), s) for n, s in given.items()]
+    details = {r["source"]: r["detail"] for r in report}
+    assert "not a body-model file" in details[str(src / "notes.txt")]
+    assert "not a body-model file" in details[str(src / "model.npz")]
+    assert "no body-model file in this folder" in details[str(src / "empty")]
+    assert "no body-model file in this archive" in details[str(src / "docs.zip")]
+    assert "zip" in details[str(src / "damaged.zip")]
+    tree = DataTree(data)
+    np.testing.assert_array_equal(_v_template(tree.smplx_model()), _slim("smplx")["v_template"])
+    assert tree.mano_model("right").is_file()
+    assert "2 installed, 5 refused, invalid or not a body-model file" in result.stderr

@@ -153,3 +153,16 @@ def test_run_inference_marks_an_interrupted_run_incomplete(tmp_path, monkeypatch
         P.run_inference([], predictor, P.InferOptions(out_dir=tmp_path / "out"))
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == {"inputs": [], "failed": 0,
                                                                            "complete": False}
+
+
+# -- the model's input size comes from its config ----------------------------------------------------
+
+@pytest.mark.parametrize("kind, override, res", [
+    ("body", None, 256), ("hand", None, 224), ("face", None, 256), ("expose", None, 256),  # the seed's configs
+    ("hand", "hand.img_res=160", 160), ("face", "face.img_res=192", 192),
+    ("expose", "body.img_res=288", 288), ("expose", "hand.img_res=160", 256),  # the full model crops the body
+])
+def test_img_res_of_each_model_kind(kind, override, res):
+    from expose_cli.models.config import load_config
+
+    assert load_config(kind, overrides=[override] if override else []).img_res == res

@@ -115,3 +115,9 @@ def test_unknown_convention():
     with pytest.raises(ValueError, match="unknown keypoint convention"):
         get_convention("nope")
     assert "h36m_smplx" in CONVENTIONS
+
+
+def test_conventions_are_read_only():
+    assert get_convention("h36m_smplx").names == get_convention("h36m").names  # built with the rest
+    with pytest.raises(TypeError):
+        CONVENTIONS["mine"] = get_convention("coco")  # type: ignore[index]

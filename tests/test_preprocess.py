@@ -309,7 +309,8 @@ def test_h36m_conversion(tmp_path, run_cli):
         # every 5th frame (0, 5, 10) of 'Directions 1'; frame 5's mask is empty; '_ALL' is skipped
         assert len(r) == 2 and json.loads(r.attrs["dropped"]) == {"empty mask": 1}
         paths = list(r.column("image_path").astype(str))
-        assert paths[0] == "images/S1_Directions_1.54138969/S1_Directions_1.54138969_000001.jpg"
+        assert paths[0] == "S1/images/S1_Directions_1.54138969/S1_Directions_1.54138969_000001.jpg"
+        assert all((tmp_path / "h36m" / p).is_file() for p in paths)  # the layout of datasets.md §8
         d3 = raw[("Directions 1", "D3_Positions_mono")].reshape(-1, 32, 3)
         row = r[0]
         pelvis, l_knee = d3[0, 11], d3[0, 7]
@@ -613,6 +614,7 @@ def test_embed_images_skip_bad(tmp_path, run_cli):
         path = tmp_path / str(data["img_fns"][i])
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), np.full((600, 600, 3), 90, np.uint8))
+    (tmp_path / str(data["img_fns"][3])).unlink()  # the fixture lays out every image: remove one
     args = ("preprocess", "curated-fits", "--root", tmp_path / "ExPose_curated_fits", "--split", "train",
             "--out", tmp_path / "c.h5", "--embed-images")
     res = run_cli(*args)

@@ -291,13 +291,41 @@ def download_asset(
         os.replace(main, corrupt)
         notes.append(f"the copy on disk was corrupt ({detail}): moved to {corrupt.name}")
     entry = lock.get(main)
-    expected = entry["sha256"] if entry and not options.force else None
     url = source_url(asset, options.mirror)
     host = urlsplit(url).netloc
-    hint = f"; use --mirror (a file:// folder works) or copy the file to {main}"
     if host in options.unreachable:
-        return Result(asset.name, "failed", rel, message=f"{options.unreachable[host]}{hint}")
+        return Result(asset.name, "failed", rel, message=f"{options.unreachable[host]}{_hint(main)}")
     part = main.with_name(main.name + ".part")
+    failure = _fetch_with_retries(url, part, main, asset.name, options, progress, sleep)
+    if failure is not None:
+        if status == "present":
+            failure = f"{rel} is present but unverified: {failure}"
+        return Result(asset.name, "failed", rel, message="; ".join([*notes, failure]))
+    digest = sha256_file(part)
+    problem = _checksum_problem(asset, digest, entry["sha256"] if entry and not options.force else None, lock)
+    if problem:
+        os.replace(part, corrupt)
+        _part_meta(part).unlink(missing_ok=True)
+        return Result(asset.name, "failed", rel, corrupt.stat().st_size, digest,
+                      "; ".join([*notes, f"{problem}; kept as {corrupt.name}"]))
+    notes += _install(part, main, digest, keep_old=status == "present",
+                      replaced=entry["sha256"] if options.force and entry else None)
+    lock.record(main, digest, url)
+    _copy_to_others(main, paths[1:])
+    if not moved_aside:  # a stale .corrupt from an earlier failed download
+        corrupt.unlink(missing_ok=True)
+    return Result(asset.name, "downloaded", rel, main.stat().st_size, digest, "; ".join(notes))
+
+
+def _hint(main: Path) -> str:
+    return f"; use --mirror (a file:// folder works) or copy the file to {main}"
+
+
+def _fetch_with_retries(url: str, part: Path, main: Path, name: str, options: DownloadOptions,
+                        progress: ProgressHook | None, sleep: Callable[[float], None]) -> str | None:
+    """Download ``url`` into ``part`` (resumed; restarted with ``--force``), retrying transient
+    failures with a doubling backoff (an unreachable host once, then remembered for the run's
+    other assets). ``None`` when complete, else the failure in one line."""
     main.parent.mkdir(parents=True, exist_ok=True)
     if options.force:
         for stale in (part, _part_meta(part)):
@@ -306,45 +334,44 @@ def download_asset(
     attempt = 0
     while True:
         try:
-            _fetch_once(url, part, options.timeout, asset.name, progress, options.cancel)
-            break
+            _fetch_once(url, part, options.timeout, name, progress, options.cancel)
+            return None
         except DownloadError as exc:
             limit = min(options.retries, 1) if exc.unreachable else options.retries
             if not exc.transient or attempt >= limit:
                 if exc.unreachable:
-                    options.unreachable.setdefault(host, str(exc))
-                msg = f"{exc}{hint}" if "cannot reach" in str(exc) else str(exc)
-                if status == "present":
-                    msg = f"{rel} is present but unverified: {msg}"
-                return Result(asset.name, "failed", rel, message="; ".join([*notes, msg]))
+                    options.unreachable.setdefault(urlsplit(url).netloc, str(exc))
+                return f"{exc}{_hint(main)}" if "cannot reach" in str(exc) else str(exc)
             attempt += 1
             sleep(delay)
             delay *= 2
-    digest = sha256_file(part)
-    problem = ""
+
+
+def _checksum_problem(asset: Asset, digest: str, expected: str | None, lock: LockFile) -> str:
+    """Why a downloaded file with sha256 ``digest`` is refused: not the prefix its name carries, or
+    not the copy verified before (``expected``, from the lock file); ``""`` when it is accepted."""
     if asset.sha256_prefix and not digest.startswith(asset.sha256_prefix):
-        problem = f"checksum mismatch: sha256 {digest[:8]}..., expected {asset.sha256_prefix} from the file name"
-    elif expected and digest != expected:
-        problem = (f"checksum mismatch: sha256 {digest[:8]}... differs from the copy verified before "
-                   f"({expected[:8]}... in {lock.path.name}); `--force` accepts a new version")
-    if problem:
-        os.replace(part, corrupt)
-        _part_meta(part).unlink(missing_ok=True)
-        return Result(asset.name, "failed", rel, corrupt.stat().st_size, digest,
-                      "; ".join([*notes, f"{problem}; kept as {corrupt.name}"]))
-    if status == "present" and main.is_file() and sha256_file(main) != digest:
+        return f"checksum mismatch: sha256 {digest[:8]}..., expected {asset.sha256_prefix} from the file name"
+    if expected and digest != expected:
+        return (f"checksum mismatch: sha256 {digest[:8]}... differs from the copy verified before "
+                f"({expected[:8]}... in {lock.path.name}); `--force` accepts a new version")
+    return ""
+
+
+def _install(part: Path, main: Path, digest: str, keep_old: bool, replaced: str | None) -> list[str]:
+    """Move the verified ``part`` to ``main``; an unverified copy there (``keep_old``) that differs
+    is kept as ``NAME.old``. Returns the notes for the result (also a new version under ``--force``:
+    ``replaced`` is the sha256 recorded before)."""
+    notes = []
+    if keep_old and main.is_file() and sha256_file(main) != digest:
         old = main.with_name(main.name + ".old")
         os.replace(main, old)
         notes.append(f"the unverified copy on disk differed from the source: kept as {old.name}")
-    if options.force and entry and entry["sha256"] != digest:
-        notes.append(f"new version: sha256 {entry['sha256'][:8]}... -> {digest[:8]}...")
+    if replaced and replaced != digest:
+        notes.append(f"new version: sha256 {replaced[:8]}... -> {digest[:8]}...")
     os.replace(part, main)
     _part_meta(part).unlink(missing_ok=True)
-    lock.record(main, digest, url)
-    _copy_to_others(main, paths[1:])
-    if not moved_aside:  # a stale .corrupt from an earlier failed download
-        corrupt.unlink(missing_ok=True)
-    return Result(asset.name, "downloaded", rel, main.stat().st_size, digest, "; ".join(notes))
+    return notes
 
 
 def lock_sha(lock: LockFile, path: Path) -> str:

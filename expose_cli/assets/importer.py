@@ -76,18 +76,36 @@ def recognise(name: str, tree: DataTree) -> Target | None:
     return None
 
 
+#: Suffixes of the files :func:`recognise` knows; a file with one is never opened as an archive
+#: (an ``.npz`` is a zip archive of ``.npy`` members).
+MODEL_SUFFIXES = (".pkl", ".npz", ".npy")
+OFFICIAL_NAMES = ("SMPLX_NEUTRAL.npz, MANO_RIGHT.pkl, FLAME_NEUTRAL.pkl or generic_model.pkl, "
+                  "basicModel_f_lbs_10_207_0_v1.0.0.pkl, all_means.pkl, ...")
+
+
 @dataclass
 class ImportRecord:
     """One row of the import report."""
 
     source: str
     installed: str
-    status: str  # installed | exists | refused | invalid
+    status: str  # installed | exists | refused | invalid | unrecognised
     detail: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status in ("installed", "exists")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One candidate file: its name in the report, how to copy it, why it may not be (if so),
+    and the path given on the command line it was found in."""
+
+    display: str
+    copy: Callable[[Path], None]
+    refusal: str | None
+    given: Path
 
 
 def _member_is_safe(info: zipfile.ZipInfo) -> str | None:
@@ -103,84 +121,140 @@ def _member_is_safe(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _sources(paths: list[Path]) -> Iterator[tuple[str, Callable[[Path], None] | None, str | None]]:
-    """Yield ``(display name, copy-to(path) function, refusal reason)`` for every candidate file."""
-    for path in paths:
-        if not path.exists():
-            raise ExposeError("no such file", path=path, exit_code=2)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
-            for f in files:
-                yield str(f), (lambda dst, f=f: shutil.copyfile(f, dst)), None
-        elif zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    if info.is_dir():
-                        continue
-                    why = _member_is_safe(info)
+def is_archive(path: Path) -> bool:
+    """A zip archive to look into: a zip file whose name is not that of a model file (``.npz``)."""
+    return path.suffix.lower() not in MODEL_SUFFIXES and zipfile.is_zipfile(path)
 
-                    def copy(dst: Path, info=info, path=path) -> None:
-                        with zipfile.ZipFile(path) as z, z.open(info) as src, open(dst, "wb") as out:
-                            shutil.copyfileobj(src, out, 1 << 20)
 
-                    yield f"{path.name}:{info.filename}", copy, why
-        else:
-            yield str(path), (lambda dst, p=path: shutil.copyfile(p, dst)), None
+def _archive_members(path: Path) -> Iterator[Source]:
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+
+            def copy(dst: Path, info=info) -> None:
+                with zipfile.ZipFile(path) as z, z.open(info) as src, open(dst, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+
+            yield Source(f"{path.name}:{info.filename}", copy, _member_is_safe(info), path)
+
+
+def _sources(path: Path) -> Iterator[Source]:
+    """Every candidate file of one path given: a folder's files, an archive's members, or the file."""
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            yield Source(str(f), lambda dst, f=f: shutil.copyfile(f, dst), None, path)
+    elif is_archive(path):
+        yield from _archive_members(path)
+    else:
+        yield Source(str(path), lambda dst: shutil.copyfile(path, dst), None, path)
+
+
+def _unrecognised(path: Path) -> ImportRecord:
+    """The row of a path given in which no body-model file was found."""
+    if path.is_dir():
+        why = f"no body-model file in this folder (names looked for: {OFFICIAL_NAMES})"
+    elif is_archive(path):
+        why = f"no body-model file in this archive (names looked for: {OFFICIAL_NAMES})"
+    elif path.suffix.lower() == ".zip":
+        return ImportRecord(str(path), "-", "invalid", "not a readable zip archive (damaged or incomplete download?)")
+    else:
+        why = f"not a body-model file: the name is none of the official ones ({OFFICIAL_NAMES})"
+    return ImportRecord(str(path), "-", "unrecognised", why)
 
 
 def _rel(path: Path, tree: DataTree) -> str:
     return str(path.relative_to(tree.root)) if path.is_relative_to(tree.root) else str(path)
 
 
-def import_body_models(paths: list[str | Path], tree: DataTree, force: bool = False) -> list[ImportRecord]:
-    """Install every recognised file found in ``paths`` (zips, folders, files) into ``tree``.
+class _Run:
+    """One import: the rows so far, and which destinations this run wrote from what."""
 
-    No file already in the tree is replaced without ``force``, including the ``.npz`` written
-    beside an installed ``.pkl`` (reported as its own ``exists`` row). Within one run, a file given
-    explicitly (e.g. the ``SMPLX_NEUTRAL.npz`` of the SMPL-X archive) replaces a ``.npz`` this run
-    derived from a ``.pkl``, never the reverse.
-    """
-    records: list[ImportRecord] = []
-    given: set[Path] = set()  # written this run from a file given explicitly
-    derived: set[Path] = set()  # written this run as the .npz beside a .pkl
-    for display, copy, refusal in _sources([Path(p) for p in paths]):
-        target = recognise(display.rsplit(":", 1)[-1], tree)
-        if refusal is not None:
-            records.append(ImportRecord(display, "-", "refused", refusal))
-            continue
+    def __init__(self, tree: DataTree, force: bool) -> None:
+        self.tree, self.force = tree, force
+        self.records: list[ImportRecord] = []
+        self.given: set[Path] = set()  # written this run from a file given explicitly
+        self.derived: set[Path] = set()  # written this run as the .npz beside a .pkl
+
+    def add(self, source: Source) -> bool:
+        """Report (and install) one candidate file; False when it is not a body-model file."""
+        target = recognise(source.display.rsplit(":", 1)[-1], self.tree)
+        if source.refusal is not None:
+            self.records.append(ImportRecord(source.display, "-", "refused", source.refusal))
+            return True
         if target is None:
-            continue
+            return False
         dest = target.destination
-        rel = _rel(dest, tree)
-        if dest.exists() and dest not in derived and (not force or dest in given):
-            detail = "given twice; the first one is kept" if dest in given else "already installed; --force replaces it"
-            records.append(ImportRecord(display, rel, "exists", detail))
-            continue
+        rel = _rel(dest, self.tree)
+        if dest.exists() and dest not in self.derived and (not self.force or dest in self.given):
+            detail = "given twice; the first one is kept" if dest in self.given else "already installed; --force replaces it"
+            self.records.append(ImportRecord(source.display, rel, "exists", detail))
+            return True
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             with atomic_path(dest) as tmp:
-                copy(tmp)
-                if target.kind != "aux":
-                    data = load_body_model_data(tmp)
-                    validate_body_model(data, target.kind, display)
-                    if dest.suffix == ".npz":
-                        write_clean_npz(data, tmp)  # drop pickled members
+                source.copy(tmp)
+                data = self._validate(tmp, target, source.display, dest)
         except ExposeError as exc:
-            records.append(ImportRecord(display, rel, "invalid", exc.reason))
+            self.records.append(ImportRecord(source.display, rel, "invalid", exc.reason))
+            return True
+        self.given.add(dest)
+        self.derived.discard(dest)
+        self.records.append(ImportRecord(source.display, rel, "installed"))
+        if data is not None and dest.suffix == ".pkl":
+            self._npz_beside(source.display, dest, data)
+        return True
+
+    @staticmethod
+    def _validate(tmp: Path, target: Target, display: str, dest: Path) -> dict | None:
+        """The model's arrays, checked (``None`` for auxiliary files); a ``.npz`` loses pickled members."""
+        if target.kind == "aux":
+            return None
+        data = load_body_model_data(tmp)
+        validate_body_model(data, target.kind, display)
+        if dest.suffix == ".npz":
+            write_clean_npz(data, tmp)  # drop pickled members
+        return data
+
+    def _npz_beside(self, display: str, dest: Path, data: dict) -> None:
+        """Write the chumpy-free ``.npz`` beside an installed ``.pkl`` unless one must be kept."""
+        npz = dest.with_suffix(".npz")
+        if npz in self.given:  # the download's own .npz, installed earlier in this run
+            self.records[-1].detail = f"{npz.name} from the download kept"
+            return
+        if npz.exists() and npz not in self.derived and not self.force:
+            self.records.append(ImportRecord(f"{display} (chumpy-free .npz)", _rel(npz, self.tree), "exists",
+                                             "already installed; kept (--force replaces it)"))
+            return
+        write_clean_npz(data, npz)
+        self.derived.add(npz)
+        self.records[-1].detail = f"+ {npz.name} (chumpy-free)"
+
+
+def import_body_models(paths: list[str | Path], tree: DataTree, force: bool = False) -> list[ImportRecord]:
+    """Install every recognised file found in ``paths`` (zips, folders, files) into ``tree``.
+
+    Every path given ends in at least one row: its files' (installed, exists, refused, invalid), or
+    one of its own saying why nothing in it is a body-model file (``unrecognised``; ``invalid`` for
+    a damaged zip). A loose ``.npz`` is a model file, never an archive. Missing paths stop the run
+    before anything is written. No file already in the tree is replaced without ``force``,
+    including the ``.npz`` written beside an installed ``.pkl`` (reported as its own ``exists``
+    row). Within one run, a file given explicitly (e.g. the ``SMPLX_NEUTRAL.npz`` of the SMPL-X
+    archive) replaces a ``.npz`` this run derived from a ``.pkl``, never the reverse.
+    """
+    given = [Path(p) for p in paths]
+    for path in given:
+        if not path.exists():
+            raise ExposeError("no such file", path=path, exit_code=2)
+    run = _Run(tree, force)
+    for path in given:
+        found = False
+        try:
+            for source in _sources(path):
+                found = run.add(source) or found
+        except zipfile.BadZipFile as exc:
+            run.records.append(ImportRecord(str(path), "-", "invalid", f"damaged zip archive: {exc}"))
             continue
-        given.add(dest)
-        derived.discard(dest)
-        records.append(ImportRecord(display, rel, "installed"))
-        if target.kind != "aux" and dest.suffix == ".pkl":
-            npz = dest.with_suffix(".npz")
-            if npz in given:  # the download's own .npz, installed earlier in this run
-                records[-1].detail = f"{npz.name} from the download kept"
-                continue
-            if npz.exists() and npz not in derived and not force:
-                records.append(ImportRecord(f"{display} (chumpy-free .npz)", _rel(npz, tree), "exists",
-                                            "already installed; kept (--force replaces it)"))
-                continue
-            write_clean_npz(data, npz)
-            derived.add(npz)
-            records[-1].detail = f"+ {npz.name} (chumpy-free)"
-    return records
+        if not found:
+            run.records.append(_unrecognised(path))
+    return run.records

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from expose_cli.data.outputs import TRAINING_SPLITS, output_files, training_files
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
 
@@ -91,6 +92,24 @@ def _hdf5(path: Path) -> None:
         raise ExposeError(f"cannot open as HDF5: {exc}", path=path) from exc
 
 
+def _usable(tree: DataTree) -> Callable[[Path], None]:
+    """A preprocessed file: written by `expose preprocess`, not by a converter version known to be
+    broken, and its image paths (16 evenly spaced rows) open under its raw root or in ``tree``."""
+
+    def check(path: Path) -> None:
+        from expose_cli.data.validity import check_training_file
+
+        _hdf5(path)
+        check_training_file(path, tree.root, sample=16)
+
+    return check
+
+
+def _preprocessed(tree: DataTree, path: Path, dataset: str, label: str, tasks: tuple[str, ...]) -> Requirement:
+    return Requirement(f"{label} (HDF5)", path, tasks, f"the dataset's website + `expose preprocess {dataset}`",
+                       _usable(tree))
+
+
 def requirements(tree: DataTree) -> list[Requirement]:
     """Every file any command reads, in the seed's layout.
 
@@ -124,13 +143,11 @@ def requirements(tree: DataTree) -> list[Requirement]:
                                     _auxiliary(name)))
     for name, tasks in (("expose", ("infer", "eval")), ("body", ("eval",)), ("face", ("eval",)), ("hand", ("eval",))):
         reqs.append(Requirement(f"checkpoint '{name}'", tree.checkpoint(name), tasks, FETCH, _checkpoint))
-    for ds, split, tasks in (
-        ("ehf", "val", ("eval",)), ("3dpw", "test", ("eval",)), ("freihand", "test", ("eval",)),
-        ("stirling", "HQ", ("eval",)), ("curated-fits", "train", ("train",)), ("freihand", "train", ("train",)),
-        ("ffhq", "train", ("train",)), ("spin-smplx", "train", ("train",)), ("h36m-smplx", "train", ("train",)),
-    ):
-        reqs.append(Requirement(f"{ds} {split} (HDF5)", tree.preprocessed_file(ds, split), tasks,
-                                f"the dataset's website + `expose preprocess {ds}`", _hdf5))
+    for ds, split in (("ehf", "val"), ("3dpw", "test"), ("freihand", "test"), ("stirling", "HQ")):
+        reqs.append(_preprocessed(tree, output_files(ds, tree, (split,))[0], ds, f"{ds} {split}", ("eval",)))
+    for ds in TRAINING_SPLITS:  # the files the converters write, from the data layer's one list
+        for split, path in zip(TRAINING_SPLITS[ds], training_files(ds, tree), strict=True):
+            reqs.append(_preprocessed(tree, path, ds, f"{ds} {split}", ("train",)))
     return reqs
 
 

@@ -10,8 +10,7 @@ every file through the restricted loader first and give ``smplx`` only pickle-fr
 
 from __future__ import annotations
 
-import contextlib
-import io
+import functools
 import pickle
 import tempfile
 from pathlib import Path
@@ -40,9 +39,28 @@ FLAME_SITE = "https://flame.is.tue.mpg.de (FLAME 2019), then `expose import-body
 SMPL_SITE = "https://smpl.is.tue.mpg.de (SMPL v1.0), then `expose import-body-models FILE.zip`"
 
 
-def _quiet():
-    """smplx prints warnings (e.g. "only 10 shape coefficients") to stdout; keep stdout for results."""
-    return contextlib.redirect_stdout(io.StringIO())
+@functools.cache
+def _ten_component_class(base: type) -> type:
+    """``base`` with a 10-component shape (and expression) space: see :func:`_layer_class`."""
+    space = {"SHAPE_SPACE_DIM": 10}
+    if hasattr(base, "EXPRESSION_SPACE_DIM"):
+        space["EXPRESSION_SPACE_DIM"] = 10
+    return type(base.__name__, (base,), {**space, "__module__": __name__, "__doc__": base.__doc__})
+
+
+def _layer_class(base: type, shapedirs: np.ndarray) -> type:
+    """The smplx layer class to build a model file with ``shapedirs`` [V, 3, C] from.
+
+    When C is less than the class's full space (300 shape + 100 expression components), smplx's
+    constructor prints a WARNING line to stdout (MANO v1.2 and SMPL v1.0 have 10 shape components;
+    SMPL-X v1.0 10 + 10) and then uses the first 10 shape and the next 10 expression components.
+    A subclass whose space is those 10 (+ 10) takes smplx's other branch, which keeps the same
+    components, and prints nothing: stdout stays for results (``--json``) without redirecting the
+    process-wide ``sys.stdout``. (A file with fewer than 10 components, or 20 for SMPL-X and FLAME,
+    still makes smplx print.)
+    """
+    full = base.SHAPE_SPACE_DIM + getattr(base, "EXPRESSION_SPACE_DIM", 0)
+    return base if shapedirs.shape[-1] >= full else _ten_component_class(base)
 
 
 def _resolve(source: DataTree | str | Path, candidates: list[Path], what: str, site: str) -> Path:
@@ -112,17 +130,15 @@ def build_smplx(
         dtype=dtype,
         ext="npz",
     )
-    if path.suffix == ".npz" and npz_is_clean(path):
-        validate_body_model(load_body_model_data(path), "smplx", path)
-        with _quiet():
-            return smplx.SMPLXLayer(model_path=str(path), **kwargs)
     data = load_body_model_data(path)
     validate_body_model(data, "smplx", path)
+    layer = _layer_class(smplx.SMPLXLayer, data["shapedirs"])
+    if path.suffix == ".npz" and npz_is_clean(path):
+        return layer(model_path=str(path), **kwargs)
     with tempfile.TemporaryDirectory(prefix="expose_smplx_") as tmp:
         clean = Path(tmp) / "model.npz"
         write_clean_npz(data, clean)
-        with _quiet():
-            return smplx.SMPLXLayer(model_path=str(clean), **kwargs)
+        return layer(model_path=str(clean), **kwargs)
 
 
 def mirror_mano_data(right: dict) -> dict:
@@ -199,16 +215,15 @@ def build_mano(
         validate_body_model(data, "mano", path)
         if side == "left":
             data = mirror_mano_data(data)
-    with _quiet():
-        return smplx.MANOLayer(
-            model_path=str(path),
-            data_struct=Struct(**data),
-            is_rhand=side == "right",
-            num_betas=num_betas,
-            use_pca=False,
-            flat_hand_mean=flat_hand_mean,
-            dtype=dtype,
-        )
+    return _layer_class(smplx.MANOLayer, data["shapedirs"])(
+        model_path=str(path),
+        data_struct=Struct(**data),
+        is_rhand=side == "right",
+        num_betas=num_betas,
+        use_pca=False,
+        flat_hand_mean=flat_hand_mean,
+        dtype=dtype,
+    )
 
 
 def build_smpl(
@@ -222,10 +237,9 @@ def build_smpl(
     path = _resolve(source, cands, f"SMPL model ({gender})", SMPL_SITE)
     data = load_body_model_data(path)
     validate_body_model(data, "smpl", path)
-    with _quiet():
-        return smplx.SMPLLayer(
-            model_path=str(path), data_struct=Struct(**data), num_betas=num_betas, gender=gender, dtype=dtype
-        )
+    return _layer_class(smplx.SMPLLayer, data["shapedirs"])(
+        model_path=str(path), data_struct=Struct(**data), num_betas=num_betas, gender=gender, dtype=dtype
+    )
 
 
 def build_flame(
@@ -258,12 +272,11 @@ def build_flame(
             dyn = load_flame_dynamic_embedding(dynamic)
             np.save(Path(tmp) / "flame_dynamic_embedding.npy",
                     np.array({k: np.asarray(v) for k, v in dyn.items()}, dtype=object), allow_pickle=True)
-        with _quiet():
-            return smplx.FLAMELayer(
-                model_path=tmp,
-                num_betas=num_betas,
-                num_expression_coeffs=num_expression,
-                use_face_contour=use_face_contour,
-                dtype=dtype,
-                ext="npz",
-            )
+        return _layer_class(smplx.FLAMELayer, data["shapedirs"])(
+            model_path=tmp,
+            num_betas=num_betas,
+            num_expression_coeffs=num_expression,
+            use_face_contour=use_face_contour,
+            dtype=dtype,
+            ext="npz",
+        )

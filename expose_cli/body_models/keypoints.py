@@ -15,11 +15,18 @@ Project-wide, HDF5 files store keypoints in the ``smplx`` convention (144 points
 
 from __future__ import annotations
 
+<<<<<<< HEAD
 import importlib.util
 import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+=======
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from types import MappingProxyType
+>>>>>>> main
 
 import numpy as np
 
@@ -140,7 +147,8 @@ def _swap_side(name: str) -> str:
     return name
 
 
-CONVENTIONS: dict[str, KeypointConvention] = {
+#: Every convention by name, built once and read-only.
+CONVENTIONS: Mapping[str, KeypointConvention] = MappingProxyType({
     c.name: c
     for c in (
         KeypointConvention("smplx", tuple(_SMPLX_144)),
@@ -158,10 +166,10 @@ CONVENTIONS: dict[str, KeypointConvention] = {
         KeypointConvention("face3d", tuple(FACE3D7)),
         KeypointConvention("pw3d", tuple(PW3D18)),
         KeypointConvention("spin_smplx", tuple(SPIN_SMPLX24)),
+        # datasets.md calls the H3.6M raw 17-joint order 'h36m_smplx'; it is the same order as 'h36m'.
+        KeypointConvention("h36m_smplx", tuple(H36M17)),
     )
-}
-#: datasets.md calls the H3.6M raw 17-joint order 'h36m_smplx'; it is the same order as 'h36m'.
-CONVENTIONS["h36m_smplx"] = KeypointConvention("h36m_smplx", tuple(H36M17))
+})
 
 
 def get_convention(name: str) -> KeypointConvention:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import typer
 
-from expose_cli.cli.common import Settings, console, err_console, get_settings, info, resolve_device
+from expose_cli.cli.common import Settings, console, get_settings, resolve_device
 from expose_cli.io.paths import DataTree
 
 
@@ -45,33 +45,20 @@ def write_demo_inputs(root: Path) -> tuple[Path, Path]:
     return images, root / "boxes.json"
 
 
-def run_demo_inference(settings: Settings, tree: DataTree, images: Path, boxes: Path, results: Path) -> dict:
-    """The inference pipeline of `expose infer IMAGES --boxes BOXES --render --format obj,ply,glb,npz,json`,
-    called directly; returns the run's summary."""
-    from rich.progress import Progress
-
+def run_demo_inference(settings: Settings, tree: DataTree, images: Path, boxes: Path, results: Path) -> None:
+    """What `expose infer IMAGES --boxes BOXES --render --format obj,ply,glb,npz,json` runs, called
+    directly: the pipeline under infer's progress bar and report (exit status 1 when an input failed)."""
+    from expose_cli.cli.infer import run_and_report
     from expose_cli.inference.boxes import load_boxes
     from expose_cli.inference.inputs import discover_inputs
-    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.inference.pipeline import InferOptions
     from expose_cli.models import load_model
 
     items = discover_inputs([images])
     predictor = load_model("expose", tree, resolve_device(settings.device), **settings.model_options())
     options = InferOptions(out_dir=results, formats=("obj", "ply", "glb", "npz", "json"), render=True,
                            boxes=load_boxes(boxes))
-    with Progress(console=err_console, disable=settings.quiet) as progress:
-        task = progress.add_task("infer", total=len(items))
-
-        def on_unit(record: dict) -> None:
-            progress.advance(task)
-            if record.get("error"):
-                err_console.print(f"[yellow]{record['input']}[/yellow]: {record['error']}", highlight=False)
-
-        summary = run_inference(items, predictor, options, on_unit)
-    persons = sum(r.get("persons", 0) for r in summary["inputs"])
-    info(settings, f"{len(summary['inputs'])} image(s), {persons} person(s); results in {results} (summary.json); "
-                   f"{summary['failed']} failed")
-    return summary
+    run_and_report(settings, items, predictor, options)
 
 
 def demo(
@@ -91,12 +78,12 @@ def demo(
     write_mmhuman3d_checkpoint(tree.checkpoint("expose"), "expose", seed=0, small=not full_size)
     images, boxes = write_demo_inputs(root)
     results = root / "results"
-    summary = run_demo_inference(settings, tree, images, boxes, results)
-    console.print(f"\nresults: {results} (summary.json, per-image folders with meshes and overlay.png)\n"
-                  "For real results: register and download SMPL-X, then `expose import-body-models FILE.zip`, and\n"
-                  "`expose fetch-models` for the published checkpoints; then `expose infer YOUR_IMAGES --render`.")
-    if summary["failed"]:
-        raise typer.Exit(1)
+    try:
+        run_demo_inference(settings, tree, images, boxes, results)
+    finally:
+        console.print(f"\nresults: {results} (summary.json, per-image folders with meshes and overlay.png)\n"
+                      "For real results: register and download SMPL-X, then `expose import-body-models FILE.zip`,\n"
+                      "and `expose fetch-models` for the published checkpoints; then `expose infer YOUR_IMAGES --render`.")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
-import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,10 +14,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+<<<<<<< HEAD
 from expose_cli import __version__
 from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device, warn
 from expose_cli.errors import ExposeError
 from expose_cli.io import hashing
+=======
+from expose_cli.cli.common import Settings, console, err_console, get_settings, info, resolve_device
+>>>>>>> main
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 
@@ -37,11 +43,11 @@ def evaluate(
                                                                  "into the results) | fp16 (GPU).")] = "fp32",
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
-    import time
-
-    from expose_cli.evaluation import protocols, runner  # imports torch: only when a command runs
+    from expose_cli.evaluation import benchmark as B  # imports torch: only when a command runs
+    from expose_cli.evaluation import protocols, runner
 
     settings = get_settings(ctx)
+<<<<<<< HEAD
     tree = settings.tree
     dataset, split, default_ckpt, kinds, protocol = runner.check_benchmark(benchmark)
     # Cheapest checks first, everything checked and loaded before any network work: the data file
@@ -112,12 +118,70 @@ def evaluate(
                                                  "measured_on": "the first batch"}
                 info(settings, "fast path: vertices {mean_mm:.3f} mm from the exact path on average, "
                                "{max_mm:.3f} mm at most (first batch)".format(**predictor.deviation))
+=======
+    bench = B.get_benchmark(benchmark)
+    # Everything checked and loaded before any network work: the data file (exists, right dataset),
+    # the checkpoint (exists) or the predictions, the files scoring needs, the model and its body
+    # model; only then the hashes and the predictions.
+    with B.open_data(bench, data, settings.tree) as reader:
+        run = B.prepare(bench, reader, settings.tree, ckpt=ckpt, from_predictions=from_predictions, limit=limit,
+                        load_model=lambda path: _load_model(path, settings))
+        info_d = B.provenance(run, _config_overrides(settings))
+        with _progress(settings, run) as tick:
+            preds = B.predictions(run, info_d, batch_size, workers, tick)
+>>>>>>> main
         if save_predictions is not None:
             runner.save_predictions(save_predictions, benchmark, preds, info_d)
-        metrics = runner.score(benchmark, reader, preds, assets)
-    result = runner.EvalResult(benchmark, metrics, list(preds["image_path"]), info_d)
-    published = protocols.published_for(benchmark, subset)
-    title = f"{benchmark}{'' if subset is None else ' ' + subset} ({len(preds['vertices'])} samples)"
+        result = B.score(run, preds, info_d)
+    rows = _print_table(result, run.subset)
+    if json_out is not None:
+        used = {r["protocol"]: protocols.PROTOCOLS[r["protocol"]] for r in rows}
+        write_json_atomic(json_out, {**info_d, "num_samples": len(preds["vertices"]), "protocols": used, "metrics": rows})
+    if per_sample is not None:
+        _write_per_sample(per_sample, result)
+    info(settings, "protocol: " + bench.protocol)
+
+
+def _load_model(path: Path, settings: Settings):
+    from expose_cli.models import load_model
+
+    return load_model(path, settings.tree, resolve_device(settings.device), **settings.model_options())
+
+
+def _config_overrides(settings: Settings) -> dict | None:
+    """The --model-config file and --set overrides the results were made under (None: the defaults)."""
+    if settings.model_config is None and not settings.overrides:
+        return None
+    return {"file": str(settings.model_config) if settings.model_config else None, "set": list(settings.overrides)}
+
+
+@contextmanager
+def _progress(settings: Settings, run) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar (samples and samples/s) while the model runs; nothing when re-scoring."""
+    if run.predictor is None:
+        yield None
+        return
+    progress = Progress(TextColumn(f"eval {run.benchmark.name}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err_console,
+                        disable=settings.quiet)
+    start = time.perf_counter()
+    with progress:
+        task = progress.add_task("eval", total=run.num_samples, rate="")
+
+        def tick(n: int) -> None:
+            progress.advance(task, n)
+            done = progress.tasks[0].completed
+            progress.update(task, rate=f"{done / (time.perf_counter() - start):.2f} samples/s")
+
+        yield tick
+
+
+def _print_table(result, subset: str | None) -> list[dict]:
+    """Our means next to the published ones (the JSON rows returned)."""
+    from expose_cli.evaluation import protocols
+
+    published = protocols.published_for(result.benchmark, subset)
+    title = f"{result.benchmark}{'' if subset is None else ' ' + subset} ({len(result.image_paths)} samples)"
     table = Table(title=title)
     for col in ("metric", "unit", "ours", "published", "difference"):
         table.add_column(col, justify="left" if col in ("metric", "unit") else "right")
@@ -139,17 +203,17 @@ def evaluate(
     if subset is not None and not published:
         console.print(f"the seed publishes Stirling {', '.join(protocols.STIRLING_PUBLISHED_SUBSETS)} only: "
                       f"no published {subset} value to compare with", highlight=False)
-    if json_out is not None:
-        used = {r["protocol"]: protocols.PROTOCOLS[r["protocol"]] for r in rows}
-        write_json_atomic(json_out, {**info_d, "num_samples": len(preds["vertices"]), "protocols": used, "metrics": rows})
-    if per_sample is not None:
-        with atomic_path(per_sample) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            names = list(metrics)
-            writer.writerow(["image_path", *names])
-            for i, path in enumerate(result.image_paths):
-                writer.writerow([path, *[f"{float(np.asarray(metrics[n])[i]):.4f}" for n in names]])
-    info(settings, "protocol: " + protocol)
+    return rows
+
+
+def _write_per_sample(path: Path, result) -> None:
+    """Per-sample metrics as CSV: image path, then one column per metric."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        names = list(result.per_sample)
+        writer.writerow(["image_path", *names])
+        for i, image in enumerate(result.image_paths):
+            writer.writerow([image, *[f"{float(np.asarray(result.per_sample[n])[i]):.4f}" for n in names]])
 
 
 def register(app: typer.Typer) -> None:

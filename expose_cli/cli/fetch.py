@@ -28,6 +28,7 @@ from expose_cli.assets.download import (
 from expose_cli.assets.manifest import Asset, default_manifest, models_assets, select
 from expose_cli.cli.common import Settings, console, err_console, get_settings, info
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 from expose_cli.utils.atomic import write_json_atomic
 
 MirrorOpt = Annotated[str | None, typer.Option("--mirror", envvar="EXPOSE_MIRROR", help="Base URL replacing the origin; the path of each asset is kept.")]
@@ -48,45 +49,68 @@ def run_fetch(
     json_out: Path | None = None,
 ) -> list[Result]:
     """Fetch ``assets`` with a progress bar per file and a total; print a table; return results."""
-    tree = settings.tree
-    lock = LockFile(tree)
+    lock = LockFile(settings.tree)
     if dry_run:
-        table = Table(title="dry run: nothing is downloaded")
-        for col in ("asset", "now", "would", "to", "from"):
-            table.add_column(col)
-        for a in assets:
-            status, _ = file_status(a, tree, lock)
-            # A downloadable file "present" without a checksum is downloaded again to verify it.
-            kept = status == "verified" or (status == "present" and not a.downloadable)
-            would = ("skip" if kept and not options.force
-                     else "download" if a.downloadable else "install by hand")
-            src = (options.mirror.rstrip("/") + a.url_path) if (options.mirror and a.url) else (a.url or a.website or "")
-            table.add_row(a.name, status, would, str(a.paths(tree)[0]), src)
-        console.print(table)
+        _print_dry_run(settings.tree, lock, assets, options)
         return []
+    results = _download_all(settings, lock, assets, options, jobs)
+    _print_results(results)
+    if json_out is not None:
+        write_json_atomic(json_out, [r.__dict__ for r in results])
+    ok = sum(r.ok for r in results)
+    info(settings, f"{ok} of {len(results)} asset(s) present and verified")
+    return results
+
+
+def _print_dry_run(tree: DataTree, lock: LockFile, assets: list[Asset], options: DownloadOptions) -> None:
+    """What each asset has now and what a run would do with it; nothing is downloaded."""
+    table = Table(title="dry run: nothing is downloaded")
+    for col in ("asset", "now", "would", "to", "from"):
+        table.add_column(col)
+    for a in assets:
+        status, _ = file_status(a, tree, lock)
+        # A downloadable file "present" without a checksum is downloaded again to verify it.
+        kept = status == "verified" or (status == "present" and not a.downloadable)
+        would = ("skip" if kept and not options.force
+                 else "download" if a.downloadable else "install by hand")
+        src = (options.mirror.rstrip("/") + a.url_path) if (options.mirror and a.url) else (a.url or a.website or "")
+        table.add_row(a.name, status, would, str(a.paths(tree)[0]), src)
+    console.print(table)
+
+
+class _TransferBars:
+    """Download progress: a bar per file and a total that grows as each download announces its size
+    (unknown sizes count as received). Called as ``download_asset``'s progress hook."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.total_id = progress.add_task("total", total=None)
+        self.tasks: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.sizes: dict[str, int | None] = {}
+
+    def __call__(self, name: str, received: int, total: int | None) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(name, total=total)
+        self.progress.update(self.tasks[name], completed=received, total=total)
+        self.done[name] = received
+        self.sizes[name] = total
+        known = sum(size if size is not None else self.done[n] for n, size in self.sizes.items())
+        self.progress.update(self.total_id, completed=sum(self.done.values()), total=known)
+
+
+def _download_all(settings: Settings, lock: LockFile, assets: list[Asset], options: DownloadOptions,
+                  jobs: int) -> list[Result]:
+    """``jobs`` downloads at a time under the progress bars; Ctrl-C stops them all, keeping the .part files."""
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
         console=err_console, disable=settings.quiet, transient=False,
     )
-    tasks: dict[str, int] = {}
-    done: dict[str, int] = {}
-    sizes: dict[str, int | None] = {}
     with progress:
-        total_id = progress.add_task("total", total=None)
-
-        def hook(name: str, received: int, total: int | None) -> None:
-            if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total)
-            progress.update(tasks[name], completed=received, total=total)
-            done[name] = received
-            sizes[name] = total
-            # The total grows as each download announces its size; unknown sizes count as received.
-            known = sum(size if size is not None else done[n] for n, size in sizes.items())
-            progress.update(total_id, completed=sum(done.values()), total=known)
-
+        hook = _TransferBars(progress)
         pool = ThreadPoolExecutor(max_workers=jobs)
         try:
-            futures = [pool.submit(download_asset, a, tree, lock, options, hook) for a in assets]
+            futures = [pool.submit(download_asset, a, settings.tree, lock, options, hook) for a in assets]
             results = [f.result() for f in futures]
         except KeyboardInterrupt:
             # Stop every transfer at its next block; the .part files stay for the next run to resume.
@@ -95,6 +119,11 @@ def run_fetch(
             err_console.print("interrupted: partial downloads are kept as .part and resume on the next run")
             raise
         pool.shutdown()
+    return results
+
+
+def _print_results(results: list[Result]) -> None:
+    """The results table, then one error line per failed asset."""
     table = Table(title="expose fetch")
     for col in ("asset", "status", "size", "path / message"):
         table.add_column(col)
@@ -106,11 +135,6 @@ def run_fetch(
     for r in results:
         if r.status == "failed":
             err_console.print(f"[red]error:[/red] {r.asset}: {r.message}", highlight=False)
-    if json_out is not None:
-        write_json_atomic(json_out, [r.__dict__ for r in results])
-    ok = sum(r.ok for r in results)
-    info(settings, f"{ok} of {len(results)} asset(s) present and verified")
-    return results
 
 
 def _options(mirror, force, timeout, retries) -> DownloadOptions:
@@ -152,6 +176,18 @@ def fetch(
     results = run_fetch(settings, _select(manifest, names), _options(mirror, force, timeout, retries), jobs, dry_run, json_out)
     if not dry_run and not all(r.ok for r in results):
         raise typer.Exit(1)
+    if not dry_run and any(r.asset == "detector" for r in results):
+        _install_detector(settings, manifest)
+
+
+def _install_detector(settings, manifest: list[Asset]) -> None:
+    """Take the ONNX file out of the downloaded detector archive and check it (assets/detector_model.py)."""
+    from expose_cli.assets import detector_model
+
+    tree = settings.tree
+    archive = next(a for a in manifest if a.name == "detector").paths(tree)[0]
+    path = detector_model.install_detector(archive, tree.person_detector, detector_model.ONNX_SHA256)
+    console.print(f"person detector installed: {path}")
 
 
 def _select(manifest: list[Asset], names: list[str]) -> list[Asset]:

@@ -23,12 +23,6 @@ def import_models(
     """Install official body-model downloads (zips or files) into the data tree."""
     settings = get_settings(ctx)
     records = import_body_models(paths, settings.tree, force=force)
-    if not records:
-        raise ExposeError(
-            "no SMPL-X, MANO, FLAME or SMPL model file found in " + ", ".join(map(str, paths)),
-            hint="pass the archives as downloaded: models_smplx_v1_1.zip, mano_v1_2.zip, FLAME2019.zip, "
-            "SMPL_python_v.1.0.0.zip (or the .pkl/.npz files inside them)",
-        )
     table = Table(title="import-body-models")
     for col in ("source", "installed as", "status", "detail"):
         table.add_column(col)
@@ -38,8 +32,15 @@ def import_models(
     console.print(table)
     if json_out is not None:
         write_json_atomic(json_out, [r.__dict__ for r in records])
+    if all(r.status == "unrecognised" for r in records):
+        raise ExposeError(
+            "no SMPL-X, MANO, FLAME or SMPL model file found in " + ", ".join(map(str, paths)),
+            hint="pass the archives as downloaded: models_smplx_v1_1.zip, mano_v1_2.zip, FLAME2019.zip, "
+            "SMPL_python_v.1.0.0.zip (or the .pkl/.npz files inside them)",
+        )
     bad = [r for r in records if not r.ok]
-    info(settings, f"{sum(r.status == 'installed' for r in records)} installed, {len(bad)} refused or invalid")
+    info(settings, f"{sum(r.status == 'installed' for r in records)} installed, "
+                   f"{len(bad)} refused, invalid or not a body-model file")
     if bad:
         raise typer.Exit(1)
 

@@ -18,9 +18,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from expose_cli.cli.common import err_console, get_settings, info, resolve_device, warn  # noqa: E402
 from expose_cli.errors import ExposeError  # noqa: E402
-from expose_cli.inference.boxes import load_boxes  # noqa: E402
+from expose_cli.inference.boxes import NO_PERSON, load_boxes  # noqa: E402
 from expose_cli.inference.export import FORMATS  # noqa: E402
 from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  # noqa: E402
+
+SMOOTHING = ("none", "oneeuro", "savgol")
 
 
 def infer(
@@ -33,7 +35,8 @@ def infer(
     focal_length: Annotated[float, typer.Option("--focal-length", help="Focal length (px) of the full-perspective camera.")] = 5000.0,
     render: Annotated[bool, typer.Option("--render", help="Save the mesh drawn over the image (PNG; MP4 for videos).")] = False,
     boxes: Annotated[Path | None, typer.Option("--boxes", help="JSON of person boxes per file (or COCO results).")] = None,
-    detector: Annotated[str, typer.Option("--detector", help="hog | full-image, for inputs without boxes.")] = "hog",
+    detector: Annotated[str, typer.Option("--detector", help="auto (the ONNX detector of `expose fetch detector`, else HOG) "
+                                                            "| hog | full-image | onnx:PATH, for inputs without boxes.")] = "auto",
     min_score: Annotated[float, typer.Option("--min-score", help="Drop boxes scored lower (HOG: SVM margin, about 0-3; "
                                                                  "boxes file: its scores, e.g. 0-1).")] = 0.0,
     max_people: Annotated[int | None, typer.Option("--max-people", min=1, help="Largest N persons per image.")] = None,
@@ -43,15 +46,15 @@ def infer(
     every: Annotated[int, typer.Option("--every", min=1, help="Videos: every N-th frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Videos: at most N frames.")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Resume: skip inputs already done.")] = False,
+    track: Annotated[bool | None, typer.Option("--track/--no-track", help="Person ids across frames (on for videos; "
+                                                                          "--track also treats each image folder as a sequence).")] = None,
+    smooth: Annotated[str, typer.Option("--smooth", help="Tracks: none | oneeuro | savgol (zero-phase, default).")] = "savgol",
+    motion: Annotated[bool, typer.Option("--motion/--no-motion", help="Tracks: motion.npz (AMASS) and motion.bvh per track.")] = True,
+    fps: Annotated[float, typer.Option("--fps", min=0.001, help="Frame rate of image sequences (--track).")] = 30.0,
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
-    fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
-        raise ExposeError(f"unknown --format {', '.join(bad) or repr(formats)}", hint=f"choose from {', '.join(FORMATS)}")
-    if detector not in ("hog", "full-image"):
-        raise ExposeError(f"unknown --detector {detector!r}", hint="use hog or full-image")
+    fmts = _check_options(formats, smooth, precision)
     from expose_cli.inference.backends import check_choice, make_predictor
 
     device = resolve_device(settings.device)
@@ -60,59 +63,102 @@ def infer(
     if not items:
         raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
     box_table = load_boxes(boxes) if boxes is not None else None
-    from expose_cli.inference.pipeline import (  # heavy (torch):
-        NO_PERSON,
-        InferOptions,
-        run_inference,
-    )
-    from expose_cli.models import load_model  # imported after the argument checks
+    # heavy (torch): imported after the argument checks
+    from expose_cli.inference.detector import resolve_detector
+    from expose_cli.inference.pipeline import InferOptions
+    from expose_cli.inference.video import TrackOptions
+    from expose_cli.models import load_model
 
+    kind, onnx_detector, warning = resolve_detector(detector, settings.tree.person_detector)
+    if warning and box_table is None:
+        err_console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
-    predictor = make_predictor(predictor, backend, precision)  # CPU: the backbones' runtime and precision
+    predictor = make_predictor(predictor, backend, precision)  # the backbones' runtime and precision
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
-                           render=render, boxes=box_table, detector=detector, min_score=min_score,
+                           render=render, boxes=box_table, detector=kind, detect=onnx_detector, min_score=min_score,
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
-                           every=every, max_frames=max_frames,
-                           precision="fp32")  # the predictor runs the backbones in --precision
+                           every=every, max_frames=max_frames, precision="fp32",  # the predictor applies --precision
+                           tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
+                           track_images=bool(track), sequence_fps=fps)
+    run_and_report(settings, items, predictor, options)
+
+
+def run_and_report(settings, items: list, predictor, options) -> None:
+    """The run under a progress bar, then the closing lines (`expose infer` and `expose demo`)."""
+    from expose_cli.inference.pipeline import run_inference
+
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     progress = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err_console, disable=settings.quiet)
+    with progress:
+        total = _count_units(items, options.every, options.max_frames)
+        report = _Report(progress, progress.add_task("infer", total=total, rate=""))
+        try:
+            summary = run_inference(items, predictor, options, report.on_unit)
+        finally:
+            report.videos_without_persons()
+    _report_summary(settings, summary, options.out_dir)
+
+
+def _check_options(formats: str, smooth: str, precision: str) -> tuple[str, ...]:
+    """The --format list; refuses an unknown format, smoothing or precision (--detector: when resolved)."""
+    fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise ExposeError(f"unknown --format {', '.join(bad) or repr(formats)}", hint=f"choose from {', '.join(FORMATS)}")
+    if smooth not in SMOOTHING:
+        raise ExposeError(f"unknown --smooth {smooth!r}", hint=f"use {', '.join(SMOOTHING)}")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ExposeError(f"unknown --precision {precision!r}", hint="use fp32, bf16 or fp16")
+    return fmts
+
+
+def _count_units(items: list, every: int, max_frames: int | None) -> int | None:
+    """Images plus video frames, or ``None`` when a video's container does not say how many."""
     total: int | None = 0
-    for item in items:  # images and video frames (when every container says how many)
+    for item in items:
         n = 1 if item.kind == "image" else video_frame_estimate(item.path, every, max_frames)
         total = None if total is None or n is None else total + n
-    no_person: dict[str, list[int]] = {}  # video -> [frames without a person, frames]
-    with progress:
-        task = progress.add_task("infer", total=total or None, rate="")
-        start = time.perf_counter()
-        done = [0]
+    return total or None
 
-        def on_unit(record: dict) -> None:
-            if not record.get("skipped"):
-                done[0] += 1
-            rate = done[0] / max(time.perf_counter() - start, 1e-9)
-            progress.update(task, advance=1, rate=f"{rate:.2f} images/s")
-            where = record["input"] + (f" frame {record['frame']}" if record.get("frame") is not None else "")
-            if record.get("skipped") and record.get("error") in (None, NO_PERSON):
-                return  # done in an earlier run, reported then
-            if record.get("frame") is not None:
-                counts = no_person.setdefault(record["input"], [0, 0])
-                counts[1] += 1
-                if record.get("error") == NO_PERSON:
-                    counts[0] += 1
-                    return  # one line per video, after the run
-            if record.get("warnings"):
-                err_console.print(f"[yellow]{where}[/yellow]: " + "; ".join(record["warnings"]), highlight=False)
-            if record.get("error"):
-                err_console.print(f"[yellow]{where}[/yellow]: {record['error']}", highlight=False)
 
-        try:
-            summary = run_inference(items, predictor, options, on_unit)
-        finally:
-            for video, (missing, frames) in no_person.items():
-                if missing:
-                    err_console.print(f"[yellow]{video}[/yellow]: {NO_PERSON} in {missing} of {frames} frame(s)",
-                                      highlight=False)
+class _Report:
+    """The progress bar and one line per input that failed or warned; a video's frames without a
+    person are counted and reported in one line after the run."""
+
+    def __init__(self, progress: Progress, task) -> None:
+        self.progress, self.task = progress, task
+        self.start, self.done = time.perf_counter(), 0
+        self.no_person: dict[str, list[int]] = {}  # video -> [frames without a person, frames]
+
+    def on_unit(self, record: dict) -> None:
+        if not record.get("skipped"):
+            self.done += 1
+        rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+        self.progress.update(self.task, advance=1, rate=f"{rate:.2f} images/s")
+        where = record["input"] + (f" frame {record['frame']}" if record.get("frame") is not None else "")
+        if record.get("skipped") and record.get("error") in (None, NO_PERSON):
+            return  # done in an earlier run, reported then
+        if record.get("frame") is not None:
+            counts = self.no_person.setdefault(record["input"], [0, 0])
+            counts[1] += 1
+            if record.get("error") == NO_PERSON:
+                counts[0] += 1
+                return  # one line per video, after the run
+        if record.get("warnings"):
+            err_console.print(f"[yellow]{where}[/yellow]: " + "; ".join(record["warnings"]), highlight=False)
+        if record.get("error"):
+            err_console.print(f"[yellow]{where}[/yellow]: {record['error']}", highlight=False)
+
+    def videos_without_persons(self) -> None:
+        for video, (missing, frames) in self.no_person.items():
+            if missing:
+                err_console.print(f"[yellow]{video}[/yellow]: {NO_PERSON} in {missing} of {frames} frame(s)",
+                                  highlight=False)
+
+
+def _report_summary(settings, summary: dict, out: Path) -> None:
+    """Failed overlay videos, the closing line; exit status 1 when any input failed."""
     for video in summary.get("videos", []):
         if video.get("error"):
             err_console.print(f"[yellow]{video['input']}[/yellow]: {video['error']}", highlight=False)

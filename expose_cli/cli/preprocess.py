@@ -15,6 +15,7 @@ from expose_cli.data.converters import CONVERTERS
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.data.preprocess import convert
 from expose_cli.errors import ExposeError
+from expose_cli.io.paths import DataTree
 from expose_cli.utils.atomic import write_json_atomic
 
 
@@ -37,18 +38,8 @@ def preprocess(
     after a dataset fails and exits non-zero at the end if any did.
     """
     settings = get_settings(ctx)
-    tree = settings.tree
     every = name == "all"
-    if every:
-        given = [opt for opt, value in (("--root", root), ("--split", split), ("--out", out)) if value]
-        if given:
-            raise ExposeError(f"{', '.join(given)} name one dataset's files; they cannot be used with 'all'",
-                              hint="convert that dataset by name, or use --data-dir for another data tree")
-        names = [n for n in sorted(CONVERTERS) if tree.raw_dataset(n).is_dir()]
-        if not names:
-            raise ExposeError(f"no raw dataset found under {tree.datasets}", hint="`expose fetch --list` shows where each comes from")
-    else:
-        names = [name]
+    names = _dataset_names(name, settings.tree, root, split, out)
     table = Table(title="expose preprocess")
     for col in ("dataset", "split", "samples", "dropped", "file"):
         table.add_column(col, overflow="fold")
@@ -56,40 +47,69 @@ def preprocess(
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err_console, disable=settings.quiet)
     with progress:
-        tasks: dict[str, int] = {}
-
-        def tick(split: str) -> None:
-            if split not in tasks:
-                tasks[split] = progress.add_task(f"{current[0]} {split}", total=None)
-            progress.advance(tasks[split])
-
         for n in names:
-            current = [n]
-            tasks.clear()
             try:
-                results = convert(n, tree, root, split, out, overwrite, skip_bad, limit, tick, embed_images, workers,
-                                  skip_existing=every)
+                results = convert(n, settings.tree, root, split, out, overwrite, skip_bad, limit,
+                                  _SplitBars(progress, n), embed_images, workers, skip_existing=every)
             except ExposeError as exc:
                 if not every:
                     raise
                 failed.append(n)
-                err_console.print(f"[bold red]error:[/bold red] {n}: {exc.message}", highlight=False)
-                if exc.hint:
-                    err_console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
-                table.add_row(n, "-", "-", "-", f"FAILED: {exc.reason}")
+                _report_failure(table, n, exc)
                 continue
-            for r in results:
-                if r.skipped is not None:
-                    err_console.print(f"skipped {r.dataset} {r.split}: {r.skipped}", highlight=False)
-                    table.add_row(r.dataset, r.split, "-", "-", f"skipped: {r.skipped}")
-                    continue
-                dropped = ", ".join(f"{k}: {v}" for k, v in r.stats.dropped.items()) or "0"
-                table.add_row(r.dataset, r.split, str(r.samples), dropped, str(r.path))
+            _add_rows(table, results)
     console.print(table)
     if failed:
         raise ExposeError(f"{len(failed)} of {len(names)} datasets failed: {', '.join(failed)}",
                           hint="see the errors above; the other datasets were converted")
     info(settings, "done")
+
+
+def _dataset_names(name: str, tree: DataTree, root: Path | None, split: list[str] | None, out: Path | None) -> list[str]:
+    """``[name]``, or for ``all`` every dataset whose raw folder is present (options naming one
+    dataset's files refused)."""
+    if name != "all":
+        return [name]
+    given = [opt for opt, value in (("--root", root), ("--split", split), ("--out", out)) if value]
+    if given:
+        raise ExposeError(f"{', '.join(given)} name one dataset's files; they cannot be used with 'all'",
+                          hint="convert that dataset by name, or use --data-dir for another data tree")
+    names = [n for n in sorted(CONVERTERS) if tree.raw_dataset(n).is_dir()]
+    if not names:
+        raise ExposeError(f"no raw dataset found under {tree.datasets}", hint="`expose fetch --list` shows where each comes from")
+    return names
+
+
+class _SplitBars:
+    """A progress bar per split of one dataset, advanced once per sample (``convert``'s ``on_sample``)."""
+
+    def __init__(self, progress: Progress, dataset: str) -> None:
+        self.progress, self.dataset = progress, dataset
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, split: str) -> None:
+        if split not in self.tasks:
+            self.tasks[split] = self.progress.add_task(f"{self.dataset} {split}", total=None)
+        self.progress.advance(self.tasks[split])
+
+
+def _report_failure(table: Table, dataset: str, exc: ExposeError) -> None:
+    """A dataset of `all` that failed: its error and hint now, a FAILED row in the table."""
+    err_console.print(f"[bold red]error:[/bold red] {dataset}: {exc.message}", highlight=False)
+    if exc.hint:
+        err_console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
+    table.add_row(dataset, "-", "-", "-", f"FAILED: {exc.reason}")
+
+
+def _add_rows(table: Table, results: list) -> None:
+    """A row per converted split (samples, dropped by reason, file); skipped splits said on stderr too."""
+    for r in results:
+        if r.skipped is not None:
+            err_console.print(f"skipped {r.dataset} {r.split}: {r.skipped}", highlight=False)
+            table.add_row(r.dataset, r.split, "-", "-", f"skipped: {r.skipped}")
+            continue
+        dropped = ", ".join(f"{k}: {v}" for k, v in r.stats.dropped.items()) or "0"
+        table.add_row(r.dataset, r.split, str(r.samples), dropped, str(r.path))
 
 
 def inspect(
@@ -114,6 +134,7 @@ def inspect(
         for f, (shape, dtype) in fields.items():
             ft.add_row(f, str(tuple(shape)), dtype)
         console.print(ft)
+        images = _report_images(reader, get_settings(ctx).tree.root)
         rows = []
         for i in range(min(samples, len(reader))):
             row = reader[i]
@@ -121,7 +142,26 @@ def inspect(
             rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in short.items()})
             console.print(f"[bold]sample {i}[/bold]: image_path={row['image_path']} bbox_xywh={np.round(row['bbox_xywh'], 1).tolist()}")
         if json_out is not None:
-            write_json_atomic(json_out, {"attrs": attrs, "fields": fields, "num_samples": len(reader), "samples": rows})
+            write_json_atomic(json_out, {"attrs": attrs, "fields": fields, "num_samples": len(reader), "samples": rows,
+                                         "image_paths": images})
+
+
+def _report_images(reader: HDF5Reader, data_dir: Path) -> dict:
+    """Print (and return) how many image paths open, and why the file is stale if it is."""
+    from expose_cli.data.validity import count_resolving, stale_reason
+
+    check = count_resolving(reader, data_dir)
+    style = "green" if check.complete else "yellow" if check.resolved else "red"
+    note = " (the crops are embedded in the file)" if check.embedded else ""
+    console.print(f"image paths: [{style}]{check.resolved} of {check.checked}[/] open under {check.root}{note}",
+                  highlight=False)
+    if check.first_missing is not None:
+        console.print(f"first missing: {check.first_missing}", highlight=False)
+    stale = stale_reason(reader.attrs)
+    if stale is not None:
+        console.print(f"[red]stale:[/] {stale}", highlight=False)
+    return {"checked": check.checked, "resolved": check.resolved, "root": str(check.root),
+            "first_missing": check.first_missing, "embedded": check.embedded, "stale": stale}
 
 
 def register(app: typer.Typer) -> None:

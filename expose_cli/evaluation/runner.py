@@ -1,4 +1,6 @@
-"""Running a benchmark: predictions from a checkpoint (or a saved file), then the protocol."""
+"""The steps of a benchmark run: the model's predictions on a data file (or saved ones, checked
+against it), the files each benchmark's scoring needs, and each benchmark's scoring.
+:mod:`expose_cli.evaluation.benchmark` names the benchmarks and runs these steps in order."""
 
 from __future__ import annotations
 
@@ -15,28 +17,6 @@ from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.evaluation import protocols
 from expose_cli.io.paths import DataTree
 
-#: benchmark -> (dataset attribute, split, default checkpoint, model kinds that can run it, protocol text)
-BENCHMARKS = {
-    "ehf": ("ehf", "val", "expose", ("expose",),
-            "MMHuman3D: 55 J_regressor joints + 21 vertices; body/hand joints and all/hand/face vertices "
-            "PA-aligned per part; box = dataset box, square, no extra scaling. "
-            "H4W rows (Hand4Whole EHF.evaluate): PVE all/hands/face translated to pelvis/wrists/neck "
-            "(J_regressor 0/20,21/12), PA-PVE all/hands/face, body PA-MPJPE on SMPLX_to_J14, hands PA-MPJPE "
-            "(wrist, 15 finger joints, 5 tips); hands = mean of left and right"),
-    "freihand": ("freihand", "test", "hand", ("hand",),
-                 "MMHuman3D: 21 joints root-relative PA-MPJPE; PA-PVE against the MANO mesh of the ground-truth "
-                 "parameters. FH- rows (FreiHAND challenge): PA-PVE and F@5/15 mm against the official "
-                 "evaluation_verts.json"),
-    "3dpw": ("3dpw", "test", "body", ("body", "expose"),
-             "MMHuman3D: prediction SMPLX_to_J14; ground truth NEUTRAL SMPL for every subject -> J_regressor_h36m "
-             "-> H36M_TO_J14; both centred on the mean of the hips; MPJPE and PA-MPJPE. G- rows (HMR/SPIN/VIBE): "
-             "ground truth from the gendered SMPL ('m' male, else female)"),
-    "stirling": ("stirling", "HQ", "face", ("face",),
-                 "MMHuman3D/FG2018: predicted mesh similarity-aligned to the scan by 7 landmarks, scan cropped to "
-                 "the face region, mean scan-to-mesh distance ('3DRMSE'); the data file decides the subset (HQ/LQ); "
-                 "the seed publishes HQ only"),
-}
-
 
 @dataclass
 class EvalResult:
@@ -48,25 +28,6 @@ class EvalResult:
     @property
     def means(self) -> dict[str, float]:
         return {k: float(np.mean(v)) for k, v in self.per_sample.items()}
-
-
-def check_benchmark(name: str) -> tuple:
-    if name not in BENCHMARKS:
-        raise ExposeError(f"unknown benchmark {name!r}", hint="available: " + ", ".join(BENCHMARKS))
-    return BENCHMARKS[name]
-
-
-def open_data(name: str, data: Path | None, tree: DataTree) -> HDF5Reader:
-    dataset, split, *_ = check_benchmark(name)
-    path = Path(data) if data is not None else tree.preprocessed_file(dataset, split)
-    if not path.is_file():
-        raise MissingFileError(path, f"{dataset} {split} data file", f"run `expose preprocess {dataset}`")
-    reader = HDF5Reader(path)
-    if reader.dataset != dataset:
-        reader.close()
-        raise ExposeError(f"this is a {reader.dataset!r} file; benchmark {name!r} needs {dataset!r}", path=path,
-                          hint=f"run `expose preprocess {dataset}` and pass its file")
-    return reader
 
 
 #: How many batches are decoded ahead of the one the model is running on.
@@ -95,7 +56,7 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
     n = len(reader) if limit is None else min(limit, len(reader))
     paths = reader.column("image_path")[:n].astype(str)
     boxes = reader.column("bbox_xywh")[:n]
-    res = 224 if predictor.kind == "hand" else 256
+    res = predictor.img_res  # the model's input crop (its config's img_res)
     keep_full = predictor.kind == "expose"
 
     def load(i: int):
@@ -147,49 +108,54 @@ def needed_for(name: str, call):
                           exit_code=exc.exit_code) from exc
 
 
-def load_scoring_assets(name: str, reader: HDF5Reader, tree: DataTree, limit: int | None = None) -> dict:
-    """Load every file that scoring ``name`` needs, before any network work, so that a missing one
-    stops the run at once: EHF the SMPL-X ``J_regressor``, the hand and face vertex ids and
-    ``SMPLX_to_J14`` (H4W body joints); 3DPW ``J_regressor_h36m``, the neutral SMPL (MMHuman3D's
-    rows) and the SMPL model of each gender in the file (``G-`` rows); Stirling the FLAME faces;
-    FreiHAND the right MANO model (its mean hand pose kept unless the file's pose has a mean added)."""
+def ehf_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
+    """EHF: the SMPL-X ``J_regressor``, the hand and face vertex ids and ``SMPLX_to_J14`` (H4W body joints)."""
     from expose_cli.body_models.auxiliary import Auxiliary
+    from expose_cli.body_models.builders import smplx_file
     from expose_cli.body_models.loading import load_body_model_data
 
-    aux = Auxiliary(tree)
-    n = len(reader) if limit is None else min(limit, len(reader))
-    if name == "ehf":
-        from expose_cli.body_models.builders import smplx_file
+    aux, name = Auxiliary(tree), "ehf"
+    hands = needed_for(name, aux.mano_smplx_vertex_ids)
+    return {"left_hand": hands["left_hand"], "right_hand": hands["right_hand"],
+            "face": needed_for(name, aux.smplx_flame_vertex_ids),
+            "j14_regressor": needed_for(name, aux.smplx_to_j14),
+            "j_regressor": np.asarray(load_body_model_data(needed_for(name, lambda: smplx_file(tree)))["J_regressor"])}
 
-        hands = needed_for(name, aux.mano_smplx_vertex_ids)
-        return {"left_hand": hands["left_hand"], "right_hand": hands["right_hand"],
-                "face": needed_for(name, aux.smplx_flame_vertex_ids),
-                "j14_regressor": needed_for(name, aux.smplx_to_j14),
-                "j_regressor": np.asarray(load_body_model_data(needed_for(name, lambda: smplx_file(tree)))["J_regressor"])}
-    if name == "3dpw":
-        import torch
 
-        from expose_cli.body_models import build_smpl
+def pw3d_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
+    """3DPW: ``J_regressor_h36m``, the neutral SMPL (MMHuman3D's rows) and the SMPL model of each
+    gender among the first ``n`` rows (``G-`` rows)."""
+    import torch
 
-        reg = needed_for(name, aux.j_regressor_h36m)
-        codes = sorted({int(c) for c in reader.column("gender")[:n]})
-        models = {}
-        for gender in ["neutral", *sorted({PW3D_GENDER.get(c, "female") for c in codes})]:
-            models[gender] = needed_for(name, lambda g=gender: build_smpl(tree, g, dtype=torch.float64))
-        return {"j_regressor_h36m": reg, "smpl": models}
-    if name == "freihand":
-        import torch
+    from expose_cli.body_models import build_smpl
+    from expose_cli.body_models.auxiliary import Auxiliary
 
-        from expose_cli.body_models import build_mano
+    name = "3dpw"
+    reg = needed_for(name, Auxiliary(tree).j_regressor_h36m)
+    codes = sorted({int(c) for c in reader.column("gender")[:n]})
+    models = {}
+    for gender in ["neutral", *sorted({PW3D_GENDER.get(c, "female") for c in codes})]:
+        models[gender] = needed_for(name, lambda g=gender: build_smpl(tree, g, dtype=torch.float64))
+    return {"j_regressor_h36m": reg, "smpl": models}
 
-        flat = bool(reader.attrs.get("mano_hand_mean_added", False))
-        return {"mano": needed_for(name, lambda: build_mano(tree, "right", flat_hand_mean=flat, dtype=torch.float64))}
-    if name == "stirling":
-        from expose_cli.body_models.builders import flame_file
 
-        flame = needed_for(name, lambda: flame_file(tree))
-        return {"faces": load_body_model_data(flame)["f"].astype(np.int64)}
-    return {}
+def freihand_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
+    """FreiHAND: the right MANO model (its mean hand pose kept unless the file's pose has a mean added)."""
+    import torch
+
+    from expose_cli.body_models import build_mano
+
+    flat = bool(reader.attrs.get("mano_hand_mean_added", False))
+    return {"mano": needed_for("freihand", lambda: build_mano(tree, "right", flat_hand_mean=flat, dtype=torch.float64))}
+
+
+def stirling_assets(reader: HDF5Reader, tree: DataTree, n: int) -> dict:
+    """Stirling: the FLAME faces."""
+    from expose_cli.body_models.builders import flame_file
+    from expose_cli.body_models.loading import load_body_model_data
+
+    flame = needed_for("stirling", lambda: flame_file(tree))
+    return {"faces": load_body_model_data(flame)["f"].astype(np.int64)}
 
 
 #: 3DPW gender codes -> SMPL model of the ``G-`` rows: 'm' male, everything else female (as the
@@ -197,22 +163,29 @@ def load_scoring_assets(name: str, reader: HDF5Reader, tree: DataTree, limit: in
 PW3D_GENDER = {1: "male", 2: "female", 0: "female"}
 
 
-def score(name: str, reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) -> dict[str, np.ndarray]:
-    """The benchmark's metrics from predictions (vertices, joints), the file's ground truth and
-    the files :func:`load_scoring_assets` loaded."""
+def score_ehf(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) -> dict[str, np.ndarray]:
     n = len(preds["vertices"])
-    if name == "ehf":
-        gt = reader.column("vertices")[:n]
-        return protocols.ehf_metrics(preds["vertices"], gt, assets["j_regressor"], assets["left_hand"],
-                                     assets["right_hand"], assets["face"], assets["j14_regressor"])
-    if name == "3dpw":
-        return protocols.pw3d_metrics(preds["joints_j14"], pw3d_ground_truth(reader, n, assets, gendered=False),
-                                      pw3d_ground_truth(reader, n, assets, gendered=True))
-    if name == "stirling":
-        landmarks = convert_keypoints(preds["joints"], "flame_73", "face3d")[0]
-        scans = [reader.scan(i) for i in range(n)]
-        return protocols.stirling_metrics(preds["vertices"], assets["faces"], landmarks, scans,
-                                          reader.column("scan_landmarks")[:n])
+    gt = reader.column("vertices")[:n]
+    return protocols.ehf_metrics(preds["vertices"], gt, assets["j_regressor"], assets["left_hand"],
+                                 assets["right_hand"], assets["face"], assets["j14_regressor"])
+
+
+def score_3dpw(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) -> dict[str, np.ndarray]:
+    n = len(preds["vertices"])
+    return protocols.pw3d_metrics(preds["joints_j14"], pw3d_ground_truth(reader, n, assets, gendered=False),
+                                  pw3d_ground_truth(reader, n, assets, gendered=True))
+
+
+def score_stirling(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) -> dict[str, np.ndarray]:
+    n = len(preds["vertices"])
+    landmarks = convert_keypoints(preds["joints"], "flame_73", "face3d")[0]
+    scans = [reader.scan(i) for i in range(n)]
+    return protocols.stirling_metrics(preds["vertices"], assets["faces"], landmarks, scans,
+                                      reader.column("scan_landmarks")[:n])
+
+
+def score_freihand(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) -> dict[str, np.ndarray]:
+    n = len(preds["vertices"])
     gt_joints = convert_keypoints(reader.column("keypoints3d")[:n, :, :3], "smplx", "freihand")[0]
     pred_joints = convert_keypoints(preds["joints"], "mano", "freihand")[0]
     return protocols.freihand_metrics(pred_joints, gt_joints, preds["vertices"], reader.column("vertices")[:n],

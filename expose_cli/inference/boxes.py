@@ -10,6 +10,10 @@ import numpy as np
 
 from expose_cli.errors import ExposeError
 
+#: An input's error when no box is left (none detected, none in the boxes file, all filtered out);
+#: not a failure: the run's exit status and ``failed`` count leave it out.
+NO_PERSON = "no person found"
+
 
 def load_boxes(path: str | Path) -> dict[str, list[list[float]]]:
     """Boxes per input file, as ``[x1, y1, x2, y2, score]`` (px).

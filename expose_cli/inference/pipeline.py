@@ -6,6 +6,11 @@ written last, so ``skip_existing`` resumes an interrupted run exactly. A failure
 (decoding, boxes, the model, writing) is recorded for that input and the others go on;
 ``summary.json`` is rewritten (atomically) as inputs complete and at the end, also when the run
 stops early.
+
+The parts, in the order a unit goes through them (each testable alone, tests/test_infer_parts.py):
+inputs (:func:`_units_to_run`, :func:`_read_ahead`) -> batches (:func:`person_crops`,
+:class:`Batches`) -> forward (:func:`forward`, :func:`predict_batch`) -> writers (:class:`Writers`)
+-> summary (:class:`Summary`); :func:`run_inference` joins them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from expose_cli.inference import boxes as box_utils
 from expose_cli.inference import export
 from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
 from expose_cli.inference.render import render_overlay
+from expose_cli.inference.video import TrackOptions, VideoTracks
 from expose_cli.io.images import read_image
 from expose_cli.models import PersonCrop, Prediction, Predictor, collate, crop_person
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
@@ -44,7 +50,8 @@ class InferOptions:
     focal_length: float = 5000.0
     render: bool = False
     boxes: dict | None = None
-    detector: str = "hog"  # hog | full-image
+    detector: str = "hog"  # hog | full-image | onnx (then ``detect`` runs the ONNX model)
+    detect: Callable[[np.ndarray], list[list[float]]] | None = None  # boxes of an RGB image (px)
     min_score: float = 0.0
     max_people: int | None = None
     batch_size: int = 8
@@ -53,6 +60,9 @@ class InferOptions:
     max_frames: int | None = None
     box_scale: float = 1.25
     precision: str = "fp32"
+    tracks: TrackOptions | None = None  # videos: track ids, smoothing, motion files
+    track_images: bool = False  # also track each input folder's images as one sequence
+    sequence_fps: float = 30.0  # frame rate of such image sequences
 
 
 @dataclass
@@ -73,7 +83,7 @@ class Unit:
     processed: int = 0  # persons through the model and written, or failed
 
 
-NO_PERSON = "no person found"
+NO_PERSON = box_utils.NO_PERSON
 
 
 def _message(exc: BaseException) -> str:
@@ -148,8 +158,12 @@ def _find_boxes(unit: Unit, options: InferOptions) -> list[list[float]]:
     if options.boxes is not None:
         boxes = box_utils.boxes_for(options.boxes, unit.item.path, unit.item.root)
     if boxes is None:
-        boxes = (box_utils.full_image_box(unit.image) if options.detector == "full-image"
-                 else box_utils.detect_hog(unit.image))
+        if options.detect is not None:
+            boxes = options.detect(unit.image)
+        elif options.detector == "full-image":
+            boxes = box_utils.full_image_box(unit.image)
+        else:
+            boxes = box_utils.detect_hog(unit.image)
     boxes, warnings = box_utils.validate_boxes(boxes, unit.image.shape[:2])
     unit.warnings += warnings
     boxes = [b for b in boxes if b[4] >= options.min_score]
@@ -363,6 +377,9 @@ class Writers:
     options: InferOptions
     faces: np.ndarray  # [F, 3] of the body model
     summary: Summary
+    body_model: object = None  # SMPL-X layer for motion files (body and full model), else None
+    tracks: VideoTracks | None = None
+    seen: dict[Path, int] = field(default_factory=dict)  # frames of each tracked sequence so far
 
     def person(self, queued: Queued, pred: Prediction, row: int, model_s: float) -> None:
         """One person's files (``options.formats``); a failure is recorded on its unit."""
@@ -382,13 +399,16 @@ class Writers:
         """A finished unit: its overlay (``--render``), its record (also as ``result.json`` when it did
         not fail), added to the summary. The image is released."""
         t0 = time.perf_counter()
+        track_ids = self._track(unit)
         if self.options.render and unit.image is not None and (unit.results or unit.frame is not None):
             try:  # video frames always get one (the plain frame without persons): the overlay video has them all
-                self.summary.add_overlay(unit, self._overlay(unit))
+                self.summary.add_overlay(unit, self._overlay(unit, track_ids))
             except Exception as exc:  # noqa: BLE001
                 unit.error = unit.error or f"rendering failed: {_message(exc)}"
         unit.timings["write_s"] = unit.timings.get("write_s", 0.0) + time.perf_counter() - t0
         record = unit_record(unit)
+        if track_ids is not None:
+            record["track_ids"] = track_ids
         if unit.error is None:
             try:
                 write_json_atomic(unit.out_dir / "result.json", record)
@@ -398,15 +418,42 @@ class Writers:
         self.summary.add(record)
         return record
 
-    def _overlay(self, unit: Unit) -> Path:
+    def _track(self, unit: Unit) -> list[int] | None:
+        """Track ids of a video frame's (or tracked image sequence's) persons, else ``None``."""
+        folder = sequence_folder(unit, self.options) if self.tracks is not None else None
+        if folder is None:
+            return None
+        index = self.seen.get(folder, 0)  # images of a sequence are numbered as they come
+        self.seen[folder] = index + 1
+        if not unit.results or unit.error is not None:
+            return None
+        fps = self.summary.videos.get(folder, {}).get("fps", self.options.sequence_fps)
+        return self.tracks.add(folder, unit.frame if unit.frame is not None else index, fps, unit.results)
+
+    def _overlay(self, unit: Unit, track_ids: list[int] | None = None) -> Path:
         meshes = [(r["vertices_camera"], self.faces) for r in unit.results]
-        overlay = render_overlay(unit.image, meshes, self.options.focal_length) if meshes else unit.image
+        labels = None
+        if track_ids is not None:
+            labels = [(f"#{t}", r["bbox_xyxy"]) for t, r in zip(track_ids, unit.results, strict=True)]
+        overlay = (render_overlay(unit.image, meshes, self.options.focal_length, colour_ids=track_ids, labels=labels)
+                   if meshes else unit.image)
         path = unit.out_dir / "overlay.png"
         with atomic_path(path) as tmp:
             if not cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
                 raise OSError(f"cannot write {path}")
         unit.files.append(str(path))
         return path
+
+    def finish_tracks(self) -> None:
+        """Each tracked video's ``tracks.json`` and per-track files; a failure is the video's error."""
+        for folder in list(self.tracks.videos if self.tracks else ()):
+            video = self.summary.videos.setdefault(folder, {"input": str(folder), "fps": self.options.sequence_fps})
+            try:
+                record = self.tracks.finish(folder, self.body_model)
+                video["tracks"] = len(record["tracks"])
+                video["tracks_file"] = str(folder / "tracks.json")
+            except Exception as exc:  # noqa: BLE001
+                video["error"] = f"tracks failed: {_message(exc)}"
 
     def videos(self) -> None:
         """Each video's frame overlays as ``overlay.mp4`` in its folder; a failure is the video's error."""
@@ -418,6 +465,16 @@ class Writers:
                 video["overlay"] = str(path)
             except Exception as exc:  # noqa: BLE001
                 video["error"] = f"overlay video failed: {_message(exc)}"
+
+
+def sequence_folder(unit: Unit, options: InferOptions) -> Path | None:
+    """The folder a frame's tracks go to: its video's, or with ``track_images`` its input folder's
+    (``OUT/<folder>_tracks``); ``None`` for an image that is not part of a sequence."""
+    if unit.video_dir is not None:
+        return unit.video_dir
+    if options.track_images and unit.item.root is not None:
+        return options.out_dir / f"{unit.item.root.name}_tracks"
+    return None
 
 
 def unit_record(unit: Unit) -> dict:
@@ -487,9 +544,13 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
     """
     options.out_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary(options.out_dir / "summary.json", summary_interval_s, on_unit)
-    writers = Writers(options, np.asarray(predictor.body_model.faces, dtype=np.int64), summary)
+    smplx_kind = predictor.kind in ("body", "expose")
+    writers = Writers(options, np.asarray(predictor.body_model.faces, dtype=np.int64), summary,
+                      predictor.body_model if smplx_kind else None,
+                      VideoTracks(options.tracks) if options.tracks is not None else None)
     try:
         _run(items, predictor, options, writers)
+        writers.finish_tracks()
         writers.videos()
         summary.complete = True
     finally:

@@ -13,10 +13,13 @@ COLOURS = [(0.65, 0.74, 0.86), (0.86, 0.65, 0.65), (0.65, 0.86, 0.70), (0.86, 0.
 
 
 def render_overlay(image_rgb: np.ndarray, meshes: list[tuple[np.ndarray, np.ndarray]], focal_length: float,
-                   alpha: float = 0.8) -> np.ndarray:
+                   alpha: float = 0.8, colour_ids: list[int] | None = None,
+                   labels: list[tuple[str, np.ndarray]] | None = None) -> np.ndarray:
     """Draw ``meshes`` (``(vertices in the camera frame [m], faces)``) over the image.
 
     Camera: focal length ``focal_length`` px, principal point at the image centre, looking down +z.
+    ``colour_ids`` picks each mesh's colour (e.g. its track id; default: its index); ``labels``
+    writes ``(text, box x1 y1 x2 y2 px)`` at each box's top-left corner.
     """
     h, w = image_rgb.shape[:2]
     canvas = image_rgb.copy()
@@ -34,12 +37,12 @@ def render_overlay(image_rgb: np.ndarray, meshes: list[tuple[np.ndarray, np.ndar
         normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         shade = 0.3 + 0.7 * np.abs(normals @ light)
-        base = np.array(COLOURS[i % len(COLOURS)]) * 255
+        base = np.array(track_colour(colour_ids[i] if colour_ids is not None else i)) * 255
         all_pts.append(px[faces])
         all_depth.append(tri[:, :, 2].mean(1))
         all_colour.append(shade[:, None] * base[None])
     if not all_pts:
-        return canvas
+        return _draw_labels(canvas, labels)
     pts = np.concatenate(all_pts)
     depth = np.concatenate(all_depth)
     colour = np.concatenate(all_colour)
@@ -54,4 +57,24 @@ def render_overlay(image_rgb: np.ndarray, meshes: list[tuple[np.ndarray, np.ndar
         cv2.fillConvexPoly(mask, tri, 255, lineType=cv2.LINE_8, shift=2)
     sel = mask > 0
     canvas[sel] = (alpha * layer[sel] + (1 - alpha) * canvas[sel]).astype(np.uint8)
+    return _draw_labels(canvas, labels, colour_ids)
+
+
+def track_colour(index: int) -> tuple[float, float, float]:
+    """An RGB colour in [0, 1] per index: the four pastel ones, then golden-ratio hues."""
+    if index < len(COLOURS):
+        return COLOURS[index]
+    hue = (index * 0.618033988749895) % 1.0
+    rgb = cv2.cvtColor(np.uint8([[[int(hue * 179), 110, 220]]]), cv2.COLOR_HSV2RGB)[0, 0]
+    return tuple(float(c) / 255 for c in rgb)
+
+
+def _draw_labels(canvas: np.ndarray, labels, colour_ids=None) -> np.ndarray:
+    for i, (text, box) in enumerate(labels or ()):
+        colour = np.array(track_colour(colour_ids[i] if colour_ids is not None else i)) * 255
+        x, y = int(round(float(box[0]))), int(round(float(box[1])))
+        scale = max(0.5, canvas.shape[0] / 720)
+        origin = (max(x, 0), max(y - 6, int(18 * scale)))
+        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), int(4 * scale), cv2.LINE_AA)
+        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour.tolist(), int(2 * scale), cv2.LINE_AA)
     return canvas

@@ -81,6 +81,15 @@ class DataTree:
         return self.root / "datasets"
 
     @property
+    def detectors(self) -> Path:
+        return self.root / "detectors"
+
+    @property
+    def person_detector(self) -> Path:
+        """The default ONNX person detector (`expose fetch detector` puts it here)."""
+        return self.detectors / "rtmdet_nano_person.onnx"
+
+    @property
     def preprocessed(self) -> Path:
         return self.root / "preprocessed_datasets"
 

@@ -91,6 +91,13 @@ class ModelConfig:
     face: FaceConfig = field(default_factory=FaceConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
+    @property
+    def img_res(self) -> int:
+        """Side (px) of the square person crop the model takes: ``body.img_res`` for the body and the
+        full model (whose hand and face crops are ``attention``'s), else the hand's or the face's."""
+        part = {"body": self.body, "expose": self.body, "hand": self.hand, "face": self.face}
+        return part[self.kind].img_res
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
 from expose_cli.body_models.sparse_keypoints import SMPLXKeypoints
 from expose_cli.geometry.cameras import ndc_to_crop_pixels, weak_perspective_project
-from expose_cli.geometry.crops import transform_points
 from expose_cli.geometry.rotations import matrix_to_axis_angle
 from expose_cli.models import attention
 from expose_cli.models.backbones.hrnet import HRNetExpose
@@ -103,20 +101,12 @@ class ExPoseNet(nn.Module):
 
     @property
     def img_res(self) -> int:
-        """Side (px) of the square crop the network takes: the body's for body and the full model
-        (whose hand and face crops are ``cfg.attention``'s), else the hand's or the face's."""
-        part = {"body": self.cfg.body, "expose": self.cfg.body, "hand": self.cfg.hand, "face": self.cfg.face}
-        return part[self.kind].img_res
+        """Side (px) of the square person crop the network takes (:attr:`ModelConfig.img_res`)."""
+        return self.cfg.img_res
 
     def forward(self, img: torch.Tensor) -> HeadOutput:
         """The model's own network on its own crops (body 256, hand 224, face 256)."""
         return self.head(self.backbone(img))
-
-    def forward_hands(self, crops: torch.Tensor, cond: torch.Tensor) -> HeadOutput:
-        return self.hand_head(self.hand_backbone(crops), cond)
-
-    def forward_face(self, crops: torch.Tensor, cond: torch.Tensor) -> HeadOutput:
-        return self.face_head(self.face_backbone(crops), cond)
 
 
 @dataclass
@@ -312,9 +302,3 @@ class Predictor:
         expression = face.expression[:, : body.expression.shape[1]]
         extra = {"hands": hands, "face": face, "body": body, "hand_crops": torch.cat(crops), "face_crops": face_crops}
         return rotations, expression, boxes, face_box, extra
-
-
-def keypoints_to_image(points_crop: np.ndarray, crop_transform: np.ndarray) -> np.ndarray:
-    """numpy version of the crop -> image mapping for one person (``[N, 2]``, ``[2, 3]``)."""
-    inv = np.linalg.inv(np.vstack([crop_transform, [0.0, 0.0, 1.0]]))[:2]
-    return transform_points(points_crop, inv)

@@ -34,24 +34,35 @@ def reference_layout(config_name: str) -> dict[str, list[int]]:
 
 
 def random_net(kind: str, seed: int = 0, small: bool = False) -> ExPoseNet:
-    """An :class:`ExPoseNet` with random weights and sane BatchNorm statistics."""
+    """An :class:`ExPoseNet` with random weights and sane BatchNorm statistics, every random number
+    drawn from a generator seeded with ``seed`` (the global torch RNG is neither read nor seeded)."""
     cfg: ModelConfig = small_config(kind) if small else preset(kind)
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     net = ExPoseNet(cfg)
     with torch.no_grad():
         for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.0, generator=gen)
-                module.bias.uniform_(-0.1, 0.1, generator=gen)
-                module.running_mean.normal_(0.0, 0.1, generator=gen)
-                module.running_var.uniform_(0.5, 2.0, generator=gen)
-            elif isinstance(module, torch.nn.Conv2d):
-                fan_in = module.weight[0].numel()
-                module.weight.normal_(0.0, (1.0 / fan_in) ** 0.5, generator=gen)
-            elif isinstance(module, torch.nn.Linear):
-                module.weight.normal_(0.0, 0.1 * (1.0 / module.weight.shape[1]) ** 0.5, generator=gen)
+            _init_module(module, gen)
     return net.eval()
+
+
+def _init_module(module: torch.nn.Module, gen: torch.Generator) -> None:
+    """Overwrite ``module``'s own parameters (and BatchNorm statistics) from ``gen``."""
+    if isinstance(module, torch.nn.BatchNorm2d):
+        module.weight.uniform_(0.5, 1.0, generator=gen)
+        module.bias.uniform_(-0.1, 0.1, generator=gen)
+        module.running_mean.normal_(0.0, 0.1, generator=gen)
+        module.running_var.uniform_(0.5, 2.0, generator=gen)
+        return
+    for name, param in module.named_parameters(recurse=False):
+        fan_in = param[0].numel() if param.dim() > 1 else None
+        if isinstance(module, torch.nn.Linear) and name == "weight":
+            param.normal_(0.0, 0.1 * (1.0 / fan_in) ** 0.5, generator=gen)
+        elif fan_in is not None:  # conv and other weights
+            param.normal_(0.0, (1.0 / fan_in) ** 0.5, generator=gen)
+        elif name == "bias" and isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            bound = 1.0 / module.weight[0].numel() ** 0.5  # torch's default range
+            param.uniform_(-bound, bound, generator=gen)
+        # other 1-D parameters keep their constructor's constant values
 
 
 def mmhuman3d_state_dict(net: ExPoseNet, config_name: str, seed: int = 0) -> dict[str, torch.Tensor]:

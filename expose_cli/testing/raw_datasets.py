@@ -29,6 +29,14 @@ def write_binary_ply(path: Path, vertices: np.ndarray, faces: np.ndarray) -> Non
     path.write_bytes(header + np.asarray(vertices, "<f4").tobytes() + rec.tobytes())
 
 
+def write_jpegs(paths: list[Path], height: int = 32, width: int = 32) -> None:
+    """A small grey JPEG at each path (folders created): the image files a download holds."""
+    ok, jpg = cv2.imencode(".jpg", np.full((height, width, 3), 128, np.uint8))
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(jpg.tobytes())
+
+
 def write_ehf(root: Path, frames: int = 3, seed: int = 0) -> dict:
     """``NN_img.jpg``, ``NN_img.png``, ``NN_2Djnt.json`` (OpenPose, some points undetected),
     ``NN_align.ply`` (10475 vertices), ``EHF_camera.txt``. Returns what was written."""
@@ -167,14 +175,27 @@ def write_curated_fits(root: Path, n: int = 4, seed: int = 0, strings: str = "st
             "keypoints2D": kp, "pose": rng.normal(0, 0.2, (n, 55, 3))}
     root.mkdir(parents=True, exist_ok=True)
     np.savez(root / f"{split}.npz", **data)
+    write_jpegs([root.parent / f"lsp/lsp_dataset_original/images/im{i:04d}.jpg" for i in range(n)])  # data/datasets/lsp
     return data
 
 
+#: Where SPIN's images are under ``data/datasets`` (datasets.md §9), and the file names of each set.
+SPIN_IMAGES = {"coco": ("coco/train2014", "COCO_train2014_{:012d}.jpg"),
+               "lsp": ("lsp/lsp_dataset_original/images", "im{:04d}.jpg"),
+               "lspet": ("lsp/lspet/images", "im{:05d}.png"), "mpii": ("mpii/images", "{:09d}.jpg")}
+
+
 def write_spin_smplx(root: Path, split: str = "lsp", n: int = 30, seed: int = 0, strings: str = "str") -> dict:
-    """``<split>.npz`` of SPIN's SMPL-X fits; row 0 has no fit."""
+    """``<split>.npz`` of SPIN's SMPL-X fits (``imgname`` in SPIN's prefixed form, e.g.
+    ``images/im0001.jpg``) and the images in the dataset's own folder under ``root.parent``
+    (:data:`SPIN_IMAGES`); row 0 has no fit."""
     rng = np.random.default_rng(seed)
     part = np.concatenate([rng.uniform(0, 300, (n, 24, 2)), rng.integers(0, 2, (n, 24, 1)).astype(float)], axis=2)
-    data = {"imgname": string_array([f"images/im{i + 1:04d}.jpg" for i in range(n)], strings), "center": rng.uniform(100, 200, (n, 2)),
+    folder, pattern = SPIN_IMAGES[split]
+    names = [pattern.format(i + 1) for i in range(n)]
+    write_jpegs([root.parent / folder / name for name in names])
+    prefix = "train2014/" if split == "coco" else "images/"
+    data = {"imgname": string_array([prefix + name for name in names], strings), "center": rng.uniform(100, 200, (n, 2)),
             "scale": rng.uniform(0.5, 1.5, n), "part": part, "pose": rng.normal(0, 0.2, (n, 165)),
             "betas": rng.normal(size=(n, 10)), "has_smpl": np.array([0, 1] + [1] * (n - 2))}
     root.mkdir(parents=True, exist_ok=True)
@@ -239,6 +260,8 @@ def write_coco(root: Path, split: str = "train2014", seed: int = 0, wholebody: b
     path = coco_json_path(root, split, wholebody)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
+    folder = root / (split if split.endswith("2014") else f"train_2017/{split}")  # datasets.md §1
+    write_jpegs([folder / img["file_name"] for img in images])
     return data
 
 
@@ -277,5 +300,7 @@ def write_h36m(root: Path, seed: int = 0, frames: int = 11, d2_frames: int | Non
                 ds = grp.create_dataset(f"m{i}", data=m)
                 refs[i, 0] = ds.ref
         out[(action, "masks")] = True
+        seq = f"S1_{action.replace(' ', '_')}.54138969"  # extracted frames, from 1 (datasets.md §8)
+        write_jpegs([root / "S1" / "images" / seq / f"{seq}_{f + 1:06d}.jpg" for f in range(frames)], 30, 40)
     del cdflib
     return out

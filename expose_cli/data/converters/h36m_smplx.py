@@ -3,7 +3,9 @@
 Raw folder: ``S<k>/MyPoseFeatures/D3_Positions_mono/<Action>.<cam>.cdf`` (``Pose`` [1, N, 96]: 32
 joints, mm, camera frame), ``D2_Positions/<Action>.<cam>.cdf`` ([1, N, 64], px),
 ``MySegmentsMat/ground_truth_bs/<Action>.<cam>.mat`` (MATLAB v7.3 masks) and extracted frames
-``images/S<k>_<Action_>.<cam>/S<k>_<Action_>.<cam>_%06d.jpg`` (from 1). As MMHuman3D, protocol 1:
+``S<k>/images/S<k>_<Action_>.<cam>/S<k>_<Action_>.<cam>_%06d.jpg`` (from 1), the paths
+``image_path`` holds (relative to the raw folder; version 1 left out the ``S<k>/`` folder, see
+:mod:`expose_cli.data.validity`). As MMHuman3D, protocol 1:
 every camera, every 5th frame; box from the mask's foreground ``[xmin, ymin, xmax + 1, ymax + 1]``
 scaled 0.9 about its centre; the 17 joints root-centred, metres. Actions named ``_ALL...`` are
 skipped. Frames without a mask or with an empty one are dropped and counted. A CDF of the wrong shape
@@ -23,7 +25,7 @@ from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.errors import ExposeError
 
 SPLITS = ("train", "val")
-VERSION = "1"
+VERSION = "2"
 SUBJECTS = {"train": ("S1", "S5", "S6", "S7", "S8"), "val": ("S9", "S11")}
 H36M_IDX = [11, 6, 7, 8, 1, 2, 3, 12, 24, 14, 15, 17, 18, 19, 25, 26, 27]
 EVERY = 5
@@ -46,6 +48,12 @@ def _read_cdf(path: Path) -> np.ndarray:
     except Exception as exc:  # cdflib raises many types for damaged files
         raise ExposeError(f"cannot read the CDF variable 'Pose': {exc}", path=path) from exc
     return pose.reshape(pose.shape[-2], pose.shape[-1]) if pose.ndim == 3 else pose
+
+
+def image_folder(subject: str, action: str, cam: str) -> str:
+    """Folder of a sequence's extracted frames, relative to the raw folder (datasets.md §8):
+    ``S1/images/S1_Directions_1.54138969`` (spaces in the action become ``_``)."""
+    return f"{subject}/images/{subject}_{action.replace(' ', '_')}.{cam}"
 
 
 def split_present(root: Path, split: str) -> bool:
@@ -97,7 +105,7 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
                 raise
             mask_path = root / subject / "MySegmentsMat" / "ground_truth_bs" / f"{action}.{cam}.mat"
             masks = h5py.File(mask_path, "r") if mask_path.is_file() else None
-            folder = f"images/{subject}_{action.replace(' ', '_')}.{cam}"
+            folder = image_folder(subject, action, cam)
             try:
                 for f in range(0, len(d3), EVERY):
                     if masks is None:
@@ -112,7 +120,7 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
                     cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * 0.9, (y1 - y0) * 0.9
                     kp3d = np.concatenate([d3[f] - d3[f, :1], np.ones((17, 1))], axis=1).astype(np.float32)
                     sample = {
-                        "image_path": f"{folder}/{subject}_{action.replace(' ', '_')}.{cam}_{f + 1:06d}.jpg",
+                        "image_path": f"{folder}/{folder.rsplit('/', 1)[1]}_{f + 1:06d}.jpg",
                         "image_size": mask.shape, "bbox_xywh": np.array([cx - w / 2, cy - h / 2, w, h], np.float32),
                         "keypoints3d": convert_keypoints(kp3d, "h36m_smplx", "smplx")[0],
                     }
