@@ -27,13 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-<<<<<<< HEAD
 from expose_cli.inference.backends import EXTRAS, cpu_has_bf16, make_predictor, vertex_deviation_mm
 from expose_cli.models import Predictor, build_predictor, collate, crop_person
 from expose_cli.testing.calibration import calibrate_batchnorm
-=======
-from expose_cli.models import Predictor, build_predictor, collate, crop_person, preset
->>>>>>> main
 from expose_cli.testing.checkpoints import random_net
 from expose_cli.testing.standins import write_standin_data_tree
 
@@ -44,21 +40,8 @@ TARGETS = {"exact": 1.4, "fast": 2.5}
 def batch_for(kind: str, n: int, img_res: int):
     rng = np.random.default_rng(0)
     img = (rng.random((512, 512, 3)) * 255).astype(np.uint8)
-<<<<<<< HEAD
     return collate([crop_person(img, [150, 40, 200, 420], img_res=img_res, keep_full_image=kind == "expose")
                     for _ in range(n)])
-=======
-    res = preset(kind).img_res  # the model's input crop
-    return collate([crop_person(img, [150, 40, 200, 420], img_res=res, keep_full_image=kind == "expose") for _ in range(n)])
-
-
-def time_call(fn, repeats: int) -> float:
-    fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) / repeats
->>>>>>> main
 
 
 def plain_predictor(fast: Predictor) -> Predictor:

@@ -15,18 +15,13 @@ Project-wide, HDF5 files store keypoints in the ``smplx`` convention (144 points
 
 from __future__ import annotations
 
-<<<<<<< HEAD
 import importlib.util
 import sys
-from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
-=======
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from types import MappingProxyType
->>>>>>> main
 
 import numpy as np
 

@@ -14,14 +14,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-<<<<<<< HEAD
-from expose_cli import __version__
-from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device, warn
-from expose_cli.errors import ExposeError
-from expose_cli.io import hashing
-=======
-from expose_cli.cli.common import Settings, console, err_console, get_settings, info, resolve_device
->>>>>>> main
+from expose_cli.cli.common import (
+    Settings,
+    console,
+    err_console,
+    get_settings,
+    info,
+    resolve_device,
+    warn,
+)
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 
@@ -47,89 +48,22 @@ def evaluate(
     from expose_cli.evaluation import protocols, runner
 
     settings = get_settings(ctx)
-<<<<<<< HEAD
-    tree = settings.tree
-    dataset, split, default_ckpt, kinds, protocol = runner.check_benchmark(benchmark)
-    # Cheapest checks first, everything checked and loaded before any network work: the data file
-    # (exists, right dataset), the checkpoint (exists) or the predictions, the files scoring needs,
-    # the model and its body model; only then the hashes and the predictions.
-    reader = runner.open_data(benchmark, data, tree)
-    with reader:
-        subset = str(reader.attrs.get("split", "")) if benchmark == "stirling" else None
-        info_d = {"benchmark": benchmark, "protocol": protocol, "data_file": str(reader.path)}
-        if subset is not None:
-            info_d["subset"] = subset
-        saved = ckpt_path = None
-        if from_predictions is not None:
-            saved, saved_attrs = runner.load_predictions(from_predictions, benchmark)
-        else:
-            from expose_cli.models.checkpoint import resolve_checkpoint
-
-            ckpt_path = runner.needed_for(benchmark, lambda: resolve_checkpoint(ckpt or default_ckpt, tree))
-        assets = runner.load_scoring_assets(benchmark, reader, tree, limit)
-        predictor = None
-        if ckpt_path is not None:
-            from expose_cli.models import load_model
-
-            device = resolve_device(settings.device)
-            from expose_cli.inference.backends import check_choice, measured_predictor
-
-            precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
-            predictor = load_model(ckpt_path, tree, device, **settings.model_options())
-            if predictor.kind not in kinds:
-                raise ExposeError(f"{ckpt_path} is a {predictor.kind!r} model; {benchmark} needs {' or '.join(kinds)}",
-                                  hint=f"use --ckpt {default_ckpt}")
-            predictor = measured_predictor(predictor, backend, precision)
-            info_d.update({"backend": backend, "precision": precision})
-        info_d.update({"data_sha256": hashing.sha256_file(reader.path), "expose_version": __version__,
-                       "python": platform.python_version()})
-        if settings.model_config is not None or settings.overrides:  # results under a changed config
-            info_d["model_config_overrides"] = {"file": str(settings.model_config) if settings.model_config else None,
-                                                "set": list(settings.overrides)}
-        import torch
-
-        if saved is not None:
-            preds = runner.match_predictions(saved, saved_attrs, reader, info_d["data_sha256"], limit, from_predictions)
-            for key in ("checkpoint", "checkpoint_sha256", "torch", "samples_per_s"):
-                if key in saved_attrs:
-                    info_d[key] = saved_attrs[key]
-            info_d["predictions"] = str(from_predictions)
-            info_d["scored_with_torch"] = torch.__version__
-        else:
-            info_d.update({"checkpoint": str(ckpt_path), "checkpoint_sha256": hashing.sha256_file(ckpt_path),
-                           "torch": torch.__version__})
-            total = len(reader) if limit is None else min(limit, len(reader))
-            progress = Progress(TextColumn(f"eval {benchmark}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err_console,
-                                disable=settings.quiet)
-            start = time.perf_counter()
-            with progress:
-                task = progress.add_task("eval", total=total, rate="")
-
-                def tick(n: int) -> None:
-                    progress.advance(task, n)
-                    done = progress.tasks[0].completed
-                    progress.update(task, rate=f"{done / (time.perf_counter() - start):.2f} samples/s")
-
-                preds = runner.predict(benchmark, reader, predictor, batch_size, limit, tick, workers)
-            info_d["samples_per_s"] = round(len(preds["vertices"]) / (time.perf_counter() - start), 3)
-            if getattr(predictor, "deviation", None) is not None:  # the fast path's cost, measured here
-                info_d["fast_path_deviation"] = {**predictor.deviation, "against": "torch fp32 (exact path)",
-                                                 "measured_on": "the first batch"}
-                info(settings, "fast path: vertices {mean_mm:.3f} mm from the exact path on average, "
-                               "{max_mm:.3f} mm at most (first batch)".format(**predictor.deviation))
-=======
     bench = B.get_benchmark(benchmark)
+    if from_predictions is None:  # a missing extra or a bad choice: before any file is read
+        from expose_cli.inference.backends import check_choice
+
+        precision = check_choice(backend, precision, resolve_device(settings.device), warn=lambda m: warn(settings, m))
     # Everything checked and loaded before any network work: the data file (exists, right dataset),
     # the checkpoint (exists) or the predictions, the files scoring needs, the model and its body
     # model; only then the hashes and the predictions.
     with B.open_data(bench, data, settings.tree) as reader:
         run = B.prepare(bench, reader, settings.tree, ckpt=ckpt, from_predictions=from_predictions, limit=limit,
-                        load_model=lambda path: _load_model(path, settings))
+                        load_model=lambda path: _load_model(path, settings, backend, precision))
         info_d = B.provenance(run, _config_overrides(settings))
         with _progress(settings, run) as tick:
             preds = B.predictions(run, info_d, batch_size, workers, tick)
->>>>>>> main
+        if run.predictor is not None:
+            _record_path(settings, run.predictor, backend, precision, info_d)
         if save_predictions is not None:
             runner.save_predictions(save_predictions, benchmark, preds, info_d)
         result = B.score(run, preds, info_d)
@@ -142,10 +76,25 @@ def evaluate(
     info(settings, "protocol: " + bench.protocol)
 
 
-def _load_model(path: Path, settings: Settings):
+def _load_model(path: Path, settings: Settings, backend: str = "torch", precision: str = "fp32"):
+    """The model on the chosen path; off the exact torch fp32 path, wrapped so that its first batch
+    also runs the exact path (:class:`expose_cli.inference.backends.MeasuredPredictor`)."""
+    from expose_cli.inference.backends import measured_predictor
     from expose_cli.models import load_model
 
-    return load_model(path, settings.tree, resolve_device(settings.device), **settings.model_options())
+    predictor = load_model(path, settings.tree, resolve_device(settings.device), **settings.model_options())
+    return measured_predictor(predictor, backend, precision)
+
+
+def _record_path(settings: Settings, predictor, backend: str, precision: str, info_d: dict) -> None:
+    """Backend and precision into the results; the fast path's measured deviation too, printed."""
+    info_d.update({"backend": backend, "precision": precision})
+    deviation = getattr(predictor, "deviation", None)
+    if deviation is not None:
+        info_d["fast_path_deviation"] = {**deviation, "against": "torch fp32 (exact path)",
+                                         "measured_on": "the first batch"}
+        info(settings, "fast path: vertices {mean_mm:.3f} mm from the exact path on average, "
+                       "{max_mm:.3f} mm at most (first batch)".format(**deviation))
 
 
 def _config_overrides(settings: Settings) -> dict | None:
