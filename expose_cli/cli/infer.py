@@ -55,10 +55,15 @@ def infer(
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
     fmts = _check_options(formats, smooth, precision)
+    from expose_cli.inference import distributed
     from expose_cli.inference.backends import check_choice, make_predictor
 
     device = resolve_device(settings.device)
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
+    shard = distributed.shard_from_env()  # torchrun: (RANK, WORLD_SIZE)
+    if shard[1] > 1 and track:
+        raise ExposeError("--track follows persons through a whole image folder in one process",
+                          hint="run it without torchrun, or leave --track off (videos are tracked per process)")
     items = discover_inputs(inputs)
     if not items:
         raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
@@ -72,6 +77,8 @@ def infer(
     kind, onnx_detector, warning = resolve_detector(detector, settings.tree.person_detector)
     if warning and box_table is None:
         err_console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
+    if shard[1] > 1:
+        device = distributed.start(device)  # this rank's GPU (LOCAL_RANK) or the CPU; joins the group
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
     predictor = make_predictor(predictor, backend, precision)  # the backbones' runtime and precision
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
@@ -79,8 +86,19 @@ def infer(
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
                            every=every, max_frames=max_frames, precision="fp32",  # the predictor applies --precision
                            tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
-                           track_images=bool(track), sequence_fps=fps)
-    run_and_report(settings, items, predictor, options)
+                           track_images=bool(track), sequence_fps=fps, shard=shard)
+    if shard[1] == 1:
+        run_and_report(settings, items, predictor, options)
+        return
+    try:  # every rank its share; then rank 0 merges the summaries
+        run_and_report(settings, items, predictor, options)
+    except typer.Exit:
+        pass  # failures are in the merged summary; the exit status follows it
+    finally:
+        distributed.barrier_and_stop()
+    if shard[0] == 0:
+        merged = distributed.merge_summaries(out, shard[1], [str(item.path) for item in items])
+        _report_summary(settings, merged, out)
 
 
 def run_and_report(settings, items: list, predictor, options) -> None:
@@ -91,7 +109,8 @@ def run_and_report(settings, items: list, predictor, options) -> None:
     progress = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err_console, disable=settings.quiet)
     with progress:
-        total = _count_units(items, options.every, options.max_frames)
+        rank, world = options.shard
+        total = _count_units(items[rank::world], options.every, options.max_frames)
         report = _Report(progress, progress.add_task("infer", total=total, rate=""))
         try:
             summary = run_inference(items, predictor, options, report.on_unit)
