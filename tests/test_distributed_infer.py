@@ -61,3 +61,32 @@ def test_two_ranks_equal_one_process(tree, tmp_path, run_cli):
     for rel in files_one:
         a, b = np.load(tmp_path / "one" / rel), np.load(tmp_path / "two" / rel)
         np.testing.assert_allclose(a["vertices"], b["vertices"], atol=1e-6)
+
+
+def test_eval_on_two_ranks_equals_one_process(tree, tmp_path, run_cli):
+    from expose_cli.testing.raw_datasets import write_freihand
+
+    root = tmp_path / "data"
+    shutil.copytree(tree, root)
+    write_mmhuman3d_checkpoint(root / "pretrained_models" / "resnet18_hmr_expose_hand.pth", "hand", seed=2, small=True)
+    write_freihand(root / "datasets" / "FreiHand", unique=5, eval_samples=5)
+    assert run_cli("--data-dir", root, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0
+    args = ["--data-dir", root, "--device", "cpu", "-q", "eval", "freihand", "--batch-size", "2"]
+    assert run_cli(*args, "--json", tmp_path / "one.json", "--save-predictions", tmp_path / "one.h5").exit_code == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "expose_cli", *map(str, args), "--json", str(tmp_path / "two.json"),
+           "--save-predictions", str(tmp_path / "two.h5")]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert two["processes"] == 2 and two["num_samples"] == one["num_samples"] == 5
+    assert [(r["metric"], round(r["ours"], 6)) for r in two["metrics"]] == \
+        [(r["metric"], round(r["ours"], 6)) for r in one["metrics"]]
+    import h5py
+
+    with h5py.File(tmp_path / "one.h5") as a, h5py.File(tmp_path / "two.h5") as b:
+        va, vb = a["vertices"][()], b["vertices"][()]
+        pa, pb = a["image_path"][()].tolist(), b["image_path"][()].tolist()
+    assert len(set(pa)) == 5 and pb == pa  # sample i's prediction in place i (distinct images)
+    np.testing.assert_allclose(vb, va, atol=1e-6, rtol=0)

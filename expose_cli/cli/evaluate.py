@@ -49,19 +49,32 @@ def evaluate(
 
     settings = get_settings(ctx)
     bench = B.get_benchmark(benchmark)
+    from expose_cli.inference import distributed
+
+    shard = distributed.shard_from_env() if from_predictions is None else (0, 1)  # torchrun: samples by rank
+    device = None
     if from_predictions is None:  # a missing extra or a bad choice: before any file is read
         from expose_cli.inference.backends import check_choice
 
-        precision = check_choice(backend, precision, resolve_device(settings.device), warn=lambda m: warn(settings, m))
+        device = resolve_device(settings.device)
+        precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
+        if shard[1] > 1:
+            device = distributed.start(device)
     # Everything checked and loaded before any network work: the data file (exists, right dataset),
     # the checkpoint (exists) or the predictions, the files scoring needs, the model and its body
     # model; only then the hashes and the predictions.
     with B.open_data(bench, data, settings.tree) as reader:
         run = B.prepare(bench, reader, settings.tree, ckpt=ckpt, from_predictions=from_predictions, limit=limit,
-                        load_model=lambda path: _load_model(path, settings, backend, precision))
+                        load_model=lambda path: _load_model(path, settings, backend, precision, device))
         info_d = B.provenance(run, _config_overrides(settings))
         with _progress(settings, run) as tick:
-            preds = B.predictions(run, info_d, batch_size, workers, tick)
+            preds = B.predictions(run, info_d, batch_size, workers, tick, shard)
+        if shard[1] > 1:  # rank 0 scores everything; the others stop here
+            preds = distributed.gather_predictions(preds)
+            distributed.barrier_and_stop()
+            if preds is None:
+                return
+            info_d["processes"] = shard[1]
         if run.predictor is not None:
             _record_path(settings, run.predictor, backend, precision, info_d)
         if save_predictions is not None:
@@ -76,13 +89,14 @@ def evaluate(
     info(settings, "protocol: " + bench.protocol)
 
 
-def _load_model(path: Path, settings: Settings, backend: str = "torch", precision: str = "fp32"):
+def _load_model(path: Path, settings: Settings, backend: str = "torch", precision: str = "fp32", device=None):
     """The model on the chosen path; off the exact torch fp32 path, wrapped so that its first batch
     also runs the exact path (:class:`expose_cli.inference.backends.MeasuredPredictor`)."""
     from expose_cli.inference.backends import measured_predictor
     from expose_cli.models import load_model
 
-    predictor = load_model(path, settings.tree, resolve_device(settings.device), **settings.model_options())
+    device = device if device is not None else resolve_device(settings.device)
+    predictor = load_model(path, settings.tree, device, **settings.model_options())
     return measured_predictor(predictor, backend, precision)
 
 

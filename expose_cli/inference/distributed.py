@@ -75,3 +75,20 @@ def merge_summaries(out_dir: Path, world: int, inputs: list[str]) -> dict:
         merged["videos"] = videos
     write_json_atomic(out_dir / "summary.json", merged)
     return merged
+
+
+def gather_predictions(preds: dict) -> dict | None:
+    """Every rank's predictions (arrays over its samples, with ``sample_index``) -> rank 0 gets all
+    of them in sample order, the other ranks ``None``. A collective call: every rank makes it."""
+    import numpy as np
+    import torch.distributed as dist
+
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, preds)
+    if dist.get_rank() != 0:
+        return None
+    parts = [p for p in parts if len(p["sample_index"])]
+    index = np.concatenate([p["sample_index"] for p in parts])
+    order = np.argsort(index, kind="stable")
+    keys = [k for k in parts[0] if k != "sample_index"]
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts])[order] for k in keys}
