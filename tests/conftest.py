@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from expose_cli.testing.trees import link_tree
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 REFERENCE_DIR = Path(__file__).parent.parent / "expose_cli" / "testing" / "reference"
@@ -46,7 +48,8 @@ def run_cli(capsys, monkeypatch):
 
 @pytest.fixture(scope="session")
 def standin_tree(tmp_path_factory) -> Path:
-    """A data tree holding every stand-in body model and auxiliary file (read-only: copy to modify)."""
+    """A data tree holding every stand-in body model and auxiliary file (read-only: to change it,
+    take a :func:`link_tree` copy and add, remove or replace files there)."""
     from expose_cli.testing.standins import write_standin_data_tree
 
     root = tmp_path_factory.mktemp("standin_data")
@@ -55,13 +58,30 @@ def standin_tree(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def infer_tree(standin_tree, tmp_path_factory) -> Path:
-    """The stand-in tree plus a small random full-model checkpoint (``expose.pth``), for infer tests."""
-    import shutil
-
+def model_tree(standin_tree, tmp_path_factory) -> Path:
+    """The stand-in data tree plus small random checkpoints of the four models in MMHuman3D's format
+    (``pretrained_models/expose.pth``, ``hrnet_hmr_expose_body.pth``, ...), written once (read-only)."""
+    from expose_cli.io.paths import DataTree
     from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
 
-    root = tmp_path_factory.mktemp("infer_data")
-    shutil.copytree(standin_tree, root, dirs_exist_ok=True)
-    write_mmhuman3d_checkpoint(root / "pretrained_models" / "expose.pth", "expose", seed=1, small=True)
+    root = link_tree(standin_tree, tmp_path_factory.mktemp("model_data"))
+    # seeds as the per-module checkpoints had them (infer's expose.pth: 1): some expectations hold
+    # for these networks' outputs (e.g. keypoints inside the crop), not for every random network
+    for kind, seed in (("body", 3), ("hand", 3), ("face", 3), ("expose", 1)):
+        write_mmhuman3d_checkpoint(DataTree(root).checkpoint(kind), kind, seed=seed, small=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_ckpts(model_tree) -> dict[str, Path]:
+    """``{kind: path}`` of the small checkpoints in :func:`model_tree` (read-only)."""
+    from expose_cli.io.paths import DataTree
+
+    return {kind: DataTree(model_tree).checkpoint(kind) for kind in ("body", "hand", "face", "expose")}
+
+
+@pytest.fixture(scope="session")
+def infer_tree(model_tree) -> Path:
+    """The data tree the infer tests run in: :func:`model_tree` (read-only: to remove or add files,
+    take a :func:`link_tree` copy)."""
+    return model_tree

@@ -159,11 +159,13 @@ def test_sparse_keypoints_equal_the_full_pass(standin_tree):
     torch.testing.assert_close(sparse(**args), full, atol=1e-5, rtol=0)
 
 
-def test_smplx_from_pkl_with_object_arrays(tmp_path):
-    arrays = standins.standin_smplx_arrays()
+def test_smplx_npz_object_arrays_are_skipped_unread(tmp_path):
+    # the blend shapes left out: 0.2 GB that this check does not need
+    arrays = {k: v for k, v in standins.standin_smplx_arrays().items() if k not in ("shapedirs", "posedirs")}
     np.savez(tmp_path / "SMPLX_NEUTRAL.npz", part2num=np.array({"a": 1}, dtype=object), **arrays)
-    model = build_smplx(tmp_path)  # object array skipped, never unpickled
-    assert model.v_template.shape == (10475, 3)
+    data = load_body_model_data(tmp_path / "SMPLX_NEUTRAL.npz")  # the loader build_smplx uses
+    assert "part2num" not in data  # an object array needs pickle: skipped, never unpickled
+    assert data["v_template"].shape == (10475, 3) and data["f"].shape == (20908, 3)
 
 
 def test_missing_body_model_names_the_fix(tmp_path):
@@ -334,7 +336,21 @@ def test_auxiliary_standins_pass_every_loader(standin_tree):
     paths = {p.name: p for p in (tree.all_means, tree.shape_mean, tree.smplx_to_j14, tree.j_regressor_h36m,
                                  tree.mano_smplx_vertex_ids, tree.smplx_flame_vertex_ids,
                                  tree.flame_static_embedding, tree.flame_dynamic_embedding)}
-    for name, loader in LOADERS.items():
-        assert loader(paths[name]) is not None, name
+    assert sorted(LOADERS) == sorted(paths)
+    # what each loader returns: the file's numbers, in the stand-ins' shapes (npy: read back plainly)
+    for name, shape in (("shape_mean.npy", (300,)), ("SMPLX_to_J14.npy", (14, 10475)),
+                        ("J_regressor_h36m.npy", (17, 6890)), ("SMPL-X__FLAME_vertex_ids.npy", (5023,))):
+        got, raw = LOADERS[name](paths[name]), np.load(paths[name], allow_pickle=False)
+        assert got.shape == raw.shape == shape, name
+        np.testing.assert_allclose(got, raw, rtol=1e-6, err_msg=name)
+    means = LOADERS["all_means.pkl"](paths["all_means.pkl"])
+    for group, n in (("body_pose", 21), ("left_hand_pose", 15), ("right_hand_pose", 15)):
+        np.testing.assert_allclose(np.reshape(means[group]["cont_rot_repr"], -1),
+                                   np.reshape(standins.standin_all_means()[group]["cont_rot_repr"], -1), rtol=1e-6)
+        assert np.size(means[group]["cont_rot_repr"]) == 6 * n
+    ids = LOADERS["MANO_SMPLX_vertex_ids.pkl"](paths["MANO_SMPLX_vertex_ids.pkl"])
+    assert {k: (v.shape, v.dtype) for k, v in ids.items()} == {"left_hand": ((778,), np.int64), "right_hand": ((778,), np.int64)}
+    dynamic = LOADERS["flame_dynamic_embedding.npy"](paths["flame_dynamic_embedding.npy"])
+    assert dynamic["lmk_face_idx"].shape == (79, 17) and dynamic["lmk_b_coords"].shape == (79, 17, 3)
     static = Auxiliary(tree).flame_static_embedding()
     assert static["lmk_face_idx"].shape == (51,) and static["lmk_b_coords"].shape == (51, 3)

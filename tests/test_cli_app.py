@@ -28,11 +28,15 @@ def test_unknown_command_is_an_error(run_cli):
     assert result.exit_code != 0
 
 
-def test_resolve_device():
+def test_resolve_device(monkeypatch):
     import torch
 
     assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in ("cpu", "cuda")
+    with monkeypatch.context() as m:  # "auto" follows what torch sees
+        m.setattr(torch.cuda, "is_available", lambda: True)
+        assert resolve_device("auto") == torch.device("cuda")
+        m.setattr(torch.cuda, "is_available", lambda: False)
+        assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ExposeError, match="unknown device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():

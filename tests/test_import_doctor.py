@@ -30,15 +30,27 @@ def _pkl_bytes(tmp_path, arrays, name):
     return p.read_bytes()
 
 
+def _cut(arrays: dict, shape: int | None = 4, pose: int | None = 9) -> dict:
+    """A stand-in model cut down to what importing reads (keys; vertex, face and joint counts): fewer
+    blend shapes (``None`` keeps all, to build the model), float32 throughout: a few MB a copy
+    instead of 55-233 MB, and these tests make dozens of copies."""
+    out = {k: v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v
+           for k, v in arrays.items()}
+    out["shapedirs"] = out["shapedirs"][..., :shape]
+    out["posedirs"] = out["posedirs"][..., :pose]
+    return out
+
+
 def test_import_official_archives(tmp_path, run_cli):
     mano = _pkl_bytes(tmp_path, standins.standin_mano_arrays(), "MANO_RIGHT.pkl")
-    smpl = _pkl_bytes(tmp_path, standins.standin_smpl_arrays(), "basic.pkl")
-    flame = _pkl_bytes(tmp_path, standins.standin_flame_arrays(), "generic_model.pkl")
+    smpl = _pkl_bytes(tmp_path, _cut(standins.standin_smpl_arrays(), None, None), "basic.pkl")  # built below
+    smpl_m = _pkl_bytes(tmp_path, _cut(standins.standin_smpl_arrays()), "basic_m.pkl")
+    flame = _pkl_bytes(tmp_path, _cut(standins.standin_flame_arrays()), "generic_model.pkl")
     archives = [
         _zip(tmp_path / "mano_v1_2.zip", {"mano_v1_2/models/MANO_RIGHT.pkl": mano, "mano_v1_2/LICENSE.txt": b"x"}),
         _zip(tmp_path / "SMPL_python_v.1.0.0.zip", {
             "SMPL_python_v.1.0.0/smpl/models/basicModel_f_lbs_10_207_0_v1.0.0.pkl": smpl,
-            "SMPL_python_v.1.0.0/smpl/models/basicmodel_m_lbs_10_207_0_v1.0.0.pkl": smpl,
+            "SMPL_python_v.1.0.0/smpl/models/basicmodel_m_lbs_10_207_0_v1.0.0.pkl": smpl_m,
         }),
         _zip(tmp_path / "FLAME2019.zip", {"generic_model.pkl": flame, "Readme.pdf": b"%PDF"}),
     ]
@@ -83,7 +95,7 @@ def test_import_refuses_path_escape_and_bad_files(tmp_path, run_cli):
 def test_import_smplx_npz_drops_pickled_members(tmp_path, run_cli):
     folder = tmp_path / "models" / "smplx"
     folder.mkdir(parents=True)
-    np.savez(folder / "SMPLX_NEUTRAL.npz", part2num=np.array({"a": 1}, dtype=object), **standins.standin_smplx_arrays())
+    np.savez(folder / "SMPLX_NEUTRAL.npz", part2num=np.array({"a": 1}, dtype=object), **_slim_smplx())
     result = run_cli("--data-dir", tmp_path / "data", "import-body-models", tmp_path / "models")
     assert result.exit_code == 0, result.output
     with np.load(DataTree(tmp_path / "data").smplx_model(), allow_pickle=False) as npz:
@@ -130,10 +142,7 @@ def test_doctor_on_standins(standin_tree, tmp_path, run_cli):
 
 @functools.cache
 def _slim_smplx_base() -> dict:
-    arrays = dict(standins.standin_smplx_arrays())
-    arrays["shapedirs"] = arrays["shapedirs"][..., :4].astype(np.float32)
-    arrays["posedirs"] = arrays["posedirs"][..., :9].astype(np.float32)
-    return arrays
+    return _cut(standins.standin_smplx_arrays())
 
 
 def _slim_smplx(offset: float = 0.0) -> dict:
@@ -169,9 +178,9 @@ def test_import_loose_files(tmp_path, run_cli):
     src = tmp_path / "downloads"
     mano = standins.standin_mano_arrays()
     standins.write_chumpy_pickle(src / "MANO_RIGHT.pkl", mano)
-    standins.write_chumpy_pickle(src / "sub" / "generic_model.pkl", standins.standin_flame_arrays())
-    standins.write_chumpy_pickle(src / "basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl", standins.standin_smpl_arrays())
-    standins.write_chumpy_pickle(src / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", standins.standin_smpl_arrays())
+    standins.write_chumpy_pickle(src / "sub" / "generic_model.pkl", _cut(standins.standin_flame_arrays()))
+    standins.write_chumpy_pickle(src / "basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl", _cut(standins.standin_smpl_arrays()))
+    standins.write_chumpy_pickle(src / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", _cut(standins.standin_smpl_arrays()))
     (src / "all_means.pkl").write_bytes(pickle.dumps(standins.standin_all_means(), protocol=2))
     files = [src / "MANO_RIGHT.pkl", src / "sub" / "generic_model.pkl", src / "basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl",
              src / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", src / "all_means.pkl"]
@@ -274,10 +283,9 @@ def test_doctor_accepts_a_pkl_only_tree(tmp_path, run_cli):
     assert report["SMPL-X neutral"]["status"] == "ok"
     assert report["SMPL-X neutral"]["path"].endswith("SMPLX_NEUTRAL.pkl")
     assert [p.rsplit("/", 1)[-1] for p in report["SMPL-X neutral"]["accepted"]] == ["SMPLX_NEUTRAL.npz", "SMPLX_NEUTRAL.pkl"]
-    # The list is the builders' own.
-    from expose_cli.body_models.builders import model_candidates
-
-    assert report["SMPL-X neutral"]["accepted"] == [str(p) for p in model_candidates(tree, "smplx", "neutral")]
+    # the full paths, .npz first (the file the builders load when both exist)
+    assert report["SMPL-X neutral"]["accepted"] == [str(tree.root / "body_models" / "smplx" / f"SMPLX_NEUTRAL.{ext}")
+                                                    for ext in ("npz", "pkl")]
     # A damaged .npz takes precedence (the builders would load it) and is reported.
     tree.smplx_model("neutral", "npz").write_bytes(b"garbage")
     result = run_cli("--data-dir", tree.root, "doctor", "--for", "infer", "--json", tmp_path / "d.json")
@@ -356,9 +364,7 @@ def _slim(kind: str, offset: float = 0.0) -> dict:
     """A stand-in of ``kind`` with the counts import checks (vertices, faces, joints), small blend shapes."""
     make = {"smplx": standins.standin_smplx_arrays, "mano": standins.standin_mano_arrays,
             "flame": standins.standin_flame_arrays, "smpl": standins.standin_smpl_arrays}[kind]
-    arrays = dict(make())
-    arrays["shapedirs"] = arrays["shapedirs"][..., :4].astype(np.float32)
-    arrays["posedirs"] = arrays["posedirs"][..., :9].astype(np.float32)
+    arrays = _cut(make())
     arrays["v_template"] = arrays["v_template"] + offset
     return arrays
 

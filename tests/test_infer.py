@@ -16,7 +16,7 @@ from expose_cli.inference import export
 from expose_cli.inference.inputs import discover_inputs
 from expose_cli.inference.render import render_overlay
 from expose_cli.io.images import read_image
-from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
+from expose_cli.testing.trees import link_tree
 
 
 def _exif_jpeg(img_bgr: np.ndarray, orientation: int) -> bytes:
@@ -275,7 +275,12 @@ def test_no_person_found(infer_tree, tmp_path, run_cli):
     assert summary["inputs"][0]["persons"] == 0
 
 
-def test_demo_runs(tmp_path, run_cli):
+def test_demo_runs(tmp_path, run_cli, standin_tree, monkeypatch):
+    from expose_cli.io.paths import DataTree
+    from expose_cli.testing import standins
+
+    # the session's stand-in files, linked: the demo's own copy would write ~0.4 GB per run
+    monkeypatch.setattr(standins, "write_standin_data_tree", lambda root: DataTree(link_tree(standin_tree, root)))
     res = run_cli("-q", "demo", "--out", tmp_path)
     assert res.exit_code == 0, res.output
     assert "meaningless" in res.stdout
@@ -347,9 +352,7 @@ def test_min_score_max_people_max_frames(infer_tree, tmp_path, run_cli):
 def test_ckpt_kinds(infer_tree, tmp_path, run_cli, kind, n_verts, part):
     from expose_cli.io.paths import DataTree
 
-    ckpt = DataTree(infer_tree).checkpoint(kind)
-    if not ckpt.is_file():
-        write_mmhuman3d_checkpoint(ckpt, kind, seed=2, small=True)
+    assert DataTree(infer_tree).checkpoint(kind).is_file()
     _image(tmp_path / "p.jpg")
     (tmp_path / "b.json").write_text(json.dumps({"p.jpg": [[60, 40, 180, 160]]}))
     out = tmp_path / "o"
@@ -371,9 +374,7 @@ def test_set_img_res_changes_the_crops(infer_tree, tmp_path, run_cli, monkeypatc
     from expose_cli.inference import pipeline
     from expose_cli.io.paths import DataTree
 
-    ckpt = DataTree(infer_tree).checkpoint("hand")
-    if not ckpt.is_file():
-        write_mmhuman3d_checkpoint(ckpt, "hand", seed=2, small=True)
+    assert DataTree(infer_tree).checkpoint("hand").is_file()
     sizes = []
 
     def collate(crops):
@@ -412,11 +413,13 @@ def _silhouette(img, cx, top, h, col=(30, 30, 30)):
 def test_hog_finds_a_person_end_to_end(infer_tree, tmp_path, run_cli):
     rng = np.random.default_rng(0)
     img = np.clip(180 + rng.normal(0, 8, (320, 240, 3)), 0, 255).astype(np.uint8)
-    _silhouette(img, 120, 85, 150)
+    _silhouette(img, 120, 85, 150)  # 150 px tall, x 100..140, y 85..235
     cv2.imwrite(str(tmp_path / "walker.png"), img)
+    # OpenCV's default people detector finds the silhouette, once (margin ~2.4 with OpenCV 4.14), in a
+    # box around it centred on it (within 6 px: the detector's 8 px stride)
     found = B.detect_hog(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    if not found:
-        pytest.skip("this OpenCV's HOG detector does not find the synthetic silhouette")
+    assert len(found) == 1 and found[0][0] < 100 and found[0][2] > 140 and found[0][1] < 85 and found[0][3] > 235
+    assert abs((found[0][0] + found[0][2]) / 2 - 120) < 6 and abs((found[0][1] + found[0][3]) / 2 - 160) < 6
     out = tmp_path / "o"
     res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "walker.png", "--out", out, "--format", "json")
     assert res.exit_code == 0, res.output
@@ -430,10 +433,7 @@ def test_hog_finds_a_person_end_to_end(infer_tree, tmp_path, run_cli):
 
 
 def test_missing_body_model_message(infer_tree, tmp_path, run_cli):
-    import shutil
-
-    tree = tmp_path / "tree"
-    shutil.copytree(infer_tree, tree)
+    tree = link_tree(infer_tree, tmp_path / "tree")
     (tree / "body_models" / "smplx" / "SMPLX_NEUTRAL.npz").unlink()
     _image(tmp_path / "x.jpg")
     res = run_cli("--data-dir", tree, "infer", tmp_path / "x.jpg", "--out", tmp_path / "o")
@@ -457,9 +457,9 @@ def test_overlay_video_keeps_personless_frames(infer_tree, tmp_path, run_cli):
     assert res.exit_code == 0, res.output
     records = _summary(out)["inputs"]
     assert [r["frame"] for r in records] == [0, 2, 4]
-    with_person = [r["frame"] for r in records if r["persons"]]
+    assert [r["persons"] for r in records] == [0, 1, 0]  # HOG finds the silhouette; a plain frame has no edges
     no_person_lines = [line for line in res.stderr.splitlines() if "no person found" in line]
-    assert len(no_person_lines) == 1 and f"in {3 - len(with_person)} of 3 frame(s)" in no_person_lines[0]
+    assert len(no_person_lines) == 1 and "in 2 of 3 frame(s)" in no_person_lines[0]
     cap = cv2.VideoCapture(str(out / "walk" / "overlay.mp4"))
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 3  # every processed frame, with or without a person
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(6.0)  # 12 fps / every 2

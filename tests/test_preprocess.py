@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -15,8 +16,12 @@ from expose_cli.data.preprocess import LIMIT_NOTE
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
 from expose_cli.testing.raw_datasets import write_ehf, write_freihand
+from expose_cli.testing.trees import link_tree
 
 SMPLX = get_convention("smplx")
+# EHF's world->camera rotation, the Rodrigues vector of ExPose's EHF loader (expose/data/datasets/ehf.py,
+# as docs/datasets.md quotes it), made a matrix by OpenCV.
+EHF_CAMERA_R = cv2.Rodrigues(np.array([-2.9874789618512025, 0.011724572107320893, -0.05704686818955933]))[0]
 
 
 def test_ehf_conversion_values(tmp_path, run_cli):
@@ -36,8 +41,7 @@ def test_ehf_conversion_values(tmp_path, run_cli):
         c, s = (lo + hi) / 2, (hi - lo) * 1.2
         np.testing.assert_allclose(row["bbox_xywh"], [c[0] - s[0] / 2, c[1] - s[1] / 2, s[0], s[1]], rtol=1e-5)
         assert lo.min() == 0.0  # the quirk is visible: the origin is in the box
-        R = ehf.camera_rotation()
-        np.testing.assert_allclose(row["vertices"], truth["02"]["vertices"] @ R.T, atol=1e-5)
+        np.testing.assert_allclose(row["vertices"], truth["02"]["vertices"] @ EHF_CAMERA_R.T, atol=1e-5)
         assert tuple(row["image_size"]) == (120, 160) and row["image_path"] == "02_img.jpg"
         assert json.loads(r.attrs["notes"])["boxes that include undetected (0, 0) points (MMHuman3D quirk)"] == 3
     # no overwrite without --overwrite; the file is untouched
@@ -64,11 +68,9 @@ def test_ehf_bad_input(tmp_path, run_cli):
 
 
 def test_freihand_splits_by_unique_sample(tmp_path, run_cli, standin_tree):
-    import shutil
-
-    data = tmp_path / "data"
-    shutil.copytree(standin_tree, data)
+    data = link_tree(standin_tree, tmp_path / "data")
     truth = write_freihand(data / "datasets" / "FreiHand", unique=10)
+    (data / "datasets" / "FreiHand" / "training_verts.json").unlink()  # not read: no split stores training meshes
     res = run_cli("--data-dir", data, "-q", "preprocess", "freihand")
     assert res.exit_code == 0, res.output
     tree = DataTree(data)
@@ -92,7 +94,8 @@ def test_freihand_splits_by_unique_sample(tmp_path, run_cli, standin_tree):
         np.testing.assert_allclose(row["keypoints2d"][SMPLX.index("right_middle1")][:2],
                                    [K[0, 0] * x / z + K[0, 2], K[1, 1] * y / z + K[1, 2]], rtol=1e-5)
         np.testing.assert_allclose(row["keypoints3d"][SMPLX.index("right_wrist")], [*t["xyz"][3][0], 1.0], rtol=1e-5)
-        np.testing.assert_allclose(row["vertices"], t["verts"][3], rtol=1e-5)
+        assert "vertices" not in tr.fields() and "vertices" not in va.fields()
+        np.testing.assert_allclose(te[2]["vertices"], truth["evaluation"]["verts"][2], rtol=1e-6)
         assert row["mano_scale"] == pytest.approx(t["scale"][3], rel=1e-6)
         assert bool(row["has_mano"]) and bool(row["is_right"]) and not bool(row["has_smplx"])
         assert tr.column("keypoints2d_mask").sum() == 21
@@ -322,29 +325,36 @@ def test_h36m_conversion(tmp_path, run_cli):
 
 
 def test_embed_images(tmp_path, run_cli):
-    import cv2
-
     root = tmp_path / "EHF"
-    write_ehf(root, frames=2)
+    write_ehf(root, frames=2)  # keypoints in 400..1200 px plus undetected (0, 0) ones
+    # A smooth image (values x/6, y/6, 100) large enough to hold the middle of every box.
+    y, x = np.mgrid[0:1400, 0:1400]
+    img = np.stack([x / 6, y / 6, np.full(x.shape, 100.0)], -1).round().astype(np.uint8)
+    for nn in ("01", "02"):
+        cv2.imwrite(str(root / f"{nn}_img.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
     out = tmp_path / "e.h5"
     res = run_cli("-q", "preprocess", "ehf", "--root", root, "--out", out, "--embed-images", "--workers", "2")
     assert res.exit_code == 0, res.output
     with HDF5Reader(out) as r:
         row = r[0]
-        crop = cv2.imdecode(row["image_jpeg"], cv2.IMREAD_COLOR)
-        assert crop is not None and crop.shape[0] == crop.shape[1] <= 512
-        # the stored affine maps the box centre to the crop centre
-        x, y, w, h = row["bbox_xywh"]
-        A = row["image_crop_affine"]
-        cx, cy = A @ np.array([x + w / 2, y + h / 2, 1.0])
-        assert abs(cx - crop.shape[1] / 2) < 1e-2 and abs(cy - crop.shape[0] / 2) < 1e-2
-        # and the crop's pixels are the image's pixels there
-        img = cv2.imread(str(root / "01_img.jpg"))
-        inv = np.linalg.inv(np.vstack([A, [0, 0, 1]]))[:2]
-        u, v = crop.shape[1] // 2, crop.shape[0] // 2
-        px, py = inv @ np.array([u, v, 1.0])
-        if 0 <= px < img.shape[1] - 1 and 0 <= py < img.shape[0] - 1:
-            assert np.abs(crop[v, u].astype(int) - img[int(round(py)), int(round(px))].astype(int)).max() < 60
+    crop = cv2.imdecode(row["image_jpeg"], cv2.IMREAD_COLOR)
+    assert crop is not None and crop.shape[0] == crop.shape[1] <= 512
+    # the stored affine maps the box centre to the crop centre
+    bx, by, bw, bh = row["bbox_xywh"]
+    A = row["image_crop_affine"]
+    cx, cy = A @ np.array([bx + bw / 2, by + bh / 2, 1.0])
+    assert abs(cx - crop.shape[1] / 2) < 1e-2 and abs(cy - crop.shape[0] / 2) < 1e-2
+    # and the crop's pixels are the image's pixels there: the crop spans twice the box's longer side
+    # (at most 2 x 1.2 x 1200 px) about a centre near (600, 600), so its middle 30 % lies in the image
+    inv = np.linalg.inv(np.vstack([A, [0, 0, 1]]))[:2]
+    side = crop.shape[0]
+    for fu in (0.35, 0.425, 0.5, 0.575, 0.65):
+        for fv in (0.35, 0.5, 0.65):
+            u, v = int(fu * side), int(fv * side)
+            px, py = inv @ np.array([u, v, 1.0])
+            assert 0 <= px < 1400 and 0 <= py < 1400
+            diff = np.abs(crop[v, u].astype(int) - img[int(round(py)), int(round(px))].astype(int))
+            assert diff.max() <= 4, (u, v, crop[v, u], img[int(round(py)), int(round(px))])
 
 
 # --- partial raw data, `all`, skipping -------------------------------------------------------------

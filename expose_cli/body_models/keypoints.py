@@ -27,16 +27,20 @@ import numpy as np
 
 
 def _smplx_joint_names() -> list[str]:
-    """SMPL-X's 144 keypoint names, from the ``smplx`` package's ``joint_names`` module, read without
-    importing the package (its ``__init__`` imports torch: seconds on every CLI start)."""
-    module = sys.modules.get("smplx.joint_names")
-    if module is None:
+    """``smplx.joint_names.JOINT_NAMES`` without running ``smplx/__init__.py``, which imports torch
+    (~200 MB and ~1 s that `expose preprocess` and the keypoint tables do not need)."""
+    loaded = sys.modules.get("smplx.joint_names")
+    if loaded is None:
         package = importlib.util.find_spec("smplx")
-        path = Path(next(iter(package.submodule_search_locations))) / "joint_names.py"
+        if package is None or not package.submodule_search_locations:
+            from smplx.joint_names import JOINT_NAMES  # let the import error say what is missing
+
+            return list(JOINT_NAMES)
+        path = Path(list(package.submodule_search_locations)[0]) / "joint_names.py"
         spec = importlib.util.spec_from_file_location("_expose_smplx_joint_names", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return list(module.JOINT_NAMES)
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+    return list(loaded.JOINT_NAMES)
 
 
 _SMPLX_144 = _smplx_joint_names()

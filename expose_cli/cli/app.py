@@ -14,7 +14,17 @@ import typer
 from rich.markup import escape
 
 from expose_cli import __version__
-from expose_cli.cli import demo, doctor, evaluate, export, fetch, import_models, infer, preprocess
+from expose_cli.cli import (
+    demo,
+    doctor,
+    evaluate,
+    export,
+    fetch,
+    import_models,
+    infer,
+    preprocess,
+    synth,
+)
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
@@ -82,6 +92,7 @@ fetch.register(app)
 import_models.register(app)
 infer.register(app)
 preprocess.register(app)
+synth.register(app)
 
 
 #: Global options (flag or with a value) that may also be written after the subcommand.

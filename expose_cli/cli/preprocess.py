@@ -81,16 +81,16 @@ def _dataset_names(name: str, tree: DataTree, root: Path | None, split: list[str
 
 
 class _SplitBars:
-    """A progress bar per split of one dataset, advanced once per sample (``convert``'s ``on_sample``)."""
+    """A progress bar per split of one dataset, advanced per sample or block of ``rows`` (``convert``'s ``on_sample``)."""
 
     def __init__(self, progress: Progress, dataset: str) -> None:
         self.progress, self.dataset = progress, dataset
         self.tasks: dict[str, int] = {}
 
-    def __call__(self, split: str) -> None:
+    def __call__(self, split: str, rows: int = 1) -> None:
         if split not in self.tasks:
             self.tasks[split] = self.progress.add_task(f"{self.dataset} {split}", total=None)
-        self.progress.advance(self.tasks[split])
+        self.progress.advance(self.tasks[split], rows)
 
 
 def _report_failure(table: Table, dataset: str, exc: ExposeError) -> None:

@@ -12,6 +12,7 @@ import datetime as _dt
 import json
 import os
 from collections import Counter
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from expose_cli.errors import ExposeError
 from expose_cli.utils.atomic import temp_path_for
 
 FORMAT_NAME = "expose-hdf5"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-row fields chunked ROW_CHUNK rows (1: 256 rows; still read)
 KEYPOINT_CONVENTION = "smplx"
 NUM_KEYPOINTS = 144
 
@@ -68,7 +69,47 @@ FIELDS: dict[str, tuple[tuple[int, ...], str]] = {
 #: Per-dataset fields of variable row shape, created from the first sample (e.g. ``vertices``).
 FREE_FIELDS = ("vertices",)
 GENDER_CODES = {"neutral": 0, "n": 0, "male": 1, "m": 1, "female": 2, "f": 2}
-BLOCK = 256
+BLOCK = 256  # rows per chunk of image_path and the write unit below
+#: Rows per chunk of the per-row fields: a random row (training) decompresses 16 rows, not 256, of
+#: each field it reads (measured: 9.1 -> 1.3 ms per 13-field row; benchmarks/bench_train_data.py).
+ROW_CHUNK = 16
+#: Rows buffered before a write (whole chunks; fewer, larger writes: h5py's per-call cost is
+#: ~0.1 ms per dataset, 37 datasets). With ``--embed-images`` a block of JPEGs is written at a time.
+FLUSH_ROWS = 16 * BLOCK
+_KNOWN = frozenset(FIELDS) | frozenset(FREE_FIELDS) | {"image_path", "scan/vertices", "image_jpeg"}
+
+
+def _column(samples: list[dict], name: str, shape: tuple[int, ...], dtype, fill: float = 0) -> np.ndarray | None:
+    """``[len(samples), *shape]`` of field ``name``; samples without it get ``fill``; None when
+    no sample has it (the rows are then left unwritten and read back as the dataset's fill value).
+
+    Each value is converted as ``np.asarray(value, dtype).reshape(shape)``; values of one shape
+    are converted in one call.
+    """
+    m = len(samples)
+    values = [s[name] for s in samples if name in s]
+    if not values:
+        return None
+    if len(values) == m:
+        try:
+            return np.asarray(values, dtype=dtype).reshape(m, *shape)
+        except ValueError:  # values of different shapes: one at a time (and the error names the shape)
+            pass
+    block = np.full((m, *shape), fill, dtype=dtype)
+    for i, s in enumerate(samples):
+        if name in s:
+            block[i] = np.asarray(s[name], dtype=dtype).reshape(shape)
+    return block
+
+
+class SampleBlock(dict):
+    """Rows ``len(block["image_path"])`` at once: field -> ``[rows, *shape]`` values (any field of
+    :data:`FIELDS`; ``image_path`` a list of str). Converters yield these instead of one dict per
+    row when ``options["blocks"]`` is set (no ``--limit`` or ``--embed-images``)."""
+
+    @property
+    def rows(self) -> int:
+        return len(self["image_path"])
 
 
 class DropStats:
@@ -113,20 +154,21 @@ class HDF5Writer:
         self.kp3d_mask = np.zeros(NUM_KEYPOINTS, bool)
         self.scan_offset = 0
         self.stats = DropStats()
+        self._datasets: dict[str, h5py.Dataset] | None = None
 
     def _create(self) -> None:
         f = self.file
         f.create_dataset("image_path", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(BLOCK,))
         for name, (shape, dtype) in FIELDS.items():
             f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
-                             chunks=(BLOCK, *shape), compression="gzip", compression_opts=4, shuffle=True)
+                             chunks=(ROW_CHUNK, *shape), compression="gzip", compression_opts=1, shuffle=True)
         first = self.buffer[0]
         for name in FREE_FIELDS:
             if name in first:
                 shape = np.asarray(first[name]).shape
                 f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype="float32",
                                  chunks=(max(1, min(BLOCK, 2**20 // max(1, int(np.prod(shape))))), *shape),
-                                 compression="gzip", compression_opts=4, shuffle=True)
+                                 compression="gzip", compression_opts=4, shuffle=True, fillvalue=np.nan)
         if any("scan/vertices" in s for s in self.buffer):
             f.create_dataset("scan/vertices", shape=(0, 3), maxshape=(None, 3), dtype="float32",
                              chunks=(65536, 3), compression="gzip", compression_opts=4)
@@ -135,12 +177,42 @@ class HDF5Writer:
             f.create_dataset("image_jpeg", shape=(0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.uint8), chunks=(64,))
 
     def append(self, sample: dict[str, Any]) -> None:
-        unknown = set(sample) - set(FIELDS) - set(FREE_FIELDS) - {"image_path", "scan/vertices", "image_jpeg"}
-        if unknown:
-            raise ValueError(f"unknown sample fields: {sorted(unknown)}")
+        if not _KNOWN.issuperset(sample):
+            raise ValueError(f"unknown sample fields: {sorted(sample.keys() - _KNOWN)}")
         self.buffer.append(sample)
-        if len(self.buffer) >= BLOCK:
+        if len(self.buffer) >= (BLOCK if self.embed_images else FLUSH_ROWS):
             self._flush()
+
+    def append_block(self, block: SampleBlock) -> None:
+        """Append ``block``'s rows after the rows appended so far."""
+        bad = sorted((block.keys() - _KNOWN) | (block.keys() & {"scan/vertices", "image_jpeg"}))
+        if bad:
+            raise ValueError(f"fields a SampleBlock cannot hold: {bad}")
+        if block.rows == 0:
+            return
+        if self.count == 0 and not self.buffer:
+            self.buffer = [{k: v[0] for k, v in block.items()}]  # the first row names the fields to create
+            self._create()
+            self.buffer = []
+        self._flush()
+        f, n, m = self.file, self.count, block.rows
+        if self._datasets is None:
+            self._datasets = {name: f[name] for name in ["image_path", *FIELDS, *[k for k in FREE_FIELDS if k in f]]}
+        for name, ds in self._datasets.items():
+            ds.resize(n + m, axis=0)
+            if name == "image_path":
+                ds[n:] = [str(p) for p in block["image_path"]]
+            elif name in block:
+                values = np.asarray(block[name], dtype=ds.dtype).reshape(m, *ds.shape[1:])
+                ds[n:] = values
+                self._update_masks(name, values)
+        self.count += m
+
+    def _update_masks(self, name: str, block: np.ndarray) -> None:
+        if name == "keypoints2d":
+            self.kp2d_mask |= (block[:, :, 2] > 0).any(axis=0)
+        elif name == "keypoints3d":
+            self.kp3d_mask |= (block[:, :, 3] > 0).any(axis=0)
 
     def _flush(self) -> None:
         if not self.buffer:
@@ -148,36 +220,23 @@ class HDF5Writer:
         if self.count == 0:
             self._create()
         f, n, m = self.file, self.count, len(self.buffer)
-        names = ["image_path", *FIELDS, *[k for k in FREE_FIELDS if k in f]]
-        for name in names:
-            ds = f[name]
+        if self._datasets is None:  # looked up once: h5py's name lookup costs ~0.1 ms a call
+            self._datasets = {name: f[name] for name in ["image_path", *FIELDS, *[k for k in FREE_FIELDS if k in f]]}
+        present = set(chain.from_iterable(self.buffer))  # fields some sample of the block has
+        for name, ds in self._datasets.items():
             ds.resize(n + m, axis=0)
             if name == "image_path":
                 ds[n:] = [str(s["image_path"]) for s in self.buffer]
                 continue
-            shape, dtype = ds.shape[1:], ds.dtype
-            block = np.zeros((m, *shape), dtype=dtype)
-            for i, s in enumerate(self.buffer):
-                if name in s:
-                    block[i] = np.asarray(s[name], dtype=dtype).reshape(shape)
-                elif name in FREE_FIELDS:
-                    block[i] = np.nan
+            if name not in present:  # unwritten chunks read as the fill value
+                continue
+            block = _column(self.buffer, name, ds.shape[1:], ds.dtype, fill=np.nan if name in FREE_FIELDS else 0)
+            if block is None:  # absent from the whole block: unwritten chunks read as the fill value
+                continue
             ds[n:] = block
-        for s in self.buffer:
-            if "keypoints2d" in s:
-                self.kp2d_mask |= np.asarray(s["keypoints2d"])[:, 2] > 0
-            if "keypoints3d" in s:
-                self.kp3d_mask |= np.asarray(s["keypoints3d"])[:, 3] > 0
+            self._update_masks(name, block)
         if "scan/vertices" in f:
-            scans = [np.asarray(s.get("scan/vertices", np.zeros((0, 3))), np.float32) for s in self.buffer]
-            flat = np.concatenate(scans)
-            vds, ods = f["scan/vertices"], f["scan/offsets"]
-            vds.resize(self.scan_offset + len(flat), axis=0)
-            vds[self.scan_offset:] = flat
-            offsets = self.scan_offset + np.cumsum([len(x) for x in scans])
-            ods.resize(n + m + 1, axis=0)
-            ods[n + 1:] = offsets
-            self.scan_offset = int(offsets[-1])
+            self._flush_scans(n, m)
         if self.embed_images:
             ds = f["image_jpeg"]
             ds.resize(n + m, axis=0)
@@ -185,6 +244,18 @@ class HDF5Writer:
                 ds[n + i] = np.frombuffer(s.get("image_jpeg", b""), np.uint8)
         self.count += m
         self.buffer = []
+
+    def _flush_scans(self, n: int, m: int) -> None:
+        f = self.file
+        scans = [np.asarray(s.get("scan/vertices", np.zeros((0, 3))), np.float32) for s in self.buffer]
+        flat = np.concatenate(scans)
+        vds, ods = f["scan/vertices"], f["scan/offsets"]
+        vds.resize(self.scan_offset + len(flat), axis=0)
+        vds[self.scan_offset:] = flat
+        offsets = self.scan_offset + np.cumsum([len(x) for x in scans])
+        ods.resize(n + m + 1, axis=0)
+        ods[n + 1:] = offsets
+        self.scan_offset = int(offsets[-1])
 
     def close(self, stats: DropStats | None = None) -> Path:
         """Finish: masks and counts into the attributes, then rename to the final name."""
@@ -227,6 +298,7 @@ class HDF5Reader:
             raise ExposeError(f"format version {version} is newer than this expose reads ({FORMAT_VERSION})",
                               path=self.path, hint="upgrade expose")
         self.attrs = dict(self.file.attrs)
+        self._handles: list[tuple[str, h5py.Dataset]] | None = None
 
     def __len__(self) -> int:
         return int(self.file["image_path"].shape[0])
@@ -247,14 +319,19 @@ class HDF5Reader:
         off = self.file["scan/offsets"]
         return self.file["scan/vertices"][int(off[index]):int(off[index + 1])]
 
+    def _row_datasets(self) -> list[tuple[str, h5py.Dataset]]:
+        """The per-row datasets, looked up once (a walk of the file's tree per row cost ~20 ms)."""
+        if self._handles is None:
+            skip = ("scan/vertices", "scan/offsets", "keypoints2d_mask", "keypoints3d_mask")
+            self._handles = [(name, self.file[name]) for name in self.fields() if name not in skip]
+        return self._handles
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(index)
         row: dict[str, Any] = {}
-        for name in self.fields():
-            if name in ("scan/vertices", "scan/offsets", "keypoints2d_mask", "keypoints3d_mask"):
-                continue
-            value = self.file[name][index]
+        for name, ds in self._row_datasets():
+            value = ds[index]
             row[name] = value.decode() if isinstance(value, bytes) else value
         if "scan/offsets" in self.file:
             row["scan/vertices"] = self.scan(index)

@@ -67,7 +67,8 @@ def _init_module(module: torch.nn.Module, gen: torch.Generator) -> None:
 
 def mmhuman3d_state_dict(net: ExPoseNet, config_name: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """``net``'s weights laid out as MMHuman3D stores them (full-size layout only for the keys our
-    model lacks: unused HRNet stages and body-model buffers get random tensors of the reference shapes)."""
+    model lacks: unused HRNet stages and body-model buffers get random tensors of the reference shapes;
+    for a small net, body-model buffers of at most 3 per axis: the loader skips them whatever their shape)."""
     gen = torch.Generator().manual_seed(seed + 1)
     ours = net.state_dict()
     layout = reference_layout(config_name)
@@ -81,10 +82,13 @@ def mmhuman3d_state_dict(net: ExPoseNet, config_name: str, seed: int = 0) -> dic
             out[key] = torch.zeros((), dtype=torch.long)
         elif small and key.startswith("backbone."):
             continue  # unused HRNet parts of a small net: their full-size shapes would not fit
-        elif "idxs" in key or key.endswith(("faces_tensor", "parents", "lmk_faces_idx", "extra_joints_idxs", "neck_kin_chain")):
-            out[key] = torch.randint(0, 10, shape, generator=gen)
         else:
-            out[key] = torch.randn(shape, generator=gen) * 0.01
+            if small and key.startswith("body_model_"):
+                shape = [min(n, 3) for n in shape]  # skipped on load: a small net carries them small
+            if "idxs" in key or key.endswith(("faces_tensor", "parents", "lmk_faces_idx", "extra_joints_idxs", "neck_kin_chain")):
+                out[key] = torch.randint(0, 10, shape, generator=gen)
+            else:
+                out[key] = torch.randn(shape, generator=gen) * 0.01
     if small:  # unused parts in the small width, so the same skip rules are exercised
         width = net.cfg.body.hrnet_width if config_name in ("body", "expose") else None
         if width is not None:

@@ -106,6 +106,19 @@ def box_from_points(points: np.ndarray, scale: float = 1.2) -> np.ndarray | None
     return np.array([c[0] - s[0] / 2, c[1] - s[1] / 2, s[0], s[1]], np.float32)
 
 
+def boxes_from_points(points: np.ndarray, scale: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`box_from_points` of ``[k, J, 3]`` points at once: boxes ``[k, 4]`` float32 and
+    whether each has a point with confidence > 0 (the same float32 arithmetic, row by row)."""
+    seen = points[:, :, 2] > 0
+    xy = points[:, :, :2]
+    lo = np.where(seen[:, :, None], xy, np.inf).min(axis=1)
+    hi = np.where(seen[:, :, None], xy, -np.inf).max(axis=1)
+    with np.errstate(invalid="ignore"):  # rows with no point seen: inf - inf (not returned as boxes)
+        c, s = (lo + hi) / 2, (hi - lo) * scale
+    boxes = np.stack([c[:, 0] - s[:, 0] / 2, c[:, 1] - s[:, 1] / 2, s[:, 0], s[:, 1]], axis=1).astype(np.float32)
+    return boxes, seen.any(axis=1)
+
+
 def smplx_pose_fields(pose: np.ndarray) -> dict[str, np.ndarray]:
     """SMPL-X axis-angle per joint ``[55, 3]`` (or ``[53, 3]`` without eyes) -> schema fields:
     0 global, 1..21 body, 22 jaw, (23, 24 eyes), then 15 left-hand and 15 right-hand joints."""

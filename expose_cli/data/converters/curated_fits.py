@@ -18,7 +18,7 @@ import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.converters._common import (
-    box_from_points,
+    boxes_from_points,
     check_min_columns,
     check_shape,
     load_npz,
@@ -30,6 +30,7 @@ SPLITS = ("train", "val")
 VERSION = "1"
 KEYS = ("img_fns", "betas", "expression", "keypoints2D", "pose")
 PART_THRESHOLDS = ((slice(0, 25), 0.1), (slice(25, 67), 0.2), (slice(67, 137), 0.4))
+CHUNK = 4096  # rows converted at once
 
 
 def image_root(root: Path) -> Path:
@@ -38,11 +39,12 @@ def image_root(root: Path) -> Path:
 
 
 def binarise(keypoints: np.ndarray) -> np.ndarray:
+    """``[..., 137, 3]`` OpenPose points with confidences clipped at 0 and binarised per part."""
     kp = np.array(keypoints, np.float32)
-    conf = np.maximum(kp[:, 2], 0.0)
+    conf = np.maximum(kp[..., 2], 0.0)
     for part, threshold in PART_THRESHOLDS:
-        conf[part] = (conf[part] >= threshold).astype(np.float32)
-    kp[:, 2] = conf
+        conf[..., part] = (conf[..., part] >= threshold).astype(np.float32)
+    kp[..., 2] = conf
     return kp
 
 
@@ -69,16 +71,18 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
     path = root / f"{split}.npz"
     data = load_npz(path, KEYS)
     _check(path, data)
-    for i in range(len(data["img_fns"])):
-        kp = binarise(data["keypoints2D"][i])
-        box = box_from_points(kp)
-        if box is None:
-            stats.drop("no keypoint above the confidence thresholds")
-            continue
-        sample = {"image_path": text(data["img_fns"][i]), "bbox_xywh": box,
-                  "keypoints2d": convert_keypoints(kp, "openpose_137", "smplx")[0],
-                  "smplx/betas": data["betas"][i][:10], "smplx/expression": data["expression"][i][:10],
-                  **smplx_pose_fields(data["pose"][i])}
-        if "vertices" in data:
-            sample["vertices"] = data["vertices"][i]
-        yield sample
+    for lo in range(0, len(data["img_fns"]), CHUNK):  # a chunk of rows at once: the same numbers
+        kp = binarise(data["keypoints2D"][lo:lo + CHUNK])
+        boxes, ok = boxes_from_points(kp)
+        kp2d = convert_keypoints(kp, "openpose_137", "smplx")[0]
+        for j in range(len(kp)):
+            i = lo + j
+            if not ok[j]:
+                stats.drop("no keypoint above the confidence thresholds")
+                continue
+            sample = {"image_path": text(data["img_fns"][i]), "bbox_xywh": boxes[j], "keypoints2d": kp2d[j],
+                      "smplx/betas": data["betas"][i][:10], "smplx/expression": data["expression"][i][:10],
+                      **smplx_pose_fields(data["pose"][i])}
+            if "vertices" in data:
+                sample["vertices"] = data["vertices"][i]
+            yield sample

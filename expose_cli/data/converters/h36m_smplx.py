@@ -81,6 +81,17 @@ def _poses(cdf: Path, d2_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return d3, raw2.reshape(-1, 32, 2)[:, H36M_IDX]
 
 
+def _mask_extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` of a mask's foreground (x1, y1 one past the last pixel), None when empty.
+    From the rows and columns that hold any foreground (a 1002x1000 mask: ~10x faster than
+    ``np.nonzero``, the same numbers)."""
+    rows, cols = mask.any(axis=1), mask.any(axis=0)
+    if not rows.any():
+        return None
+    y0, x0 = int(rows.argmax()), int(cols.argmax())
+    return x0, y0, len(cols) - int(cols[::-1].argmax()), len(rows) - int(rows[::-1].argmax())
+
+
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
     _require_cdflib()
     found = False
@@ -107,16 +118,17 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             masks = h5py.File(mask_path, "r") if mask_path.is_file() else None
             folder = image_folder(subject, action, cam)
             try:
+                refs = masks["Masks"][()] if masks is not None and len(d3) else None  # once, not per frame
                 for f in range(0, len(d3), EVERY):
                     if masks is None:
                         stats.drop("no mask file")
                         continue
-                    mask = masks[masks["Masks"][f, 0]][()].T
-                    ys, xs = np.nonzero(mask)
-                    if len(xs) == 0:
+                    mask = masks[refs[f, 0]][()].T
+                    box = _mask_extent(mask)
+                    if box is None:
                         stats.drop("empty mask")
                         continue
-                    x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+                    x0, y0, x1, y1 = box
                     cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * 0.9, (y1 - y0) * 0.9
                     kp3d = np.concatenate([d3[f] - d3[f, :1], np.ones((17, 1))], axis=1).astype(np.float32)
                     sample = {

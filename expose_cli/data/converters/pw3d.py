@@ -16,13 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import GENDER_CODES
 from expose_cli.errors import ExposeError
-from expose_cli.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from expose_cli.io.safe_pickle import safe_load_pickle, to_numpy
 
 SPLITS = ("train", "val", "test")
@@ -97,8 +95,24 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
         yield from _sequence_samples(root, seq, stats)
 
 
+def camera_global_orient(R: np.ndarray, global_orient: np.ndarray) -> np.ndarray:
+    """SMPL global orientations ``[N, 3]`` (axis-angle, world frame) rotated into the camera
+    ``R`` ``[N, 3, 3]``: ``log(R exp(go))``, all frames of an actor at once (per frame, torch's
+    call overhead was 90% of the conversion)."""
+    from expose_cli.geometry.rotations import (  # torch, when used
+        axis_angle_to_matrix,
+        matrix_to_axis_angle,
+    )
+
+    if len(R) == 0:
+        return np.zeros((0, 3))
+    return matrix_to_axis_angle(R @ axis_angle_to_matrix(global_orient).numpy()).numpy()
+
+
 def _sequence_samples(root: Path, seq: dict, stats) -> Iterator[dict]:
     """Every actor's frames of one (checked) sequence."""
+    import cv2  # imported when used: `expose preprocess` of other datasets starts faster
+
     name = str(seq["sequence"])
     K = np.asarray(seq["cam_intrinsics"], np.float32)
     first = root / "imageFiles" / name / "image_00000.jpg"
@@ -116,6 +130,9 @@ def _sequence_samples(root: Path, seq: dict, stats) -> Iterator[dict]:
         invalid = int((~valid).sum())
         if invalid:
             stats.drop("invalid camera pose (campose_valid false)", invalid)
+        usable = [f for f in np.flatnonzero(valid)
+                  if f < len(poses) and f < len(poses2d) and f < len(cam_poses) and (poses2d[f][2] > 0).any()]
+        orients = iter(camera_global_orient(cam_poses[usable, :3, :3], poses[usable, :3]))
         for f in np.flatnonzero(valid):
             if f >= len(poses) or f >= len(poses2d) or f >= len(cam_poses):
                 stats.drop("frame index beyond the arrays")
@@ -128,7 +145,7 @@ def _sequence_samples(root: Path, seq: dict, stats) -> Iterator[dict]:
             lo, hi = j2d[seen, :2].min(0), j2d[seen, :2].max(0)
             c, s = (lo + hi) / 2, (hi - lo) * 1.2
             R = cam_poses[f, :3, :3]
-            go = matrix_to_axis_angle(R @ axis_angle_to_matrix(poses[f, :3]).numpy()).numpy()
+            go = next(orients)
             yield {
                 "image_path": f"imageFiles/{name}/image_{f:05d}.jpg", "image_size": size,
                 "bbox_xywh": np.array([c[0] - s[0] / 2, c[1] - s[1] / 2, s[0], s[1]]),
