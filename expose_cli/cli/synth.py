@@ -27,7 +27,10 @@ def synth(
 ) -> None:
     """Render random SMPL-X bodies / MANO hands / FLAME faces (body models from --data-dir) with
     their keypoints, parameters and boxes: a small training set that tests and benchmarks use."""
-    from expose_cli.training.synth import SYNTH_KINDS, write_synth  # torch: only when the command runs
+    from expose_cli.training.synth import (  # torch: only when the command runs
+        SYNTH_KINDS,
+        write_synth,
+    )
 
     settings = get_settings(ctx)
     if kind not in SYNTH_KINDS:
