@@ -34,5 +34,5 @@ def test_help_imports_no_torch():
 
 def test_the_probe_sees_torch_when_a_command_loads_it():
     # the same probe on a command that does import torch, so an empty answer above means something
-    code, heavy = _heavy_modules("preprocess", "ehf", "--root", "/nonexistent-dir-for-the-probe")
+    code, heavy = _heavy_modules("export", "onnx", "body", "--ckpt", "/nonexistent-probe.pth", "--out", "/nonexistent/x.onnx")
     assert "torch" in heavy.split(",")
