@@ -1,4 +1,4 @@
-"""``python -m expose_cli ...`` (and ``torchrun ... -m expose_cli infer ...``): the ``expose`` command."""
+"""``python -m expose_cli ...`` runs the ``expose`` command (torchrun launches it this way)."""
 
 import sys
 

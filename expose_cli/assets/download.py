@@ -6,8 +6,8 @@ and the server's validator (strong ETag or Last-Modified), sent as ``If-Range``:
 another URL, or of a file that changed on the server, is never spliced into a new one. Transient
 failures (connection errors, timeouts, truncated bodies, 5xx) are retried with exponential backoff;
 4xx are not; a host that cannot be reached at all is tried twice and then skipped for the rest of
-the run. The finished file is checked against the sha256 prefix its name carries and against the
-lock file's record of an earlier verified copy, recorded with its full sha256 and size in the lock
+the run. The finished file is checked against the sha256 prefix its name carries, the full sha256
+its publisher gives (``Asset.sha256``), and against the lock file's record of an earlier verified copy, recorded with its full sha256 and size in the lock
 file, and only then moved into place atomically. A file that fails its check is kept as
 ``NAME.corrupt`` and never appears under its final name.
 """
@@ -132,9 +132,11 @@ def _main_status(asset: Asset, main: Path, lock: LockFile, rehash: bool) -> tupl
     digest = sha256_file(main)
     if asset.sha256_prefix and not digest.startswith(asset.sha256_prefix):
         return "corrupt", f"sha256 {digest[:8]} != {asset.sha256_prefix} of its name"
+    if asset.sha256 and digest != asset.sha256:
+        return "corrupt", f"sha256 {digest[:8]}... is not the published {asset.sha256[:8]}..."
     if entry and entry["sha256"] != digest:
         return "corrupt", "sha256 differs from the copy recorded in the lock file"
-    if entry or asset.sha256_prefix:
+    if entry or asset.sha256_prefix or asset.sha256:
         return "verified", ""
     return "present", "not downloaded by expose: no checksum to check it against (`expose fetch` verifies it)"
 
@@ -352,6 +354,8 @@ def _checksum_problem(asset: Asset, digest: str, expected: str | None, lock: Loc
     not the copy verified before (``expected``, from the lock file); ``""`` when it is accepted."""
     if asset.sha256_prefix and not digest.startswith(asset.sha256_prefix):
         return f"checksum mismatch: sha256 {digest[:8]}..., expected {asset.sha256_prefix} from the file name"
+    if asset.sha256 and digest != asset.sha256:
+        return f"checksum mismatch: sha256 {digest[:8]}... is not the published {asset.sha256[:8]}..."
     if expected and digest != expected:
         return (f"checksum mismatch: sha256 {digest[:8]}... differs from the copy verified before "
                 f"({expected[:8]}... in {lock.path.name}); `--force` accepts a new version")

@@ -27,13 +27,14 @@ class Asset:
     """
 
     name: str
-    kind: str  # checkpoint | auxiliary | annotation | log | body-model | dataset | pretrained
+    kind: str  # checkpoint | auxiliary | annotation | log | body-model | dataset | pretrained | imagenet
     description: str
     url: str | None = None
     destinations: tuple = field(default=())  # callables DataTree -> Path
     sha256_prefix: str | None = None
     website: str | None = None
     install: str | None = None
+    sha256: str | None = None  # the full sha256 its publisher gives (or we found published), if any
 
     @property
     def downloadable(self) -> bool:
@@ -147,14 +148,35 @@ DATASETS = (
     ("mpii", "mpii", "http://human-pose.mpi-inf.mpg.de", "MPII images"),
 )
 
-#: ImageNet weights for training from scratch (the seed links none).
+#: ImageNet weights for training from scratch (the seed links none; MMHuman3D's issue #279).
+#: `expose fetch pretrained` downloads the published files (the ``imagenet`` kind) into
+#: ``pretrained_models/imagenet/`` and converts them to our key names as MMHuman3D's
+#: ``hrnet_pretrain.pth`` / ``resnet18.pth`` (the ``pretrained`` kind; assets/imagenet.py).
+#: torchvision names its files ``NAME-<first 8 hex digits of the sha256>.pth``; the full digest of
+#: ``resnet18-f37072fd.pth`` (46,830,571 bytes) is the one many projects pin. HRNet-W48 is timm's
+#: ``hrnet_w48.ms_in1k`` as the Hugging Face hub serves it (``.safetensors``); we found no published
+#: checksum for it: the first download is recorded in the lock file and later copies must match it.
+RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+RESNET18_SHA256 = "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec"
+HRNET_W48_URL = "https://huggingface.co/timm/hrnet_w48.ms_in1k/resolve/main/model.safetensors"
+
+IMAGENET = (
+    Asset("resnet18_imagenet", "imagenet",
+          "ImageNet ResNet-18 as PyTorch publishes it (torchvision IMAGENET1K_V1, BSD-3-Clause)",
+          RESNET18_URL, (lambda t: t.pretrained_models / "imagenet" / "resnet18-f37072fd.pth",),
+          sha256_prefix="f37072fd", sha256=RESNET18_SHA256, website="https://pytorch.org/vision/stable/models/resnet.html"),
+    Asset("hrnet_w48_imagenet", "imagenet",
+          "ImageNet HRNet-W48 as timm publishes it (hrnet_w48.ms_in1k on the Hugging Face hub, MIT)",
+          HRNET_W48_URL, (lambda t: t.pretrained_models / "imagenet" / "hrnet_w48.ms_in1k.safetensors",),
+          website="https://huggingface.co/timm/hrnet_w48.ms_in1k"),
+)
 PRETRAINED = (
-    Asset("hrnet_pretrain", "pretrained", "ImageNet HRNet-W48 weights, only to train the body model from scratch (the seed links none)",
-          destinations=(lambda t: t.pretrained_models / "hrnet_pretrain.pth",), website="https://github.com/HRNet/HRNet-Image-Classification",
-          install="copy the file to the path shown"),
-    Asset("resnet18", "pretrained", "ImageNet ResNet-18 weights, only to train the part models from scratch (the seed links none)",
-          destinations=(lambda t: t.pretrained_models / "resnet18.pth",), website="https://download.openmmlab.com (mmcv model zoo)",
-          install="copy the file to the path shown"),
+    Asset("hrnet_pretrain", "pretrained", "ImageNet HRNet-W48 weights in our key names, to train the body model (the seed links none)",
+          destinations=(lambda t: t.pretrained_models / "hrnet_pretrain.pth",),
+          website="https://huggingface.co/timm/hrnet_w48.ms_in1k", install="`expose fetch pretrained` downloads and converts it"),
+    Asset("resnet18", "pretrained", "ImageNet ResNet-18 weights in our key names, to train the part models (the seed links none)",
+          destinations=(lambda t: t.pretrained_models / "resnet18.pth",),
+          website=RESNET18_URL, install="`expose fetch pretrained` downloads and converts it"),
 )
 
 #: Tools of `expose infer` beyond the seed (assets/detector_model.py installs the ONNX file).
@@ -173,8 +195,9 @@ def _dataset(name: str, folder: str, site: str, what: str) -> Asset:
 
 
 def default_manifest() -> list[Asset]:
-    """The manifest of the seed, in the order the seed lists things, then the tools of `expose infer`."""
-    return [*DOWNLOADS, *BY_HAND, *(_dataset(*row) for row in DATASETS), *PRETRAINED, *TOOLS]
+    """The manifest of the seed, in the order the seed lists things, then the tools of `expose infer`
+    and the ImageNet files of `expose fetch pretrained`."""
+    return [*DOWNLOADS, *BY_HAND, *(_dataset(*row) for row in DATASETS), *PRETRAINED, *TOOLS, *IMAGENET]
 
 
 #: Groups accepted by `expose fetch`.
@@ -182,7 +205,8 @@ GROUPS = {
     "checkpoints": lambda a: a.kind == "checkpoint",
     "auxiliary": lambda a: a.kind == "auxiliary",
     "logs": lambda a: a.kind == "log",
-    "all": lambda a: a.downloadable,
+    "all": lambda a: a.downloadable and a.kind != "imagenet",
+    "pretrained": lambda a: a.kind == "imagenet",
 }
 
 

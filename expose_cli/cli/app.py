@@ -24,6 +24,7 @@ from expose_cli.cli import (
     infer,
     preprocess,
     synth,
+    train,
 )
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
@@ -93,6 +94,7 @@ import_models.register(app)
 infer.register(app)
 preprocess.register(app)
 synth.register(app)
+train.register(app)
 
 
 #: Global options (flag or with a value) that may also be written after the subcommand.

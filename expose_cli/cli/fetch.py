@@ -160,7 +160,7 @@ def fetch_models(
 
 def fetch(
     ctx: typer.Context,
-    names: Annotated[list[str] | None, typer.Argument(help="Assets or groups (checkpoints, auxiliary, logs, all).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Assets or groups (checkpoints, auxiliary, logs, pretrained, all).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="Table of every asset with its status.")] = False,
     mirror: MirrorOpt = None, force: ForceOpt = False, dry_run: DryOpt = False, jobs: JobsOpt = 2,
     timeout: TimeoutOpt = 30.0, retries: RetriesOpt = 3, json_out: JsonOpt = None,
@@ -172,12 +172,14 @@ def fetch(
         list_assets(settings, manifest, json_out)
         return
     if not names:
-        raise ExposeError("name at least one asset", hint="`expose fetch --list` shows them; groups: checkpoints, auxiliary, logs, all")
+        raise ExposeError("name at least one asset", hint="`expose fetch --list` shows them; groups: checkpoints, auxiliary, logs, pretrained, all")
     results = run_fetch(settings, _select(manifest, names), _options(mirror, force, timeout, retries), jobs, dry_run, json_out)
     if not dry_run and not all(r.ok for r in results):
         raise typer.Exit(1)
     if not dry_run and any(r.asset == "detector" for r in results):
         _install_detector(settings, manifest)
+    if not dry_run:
+        _install_imagenet(settings, manifest, {r.asset for r in results}, force)
 
 
 def _install_detector(settings, manifest: list[Asset]) -> None:
@@ -190,12 +192,24 @@ def _install_detector(settings, manifest: list[Asset]) -> None:
     console.print(f"person detector installed: {path}")
 
 
+def _install_imagenet(settings, manifest: list[Asset], fetched: set[str], force: bool) -> None:
+    """Convert the fetched ImageNet weights to our backbones' key names (assets/imagenet.py)."""
+    assets = [a for a in manifest if a.name in fetched and a.kind == "imagenet"]
+    if not assets:
+        return
+    from expose_cli.assets.imagenet import install_imagenet  # torch: only when needed
+
+    lock = LockFile(settings.tree)
+    for asset in assets:
+        info(settings, f"ImageNet backbone {install_imagenet(settings.tree, lock, asset, force)}")
+
+
 def _select(manifest: list[Asset], names: list[str]) -> list[Asset]:
     try:
         return select(manifest, names)
     except KeyError as exc:
         known = ", ".join(a.name for a in manifest)
-        raise ExposeError(f"unknown asset {exc.args[0]!r}", hint=f"known: {known}; groups: checkpoints, auxiliary, logs, all") from None
+        raise ExposeError(f"unknown asset {exc.args[0]!r}", hint=f"known: {known}; groups: checkpoints, auxiliary, logs, pretrained, all") from None
 
 
 def list_assets(settings: Settings, manifest: list[Asset], json_out: Path | None) -> None:

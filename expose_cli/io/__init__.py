@@ -1,2 +1,2 @@
 """Reading files, below every other layer: the data tree's paths, images, the restricted
-unpickler, streamed JSON number arrays, file hashes. Imports only ``errors`` and ``utils``."""
+unpickler, streamed JSON number arrays, file hashes, .safetensors files. Imports only ``errors`` and ``utils``."""

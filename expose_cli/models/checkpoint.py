@@ -22,6 +22,7 @@ from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.io.paths import DataTree
 from expose_cli.models.config import ModelConfig, apply_overrides, preset
 from expose_cli.models.expose import ExPoseNet, Predictor
+from expose_cli.models.model import ExPoseModel
 from expose_cli.utils.atomic import atomic_path
 
 FORMAT = "expose-cli-checkpoint"
@@ -246,14 +247,19 @@ def new_net(cfg: ModelConfig, tree: DataTree | None = None) -> ExPoseNet:
     return ExPoseNet(cfg, means, shape_mean)
 
 
-def build_predictor(net: ExPoseNet, tree: DataTree) -> Predictor:
-    """Attach the body model that ``net``'s kind needs, from ``tree``."""
+def build_model(net: ExPoseNet, tree: DataTree) -> ExPoseModel:
+    """``net`` with the body model its kind needs, from ``tree``, as one module (training and inference)."""
     from expose_cli.body_models import build_flame, build_mano, build_smplx
     from expose_cli.body_models.auxiliary import Auxiliary
 
     if net.kind in ("body", "expose"):
         body = build_smplx(tree, num_betas=net.cfg.body.num_betas, num_expression=net.cfg.body.num_expression)
-        return Predictor(net, body, Auxiliary(tree).smplx_to_j14())
+        return ExPoseModel(net, body, Auxiliary(tree).smplx_to_j14())
     if net.kind == "hand":
-        return Predictor(net, build_mano(tree, "right", num_betas=net.cfg.hand.num_betas))
-    return Predictor(net, build_flame(tree, net.cfg.face.num_betas, net.cfg.face.num_expression))
+        return ExPoseModel(net, build_mano(tree, "right", num_betas=net.cfg.hand.num_betas))
+    return ExPoseModel(net, build_flame(tree, net.cfg.face.num_betas, net.cfg.face.num_expression))
+
+
+def build_predictor(net: ExPoseNet, tree: DataTree) -> Predictor:
+    """Attach the body model that ``net``'s kind needs, from ``tree``, for inference."""
+    return Predictor(build_model(net, tree))

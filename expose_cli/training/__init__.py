@@ -1,2 +1,2 @@
-"""Training: datasets over the preprocessed HDF5 files, augmentations, mixing, a synthetic set
-(and, from the `expose train` work, losses and the loop)."""
+"""Training: datasets over the preprocessed HDF5 files, augmentations, mixing, a synthetic set;
+losses, the typed run config, the loop, checkpoints, distributed helpers, pretrained weights."""

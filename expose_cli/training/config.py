@@ -1,0 +1,240 @@
+"""The typed configuration of a training run; defaults are the seed's four configs
+(MMHuman3D v0.11.0 ``configs/expose/*.py``, training-reference §1).
+
+A :class:`RunConfig` has the sections ``model`` (the networks: ``[body]``, ``[hand]``, ``[face]``,
+``[attention]`` as in :mod:`expose_cli.models.config`), ``data`` (:class:`DataConfig`, with
+``[data.augment]``), ``train`` (:class:`TrainConfig`) and ``loss`` (:class:`LossConfig`).
+Override from TOML (those tables) or ``--set section.field=value`` (``train.lr=1e-5``,
+``body.hidden=[32,32]``, ``data.augment.flip_prob=0``).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from expose_cli.errors import ExposeError
+from expose_cli.models.config import ModelConfig, _coerce, preset, small_config
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+KINDS = ("body", "hand", "face", "expose")
+#: The validation benchmark of each seed config (`expose eval` protocols).
+VAL_SETS = {"body": "3dpw", "hand": "freihand", "face": "stirling", "expose": "ehf"}
+BATCH_SIZES = {"body": 48, "hand": 64, "face": 64, "expose": 48}
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class LossConfig:
+    """Weights of the loss terms (0 turns a term off). ``betas`` is the seed's 0.001 on the betas
+    MSE; ``shape_prior`` the threshold prior with ``shape_prior_margin``; ``hand_crop`` and
+    ``face_crop`` the full model's crop terms."""
+
+    keypoints3d: float = 1.0
+    keypoints2d: float = 1.0
+    global_orient: float = 1.0
+    body_pose: float = 1.0
+    jaw_pose: float = 1.0
+    hand_pose: float = 1.0
+    betas: float = 0.001
+    expression: float = 1.0
+    shape_prior: float = 1.0
+    shape_prior_margin: float = 3.0
+    hand_crop: float = 0.0
+    face_crop: float = 0.0
+
+
+def loss_preset(kind: str) -> LossConfig:
+    """The seed's losses: body all terms; hand 2D keypoints, wrist and finger rotations and the shape
+    prior; face 2D keypoints, head and jaw rotations, expression and the shape prior; the full model
+    the body's plus the two crop terms."""
+    if kind == "hand":
+        return LossConfig(keypoints3d=0.0, body_pose=0.0, jaw_pose=0.0, betas=0.0, expression=0.0)
+    if kind == "face":
+        return LossConfig(keypoints3d=0.0, body_pose=0.0, hand_pose=0.0, betas=0.0)
+    if kind == "expose":
+        return LossConfig(hand_crop=1.0, face_crop=1.0)
+    return LossConfig()
+
+
+@dataclass
+class TrainConfig:
+    """The loop. ``epochs`` and the per-epoch lr ``milestones`` x ``gamma`` (no warm-up);
+    ``max_steps`` > 0 stops earlier. ``save_every`` epochs an ``epoch_K.pth``, ``last_every`` steps a
+    ``last.pth``; ``val_every`` epochs a validation on ``val_set`` (an `expose eval` benchmark, or
+    ``none``), read from ``val_data`` when given. ``init``: ``auto`` (ImageNet backbones; the full
+    model: the three part checkpoints), ``none`` (from scratch) or a checkpoint path."""
+
+    epochs: int = 100
+    max_steps: int = 0
+    batch_size: int = 48
+    workers: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    milestones: tuple[int, ...] = (60, 100)
+    gamma: float = 0.1
+    precision: str = "fp32"
+    grad_clip: float = 0.0
+    val_every: int = 10
+    val_set: str = "3dpw"
+    val_data: str = ""
+    val_limit: int = 0
+    save_every: int = 10
+    last_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+    max_bad_steps: int = 20
+    find_unused_parameters: bool = False
+    init: str = "auto"
+
+
+def _data_preset(kind: str):
+    from expose_cli.training.data_config import data_preset
+
+    return data_preset(kind)
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs, resolved (it is saved as ``config.toml``-like JSON in the run dir)."""
+
+    kind: str
+    model: ModelConfig
+    data: Any
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "model": self.model.to_dict(), "data": dataclasses.asdict(self.data),
+                "train": dataclasses.asdict(self.train), "loss": dataclasses.asdict(self.loss)}
+
+    @classmethod
+    def from_dict(cls, obj: dict) -> RunConfig:
+        cfg = run_preset(obj["kind"])
+        cfg.model = ModelConfig.from_dict(obj["model"])
+        for section in ("data", "train", "loss"):
+            for key, value in _flatten(obj.get(section, {})).items():
+                set_field(cfg, f"{section}.{key}", value)
+        return cfg
+
+
+def run_preset(kind: str, small: bool = False) -> RunConfig:
+    """The seed's config of ``kind`` (``small``: tiny network widths of the same structure)."""
+    if kind not in KINDS:
+        raise ExposeError(f"unknown model {kind!r}", hint=f"use one of {', '.join(KINDS)}")
+    model = small_config(kind) if small else preset(kind)
+    # The body's HRNet never uses its last stage-3 fusion into branch 1 (ExPose reads branches
+    # 2-4): DDP must look for unused parameters there, and only there.
+    train = TrainConfig(batch_size=BATCH_SIZES[kind], val_set=VAL_SETS[kind], find_unused_parameters=kind == "body")
+    return RunConfig(kind, model, _data_preset(kind), train, loss_preset(kind))
+
+
+def _flatten(obj: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+MODEL_SECTIONS = ("body", "hand", "face", "attention")
+
+
+def _set_in(obj: Any, names: list[str], value: Any, where: str) -> Any:
+    """A copy of dataclass ``obj`` (or ``obj`` itself, for mutable ones) with ``names`` set."""
+    fields = {f.name for f in dataclasses.fields(obj)}
+    if names[0] not in fields:
+        raise ExposeError(f"unknown config field {where}", hint=f"fields here: {', '.join(sorted(fields))}")
+    current = getattr(obj, names[0])
+    if len(names) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ExposeError(f"unknown config field {where}")
+        new = _set_in(current, names[1:], value, where)
+    else:
+        if isinstance(value, list) and isinstance(current, tuple) and current and isinstance(current[0], str):
+            new = tuple(str(v) for v in value)
+        else:
+            new = _coerce(current, value, where)
+    if obj.__dataclass_params__.frozen:
+        # A copy with the field set, not validated yet: members and ratios change one at a time;
+        # check() validates the result.
+        obj = copy.copy(obj)
+        object.__setattr__(obj, names[0], new)
+        return obj
+    setattr(obj, names[0], new)
+    return obj
+
+
+def set_field(cfg: RunConfig, key: str, value: Any) -> None:
+    """Set ``section.field[.sub]`` (``train.lr``, ``body.hidden``, ``data.augment.flip_prob``)."""
+    section, *names = key.strip().split(".")
+    if not names:
+        raise ExposeError(f"bad setting {key!r}", hint="write section.field=value, e.g. train.lr=1e-5")
+    if section in MODEL_SECTIONS:
+        _set_in(getattr(cfg.model, section), names, value, key)
+    elif section in ("data", "train", "loss"):
+        setattr(cfg, section, _set_in(getattr(cfg, section), names, value, key))
+    else:
+        raise ExposeError(f"unknown config section {section!r} in {key!r}",
+                          hint="sections: train, loss, data, body, hand, face, attention")
+
+
+def parse_value(raw: str) -> Any:
+    """A ``--set`` value: a Python/TOML literal (numbers, lists, true/false) or else the string."""
+    raw = raw.strip()
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def apply_settings(cfg: RunConfig, toml_path: str | Path | None = None, settings: list[str] | tuple = ()) -> RunConfig:
+    """Update ``cfg`` from a TOML file (tables ``[train]``, ``[loss]``, ``[data]``, ``[body]``...),
+    then from ``section.field=value`` strings."""
+    if toml_path is not None:
+        path = Path(toml_path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ExposeError(f"cannot read config: {exc}", path=path) from exc
+        for key, value in _flatten(data).items():
+            try:
+                set_field(cfg, key, value)
+            except ExposeError as exc:
+                raise ExposeError(exc.reason, hint=exc.hint, path=path) from None
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ExposeError(f"bad setting {item!r}", hint="write section.field=value, e.g. train.lr=1e-5")
+        set_field(cfg, key, parse_value(raw))
+    check(cfg)
+    return cfg
+
+
+def check(cfg: RunConfig) -> None:
+    """Values no run can use: one line each."""
+    t = cfg.train
+    if t.precision not in PRECISIONS:
+        raise ExposeError(f"train.precision must be one of {', '.join(PRECISIONS)}, not {t.precision!r}")
+    if t.batch_size < 1 or t.epochs < 1 or t.max_steps < 0:
+        raise ExposeError("train.batch_size and train.epochs must be >= 1, train.max_steps >= 0")
+    if t.lr <= 0:
+        raise ExposeError(f"train.lr must be > 0, not {t.lr}")
+    post_init = getattr(cfg.data, "__post_init__", None)
+    if post_init is not None:
+        try:
+            post_init()
+        except ValueError as exc:
+            raise ExposeError(f"data: {exc}", hint="give data.members and data.ratios of the same length") from None

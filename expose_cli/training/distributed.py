@@ -1,0 +1,105 @@
+"""DDP under torchrun: the process group from torchrun's environment, rank-0 helpers, reductions.
+
+``torchrun --nproc-per-node N -m expose_cli train ...`` sets ``RANK``, ``LOCAL_RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT``; :func:`init` joins the group (NCCL on GPU, gloo on
+CPU). Multi-node runs use torchrun's own rendezvous flags (``--nnodes``, ``--node-rank``,
+``--rdzv-endpoint``); nothing here changes for them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place: ``rank`` of ``world_size``, ``local_rank`` on its node, its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def init(device: str | None = None) -> DistInfo:
+    """Join torchrun's process group when launched by it (else a single process) and pick the
+    device: ``cuda:LOCAL_RANK`` when CUDA is there, else the CPU (gloo)."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
+        return DistInfo(device=device if device != "cuda" else "cuda:0")
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return DistInfo(rank, world, local, device)
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The mean of ``values`` over all processes (unchanged in a single process)."""
+    if not info.enabled:
+        return values
+    out = values.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / info.world_size
+
+
+def all_true(flag: bool, info: DistInfo, device: str = "cpu") -> bool:
+    """``flag`` on every process (so that all of them skip a step together, or none does)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's ``obj`` on every process."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
+    """The command that runs ``expose <argv>`` in ``nproc`` processes on this machine."""
+    exe = shutil.which("torchrun")
+    launcher = [exe] if exe else [sys.executable, "-m", "torch.distributed.run"]
+    return [*launcher, "--standalone", f"--nproc-per-node={nproc}", "-m", "expose_cli", *argv]
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """``expose train --nproc N``: run the same command under torchrun; returns its exit code."""
+    return subprocess.call(torchrun_command(nproc, argv))

@@ -1,0 +1,151 @@
+"""One training run from a resolved :class:`RunConfig`: checks, run directory, model, data,
+validation, the loop, and the summary.
+
+Order: every input file is checked before any work (one line naming the first missing one and the
+command that makes it); then the run directory (refused when not empty without ``--resume``);
+then the model, its initialisation or the resume state; then the loop.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.io.paths import DataTree
+from expose_cli.training import distributed as D
+from expose_cli.training.config import RunConfig
+from expose_cli.utils.atomic import write_json_atomic
+
+
+def data_files(cfg: RunConfig, data_dir: Path) -> list[tuple[Path, str, str]]:
+    """(file, what, the command that makes it) for every training member."""
+    from expose_cli.training.datasets import MEMBER_FILES
+
+    out = []
+    for name in cfg.data.members:
+        if str(name).endswith(".h5"):
+            out.append((Path(name), f"training file {name}", "check the path in data.members"))
+            continue
+        files, command = MEMBER_FILES.get(name, ((f"{name}_train.h5",), f"expose preprocess {name}"))
+        out += [(data_dir / "preprocessed_datasets" / f, f"{name} training data", f"`{command}`") for f in files]
+    return out
+
+
+def body_model_files(kind: str, tree: DataTree) -> list[tuple[Path, str, str]]:
+    from expose_cli.body_models.builders import model_candidates
+
+    model = {"body": ("smplx", "neutral"), "expose": ("smplx", "neutral"), "hand": ("mano", "right"),
+             "face": ("flame", "neutral")}[kind]
+    cands = model_candidates(tree, *model)
+    hint = "`expose import-body-models FILE.zip` (see `expose doctor`)"
+    found = next((p for p in cands if p.is_file()), cands[0])
+    return [(found, f"{model[0].upper()} model", hint)]
+
+
+def preflight(cfg: RunConfig, tree: DataTree, resume: Path | None) -> None:
+    """Stop before any work when a needed file is missing: datasets, body model, init weights."""
+    from expose_cli.training.pretrained import required_files
+
+    needed = data_files(cfg, tree.root) + body_model_files(cfg.kind, tree)
+    if resume is None:
+        needed += required_files(cfg.kind, cfg.train.init, tree)
+    if cfg.train.val_data:
+        needed.append((Path(cfg.train.val_data), "validation data", "check --set train.val_data"))
+    for path, what, command in needed:
+        if not Path(path).is_file():
+            raise MissingFileError(path, what, command)
+
+
+def prepare_run_dir(out: Path, resume: bool) -> None:
+    """``out`` must be new or empty unless resuming (then it must hold the run)."""
+    if resume:
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExposeError("run directory is not empty", path=out,
+                          hint="choose a new --out, or add --resume to continue the run in it")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def write_run_files(out: Path, cfg: RunConfig, argv: list[str]) -> None:
+    """The resolved config and a README line saying how to resume."""
+    write_json_atomic(out / "config.json", cfg.to_dict())
+    args = [a for a in argv if a != "--resume"]
+    line = "expose " + " ".join(shlex.quote(a) for a in args) + " --resume"
+    (out / "README.txt").write_text(f"expose train run ({cfg.kind}).\nResume it with:\n  {line}\n", encoding="utf-8")
+
+
+def build_model(cfg: RunConfig, tree: DataTree):
+    """A fresh :class:`ExPoseModel` of the config (heads starting from the seed's mean files)."""
+    from expose_cli.models.checkpoint import build_model as attach_body_model
+    from expose_cli.models.checkpoint import new_net
+
+    return attach_body_model(new_net(cfg.model, tree), tree)
+
+
+def build_data(cfg: RunConfig, data_dir: Path, info: D.DistInfo):
+    """The training dataset, its distributed mixing sampler and the collate function."""
+    from expose_cli.training.datasets import build_train_dataset, collate
+    from expose_cli.training.mixing import MixedSampler
+
+    dataset = build_train_dataset(cfg.data, data_dir, cfg.kind, cfg.train.seed)
+    sampler = MixedSampler(dataset, cfg.data.ratios, seed=cfg.train.seed, rank=info.rank, world_size=info.world_size)
+    return dataset, sampler, collate
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Python, numpy and torch (CPU and CUDA) generators; each rank its own stream."""
+    import random
+
+    random.seed(seed + rank)
+    np.random.seed((seed + rank) % 2**32)
+    torch.manual_seed(seed + 1000003 * rank)
+
+
+def summary_rows(trainer, status: str) -> list[tuple[str, str]]:
+    """The final summary: what ran, where it stopped, losses, best validation, files."""
+    p = trainer.progress
+    rows = [("status", status), ("epochs", f"{p.epoch} complete, step {p.step}"), ("skipped steps", str(p.skipped))]
+    for key, value in (getattr(trainer, "last_parts", None) or {}).items():
+        rows.append((f"last {key}", f"{value:.4g}"))
+    if p.best is not None:
+        rows.append(("best validation", f"{p.best:.2f} (epoch {p.best_epoch})"))
+    rows.append(("run directory", str(trainer.out_dir)))
+    return rows
+
+
+def run(cfg: RunConfig, tree: DataTree, out: Path, resume: bool = False, argv: list[str] | None = None,
+        info: D.DistInfo | None = None, log: Callable[[str], None] = print):
+    """The whole run; returns ``(trainer, status)``."""
+    from expose_cli.training.checkpointing import load_training_checkpoint
+    from expose_cli.training.loop import Trainer
+    from expose_cli.training.pretrained import initialise
+    from expose_cli.training.validation import build_validation
+
+    info = info or D.DistInfo()
+    out = Path(out)
+    resume_path = out / "last.pth" if resume else None
+    preflight(cfg, tree, resume_path)
+    state = load_training_checkpoint(resume_path, cfg.kind) if resume_path is not None else None
+    validate = build_validation(cfg, tree) if info.is_main else None  # its files are checked here, before any write
+    if info.is_main:
+        prepare_run_dir(out, resume)
+        write_run_files(out, cfg, argv or ["train", cfg.kind, "--out", str(out)])
+    D.barrier(info)
+    seed_everything(cfg.train.seed, info.rank)
+    model = build_model(cfg, tree)
+    if state is None:
+        line = initialise(model.net, cfg.kind, cfg.train.init, tree, log)
+        if info.is_main:
+            log(line)
+    dataset, sampler, collate = build_data(cfg, tree.root, info)
+    trainer = Trainer(cfg, model, dataset, sampler, collate, out, info, validate, log)
+    if state is not None:
+        trainer.load_resume(state)
+        if info.is_main:
+            log(f"resumed from {resume_path} at epoch {trainer.progress.epoch + 1}, step {trainer.progress.step}")
+    return trainer, trainer.fit()

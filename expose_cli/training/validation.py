@@ -1,0 +1,117 @@
+"""Validation during training: the `expose eval` protocols on the config's benchmark, or
+PA-MPJPE on a held-out set in the training format (``train.val_set = "heldout"``).
+
+Each validator takes the :class:`ExPoseModel` (in eval mode) and returns ``(metrics, primary)``:
+millimetres per metric (means over the samples) and the name of the lower-is-better metric that
+picks ``best.pth``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from expose_cli.io.paths import DataTree
+from expose_cli.training.config import RunConfig
+
+PRIMARY = {"3dpw": "PA-MPJPE", "freihand": "PA-MPJPE", "stirling": "3DRMSE", "ehf": "PA-PVE", "heldout": "PA-MPJPE"}
+
+
+def benchmark_validator(name: str, data: Path | None, tree: DataTree, limit: int | None) -> Callable:
+    """The `expose eval` protocol ``name`` (3dpw, freihand, stirling, ehf) on its preprocessed file:
+    the file and the scoring files are opened now (a missing one stops the run before training)."""
+    from expose_cli.evaluation import benchmark as B
+    from expose_cli.evaluation import runner
+    from expose_cli.models.expose import Predictor
+
+    bench = B.get_benchmark(name)
+    reader = B.open_data(bench, data, tree)
+    n = len(reader) if limit is None else min(limit, len(reader))
+    assets = bench.load_assets(reader, tree, n)
+
+    def validate(model):
+        predictor = Predictor(model, fuse=False)
+        with torch.inference_mode():
+            preds = runner.predict(name, reader, predictor, batch_size=16, limit=limit, workers=2)
+        rows = bench.score(reader, preds, assets)
+        return {k: float(np.mean(v)) for k, v in rows.items()}, PRIMARY[name]
+
+    return validate
+
+
+def pa_mpjpe_per_sample(pred: torch.Tensor, gt: torch.Tensor) -> list[float]:
+    """PA-MPJPE (mm) of each sample over its joints with confidence > 0 (``gt`` [B, K, 4], metres)."""
+    from expose_cli.geometry.procrustes import similarity_procrustes
+
+    out = []
+    for p, g in zip(pred.detach().double(), gt.detach().double(), strict=True):
+        keep = g[:, 3] > 0
+        if int(keep.sum()) < 3:
+            continue
+        aligned = similarity_procrustes(p[keep][None], g[keep, :3][None])[0]
+        out.append(float((aligned[0] - g[keep, :3]).norm(dim=-1).mean()) * 1000.0)
+    return out
+
+
+def heldout_errors(model, loader, mean_pose: bool = False) -> list[float]:
+    """PA-MPJPE per held-out sample of ``model`` (or, with ``mean_pose``, of the heads' starting
+    point: the mean pose and shape every prediction starts from)."""
+    from expose_cli.training.objective import model_input
+
+    errors: list[float] = []
+    device = next(model.net.parameters()).device
+    with torch.inference_mode():
+        for batch in loader:
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            inputs = model_input(batch)
+            pred = mean_prediction(model, inputs) if mean_pose else model(inputs)
+            errors += pa_mpjpe_per_sample(pred.joints, batch["keypoints3d"])
+    return errors
+
+
+def mean_prediction(model, inputs):
+    """The prediction of the heads' mean parameters (no network), through the body model."""
+    head = model.net.head
+    out = head.decode(head.regressor.mean_param.expand(inputs.img.shape[0], -1))
+    if model.kind == "hand":
+        return model._hand(out)
+    if model.kind == "face":
+        return model._face(out)
+    return model._body(inputs, out, model._plain_features)
+
+
+def heldout_validator(cfg: RunConfig, data: Path, tree: DataTree, limit: int | None) -> Callable:
+    """PA-MPJPE on a held-out file in the training format (no augmentation)."""
+    from torch.utils.data import DataLoader, Subset
+
+    from expose_cli.training.data_config import with_members
+    from expose_cli.training.datasets import TrainDataset, collate
+
+    dataset = TrainDataset(with_members(cfg.data, (str(data),)), tree.root, cfg.kind, cfg.train.seed, train=False)
+    if limit:
+        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=collate)
+
+    def validate(model):
+        return {"PA-MPJPE": float(np.mean(heldout_errors(model, loader)))}, "PA-MPJPE"
+
+    return validate
+
+
+def build_validation(cfg: RunConfig, tree: DataTree) -> Callable | None:
+    """The validator of ``cfg.train`` (``val_set``, ``val_data``, ``val_limit``), or None (``none``)."""
+    t = cfg.train
+    if not t.val_set or t.val_set == "none" or not t.val_every:
+        return None
+    limit = t.val_limit or None
+    data = Path(t.val_data) if t.val_data else None
+    if t.val_set == "heldout":
+        if data is None:
+            from expose_cli.errors import ExposeError
+
+            raise ExposeError("train.val_set = heldout needs train.val_data (a held-out .h5 file)")
+        return heldout_validator(cfg, data, tree, limit)
+    return benchmark_validator(t.val_set, data, tree, limit)
