@@ -17,7 +17,6 @@ from the exact path (mean / max, mm) is measured on the same batch.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conditions import cpu_model  # benchmarks/conditions.py
 
 from expose_cli.inference.backends import EXTRAS, cpu_has_bf16, make_predictor, vertex_deviation_mm
 from expose_cli.models import Predictor, build_predictor, collate, crop_person
@@ -49,17 +49,6 @@ def plain_predictor(fast: Predictor) -> Predictor:
     plain = Predictor(fast.net, fast.body_model, fast.j14, fuse=False)
     plain.keypoint_model = None
     return plain
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def available(backend: str) -> bool:
