@@ -1,43 +1,47 @@
-"""Per-image forward time of the four models (full size, stand-in weights and body models).
+"""Per-image forward time of the models on each path, as ratios to the plain path, in one run.
 
-CPU with 2 threads (and the GPU when one is present). Two baselines:
-- ``plain``: the same weights run the way MMHuman3D runs them, measured on this machine: unfused
-  BatchNorms, channels-first memory, ``torch.no_grad`` instead of inference mode, and a full SMPL-X
-  pass for the attention keypoints (the full model's second body-model pass).
-- MMHuman3D's own figures on this machine kind (reference-model.md): body 0.644 s, face 0.101 s,
-  hand 0.076 s, full ExPose 0.874 s at batch 1. Machines of one kind differ, so the same-machine
-  ``plain`` ratio is the fairer one.
+Full-size networks with stand-in weights whose BatchNorm statistics are calibrated on images
+(:mod:`expose_cli.testing.calibration`), stand-in body models, batch 8, CPU with 2 threads.
+
+- ``plain``: the same weights run the way MMHuman3D runs them: unfused BatchNorms, channels-first
+  memory, ``torch.no_grad``, full SMPL-X passes for the attention keypoints;
+- ``torch``: our exact torch path (BatchNorms folded, channels-last, inference mode, sparse keypoints);
+- ``onnxruntime`` / ``openvino``: the same with the backbones in that runtime, fp32 (exact paths);
+- ``torch-bf16`` / ``openvino-bf16``: the fast paths (backbones in bf16, the rest float32).
+
+The machine may be shared: every repeat runs each path once, in turn (A/B/C..., interleaved), and
+the medians are compared, so a load change hits all paths alike. The fast paths' vertex deviation
+from the exact path (mean / max, mm) is measured on the same batch.
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+from conditions import cpu_model  # benchmarks/conditions.py
 
-from expose_cli.models import Predictor, build_predictor, collate, crop_person, preset
+from expose_cli.inference.backends import EXTRAS, cpu_has_bf16, make_predictor, vertex_deviation_mm
+from expose_cli.models import Predictor, build_predictor, collate, crop_person
+from expose_cli.testing.calibration import calibrate_batchnorm
 from expose_cli.testing.checkpoints import random_net
 from expose_cli.testing.standins import write_standin_data_tree
 
-MMHUMAN3D_S = {"body": 0.644, "face": 0.101, "hand": 0.076, "expose": 0.874}
+#: Ratios to the plain path that the best exact (fp32) and the best fast (bf16) path must reach.
+TARGETS = {"exact": 1.4, "fast": 2.5}
 
 
-def batch_for(kind: str, n: int):
+def batch_for(kind: str, n: int, img_res: int):
     rng = np.random.default_rng(0)
     img = (rng.random((512, 512, 3)) * 255).astype(np.uint8)
-    res = preset(kind).img_res  # the model's input crop
-    return collate([crop_person(img, [150, 40, 200, 420], img_res=res, keep_full_image=kind == "expose") for _ in range(n)])
-
-
-def time_call(fn, repeats: int) -> float:
-    fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) / repeats
+    return collate([crop_person(img, [150, 40, 200, 420], img_res=img_res, keep_full_image=kind == "expose")
+                    for _ in range(n)])
 
 
 def plain_predictor(fast: Predictor) -> Predictor:
@@ -47,42 +51,91 @@ def plain_predictor(fast: Predictor) -> Predictor:
     return plain
 
 
-def main() -> None:
-    import argparse
+def available(backend: str) -> bool:
+    try:
+        __import__(EXTRAS[backend][0])
+        __import__("onnx")
+        return True
+    except ImportError:
+        return False
 
+
+def build_paths(base: Predictor, wanted: list[str]) -> dict:
+    """name -> callable(batch) -> Prediction, for the paths this machine can run."""
+    plain = plain_predictor(base)
+
+    def run_plain(batch):
+        with torch.no_grad():
+            return plain.predict(batch)
+
+    paths = {"plain": run_plain, "torch": base}
+    for name in wanted:
+        backend, _, precision = name.partition("-")
+        if name in paths or (backend != "torch" and not available(backend)):
+            continue
+        if precision == "bf16" and not cpu_has_bf16():
+            continue
+        paths[name] = make_predictor(base, backend, precision or "fp32", threads=torch.get_num_threads())
+    return paths
+
+
+def bench_kind(kind: str, tree: Path, args) -> list[dict]:
+    net = calibrate_batchnorm(random_net(kind), batches=2, batch_size=8)
+    base = build_predictor(net, tree)
+    paths = build_paths(base, args.paths.split(","))
+    batch = batch_for(kind, args.batch, base.img_res)
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    preds = {name: run(batch) for name, run in paths.items()}  # warm-up, and the outputs compared
+    for _ in range(args.repeats):
+        for name, run in paths.items():  # interleaved: one call of each path per repeat
+            t0 = time.perf_counter()
+            run(batch)
+            times[name].append((time.perf_counter() - t0) / args.batch)
+    plain_s = statistics.median(times["plain"])
+    rows = []
+    for name in paths:
+        median = statistics.median(times[name])
+        dev = vertex_deviation_mm(preds[name], preds["torch"])
+        rows.append({"model": kind, "path": name, "s_per_image": median, "ratio": plain_s / median,
+                     "deviation": dev, "spread": (min(times[name]), max(times[name]))})
+    return rows
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu",
-                        help="comma-separated: cpu, cuda")
-    parser.add_argument("--kinds", default="body,face,hand,expose")
+    parser.add_argument("--kinds", default="body,expose", help="comma-separated: body, hand, face, expose")
+    parser.add_argument("--paths", default="torch,onnxruntime,openvino,torch-bf16,openvino-bf16")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    devices = args.devices.split(",")
+    torch.set_num_threads(args.threads)
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; CPU {cpu_model()} ({torch.get_num_threads()} threads, "
+          f"native bf16: {cpu_has_bf16()}); torch {torch.__version__}; batch {args.batch}; "
+          f"median of {args.repeats} interleaved repeats")
+    print(f"{'model':7s} {'path':14s} {'s/image':>8s} {'x plain':>8s} {'vertices vs torch fp32, mm':>27s}"
+          f"  {'min-max s/image':>16s}")
+    failed = []
     with tempfile.TemporaryDirectory() as tmp:
         tree = write_standin_data_tree(Path(tmp))
-        print(f"{'model':8s} {'device':6s} {'batch':>5s} {'s/image':>9s} {'plain':>9s} {'x plain':>8s} "
-              f"{'MMHuman3D':>10s} {'x MMH3D':>8s}")
         for kind in args.kinds.split(","):
-            predictor = build_predictor(random_net(kind), tree)
-            for device in devices:
-                predictor.to(device)
-                plain = plain_predictor(predictor).to(device)
-                sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-                def run_plain(b, p=plain, sync=sync):
-                    with torch.no_grad():
-                        p.predict(b.to(p.device))
-                    sync()
-
-                for n in (1, 8):
-                    batch = batch_for(kind, n)
-                    repeats = 20 if device == "cuda" else 5 if n == 1 else 2
-                    per_image = time_call(lambda b=batch, p=predictor, sync=sync: (p(b), sync()), repeats) / n
-                    plain_s = time_call(lambda b=batch: run_plain(b), repeats) / n
-                    ref = MMHUMAN3D_S[kind] if device == "cpu" and n == 1 else None
-                    ref_txt = f"{ref:10.3f} {ref / per_image:7.2f}x" if ref else ""
-                    print(f"{kind:8s} {device:6s} {n:5d} {per_image:9.3f} {plain_s:9.3f} {plain_s / per_image:7.2f}x "
-                          f"{ref_txt}", flush=True)
-
+            rows = bench_kind(kind, tree, args)
+            for row in rows:
+                dev = row["deviation"]
+                print(f"{kind:7s} {row['path']:14s} {row['s_per_image']:8.3f} {row['ratio']:7.2f}x "
+                      f"{dev['mean_mm']:12.4f} / {dev['max_mm']:<10.4f}  {row['spread'][0]:.3f}-{row['spread'][1]:.3f}",
+                      flush=True)
+            for path_kind, target in TARGETS.items():
+                group = [r for r in rows if r["path"] != "plain" and r["path"].endswith("-bf16") == (path_kind == "fast")]
+                if not group:
+                    continue
+                best = max(group, key=lambda r: r["ratio"])
+                ok = best["ratio"] >= target
+                failed += [] if ok else [f"{kind} {path_kind}"]
+                print(f"{kind:7s} {path_kind} path = {best['path']}: {best['ratio']:.2f}x plain "
+                      f"(target {target:.1f}x) {'ok' if ok else 'BELOW TARGET'}", flush=True)
+    if failed:
+        print("below target: " + ", ".join(failed))
 
 if __name__ == "__main__":
     main()

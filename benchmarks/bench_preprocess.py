@@ -27,13 +27,13 @@ import json
 import multiprocessing as mp
 import os
 import pickle
-import platform
 import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from conditions import cpu_model  # benchmarks/conditions.py
 
 from expose_cli.testing.raw_datasets import string_array
 
@@ -305,9 +305,7 @@ def _bench(key: str, tmp: Path, scale: float) -> list[dict]:
 
 
 def _machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return (f"{dt.date.today()} | {cpu} | {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')} "
+    return (f"{dt.date.today()} | {cpu_model()} | {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')} "
             f"| load average {os.getloadavg()[0]:.1f}")
 
 

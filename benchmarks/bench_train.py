@@ -11,23 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from conditions import cpu_model  # benchmarks/conditions.py
 
 
 #: The learning-proof settings (tests/test_train_learns.py): no augmentation, no dropout.
@@ -121,7 +111,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         result = learning_curve(args.kind, args, Path(tmp))
-    result.update(date=time.strftime("%Y-%m-%d"), cpu=cpu_name(), threads=args.threads, torch=torch.__version__,
+    result.update(date=time.strftime("%Y-%m-%d"), cpu=cpu_model(), threads=args.threads, torch=torch.__version__,
                   gpu="not measured (no GPU in this session)" if not torch.cuda.is_available() else torch.cuda.get_device_name())
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
     if args.json:

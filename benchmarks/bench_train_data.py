@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from conditions import cpu_model  # benchmarks/conditions.py
 
 from expose_cli.data.hdf5 import HDF5Reader, HDF5Writer
 from expose_cli.testing.standins import write_standin_data_tree
@@ -33,16 +33,6 @@ from expose_cli.training.mixing import MixedSampler
 from expose_cli.training.synth import write_synth
 
 UNIQUE, ROWS, SAMPLES, BATCH = 96, 8192, 480, 48
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_data(root: Path) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conditions import conditions  # benchmarks/conditions.py
 from torch import nn
 
 from expose_cli.inference.detector import load_onnx_detector
@@ -110,9 +111,7 @@ def time_tracks(frames: int = 300, people: int = 3) -> tuple[float, float, float
 
 def main() -> None:
     torch.set_num_threads(2)
-    import platform
-
-    print(f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, 2 threads")
+    print(conditions(2))
     rng = np.random.default_rng(0)
     frames = [(rng.random((720, 1280, 3)) * 255).astype(np.uint8) for _ in range(20)]
     try:

@@ -93,6 +93,11 @@ def test_missing_dataset_or_pretrained_file_is_named_before_any_work(run_cli, st
     args[args.index("--init") + 1] = "auto"
     res = run_cli(*args)
     assert res.exit_code != 0 and "hrnet_pretrain.pth" in res.output and "expose fetch pretrained" in res.output
+    args = body_args(standin_tree, synth_body, tmp_path / "v", "--max-steps", "1")
+    args[args.index("train.val_set=none")] = "train.val_set=3dpw"  # its test file is not there
+    res = run_cli(*args)
+    assert res.exit_code != 0 and "3dpw_test.h5" in res.output and "expose preprocess 3dpw" in res.output
+    assert not (tmp_path / "v").exists()  # nothing written: a second try needs no new --out
 
 
 def test_dry_run_prints_config_data_and_steps(run_cli, standin_tree, synth_body, tmp_path):

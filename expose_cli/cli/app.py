@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from expose_cli import __version__
 from expose_cli.cli import (
     demo,
     doctor,
     evaluate,
+    export,
     fetch,
     import_models,
     infer,
@@ -86,6 +88,7 @@ def _global_options(
 demo.register(app)
 doctor.register(app)
 evaluate.register(app)
+export.register(app)
 fetch.register(app)
 import_models.register(app)
 infer.register(app)
@@ -149,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     except ExposeError as exc:
         if verbose:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
+        # escape: a message's own brackets ("pip install 'expose-cli[onnx]'") are not rich markup
+        err_console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            err_console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
+            err_console.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}", highlight=False)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code

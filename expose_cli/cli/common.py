@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
@@ -56,6 +57,11 @@ def info(settings: Settings, message: str) -> None:
     """Print a status line to stderr unless ``--quiet``."""
     if not settings.quiet:
         err_console.print(message)
+
+
+def warn(settings: Settings, message: str) -> None:
+    """A yellow ``warning:`` line on stderr (shown with ``--quiet`` too)."""
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
 
 def debug(settings: Settings, message: str) -> None:

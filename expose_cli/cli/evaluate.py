@@ -14,7 +14,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from expose_cli.cli.common import Settings, console, err_console, get_settings, info, resolve_device
+from expose_cli.cli.common import (
+    Settings,
+    console,
+    err_console,
+    get_settings,
+    info,
+    resolve_device,
+    warn,
+)
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 
@@ -31,6 +39,9 @@ def evaluate(
     save_predictions: Annotated[Path | None, typer.Option("--save-predictions", help="Save predictions (.h5).")] = None,
     from_predictions: Annotated[Path | None, typer.Option(
         "--from-predictions", help="Re-score saved predictions (no network); they must come from the --data file.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | openvino (CPU; extras).")] = "torch",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast; its deviation goes "
+                                                                 "into the results) | fp16 (GPU).")] = "fp32",
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
     from expose_cli.evaluation import benchmark as B  # imports torch: only when a command runs
@@ -38,15 +49,34 @@ def evaluate(
 
     settings = get_settings(ctx)
     bench = B.get_benchmark(benchmark)
+    from expose_cli.inference import distributed
+
+    shard = distributed.shard_from_env() if from_predictions is None else (0, 1)  # torchrun: samples by rank
+    device = None
+    if from_predictions is None:  # a missing extra or a bad choice: before any file is read
+        from expose_cli.inference.backends import check_choice
+
+        device = resolve_device(settings.device)
+        precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
+        if shard[1] > 1:
+            device = distributed.start(device)
     # Everything checked and loaded before any network work: the data file (exists, right dataset),
     # the checkpoint (exists) or the predictions, the files scoring needs, the model and its body
     # model; only then the hashes and the predictions.
     with B.open_data(bench, data, settings.tree) as reader:
         run = B.prepare(bench, reader, settings.tree, ckpt=ckpt, from_predictions=from_predictions, limit=limit,
-                        load_model=lambda path: _load_model(path, settings))
+                        load_model=lambda path: _load_model(path, settings, backend, precision, device))
         info_d = B.provenance(run, _config_overrides(settings))
         with _progress(settings, run) as tick:
-            preds = B.predictions(run, info_d, batch_size, workers, tick)
+            preds = B.predictions(run, info_d, batch_size, workers, tick, shard)
+        if shard[1] > 1:  # rank 0 scores everything; the others stop here
+            preds = distributed.gather_predictions(preds)
+            distributed.barrier_and_stop()
+            if preds is None:
+                return
+            info_d["processes"] = shard[1]
+        if run.predictor is not None:
+            _record_path(settings, run.predictor, backend, precision, info_d)
         if save_predictions is not None:
             runner.save_predictions(save_predictions, benchmark, preds, info_d)
         result = B.score(run, preds, info_d)
@@ -59,10 +89,26 @@ def evaluate(
     info(settings, "protocol: " + bench.protocol)
 
 
-def _load_model(path: Path, settings: Settings):
+def _load_model(path: Path, settings: Settings, backend: str = "torch", precision: str = "fp32", device=None):
+    """The model on the chosen path; off the exact torch fp32 path, wrapped so that its first batch
+    also runs the exact path (:class:`expose_cli.inference.backends.MeasuredPredictor`)."""
+    from expose_cli.inference.backends import measured_predictor
     from expose_cli.models import load_model
 
-    return load_model(path, settings.tree, resolve_device(settings.device), **settings.model_options())
+    device = device if device is not None else resolve_device(settings.device)
+    predictor = load_model(path, settings.tree, device, **settings.model_options())
+    return measured_predictor(predictor, backend, precision)
+
+
+def _record_path(settings: Settings, predictor, backend: str, precision: str, info_d: dict) -> None:
+    """Backend and precision into the results; the fast path's measured deviation too, printed."""
+    info_d.update({"backend": backend, "precision": precision})
+    deviation = getattr(predictor, "deviation", None)
+    if deviation is not None:
+        info_d["fast_path_deviation"] = {**deviation, "against": "torch fp32 (exact path)",
+                                         "measured_on": "the first batch"}
+        info(settings, "fast path: vertices {mean_mm:.3f} mm from the exact path on average, "
+                       "{max_mm:.3f} mm at most (first batch)".format(**deviation))
 
 
 def _config_overrides(settings: Settings) -> dict | None:

@@ -16,7 +16,7 @@ import cv2  # noqa: E402
 import typer  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
-from expose_cli.cli.common import err_console, get_settings, info, resolve_device  # noqa: E402
+from expose_cli.cli.common import err_console, get_settings, info, resolve_device, warn  # noqa: E402
 from expose_cli.errors import ExposeError  # noqa: E402
 from expose_cli.inference.boxes import NO_PERSON, load_boxes  # noqa: E402
 from expose_cli.inference.export import FORMATS  # noqa: E402
@@ -41,7 +41,8 @@ def infer(
                                                                  "boxes file: its scores, e.g. 0-1).")] = 0.0,
     max_people: Annotated[int | None, typer.Option("--max-people", min=1, help="Largest N persons per image.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Persons per forward pass.")] = 8,
-    precision: Annotated[str, typer.Option("--precision", help="fp32 | bf16 | fp16 (reduced only on GPU).")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast: CPU with bf16, GPU) | fp16 (GPU).")] = "fp32",
+    backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | openvino (CPU; extras).")] = "torch",
     every: Annotated[int, typer.Option("--every", min=1, help="Videos: every N-th frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Videos: at most N frames.")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Resume: skip inputs already done.")] = False,
@@ -54,10 +55,15 @@ def infer(
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
     fmts = _check_options(formats, smooth, precision)
+    from expose_cli.inference import distributed
+    from expose_cli.inference.backends import check_choice, make_predictor
+
     device = resolve_device(settings.device)
-    if precision != "fp32" and device.type != "cuda":
-        raise ExposeError(f"--precision {precision} needs a CUDA device (running on {device})",
-                          hint="use --precision fp32 on CPU")
+    precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
+    shard = distributed.shard_from_env()  # torchrun: (RANK, WORLD_SIZE)
+    if shard[1] > 1 and track:
+        raise ExposeError("--track follows persons through a whole image folder in one process",
+                          hint="run it without torchrun, or leave --track off (videos are tracked per process)")
     items = discover_inputs(inputs)
     if not items:
         raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
@@ -71,14 +77,28 @@ def infer(
     kind, onnx_detector, warning = resolve_detector(detector, settings.tree.person_detector)
     if warning and box_table is None:
         err_console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
+    if shard[1] > 1:
+        device = distributed.start(device)  # this rank's GPU (LOCAL_RANK) or the CPU; joins the group
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
+    predictor = make_predictor(predictor, backend, precision)  # the backbones' runtime and precision
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
                            render=render, boxes=box_table, detector=kind, detect=onnx_detector, min_score=min_score,
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
-                           every=every, max_frames=max_frames, precision=precision,
+                           every=every, max_frames=max_frames, precision="fp32",  # the predictor applies --precision
                            tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
-                           track_images=bool(track), sequence_fps=fps)
-    run_and_report(settings, items, predictor, options)
+                           track_images=bool(track), sequence_fps=fps, shard=shard)
+    if shard[1] == 1:
+        run_and_report(settings, items, predictor, options)
+        return
+    try:  # every rank its share; then rank 0 merges the summaries
+        run_and_report(settings, items, predictor, options)
+    except typer.Exit:
+        pass  # failures are in the merged summary; the exit status follows it
+    finally:
+        distributed.barrier_and_stop()
+    if shard[0] == 0:
+        merged = distributed.merge_summaries(out, shard[1], [str(item.path) for item in items])
+        _report_summary(settings, merged, out)
 
 
 def run_and_report(settings, items: list, predictor, options) -> None:
@@ -89,7 +109,8 @@ def run_and_report(settings, items: list, predictor, options) -> None:
     progress = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err_console, disable=settings.quiet)
     with progress:
-        total = _count_units(items, options.every, options.max_frames)
+        rank, world = options.shard
+        total = _count_units(items[rank::world], options.every, options.max_frames)
         report = _Report(progress, progress.add_task("infer", total=total, rate=""))
         try:
             summary = run_inference(items, predictor, options, report.on_unit)

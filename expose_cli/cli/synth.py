@@ -10,7 +10,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from expose_cli.cli.common import console, err_console, get_settings, info
 from expose_cli.errors import ExposeError
-from expose_cli.training.synth import SYNTH_KINDS, write_synth
 from expose_cli.utils.atomic import write_json_atomic
 
 
@@ -34,6 +33,11 @@ def synth(
     """Render random SMPL-X bodies / MANO hands / FLAME faces (body models from --data-dir) with
     their keypoints, parameters and boxes: a small training set that tests and benchmarks use.
     ``--pose-dims 1 --orient-range 0`` is the family of the learning-proof test (docs/train.md)."""
+    from expose_cli.training.synth import (  # torch: only when the command runs
+        SYNTH_KINDS,
+        write_synth,
+    )
+
     settings = get_settings(ctx)
     if kind not in SYNTH_KINDS:
         raise ExposeError(f"unknown --kind {kind!r}", hint=f"use one of {', '.join(SYNTH_KINDS)}")

@@ -166,15 +166,16 @@ def provenance(run: BenchmarkRun, model_config: dict | None = None) -> dict:
 
 
 def predictions(run: BenchmarkRun, info: dict, batch_size: int = 8, workers: int = 2,
-                on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+                on_batch: Callable[[int], None] | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, np.ndarray]:
     """The saved predictions, checked to belong to the data file, or the model's on the file's
     samples (``info`` gets the speed, ``samples_per_s``; ``on_batch`` the count of each batch)."""
     if run.saved is not None:
         return runner.match_predictions(run.saved, run.saved_attrs, run.reader, info["data_sha256"], run.limit,
                                         run.predictions_file)
     start = time.perf_counter()
-    preds = runner.predict(run.benchmark.name, run.reader, run.predictor, batch_size, run.limit, on_batch, workers)
-    info["samples_per_s"] = round(len(preds["vertices"]) / (time.perf_counter() - start), 3)
+    preds = runner.predict(run.benchmark.name, run.reader, run.predictor, batch_size, run.limit, on_batch, workers,
+                           shard)
+    info["samples_per_s"] = round(len(preds["image_path"]) / (time.perf_counter() - start), 3)
     return preds
 
 

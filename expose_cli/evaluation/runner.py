@@ -40,8 +40,12 @@ def read_ahead_window(batch_size: int, workers: int) -> int:
 
 
 def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: int | None,
-            on_batch: Callable[[int], None] | None = None, workers: int = 2) -> dict[str, np.ndarray]:
+            on_batch: Callable[[int], None] | None = None, workers: int = 2,
+            shard: tuple[int, int] = (0, 1)) -> dict[str, np.ndarray]:
     """Run ``predictor`` on the file's samples (crops from the stored boxes); vertices and joints.
+
+    ``shard=(rank, processes)``: only the samples ``rank, rank + processes, ...`` (their indices in
+    ``sample_index``), for a run split across processes (torchrun).
 
     ``workers`` threads decode and crop the next samples while the model runs, at most
     :func:`read_ahead_window` of them at a time (memory stays bounded whatever the file's size).
@@ -53,9 +57,11 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
     from expose_cli.models import collate, crop_person
 
     raw_root = Path(str(reader.attrs["raw_root"]))
-    n = len(reader) if limit is None else min(limit, len(reader))
-    paths = reader.column("image_path")[:n].astype(str)
-    boxes = reader.column("bbox_xywh")[:n]
+    total = len(reader) if limit is None else min(limit, len(reader))
+    order = np.arange(shard[0], total, shard[1])
+    n = len(order)
+    paths = reader.column("image_path")[:total].astype(str)[order]
+    boxes = reader.column("bbox_xywh")[:total][order]
     res = predictor.img_res  # the model's input crop (its config's img_res)
     keep_full = predictor.kind == "expose"
 
@@ -92,7 +98,11 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
         finally:
             for fut in pending:
                 fut.cancel()
+    if not verts:  # a rank with no samples (more processes than samples)
+        return {"image_path": paths, "sample_index": order}
     out = {"vertices": np.concatenate(verts), "joints": np.concatenate(joints), "image_path": paths}
+    if shard[1] > 1:
+        out["sample_index"] = order
     if j14:
         out["joints_j14"] = np.concatenate(j14)
     return out

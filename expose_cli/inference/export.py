@@ -20,15 +20,28 @@ FORMATS = ("obj", "ply", "glb", "npz", "json")
 CAMERA_TO_GLTF = np.diag([1.0, -1.0, -1.0])  # 180 degrees about x: OpenCV camera frame -> glTF (+Y up, +Z to the viewer)
 
 
+_FACE_TEXT: dict[bytes, str] = {}  # faces.tobytes() -> their "f a b c" lines (the same for every mesh)
+
+
+def _face_lines(faces: np.ndarray) -> str:
+    f = np.ascontiguousarray(faces, dtype=np.int64)
+    key = f.tobytes()
+    text = _FACE_TEXT.get(key)
+    if text is None:
+        text = ("f %d %d %d\n" * len(f)) % tuple((f + 1).ravel().tolist())
+        if len(_FACE_TEXT) >= 8:
+            _FACE_TEXT.clear()
+        _FACE_TEXT[key] = text
+    return text
+
+
 def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Wavefront OBJ: ``v x y z`` lines (metres) then 1-based ``f a b c``."""
+    """Wavefront OBJ: ``v x y z`` lines (metres) then 1-based ``f a b c``. One formatting call for
+    all vertices; the face lines are formatted once per face array and reused."""
     v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64) + 1
-    lines = ["# expose: SMPL-X mesh, metres"]
-    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in v]
-    lines += [f"f {a} {b} {c}" for a, b, c in f]
+    vertex_lines = ("v %.6f %.6f %.6f\n" * len(v)) % tuple(v.ravel().tolist())
     with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_text("# expose: SMPL-X mesh, metres\n" + vertex_lines + _face_lines(faces))
 
 
 def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:

@@ -34,6 +34,7 @@ from expose_cli.errors import ExposeError
 from expose_cli.geometry.cameras import crop_camera_to_full_translation
 from expose_cli.inference import boxes as box_utils
 from expose_cli.inference import export
+from expose_cli.inference.distributed import summary_name
 from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
 from expose_cli.inference.render import render_overlay
 from expose_cli.inference.video import TrackOptions, VideoTracks
@@ -63,6 +64,7 @@ class InferOptions:
     tracks: TrackOptions | None = None  # videos: track ids, smoothing, motion files
     track_images: bool = False  # also track each input folder's images as one sequence
     sequence_fps: float = 30.0  # frame rate of such image sequences
+    shard: tuple[int, int] = (0, 1)  # (rank, processes): this one takes inputs rank, rank + processes, ...
 
 
 @dataclass
@@ -116,10 +118,13 @@ def prediction_to_float32(pred):
 def _units(items: list[InputItem], options: InferOptions, videos: dict[Path, dict] | None = None) -> Iterator[Unit]:
     """Images and video frames in order; ``videos`` receives each video's folder -> input and fps."""
     used: dict[str, int] = {}
-    for item in items:
+    rank, world = options.shard
+    for position, item in enumerate(items):
         name = item.name
         used[name] = used.get(name, 0) + 1
         folder = options.out_dir / (name if used[name] == 1 else f"{name}_{used[name]}")
+        if position % world != rank:  # another process's input (its folder named as in one process)
+            continue
         if item.kind == "image":
             yield Unit(item, folder)
         else:
@@ -543,7 +548,7 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
     end, also when the run stops on an exception (``"complete": false`` then).
     """
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    summary = Summary(options.out_dir / "summary.json", summary_interval_s, on_unit)
+    summary = Summary(options.out_dir / summary_name(options.shard), summary_interval_s, on_unit)
     smplx_kind = predictor.kind in ("body", "expose")
     writers = Writers(options, np.asarray(predictor.body_model.faces, dtype=np.int64), summary,
                       predictor.body_model if smplx_kind else None,

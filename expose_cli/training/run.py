@@ -131,6 +131,7 @@ def run(cfg: RunConfig, tree: DataTree, out: Path, resume: bool = False, argv: l
     resume_path = out / "last.pth" if resume else None
     preflight(cfg, tree, resume_path)
     state = load_training_checkpoint(resume_path, cfg.kind) if resume_path is not None else None
+    validate = build_validation(cfg, tree) if info.is_main else None  # its files are checked here, before any write
     if info.is_main:
         prepare_run_dir(out, resume)
         write_run_files(out, cfg, argv or ["train", cfg.kind, "--out", str(out)])
@@ -142,7 +143,6 @@ def run(cfg: RunConfig, tree: DataTree, out: Path, resume: bool = False, argv: l
         if info.is_main:
             log(line)
     dataset, sampler, collate = build_data(cfg, tree.root, info)
-    validate = build_validation(cfg, tree) if info.is_main else None
     trainer = Trainer(cfg, model, dataset, sampler, collate, out, info, validate, log)
     if state is not None:
         trainer.load_resume(state)

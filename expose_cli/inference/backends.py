@@ -1,0 +1,193 @@
+"""Where the backbones run: torch, ONNX Runtime or OpenVINO, in fp32 (exact) or bf16 (fast).
+
+The backbones hold almost all of the work (the full model's 42 GFLOP per person are HRNet's and
+the two ResNets'); the heads (small MLPs), the attention step and the body models stay in torch,
+in float32, whatever the backend. So a backend changes only :meth:`Predictor._features`.
+
+- exact path: ``--precision fp32`` on any backend: agrees with torch to ~1e-5 m;
+- fast path: ``--precision bf16`` (torch autocast or OpenVINO's bf16 inference precision), on a
+  CPU with native bf16 (AVX512-BF16 or AMX) or a CUDA GPU; its deviation from the exact path is
+  measured by ``benchmarks/bench_models.py`` and reported by ``expose eval --json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from expose_cli.errors import ExposeError
+from expose_cli.inference import onnx_export
+from expose_cli.models import Prediction, Predictor
+
+BACKENDS = ("torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: Backend -> (module to import, the pip command that installs it).
+EXTRAS = {"onnxruntime": ("onnxruntime", "pip install 'expose-cli[onnx]'"),
+          "openvino": ("openvino", "pip install 'expose-cli[openvino]'")}
+
+
+def require(backend: str):
+    """The backend's module, or one line naming the pip command that installs it."""
+    module, command = EXTRAS[backend]
+    try:
+        importlib.import_module("onnx")
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExposeError(f"--backend {backend} needs the {module} and onnx packages: {command}") from None
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 arithmetic on this CPU (x86 AVX512-BF16 / AMX-BF16, or ARM's BF16 extension)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = set(" ".join(line for line in fh if line.startswith(("flags", "Features"))).split())
+        return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    except OSError:  # not Linux: oneDNN's own check (true also where it only emulates bf16)
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def check_choice(backend: str, precision: str, device: torch.device, warn: Callable[[str], None] | None = None) -> str:
+    """Validate ``--backend``/``--precision`` for ``device``; returns the precision that will run
+    (bf16 on a CPU without native bf16: ``warn`` gets one line and fp32 runs)."""
+    if backend not in BACKENDS:
+        raise ExposeError(f"unknown --backend {backend!r}", hint="use " + ", ".join(BACKENDS))
+    if precision not in PRECISIONS:
+        raise ExposeError(f"unknown --precision {precision!r}", hint="use fp32 or bf16 (fp16: CUDA only)")
+    if backend != "torch" and device.type != "cpu":
+        raise ExposeError(f"--backend {backend} runs on the CPU, not on {device}",
+                          hint="use --device cpu, or --backend torch on the GPU")
+    if backend != "torch":
+        require(backend)  # a missing extra stops here, before any file is read
+    if device.type == "cuda":
+        return precision
+    if precision == "fp16":
+        raise ExposeError("--precision fp16 needs a CUDA device", hint="use --precision bf16 or fp32 on CPU")
+    if backend == "onnxruntime" and precision == "bf16":
+        raise ExposeError("--backend onnxruntime runs fp32 only on CPU",
+                          hint="use --backend openvino or torch for --precision bf16")
+    if precision == "bf16" and not cpu_has_bf16():
+        message = "--precision bf16: this CPU has no native bf16 (AVX512-BF16, AMX): running fp32"
+        (warn or (lambda m: warnings.warn(m, stacklevel=3)))(message)
+        return "fp32"
+    return precision
+
+
+class BackendPredictor(Predictor):
+    """A :class:`Predictor` whose backbones run through ``runners[name](img) -> features``.
+
+    It shares the networks, body models and buffers of ``base``; only inference changes
+    (training mode runs the torch modules as usual).
+    """
+
+    def __init__(self, base: Predictor, runners: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+                 backend: str, precision: str, keep: object = None) -> None:
+        self.__dict__.update(base.__dict__)
+        self.runners, self.backend, self.precision = runners, backend, precision
+        self._keep = keep  # e.g. the temporary folder of the exported graphs
+
+    def _features(self, name: str, img: torch.Tensor) -> torch.Tensor:
+        if self.net.training:
+            return super()._features(name, img)
+        return self.runners[name](img)
+
+
+def _torch_autocast_runner(predictor: Predictor, name: str, precision: str) -> Callable:
+    device_type = predictor.device.type
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+
+    def run(img: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type, dtype=dtype):
+            features = Predictor._features(predictor, name, img)
+        return features.float()
+
+    return run
+
+
+def _ort_runner(path: Path, threads: int) -> Callable:
+    session = onnx_export.ort_session(path, threads)
+
+    def run(img: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(img.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(session.run(None, {"img": array})[0])
+
+    return run
+
+
+def _openvino_runner(path: Path, threads: int, precision: str) -> Callable:
+    ov = require("openvino")
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+              "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(img: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(img.detach().cpu().numpy(), dtype=np.float32)
+        request.infer({0: array})
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+
+    return run
+
+
+def make_predictor(base: Predictor, backend: str = "torch", precision: str = "fp32",
+                   threads: int | None = None) -> Predictor:
+    """``base`` itself for the exact torch path, else a :class:`BackendPredictor` (reduced
+    precision: the backbones only; heads, attention and body models stay float32).
+
+    ``precision`` must have gone through :func:`check_choice`. ONNX Runtime and OpenVINO get the
+    backbones exported now (a few seconds for the full model) to a temporary folder.
+    """
+    names = [spec.prefix + "backbone" for spec in onnx_export.network_specs(base.net)]
+    if backend == "torch":
+        if precision == "fp32":
+            return base
+        return BackendPredictor(base, {n: _torch_autocast_runner(base, n, precision) for n in names}, backend, precision)
+    require(backend)
+    threads = threads or torch.get_num_threads()
+    folder = tempfile.TemporaryDirectory(prefix="expose-onnx-")
+    runners = {}
+    for spec in onnx_export.network_specs(base.net):
+        path = onnx_export.export_network(base.net, spec, Path(folder.name) / f"{spec.name}_backbone.onnx",
+                                          role="backbone")
+        onnx_export.check_graph(path, base.kind, spec.name, "backbone")
+        runners[spec.prefix + "backbone"] = (_ort_runner(path, threads) if backend == "onnxruntime"
+                                             else _openvino_runner(path, threads, precision))
+    return BackendPredictor(base, runners, backend, precision, keep=folder)
+
+
+def vertex_deviation_mm(pred: Prediction, ref: Prediction) -> dict[str, float]:
+    """Per-vertex distance between two predictions of the same batch, in millimetres."""
+    dist = torch.linalg.vector_norm(pred.vertices.float() - ref.vertices.float(), dim=-1) * 1000.0
+    return {"mean_mm": round(float(dist.mean()), 4), "max_mm": round(float(dist.max()), 4)}
+
+
+class MeasuredPredictor:
+    """Runs ``fast``; on the first batch runs ``exact`` too and keeps the vertex deviation
+    (:attr:`deviation`), so results on the fast path carry their accuracy cost."""
+
+    def __init__(self, fast: Predictor, exact: Predictor) -> None:
+        self.fast, self.exact = fast, exact
+        self.deviation: dict | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.fast, name)
+
+    def __call__(self, batch) -> Prediction:
+        pred = self.fast(batch)
+        if self.deviation is None:
+            ref = self.exact(batch)
+            self.deviation = {**vertex_deviation_mm(pred, ref), "samples": int(pred.vertices.shape[0])}
+        return pred
+
+
+def measured_predictor(base: Predictor, backend: str, precision: str):
+    """``base`` on the exact path (torch fp32); otherwise the fast predictor wrapped in a
+    :class:`MeasuredPredictor` against ``base``."""
+    fast = make_predictor(base, backend, precision)
+    return base if fast is base else MeasuredPredictor(fast, base)
