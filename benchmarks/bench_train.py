@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from conditions import cpu_model  # benchmarks/conditions.py
 
-
 #: The learning-proof settings (tests/test_train_learns.py): no augmentation, no dropout.
 LEARNABLE = {"data.augment.flip_prob": 0.0, "data.augment.scale_factor": 0.0, "data.augment.rot_prob": 0.0,
              "data.augment.jitter_factor": 0.0, "data.augment.noise_factor": 0.0, "data.augment.low_res_factors": [1.0]}
