@@ -18,9 +18,9 @@ pytest.importorskip("expose_cli.training.synth")
 from expose_cli.training.synth import write_synth  # noqa: E402
 
 #: kind -> (training samples, steps, batch size, required fraction of the mean-pose error removed;
-#: measured 2026-11-30 (docs/train.md): hand 61%, face 15%; the body reaches nothing in a
+#: measured 2026-11-30 (docs/train.md), 1 | 2 threads: hand 61 | 58%, face 14 | 8%; the body reaches nothing in a
 #: CPU-affordable run, so it is not here).
-PLAN = {"hand": (256, 600, 16, 0.30), "face": (256, 200, 16, 0.05)}
+PLAN = {"hand": (256, 600, 16, 0.30), "face": (256, 200, 16, 0.04)}
 WIDTHS = {"hand": ["hand.resnet_width=8", "hand.hidden=[32,32]", "hand.dropout=0"],
           "face": ["face.resnet_width=8", "face.hidden=[32,32]", "face.dropout=0"]}
 #: No augmentation; the synthetic subjects all have the mean shape, so the shape prior holds the
