@@ -74,3 +74,16 @@ def test_training_beats_the_mean_pose_on_held_out_samples(run_cli, standin_tree,
           f"after {steps} steps of {batch} {trained:.2f} mm ({gain:.0%} lower)")
     assert at_init == pytest.approx(mean, rel=0.02)  # a fresh network predicts the mean pose
     assert gain >= required, f"{kind}: {trained:.2f} mm after training vs {mean:.2f} mm for the mean pose"
+
+
+def test_the_pose_family_spans_pose_dims_directions_shared_by_every_seed():
+    from expose_cli.training.synth import random_params
+
+    a = random_params("hand", 20, np.random.default_rng(0), pose_dims=2, orient_range=0.0)
+    b = random_params("hand", 20, np.random.default_rng(1), pose_dims=2, orient_range=0.0)
+    poses = np.concatenate([a["right_hand_pose"], b["right_hand_pose"]]).reshape(40, 45)
+    assert np.linalg.matrix_rank(poses, tol=1e-8) == 2  # 40 poses of two seeds in one plane
+    assert not np.any(a["betas"])
+    assert np.allclose(a["global_orient"], [np.pi, 0.0, 0.0])  # no yaw, no tilt: the camera flip only
+    free = random_params("hand", 20, np.random.default_rng(0))  # the default: independent joints
+    assert np.linalg.matrix_rank(free["right_hand_pose"].reshape(20, 45), tol=1e-8) == 20
