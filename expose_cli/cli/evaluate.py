@@ -45,7 +45,7 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
     from expose_cli.evaluation import benchmark as B  # imports torch: only when a command runs
-    from expose_cli.evaluation import protocols, runner
+    from expose_cli.evaluation import runner
 
     settings = get_settings(ctx)
     bench = B.get_benchmark(benchmark)
@@ -80,10 +80,18 @@ def evaluate(
         if save_predictions is not None:
             runner.save_predictions(save_predictions, benchmark, preds, info_d)
         result = B.score(run, preds, info_d)
+    _report(settings, bench, run, result, info_d, len(preds["vertices"]), json_out, per_sample)
+
+
+def _report(settings, bench, run, result, info_d: dict, num_samples: int, json_out: Path | None,
+            per_sample: Path | None) -> None:
+    """The table, then ``--json`` (provenance, protocols used, rows) and ``--per-sample`` files."""
+    from expose_cli.evaluation import protocols
+
     rows = _print_table(result, run.subset)
     if json_out is not None:
         used = {r["protocol"]: protocols.PROTOCOLS[r["protocol"]] for r in rows}
-        write_json_atomic(json_out, {**info_d, "num_samples": len(preds["vertices"]), "protocols": used, "metrics": rows})
+        write_json_atomic(json_out, {**info_d, "num_samples": num_samples, "protocols": used, "metrics": rows})
     if per_sample is not None:
         _write_per_sample(per_sample, result)
     info(settings, "protocol: " + bench.protocol)

@@ -60,23 +60,17 @@ def infer(
 
     device = resolve_device(settings.device)
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
-    shard = distributed.shard_from_env()  # torchrun: (RANK, WORLD_SIZE)
-    if shard[1] > 1 and track:
-        raise ExposeError("--track follows persons through a whole image folder in one process",
-                          hint="run it without torchrun, or leave --track off (videos are tracked per process)")
+    shard = _shard(distributed, track)
     items = discover_inputs(inputs)
     if not items:
         raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
     box_table = load_boxes(boxes) if boxes is not None else None
     # heavy (torch): imported after the argument checks
-    from expose_cli.inference.detector import resolve_detector
     from expose_cli.inference.pipeline import InferOptions
     from expose_cli.inference.video import TrackOptions
     from expose_cli.models import load_model
 
-    kind, onnx_detector, warning = resolve_detector(detector, settings.tree.person_detector)
-    if warning and box_table is None:
-        err_console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
+    kind, onnx_detector = _detector(detector, settings, warn_hog=box_table is None)
     if shard[1] > 1:
         device = distributed.start(device)  # this rank's GPU (LOCAL_RANK) or the CPU; joins the group
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
@@ -89,16 +83,43 @@ def infer(
                            track_images=bool(track), sequence_fps=fps, shard=shard)
     if shard[1] == 1:
         run_and_report(settings, items, predictor, options)
-        return
-    try:  # every rank its share; then rank 0 merges the summaries
+    else:
+        _run_sharded(settings, items, predictor, options)
+
+
+def _shard(distributed, track: bool | None) -> tuple[int, int]:
+    """This process's ``(RANK, WORLD_SIZE)`` under torchrun, else ``(0, 1)``."""
+    shard = distributed.shard_from_env()
+    if shard[1] > 1 and track:
+        raise ExposeError("--track follows persons through a whole image folder in one process",
+                          hint="run it without torchrun, or leave --track off (videos are tracked per process)")
+    return shard
+
+
+def _detector(spec: str, settings, warn_hog: bool):
+    """``--detector`` resolved (kind, ONNX detector or None); HOG's one-line warning when it applies."""
+    from expose_cli.inference.detector import resolve_detector
+
+    kind, onnx_detector, warning = resolve_detector(spec, settings.tree.person_detector)
+    if warning and warn_hog:
+        err_console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
+    return kind, onnx_detector
+
+
+def _run_sharded(settings, items: list, predictor, options) -> None:
+    """Under torchrun: every rank its share of the inputs; then rank 0 merges the summaries."""
+    from expose_cli.inference import distributed
+
+    rank, world = options.shard
+    try:
         run_and_report(settings, items, predictor, options)
     except typer.Exit:
         pass  # failures are in the merged summary; the exit status follows it
     finally:
         distributed.barrier_and_stop()
-    if shard[0] == 0:
-        merged = distributed.merge_summaries(out, shard[1], [str(item.path) for item in items])
-        _report_summary(settings, merged, out)
+    if rank == 0:
+        merged = distributed.merge_summaries(options.out_dir, world, [str(item.path) for item in items])
+        _report_summary(settings, merged, options.out_dir)
 
 
 def run_and_report(settings, items: list, predictor, options) -> None:

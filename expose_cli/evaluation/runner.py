@@ -98,10 +98,16 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
         finally:
             for fut in pending:
                 fut.cancel()
+    return _predictions(verts, joints, j14, paths, order, shard[1] > 1)
+
+
+def _predictions(verts: list, joints: list, j14: list, paths: np.ndarray, order: np.ndarray,
+                 sharded: bool) -> dict[str, np.ndarray]:
+    """The batches' outputs joined; ``sample_index`` for a sharded run (or a rank with no samples)."""
     if not verts:  # a rank with no samples (more processes than samples)
         return {"image_path": paths, "sample_index": order}
     out = {"vertices": np.concatenate(verts), "joints": np.concatenate(joints), "image_path": paths}
-    if shard[1] > 1:
+    if sharded:
         out["sample_index"] = order
     if j14:
         out["joints_j14"] = np.concatenate(j14)
