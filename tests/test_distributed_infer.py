@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +14,14 @@ import numpy as np
 import pytest
 
 from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
+from expose_cli.testing.trees import link_tree
 
 ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture(scope="module")
 def tree(standin_tree, tmp_path_factory):
-    root = tmp_path_factory.mktemp("dist_data")
-    shutil.copytree(standin_tree, root, dirs_exist_ok=True)
+    root = link_tree(standin_tree, tmp_path_factory.mktemp("dist_data"))  # hard links: no 1 GB copy
     write_mmhuman3d_checkpoint(root / "pretrained_models" / "expose.pth", "expose", seed=4, small=True)
     return root
 
@@ -66,8 +65,7 @@ def test_two_ranks_equal_one_process(tree, tmp_path, run_cli):
 def test_eval_on_two_ranks_equals_one_process(tree, tmp_path, run_cli):
     from expose_cli.testing.raw_datasets import write_freihand
 
-    root = tmp_path / "data"
-    shutil.copytree(tree, root)
+    root = link_tree(tree, tmp_path / "data")
     write_mmhuman3d_checkpoint(root / "pretrained_models" / "resnet18_hmr_expose_hand.pth", "hand", seed=2, small=True)
     write_freihand(root / "datasets" / "FreiHand", unique=5, eval_samples=5)
     assert run_cli("--data-dir", root, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0

@@ -176,12 +176,10 @@ def test_backend_choice_errors(monkeypatch):
 
 @pytest.fixture(scope="module")
 def hand_eval_tree(standin_tree, tmp_path_factory):
-    import shutil
-
     from expose_cli.testing.raw_datasets import write_freihand
+    from expose_cli.testing.trees import link_tree
 
-    root = tmp_path_factory.mktemp("backend_eval")
-    shutil.copytree(standin_tree, root, dirs_exist_ok=True)
+    root = link_tree(standin_tree, tmp_path_factory.mktemp("backend_eval"))  # hard links: no 1 GB copy
     write_mmhuman3d_checkpoint(root / "pretrained_models" / "resnet18_hmr_expose_hand.pth", "hand", seed=2, small=True)
     write_freihand(root / "datasets" / "FreiHand", unique=5, eval_samples=3)
     return root
