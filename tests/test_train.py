@@ -106,6 +106,9 @@ def test_dry_run_prints_config_data_and_steps(run_cli, standin_tree, synth_body,
     assert "train.lr" in res.output and "0.0001" in res.output and "16" in res.output
     assert "4 steps of 4" in res.output  # 16 samples / batch 4
     assert not (tmp_path / "d").exists()
+    res = run_cli(*body_args(standin_tree, synth_body, tmp_path / "d2", "--dry-run", "--nproc", "2"))
+    assert res.exit_code == 0 and "2 steps of 4" in res.output  # planned for 2 processes, none started
+    assert not (tmp_path / "d2").exists()
 
 
 NO_AUGMENT = ["--set", "body.dropout=0", "--set", "data.augment.flip_prob=0", "--set", "data.augment.scale_factor=0",

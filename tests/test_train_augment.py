@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from expose_cli.body_models.keypoints import get_convention
+from expose_cli.body_models.keypoints import flip_keypoints, get_convention
 from expose_cli.training import augment as A
 from expose_cli.training.data_config import AugmentConfig, DataConfig, data_preset
 from expose_cli.training.sample import Record, SourceImage, augment_geometry, make_sample
@@ -67,16 +67,16 @@ def test_flip_keypoints_swap_by_name_and_mirror():
     kp = np.zeros((144, 3))
     kp[conv.index("left_wrist")] = (10, 20, 1)
     kp[conv.index("nose")] = (30, 5, 1)
-    out = A.flip_keypoints2d(kp, "smplx", 100)
+    out = flip_keypoints(kp, "smplx", 100)
     assert np.allclose(out[conv.index("right_wrist")], (89, 20, 1))  # 100 - 1 - 10
     assert np.allclose(out[conv.index("nose")], (69, 5, 1))
     assert out[conv.index("left_wrist"), 2] == 0
     kp3 = np.zeros((144, 4))
     kp3[conv.index("left_index1")] = (0.3, -0.2, 2.0, 1)
-    out3 = A.flip_keypoints3d(kp3, "smplx")
+    out3 = flip_keypoints(kp3, "smplx")
     assert np.allclose(out3[conv.index("right_index1")], (-0.3, -0.2, 2.0, 1))
     mano = np.arange(21 * 3, dtype=float).reshape(21, 3)
-    assert np.allclose(A.flip_keypoints2d(mano, "mano", 10)[:, 1], mano[:, 1])  # one side only: no swap
+    assert np.allclose(flip_keypoints(mano, "mano", 10)[:, 1], mano[:, 1])  # one side only: no swap
 
 
 def test_flip_params_mirror_and_swap():

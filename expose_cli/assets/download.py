@@ -130,12 +130,9 @@ def _main_status(asset: Asset, main: Path, lock: LockFile, rehash: bool) -> tupl
     if entry and not rehash and entry["size"] == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
         return "verified", ""
     digest = sha256_file(main)
-    if asset.sha256_prefix and not digest.startswith(asset.sha256_prefix):
-        return "corrupt", f"sha256 {digest[:8]} != {asset.sha256_prefix} of its name"
-    if asset.sha256 and digest != asset.sha256:
-        return "corrupt", f"sha256 {digest[:8]}... is not the published {asset.sha256[:8]}..."
-    if entry and entry["sha256"] != digest:
-        return "corrupt", "sha256 differs from the copy recorded in the lock file"
+    problem = _checksum_problem(asset, digest, entry["sha256"] if entry else None, lock)
+    if problem:
+        return "corrupt", problem
     if entry or asset.sha256_prefix or asset.sha256:
         return "verified", ""
     return "present", "not downloaded by expose: no checksum to check it against (`expose fetch` verifies it)"
@@ -350,8 +347,9 @@ def _fetch_with_retries(url: str, part: Path, main: Path, name: str, options: Do
 
 
 def _checksum_problem(asset: Asset, digest: str, expected: str | None, lock: LockFile) -> str:
-    """Why a downloaded file with sha256 ``digest`` is refused: not the prefix its name carries, or
-    not the copy verified before (``expected``, from the lock file); ``""`` when it is accepted."""
+    """Why a file with sha256 ``digest`` is refused: not the prefix its name carries, not the
+    published sha256, or not the copy verified before (``expected``, from the lock file); ``""``
+    when it is accepted. Used for downloads and for the copy already on disk."""
     if asset.sha256_prefix and not digest.startswith(asset.sha256_prefix):
         return f"checksum mismatch: sha256 {digest[:8]}..., expected {asset.sha256_prefix} from the file name"
     if asset.sha256 and digest != asset.sha256:

@@ -15,6 +15,7 @@ Project-wide, HDF5 files store keypoints in the ``smplx`` convention (144 points
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from collections.abc import Mapping
@@ -129,9 +130,9 @@ class KeypointConvention:
     def __contains__(self, name: str) -> bool:
         return name in self._index
 
-    @property
+    @functools.cached_property
     def flip_permutation(self) -> np.ndarray:
-        """``perm`` such that ``kps[..., perm, :]`` (with x mirrored) is the left-right flipped set."""
+        """``perm`` (computed once) such that ``kps[..., perm, :]`` (with x mirrored) is the left-right flipped set."""
         perm = []
         for n in self.names:
             other = _swap_side(n)

@@ -54,7 +54,7 @@ def infer(
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
-    fmts = _check_options(formats, smooth, precision)
+    fmts = _check_options(formats, smooth)
     from expose_cli.inference import distributed
     from expose_cli.inference.backends import check_choice, make_predictor
 
@@ -102,7 +102,7 @@ def _detector(spec: str, settings, warn_hog: bool):
 
     kind, onnx_detector, warning = resolve_detector(spec, settings.tree.person_detector)
     if warning and warn_hog:
-        err_console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
+        warn(settings, warning)
     return kind, onnx_detector
 
 
@@ -140,16 +140,15 @@ def run_and_report(settings, items: list, predictor, options) -> None:
     _report_summary(settings, summary, options.out_dir)
 
 
-def _check_options(formats: str, smooth: str, precision: str) -> tuple[str, ...]:
-    """The --format list; refuses an unknown format, smoothing or precision (--detector: when resolved)."""
+def _check_options(formats: str, smooth: str) -> tuple[str, ...]:
+    """The --format list; refuses an unknown format or smoothing (--precision and --backend:
+    ``backends.check_choice``; --detector: when resolved)."""
     fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
     bad = [f for f in fmts if f not in FORMATS]
     if bad or not fmts:
         raise ExposeError(f"unknown --format {', '.join(bad) or repr(formats)}", hint=f"choose from {', '.join(FORMATS)}")
     if smooth not in SMOOTHING:
         raise ExposeError(f"unknown --smooth {smooth!r}", hint=f"use {', '.join(SMOOTHING)}")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ExposeError(f"unknown --precision {precision!r}", hint="use fp32, bf16 or fp16")
     return fmts
 
 

@@ -27,7 +27,7 @@ FLAG_FIELDS = {"epochs": "train.epochs", "max_steps": "train.max_steps", "batch_
 
 def resolve_config(kind: str, settings: Settings, out: Path, resume: bool, flags: dict):
     """The run's config: preset or saved config, then TOML, ``--set`` and the flags."""
-    from expose_cli.training.config import RunConfig, apply_settings, run_preset, set_field
+    from expose_cli.training.config import RunConfig, apply_settings, check, run_preset, set_field
 
     if resume:
         from expose_cli.training.checkpointing import load_training_checkpoint
@@ -40,7 +40,7 @@ def resolve_config(kind: str, settings: Settings, out: Path, resume: bool, flags
     for name, value in flags.items():
         if value is not None:
             set_field(cfg, FLAG_FIELDS[name], value)
-    apply_settings(cfg)  # checks the final values
+    check(cfg)  # the final values
     return cfg
 
 
@@ -137,8 +137,8 @@ def train(
 
     settings = get_settings(ctx)
     argv = _rebuild_argv(ctx)
-    if nproc > 1 and not D.launched_by_torchrun():
-        raise typer.Exit(D.launch(nproc, argv))
+    if nproc > 1 and not dry and not D.launched_by_torchrun():  # a dry run starts no processes
+        raise typer.Exit(D.launch(nproc, argv + (["--resume"] if resume else [])))
     flags = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, workers=workers, lr=lr,
                  precision=precision, grad_clip=grad_clip, val_every=val_every, save_every=save_every, seed=seed,
                  init=init)

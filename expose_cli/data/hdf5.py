@@ -12,7 +12,6 @@ import datetime as _dt
 import json
 import os
 from collections import Counter
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -195,10 +194,8 @@ class HDF5Writer:
             self._create()
             self.buffer = []
         self._flush()
-        f, n, m = self.file, self.count, block.rows
-        if self._datasets is None:
-            self._datasets = {name: f[name] for name in ["image_path", *FIELDS, *[k for k in FREE_FIELDS if k in f]]}
-        for name, ds in self._datasets.items():
+        n, m = self.count, block.rows
+        for name, ds in self._handles().items():
             ds.resize(n + m, axis=0)
             if name == "image_path":
                 ds[n:] = [str(p) for p in block["image_path"]]
@@ -207,6 +204,13 @@ class HDF5Writer:
                 ds[n:] = values
                 self._update_masks(name, values)
         self.count += m
+
+    def _handles(self) -> dict:
+        """The per-row datasets, looked up once: h5py's name lookup costs ~0.1 ms a call."""
+        if self._datasets is None:
+            f = self.file
+            self._datasets = {name: f[name] for name in ["image_path", *FIELDS, *[k for k in FREE_FIELDS if k in f]]}
+        return self._datasets
 
     def _update_masks(self, name: str, block: np.ndarray) -> None:
         if name == "keypoints2d":
@@ -220,15 +224,10 @@ class HDF5Writer:
         if self.count == 0:
             self._create()
         f, n, m = self.file, self.count, len(self.buffer)
-        if self._datasets is None:  # looked up once: h5py's name lookup costs ~0.1 ms a call
-            self._datasets = {name: f[name] for name in ["image_path", *FIELDS, *[k for k in FREE_FIELDS if k in f]]}
-        present = set(chain.from_iterable(self.buffer))  # fields some sample of the block has
-        for name, ds in self._datasets.items():
+        for name, ds in self._handles().items():
             ds.resize(n + m, axis=0)
             if name == "image_path":
                 ds[n:] = [str(s["image_path"]) for s in self.buffer]
-                continue
-            if name not in present:  # unwritten chunks read as the fill value
                 continue
             block = _column(self.buffer, name, ds.shape[1:], ds.dtype, fill=np.nan if name in FREE_FIELDS else 0)
             if block is None:  # absent from the whole block: unwritten chunks read as the fill value
@@ -281,6 +280,17 @@ class HDF5Writer:
             self.tmp.unlink(missing_ok=True)
 
 
+def check_header(path: Path, attrs) -> None:
+    """One-line errors for a file that is not ours or is newer than this expose reads."""
+    if attrs.get("format") != FORMAT_NAME:
+        raise ExposeError("not a file written by `expose preprocess` (no 'expose-hdf5' format attribute)",
+                          path=path, hint="re-run `expose preprocess` for this dataset")
+    version = int(attrs.get("format_version", 0))
+    if version > FORMAT_VERSION:
+        raise ExposeError(f"format version {version} is newer than this expose reads ({FORMAT_VERSION})",
+                          path=path, hint="upgrade expose, or re-run `expose preprocess` with this version")
+
+
 class HDF5Reader:
     """Rows of a preprocessed file, as dicts of numpy arrays."""
 
@@ -290,13 +300,7 @@ class HDF5Reader:
             self.file = h5py.File(self.path, "r")
         except OSError as exc:
             raise ExposeError(f"cannot open as HDF5: {exc}", path=self.path) from exc
-        if self.file.attrs.get("format") != FORMAT_NAME:
-            raise ExposeError("not a file written by `expose preprocess` (no 'expose-hdf5' format attribute)",
-                              path=self.path)
-        version = int(self.file.attrs.get("format_version", 0))
-        if version > FORMAT_VERSION:
-            raise ExposeError(f"format version {version} is newer than this expose reads ({FORMAT_VERSION})",
-                              path=self.path, hint="upgrade expose")
+        check_header(self.path, self.file.attrs)
         self.attrs = dict(self.file.attrs)
         self._handles: list[tuple[str, h5py.Dataset]] | None = None
 

@@ -188,8 +188,7 @@ def score_ehf(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) ->
 
 def score_3dpw(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) -> dict[str, np.ndarray]:
     n = len(preds["vertices"])
-    return protocols.pw3d_metrics(preds["joints_j14"], pw3d_ground_truth(reader, n, assets, gendered=False),
-                                  pw3d_ground_truth(reader, n, assets, gendered=True))
+    return protocols.pw3d_metrics(preds["joints_j14"], *pw3d_ground_truth(reader, n, assets))
 
 
 def score_stirling(reader: HDF5Reader, preds: dict[str, np.ndarray], assets: dict) -> dict[str, np.ndarray]:
@@ -231,23 +230,32 @@ def mano_param_vertices(reader: HDF5Reader, n: int, mano) -> np.ndarray:
     return out.vertices.numpy()
 
 
-def pw3d_ground_truth(reader: HDF5Reader, n: int, assets: dict, gendered: bool) -> np.ndarray:
-    """3DPW ground-truth LSP-14 joints (m) through ``J_regressor_h36m`` and ``H36M_TO_J14``: from the
-    neutral SMPL for every subject (MMHuman3D, whose ``SMPL`` ignores the gender it is given), or
-    with ``gendered`` from each subject's SMPL ('m' male, everything else female)."""
+def pw3d_ground_truth(reader: HDF5Reader, n: int, assets: dict) -> tuple[np.ndarray, np.ndarray]:
+    """3DPW ground-truth LSP-14 joints (m) through ``J_regressor_h36m`` and ``H36M_TO_J14``, twice:
+    from the neutral SMPL for every subject (MMHuman3D, whose ``SMPL`` ignores the gender it is
+    given), and from each subject's own SMPL ('m' male, everything else female). The parameters are
+    read and turned into rotation matrices once."""
     import torch
 
-    from expose_cli.body_models.keypoints import H36M_TO_J14
     from expose_cli.geometry.rotations import axis_angle_to_matrix
 
-    reg = torch.as_tensor(assets["j_regressor_h36m"], dtype=torch.float64)
-    gender = reader.column("gender")[:n]
     go = axis_angle_to_matrix(torch.as_tensor(reader.column("smpl/global_orient")[:n], dtype=torch.float64))
     bp = axis_angle_to_matrix(torch.as_tensor(reader.column("smpl/body_pose")[:n], dtype=torch.float64))
     betas = torch.as_tensor(reader.column("smpl/betas")[:n], dtype=torch.float64)
-    joints = np.zeros((n, 14, 3))
-    models = np.array([PW3D_GENDER.get(int(c), "female") if gendered else "neutral" for c in gender])
-    for name, smpl in assets["smpl"].items():
+    reg = torch.as_tensor(assets["j_regressor_h36m"], dtype=torch.float64)
+    gendered = np.array([PW3D_GENDER.get(int(c), "female") for c in reader.column("gender")[:n]])
+    return (_pw3d_joints(np.full(n, "neutral"), go, bp, betas, reg, assets["smpl"]),
+            _pw3d_joints(gendered, go, bp, betas, reg, assets["smpl"]))
+
+
+def _pw3d_joints(models: np.ndarray, go, bp, betas, reg, smpl_models: dict) -> np.ndarray:
+    """LSP-14 joints of each row through the SMPL named in ``models`` (rows of one model batched)."""
+    import torch
+
+    from expose_cli.body_models.keypoints import H36M_TO_J14
+
+    joints = np.zeros((len(models), 14, 3))
+    for name, smpl in smpl_models.items():
         idx = np.flatnonzero(models == name)
         if len(idx) == 0:
             continue

@@ -41,11 +41,7 @@ def to_y_up(global_orient: np.ndarray, camera_translation: np.ndarray, pelvis_re
     rot = axis_angle_to_matrix(torch.as_tensor(global_orient)).numpy()
     rot = np.einsum("ij,tjk->tik", FLIP_YZ, rot)
     trans = (np.asarray(camera_translation, np.float64).reshape(-1, 3) + pelvis_rest) @ FLIP_YZ.T - pelvis_rest
-    return matrix_to_axis_angle_np(rot), trans
-
-
-def matrix_to_axis_angle_np(rot: np.ndarray) -> np.ndarray:
-    return matrix_to_axis_angle(torch.as_tensor(rot, dtype=torch.float64)).numpy()
+    return matrix_to_axis_angle(torch.as_tensor(rot)).numpy(), trans
 
 
 def write_amass_npz(path: str | Path, poses: np.ndarray, trans: np.ndarray, betas: np.ndarray, fps: float,

@@ -14,8 +14,6 @@ suits a live stream, where later frames are not known yet.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 
@@ -58,28 +56,6 @@ def savgol_weights(offsets: np.ndarray, order: int) -> np.ndarray:
     return np.linalg.pinv(design)[0]
 
 
-@functools.lru_cache(maxsize=64)
-def savgol_matrix(n: int, window: int, order: int) -> np.ndarray:
-    """``[n, n]`` matrix of :func:`savgol` over ``n`` frames (interior rows share one set of weights)."""
-    half = window // 2
-    out = np.zeros((n, n))
-    for t in range(n):
-        start = int(np.clip(t - half, 0, n - window))
-        offsets = np.arange(start, start + window) - t
-        out[t, start:start + window] = savgol_weights(offsets, order) if (t < half or t >= n - half) else 0.0
-    if n > 2 * half:
-        out[half:n - half] += _band(n, window, savgol_weights(np.arange(-half, half + 1), order))
-    return out
-
-
-def _band(n: int, window: int, weights: np.ndarray) -> np.ndarray:
-    half = window // 2
-    band = np.zeros((n - 2 * half, n))
-    for k, w in enumerate(weights):
-        band[np.arange(n - 2 * half), np.arange(n - 2 * half) + k] = w
-    return band
-
-
 def savgol(x: np.ndarray, window: int = 11, order: int = 3) -> np.ndarray:
     """Savitzky-Golay filter along axis 0 of ``x`` [T, ...]: each frame is replaced by the value of
     the degree-``order`` least-squares polynomial over ``window`` frames (odd) around it; near the
@@ -90,7 +66,15 @@ def savgol(x: np.ndarray, window: int = 11, order: int = 3) -> np.ndarray:
         return x.copy()
     window = min(window, n if n % 2 else n - 1)
     order = min(order, window - 1)
-    return (savgol_matrix(n, window, order) @ x.reshape(n, -1)).reshape(x.shape)
+    half = window // 2
+    flat = x.reshape(n, -1)
+    out = np.empty_like(flat)
+    windows = np.lib.stride_tricks.sliding_window_view(flat, window, axis=0)  # [n - 2 half, D, window]
+    out[half:n - half] = windows @ savgol_weights(np.arange(-half, half + 1), order)
+    for t in [*range(half), *range(n - half, n)]:  # the ends: the window stays inside the track
+        start = int(np.clip(t - half, 0, n - window))
+        out[t] = savgol_weights(np.arange(start, start + window) - t, order) @ flat[start:start + window]
+    return out.reshape(x.shape)
 
 
 def continuous_quaternions(q: np.ndarray) -> np.ndarray:

@@ -170,15 +170,32 @@ def _update(obj: Any, values: dict, where: str) -> None:
 SECTIONS = ("body", "hand", "face", "attention")
 
 
+def read_toml(path: Path) -> dict:
+    """A TOML config file as a dict; a file that cannot be read or parsed is one line naming it."""
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ExposeError(f"cannot read config: {exc}", path=path) from exc
+
+
+def parse_value(raw: str) -> Any:
+    """A ``--set`` value: a Python/TOML literal (numbers, lists) or else the string; boolean
+    spellings (true/false/yes/no/on/off) stay strings, which :func:`_coerce` turns into booleans
+    where the field is one."""
+    raw = raw.strip()
+    if raw.lower() in ("true", "false", "yes", "no", "on", "off"):
+        return raw
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
 def apply_overrides(cfg: ModelConfig, toml_path: str | Path | None = None, overrides: list[str] | tuple = ()) -> ModelConfig:
     """Update ``cfg`` in place from a TOML file, then from ``section.field=value`` strings."""
     if toml_path is not None:
         path = Path(toml_path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ExposeError(f"cannot read config: {exc}", path=path) from exc
-        for section, values in data.items():
+        for section, values in read_toml(path).items():
             if section not in SECTIONS or not isinstance(values, dict):
                 raise ExposeError(f"unknown config section [{section}]", path=path,
                                   hint="sections: [body], [hand], [face], [attention]")
@@ -191,15 +208,7 @@ def apply_overrides(cfg: ModelConfig, toml_path: str | Path | None = None, overr
         section, _, name = key.strip().partition(".")
         if not sep or section not in SECTIONS or not name:
             raise ExposeError(f"bad override {item!r}", hint="write section.field=value, e.g. body.dropout=0.3")
-        raw = raw.strip()
-        if raw.lower() in ("true", "false", "yes", "no", "on", "off"):
-            value: Any = raw  # TOML/CLI spellings of booleans; _coerce checks the field is one
-        else:
-            try:
-                value = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                value = raw
-        _update(getattr(cfg, section), {name: value}, section)
+        _update(getattr(cfg, section), {name: parse_value(raw)}, section)
     return cfg
 
 

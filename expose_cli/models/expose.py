@@ -2,14 +2,14 @@
 
 :class:`Predictor` is a thin wrapper over :class:`expose_cli.models.model.ExPoseModel` (the one
 ``nn.Module`` that training also uses): batches under ``inference_mode``, backbones replaced by a
-fused copy (BatchNorm folded into the convolutions, channels-last), optional autocast on GPU.
+fused copy (BatchNorm folded into the convolutions, channels-last); reduced precision and other
+runtimes wrap it (:mod:`expose_cli.inference.backends`).
 The networks (:class:`ExPoseNet`) carry MMHuman3D's module names, so published checkpoints load
 one-to-one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
@@ -21,7 +21,6 @@ from expose_cli.models.model import (
     SMPLX_PARENTS,
     ExPoseModel,
     Prediction,
-    image_from_crop,
 )
 from expose_cli.models.network import ExPoseNet
 
@@ -33,16 +32,13 @@ class Predictor:
 
     ``body_model``: smplx SMPL-X layer (body, expose), MANO layer (hand) or FLAME layer (face).
     ``j14_regressor``: ``[14, 10475]`` SMPLX_to_J14 for LSP joints (body, expose).
-    ``autocast``: a dtype (``torch.bfloat16``/``float16``) to run the networks under CUDA autocast.
     """
 
     def __init__(self, net: ExPoseNet | ExPoseModel, body_model: nn.Module | None = None,
-                 j14_regressor: torch.Tensor | None = None, fuse: bool = True,
-                 autocast: torch.dtype | None = None) -> None:
+                 j14_regressor: torch.Tensor | None = None, fuse: bool = True) -> None:
         self.model = net if isinstance(net, ExPoseModel) else ExPoseModel(net.eval(), body_model, j14_regressor)
         self.model.net.eval()
         self.fuse = fuse
-        self.autocast = autocast
         self._fused: dict[str, tuple[list, list, nn.Module]] = {}  # name -> (weights, their versions, fused copy)
         self.device = torch.device("cpu")
 
@@ -107,11 +103,4 @@ class Predictor:
     def predict(self, batch: ModelInput) -> Prediction:
         """The wrapped model's forward with this predictor's (fused) backbones; no ``inference_mode``
         here, so a training-mode network can be run and differentiated."""
-        use_autocast = self.autocast is not None and self.device.type == "cuda"
-        ctx = torch.autocast("cuda", dtype=self.autocast) if use_autocast else contextlib.nullcontext()
-        with ctx:
-            return self.model(batch, features=self._features)
-
-    @staticmethod
-    def _to_image(points_crop: torch.Tensor, crop_transform: torch.Tensor) -> torch.Tensor:
-        return image_from_crop(points_crop, crop_transform)
+        return self.model(batch, features=self._features)

@@ -12,9 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from expose_cli.models.inputs import MEAN_RGB, STD_RGB
+
 #: ImageNet normalisation of the crops (RGB, 0-255 scale), as :func:`expose_cli.models.crop_person`.
-MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+MEAN = torch.from_numpy(MEAN_RGB).view(1, 3, 1, 1)
+STD = torch.from_numpy(STD_RGB).view(1, 3, 1, 1)
 
 
 def natural_images(n: int, res: int, seed: int = 0) -> torch.Tensor:

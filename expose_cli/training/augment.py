@@ -31,12 +31,6 @@ AXIS_ANGLE_MIRROR = np.array([1.0, -1.0, -1.0])
 
 
 @cache
-def flip_permutation(convention: str) -> np.ndarray:
-    """Left/right partner of each keypoint of ``convention``, by name (computed once)."""
-    return get_convention(convention).flip_permutation
-
-
-@cache
 def body_pose_flip_permutation() -> np.ndarray:
     """For SMPL-X ``body_pose`` (joints 1..21): the index of each joint's left/right partner, by name."""
     names = list(JOINT_NAMES[1:22])
@@ -72,20 +66,6 @@ def flip_center(center: np.ndarray, width: int) -> np.ndarray:
     """Box centre in the mirrored image: ``x -> W - 1 - x``."""
     out = np.asarray(center, np.float64).copy()
     out[0] = width - 1 - out[0]
-    return out
-
-
-def flip_keypoints2d(kps: np.ndarray, convention: str, width: int) -> np.ndarray:
-    """``[K, 3]`` image keypoints mirrored: left/right rows swapped by name, ``x -> W - 1 - x``."""
-    out = np.asarray(kps)[flip_permutation(convention)].copy()
-    out[:, 0] = width - 1 - out[:, 0]
-    return out
-
-
-def flip_keypoints3d(kps: np.ndarray, convention: str) -> np.ndarray:
-    """``[K, 4]`` camera-frame keypoints mirrored: left/right rows swapped by name, ``X -> -X``."""
-    out = np.asarray(kps)[flip_permutation(convention)].copy()
-    out[:, 0] = -out[:, 0]
     return out
 
 

@@ -10,7 +10,6 @@ Override from TOML (those tables) or ``--set section.field=value`` (``train.lr=1
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 from dataclasses import dataclass, field
@@ -18,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from expose_cli.errors import ExposeError
-from expose_cli.models.config import ModelConfig, _coerce, preset, small_config
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from expose_cli.models.config import (
+    ModelConfig,
+    _coerce,
+    parse_value,
+    preset,
+    read_toml,
+    small_config,
+)
 
 KINDS = ("body", "hand", "face", "expose")
 #: The validation benchmark of each seed config (`expose eval` protocols).
@@ -189,27 +190,12 @@ def set_field(cfg: RunConfig, key: str, value: Any) -> None:
                           hint="sections: train, loss, data, body, hand, face, attention")
 
 
-def parse_value(raw: str) -> Any:
-    """A ``--set`` value: a Python/TOML literal (numbers, lists, true/false) or else the string."""
-    raw = raw.strip()
-    if raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw
-
-
 def apply_settings(cfg: RunConfig, toml_path: str | Path | None = None, settings: list[str] | tuple = ()) -> RunConfig:
     """Update ``cfg`` from a TOML file (tables ``[train]``, ``[loss]``, ``[data]``, ``[body]``...),
     then from ``section.field=value`` strings."""
     if toml_path is not None:
         path = Path(toml_path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ExposeError(f"cannot read config: {exc}", path=path) from exc
-        for key, value in _flatten(data).items():
+        for key, value in _flatten(read_toml(path)).items():
             try:
                 set_field(cfg, key, value)
             except ExposeError as exc:

@@ -14,20 +14,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from expose_cli.data.hdf5 import FORMAT_NAME, FORMAT_VERSION
+from expose_cli.data.hdf5 import check_header
 from expose_cli.data.validity import stale_reason
 from expose_cli.errors import ExposeError
-
-
-def check_header(path: Path, attrs) -> None:
-    """One-line errors for a file that is not ours or is newer than this expose reads."""
-    if attrs.get("format") != FORMAT_NAME:
-        raise ExposeError("not a file written by `expose preprocess` (no 'expose-hdf5' format attribute)",
-                          path=path, hint="re-run `expose preprocess` for this dataset")
-    version = int(attrs.get("format_version", 0))
-    if version > FORMAT_VERSION:
-        raise ExposeError(f"format version {version} is newer than this expose reads ({FORMAT_VERSION})",
-                          path=path, hint="upgrade expose, or re-run `expose preprocess` with this version")
 
 
 class H5Rows:

@@ -24,15 +24,15 @@ from expose_cli.utils.atomic import write_json_atomic
 
 def data_files(cfg: RunConfig, data_dir: Path) -> list[tuple[Path, str, str]]:
     """(file, what, the command that makes it) for every training member."""
-    from expose_cli.training.datasets import MEMBER_FILES
+    from expose_cli.training.datasets import member_files
 
     out = []
     for name in cfg.data.members:
+        files, command = member_files(str(name), data_dir)
         if str(name).endswith(".h5"):
-            out.append((Path(name), f"training file {name}", "check the path in data.members"))
-            continue
-        files, command = MEMBER_FILES.get(name, ((f"{name}_train.h5",), f"expose preprocess {name}"))
-        out += [(data_dir / "preprocessed_datasets" / f, f"{name} training data", f"`{command}`") for f in files]
+            out += [(f, f"training file {name}", "check the path in data.members") for f in files]
+        else:
+            out += [(f, f"{name} training data", f"`{command}`") for f in files]
     return out
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from expose_cli.body_models.keypoints import flip_keypoints
 from expose_cli.training import augment as A
 from expose_cli.training.data_config import AugmentConfig
 
@@ -65,8 +66,8 @@ def augment_geometry(rec: Record, aug: AugmentConfig, img_res: int, rng: np.rand
     flip = train and rng.random() < aug.flip_prob
     if flip:
         center = A.flip_center(center, width)
-        kp2d = A.flip_keypoints2d(kp2d, rec.convention, width)
-        kp3d = A.flip_keypoints3d(kp3d, rec.convention)
+        kp2d = flip_keypoints(kp2d, rec.convention, width)
+        kp3d = flip_keypoints(kp3d, rec.convention)
         flipped = A.flip_params({**params, **{f"has_{k}": np.float32(v) for k, v in has.items()}})
         has = {k: float(flipped.pop(f"has_{k}")) for k in has}
         params = flipped

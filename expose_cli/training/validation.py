@@ -44,15 +44,13 @@ def benchmark_validator(name: str, data: Path | None, tree: DataTree, limit: int
 
 def pa_mpjpe_per_sample(pred: torch.Tensor, gt: torch.Tensor) -> list[float]:
     """PA-MPJPE (mm) of each sample over its joints with confidence > 0 (``gt`` [B, K, 4], metres)."""
-    from expose_cli.geometry.procrustes import similarity_procrustes
+    from expose_cli.evaluation.metrics import pa_mpjpe
 
     out = []
     for p, g in zip(pred.detach().double(), gt.detach().double(), strict=True):
         keep = g[:, 3] > 0
-        if int(keep.sum()) < 3:
-            continue
-        aligned = similarity_procrustes(p[keep][None], g[keep, :3][None])[0]
-        out.append(float((aligned[0] - g[keep, :3]).norm(dim=-1).mean()) * 1000.0)
+        if int(keep.sum()) >= 3:
+            out.append(float(pa_mpjpe(p[keep][None], g[keep, :3][None])[0]) * 1000.0)
     return out
 
 

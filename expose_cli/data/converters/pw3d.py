@@ -130,22 +130,21 @@ def _sequence_samples(root: Path, seq: dict, stats) -> Iterator[dict]:
         invalid = int((~valid).sum())
         if invalid:
             stats.drop("invalid camera pose (campose_valid false)", invalid)
-        usable = [f for f in np.flatnonzero(valid)
-                  if f < len(poses) and f < len(poses2d) and f < len(cam_poses) and (poses2d[f][2] > 0).any()]
-        orients = iter(camera_global_orient(cam_poses[usable, :3, :3], poses[usable, :3]))
-        for f in np.flatnonzero(valid):
-            if f >= len(poses) or f >= len(poses2d) or f >= len(cam_poses):
-                stats.drop("frame index beyond the arrays")
-                continue
+        frames = np.flatnonzero(valid)
+        in_range = frames[frames < min(len(poses), len(poses2d), len(cam_poses))]
+        if len(frames) > len(in_range):
+            stats.drop("frame index beyond the arrays", len(frames) - len(in_range))
+        usable = [f for f in in_range if (poses2d[f][2] > 0).any()]
+        if len(in_range) > len(usable):
+            stats.drop("no detected 2D joint", len(in_range) - len(usable))
+        # every usable frame's orientation in one call (the same values as frame by frame)
+        orients = camera_global_orient(cam_poses[usable, :3, :3], poses[usable, :3])
+        for f, go in zip(usable, orients, strict=True):
             j2d = poses2d[f].T  # (18, 3): x, y, confidence
             seen = j2d[:, 2] > 0
-            if not seen.any():
-                stats.drop("no detected 2D joint")
-                continue
             lo, hi = j2d[seen, :2].min(0), j2d[seen, :2].max(0)
             c, s = (lo + hi) / 2, (hi - lo) * 1.2
             R = cam_poses[f, :3, :3]
-            go = next(orients)
             yield {
                 "image_path": f"imageFiles/{name}/image_{f:05d}.jpg", "image_size": size,
                 "bbox_xywh": np.array([c[0] - s[0] / 2, c[1] - s[1] / 2, s[0], s[1]]),
