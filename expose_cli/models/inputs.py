@@ -62,9 +62,19 @@ class ModelInput:
     box_size: torch.Tensor  # [B]
     full_images: torch.Tensor | None = None  # [B, 3, H, W], zero-padded at the bottom/right
 
-    def to(self, device) -> ModelInput:
-        return ModelInput(self.img.to(device), self.crop_transform.to(device), self.box_size.to(device),
-                          None if self.full_images is None else self.full_images.to(device))
+    def to(self, device, non_blocking: bool = False) -> ModelInput:
+        """On ``device``; ``non_blocking``: an asynchronous copy (from pinned memory to a GPU)."""
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        return ModelInput(move(self.img), move(self.crop_transform), move(self.box_size), move(self.full_images))
+
+    def pin_memory(self) -> ModelInput:
+        """In page-locked memory, so a copy to a GPU can overlap with other work."""
+        def pin(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.pin_memory()
+
+        return ModelInput(pin(self.img), pin(self.crop_transform), pin(self.box_size), pin(self.full_images))
 
 
 def collate(crops: list[PersonCrop]) -> ModelInput:
