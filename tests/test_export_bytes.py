@@ -20,9 +20,9 @@ TETRA_F = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int64)
 
 def test_ply_bytes_of_a_tetrahedron(tmp_path):
     export.write_ply(tmp_path / "t.ply", TETRA_V, TETRA_F)
-    header = ("ply\nformat binary_little_endian 1.0\ncomment expose: metres\nelement vertex 4\n"
-              "property float x\nproperty float y\nproperty float z\nelement face 4\n"
-              "property list uchar int vertex_indices\nend_header\n").encode()
+    header = (b"ply\nformat binary_little_endian 1.0\ncomment expose: metres\nelement vertex 4\n"
+              b"property float x\nproperty float y\nproperty float z\nelement face 4\n"
+              b"property list uchar int vertex_indices\nend_header\n")
     body = b"".join(struct.pack("<3f", *v) for v in TETRA_V.tolist())
     body += b"".join(struct.pack("<B3i", 3, *f) for f in TETRA_F.tolist())
     assert (tmp_path / "t.ply").read_bytes() == header + body

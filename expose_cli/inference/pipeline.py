@@ -36,7 +36,7 @@ import torch
 
 from expose_cli.geometry.cameras import crop_camera_to_full_translation
 from expose_cli.inference import boxes as box_utils
-from expose_cli.inference import export
+from expose_cli.inference import export, loading
 from expose_cli.inference.distributed import summary_name
 from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
 from expose_cli.inference.loading import CropSpec, Loaded, load, message, worker_pool
@@ -68,7 +68,8 @@ class InferOptions:
     track_images: bool = False  # also track each input folder's images as one sequence
     sequence_fps: float = 30.0  # frame rate of such image sequences
     shard: tuple[int, int] = (0, 1)  # (rank, processes): this one takes inputs rank, rank + processes, ...
-    workers: int = 0  # processes decoding, detecting and cropping ahead of the model (0: a thread)
+    workers: int | None = 0  # processes decoding, detecting and cropping ahead of the model (0: a thread;
+    # None: loading.default_workers(), half the CPUs)
     write_threads: int = 2  # threads writing person files (0: written by the model's thread)
 
 
@@ -673,6 +674,8 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
     end, also when the run stops on an exception (``"complete": false`` then).
     """
     options.out_dir.mkdir(parents=True, exist_ok=True)
+    if options.workers is None:
+        options = dataclasses.replace(options, workers=loading.default_workers())
     summary = Summary(options.out_dir / summary_name(options.shard), summary_interval_s, on_unit)
     smplx_kind = predictor.kind in ("body", "expose")
     writers = Writers(options, np.asarray(predictor.body_model.faces, dtype=np.int64), summary,
