@@ -113,3 +113,20 @@ def test_a_failing_unit_stops_the_finishing(tmp_path, threads):
     assert seen == ["a.jpg", "b.jpg"]
     assert [p.name for p in sorted(tmp_path.glob("*/result.json"))] == ["result.json"] * 2
     assert not (tmp_path / "c" / "result.json").exists()
+
+
+def test_collate_pads_full_images_and_shares_nothing_it_should_not():
+    """Full images of different sizes: zero-padded at the bottom and right; of one size: stacked."""
+    import torch
+
+    from expose_cli.models import collate, crop_person
+
+    small, large = np.full((20, 30, 3), 50, np.uint8), np.full((24, 32, 3), 200, np.uint8)
+    crops = [crop_person(im, [2, 2, 10, 12], img_res=16, keep_full_image=True) for im in (small, large)]
+    full = collate(crops).full_images
+    assert tuple(full.shape) == (2, 3, 24, 32)
+    torch.testing.assert_close(full[0, :, :20, :30], crops[0].full_image, rtol=0, atol=0)
+    assert full[0, :, 20:].abs().max() == 0 and full[0, :, :, 30:].abs().max() == 0  # padding: zeros
+    torch.testing.assert_close(full[1], crops[1].full_image, rtol=0, atol=0)
+    same = collate([crops[1], crops[1]]).full_images
+    torch.testing.assert_close(same, torch.stack([crops[1].full_image] * 2), rtol=0, atol=0)

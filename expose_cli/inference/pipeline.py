@@ -356,10 +356,8 @@ def forward(predictor: Predictor, crops: list[PersonCrop], precision: str = "fp3
     """The model on a batch of crops, under autocast for ``bf16`` / ``fp16``; the prediction in float32,
     on the CPU. On a GPU the batch goes through pinned memory (an asynchronous copy) and the
     prediction comes back in one pass, not one copy per person and field."""
-    batch = collate(crops)
     device = getattr(predictor, "device", torch.device("cpu"))
-    if device.type == "cuda":
-        batch = batch.pin_memory()
+    batch = collate(crops, device)
     to_cpu = None if device.type == "cpu" else torch.device("cpu")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if autocast_dtype is None:
