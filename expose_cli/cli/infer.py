@@ -52,7 +52,7 @@ def infer(
     motion: Annotated[bool, typer.Option("--motion/--no-motion", help="Tracks: motion.npz (AMASS) and motion.bvh per track.")] = True,
     fps: Annotated[float, typer.Option("--fps", min=0.001, help="Frame rate of image sequences (--track).")] = 30.0,
     workers: Annotated[int | None, typer.Option("--workers", min=0, help="Processes decoding and cropping ahead of "
-                                                                       "the model (0: a thread; default: half the CPUs).")] = None,
+                                                                       "the model (0: a thread; default: half the CPUs; 0 for one batch of images).")] = None,
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
@@ -63,7 +63,7 @@ def infer(
     device = resolve_device(settings.device)
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
     shard = _shard(distributed, track)
-    items = _discover(inputs)
+    items, workers = _discover(inputs, workers, batch_size)
     box_table = load_boxes(boxes) if boxes is not None else None
     # heavy (torch): imported after the argument checks
     from expose_cli.inference.pipeline import InferOptions
@@ -87,11 +87,18 @@ def infer(
         _run_sharded(settings, items, predictor, options)
 
 
-def _discover(inputs: list[str]) -> list:
+def _discover(inputs: list[str], workers: int | None, batch_size: int) -> tuple[list, int]:
+    """The inputs, and the processes that will load them (their fork server started now, so it
+    imports while the model loads)."""
     items = discover_inputs(inputs)
     if not items:
         raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
-    return items
+    from expose_cli.inference import loading  # torch
+
+    workers = loading.workers_for(items, batch_size, workers)
+    if workers:
+        loading.start_fork_server()
+    return items, workers
 
 
 def _shard(distributed, track: bool | None) -> tuple[int, int]:

@@ -137,11 +137,38 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
+def workers_for(items: list, batch_size: int, workers: int | None = None) -> int:
+    """``workers`` when given; else :func:`default_workers` unless all inputs are images and fit in
+    one batch (then 0: starting processes would cost more than it saves)."""
+    if workers is not None:
+        return workers
+    if all(item.kind == "image" for item in items) and len(items) <= batch_size:
+        return 0
+    return default_workers()
+
+
+def start_fork_server() -> None:
+    """Start the fork server now (it imports this module once), e.g. while the model loads, so the
+    first worker starts in milliseconds when the run begins."""
+    if _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def _worker_init() -> None:
     """A worker leaves Ctrl-C to the main process (which stops the pool) and uses one thread."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+
+
+def _context():
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -151,9 +178,4 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     state they are (a worker then hangs in its first parallel call). Where the system has it, a
     fork server that imported this module once (before any thread pool started) forks the workers,
     so each starts in milliseconds; elsewhere they are spawned."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-    else:
-        context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_init)

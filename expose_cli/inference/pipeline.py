@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
@@ -69,7 +70,8 @@ class InferOptions:
     sequence_fps: float = 30.0  # frame rate of such image sequences
     shard: tuple[int, int] = (0, 1)  # (rank, processes): this one takes inputs rank, rank + processes, ...
     workers: int | None = 0  # processes decoding, detecting and cropping ahead of the model (0: a thread;
-    # None: loading.default_workers(), half the CPUs)
+    # None: loading.workers_for: half the CPUs, 0 for images that fit in one batch). Started by multiprocessing (fork server): a
+    # script calling run_inference with workers needs the ``if __name__ == "__main__":`` guard
     write_threads: int = 2  # threads writing person files (0: written by the model's thread)
 
 
@@ -275,7 +277,12 @@ def _submit(unit: Unit, options: InferOptions, spec: CropSpec, pool, local: Thre
             unit.error = f"finding persons failed: {_message(exc)}"
             return _done(unit)
     path = unit.item.path if unit.image is None else None
-    remote = pool.submit(load, path, unit.image, boxes, spec) if pool is not None else None
+    remote = None
+    if pool is not None:
+        try:
+            remote = pool.submit(load, path, unit.image, boxes, spec)
+        except BrokenProcessPool:  # a worker died earlier: the rest is loaded here
+            remote = None
     return local.submit(_finish_load, unit, remote, boxes, spec, options.detect)
 
 
@@ -287,7 +294,9 @@ def _finish_load(unit: Unit, remote: Future | None, boxes: list | None, spec: Cr
     else:
         try:
             loaded = remote.result()
-        except Exception as exc:  # noqa: BLE001 - e.g. a worker process killed
+        except BrokenProcessPool:  # a worker died (killed, out of memory): loaded here instead
+            loaded = load(unit.item.path if unit.image is None else None, unit.image, boxes, spec, detect)
+        except Exception as exc:  # noqa: BLE001
             loaded = Loaded(error=f"decoding worker failed: {_message(exc)}")
         if loaded.error is None and loaded.boxes is None:  # the main process's detector
             decode_s = loaded.timings.get("decode_s", 0.0)
@@ -673,7 +682,7 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
     """
     options.out_dir.mkdir(parents=True, exist_ok=True)
     if options.workers is None:
-        options = dataclasses.replace(options, workers=loading.default_workers())
+        options = dataclasses.replace(options, workers=loading.workers_for(items, options.batch_size))
     summary = Summary(options.out_dir / summary_name(options.shard), summary_interval_s, on_unit)
     smplx_kind = predictor.kind in ("body", "expose")
     writers = Writers(options, np.asarray(predictor.body_model.faces, dtype=np.int64), summary,
