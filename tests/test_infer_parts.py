@@ -181,3 +181,18 @@ def test_img_res_of_each_model_kind(kind, override, res):
     from expose_cli.models.config import load_config
 
     assert load_config(kind, overrides=[override] if override else []).img_res == res
+
+
+def test_finish_load_after_a_worker_died_loads_here(tmp_path):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "ok.png"), np.full((40, 50, 3), 90, np.uint8))
+    unit = P.Unit(InputItem(tmp_path / "ok.png", "image"), tmp_path / "ok")
+    died: Future = Future()
+    died.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+    P._finish_load(unit, died, [[5.0, 5.0, 30.0, 35.0, 1.0]], L.CropSpec(img_res=32), None)
+    assert unit.error is None and unit.image.shape == (40, 50, 3)
+    assert [person for person, _ in unit.crops] == [0] and tuple(unit.crops[0][1].img.shape) == (3, 32, 32)
