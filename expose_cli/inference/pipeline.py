@@ -147,12 +147,20 @@ def _units(items: list[InputItem], options: InferOptions, summary: Summary | Non
                 yield Unit(item, folder, error=_message(exc))
 
 
+def _axis_angle(pred: Prediction) -> dict[str, torch.Tensor]:
+    """The batch's rotations as axis-angle, computed once per batch (not once per person)."""
+    cached = pred.__dict__.get("_axis_angle_batch")
+    if cached is None:  # two writer threads may both compute it: the same values
+        cached = pred.__dict__["_axis_angle_batch"] = pred.axis_angle()
+    return cached
+
+
 def _person_arrays(pred, i: int, box, crop, image_size, options: InferOptions, faces) -> dict:
     """Everything saved for one person (numpy), with units in the names' docs (docs/infer.md)."""
     out = {}
     for name, rot in pred.rotations.items():
         out[f"{name}_rotmat"] = rot[i].cpu().numpy()
-    for name, aa in pred.axis_angle().items():
+    for name, aa in _axis_angle(pred).items():
         out[f"{name}_aa"] = aa[i].cpu().numpy()
     out["betas"] = pred.betas[i].cpu().numpy()
     if pred.expression is not None:
