@@ -69,9 +69,10 @@ class InferOptions:
     track_images: bool = False  # also track each input folder's images as one sequence
     sequence_fps: float = 30.0  # frame rate of such image sequences
     shard: tuple[int, int] = (0, 1)  # (rank, processes): this one takes inputs rank, rank + processes, ...
-    workers: int | None = 0  # processes decoding, detecting and cropping ahead of the model (0: a thread;
-    # None: loading.workers_for: half the CPUs, 0 for images that fit in one batch). Started by multiprocessing (fork server): a
-    # script calling run_inference with workers needs the ``if __name__ == "__main__":`` guard
+    # processes decoding, detecting and cropping ahead of the model (0: a thread; None:
+    # loading.workers_for, half the CPUs or 0 for images that fit in one batch). They are started by
+    # multiprocessing: a script calling run_inference with workers needs ``if __name__ == "__main__":``
+    workers: int | None = 0
     write_threads: int = 2  # threads writing person files (0: written by the model's thread)
 
 
