@@ -114,5 +114,5 @@ def test_infer_pipeline_on_the_gpu_equals_the_cpu(infer_tree, tmp_path):
                                              batch_size=2, workers=2))
         assert summary["failed"] == 0 and [r["persons"] for r in summary["inputs"]] == [1, 1, 1]
         out[device] = [np.load(tmp_path / device / str(i) / "person_00.npz")["vertices"] for i in range(3)]
-    for a, b in zip(out["cpu"], out["cuda"], strict=True):
-        assert np.abs(a - b).max() < 1e-4
+    for a, b in zip(out["cpu"], out["cuda"], strict=True):  # cuDNN/TF32 kernels: as the model test above
+        assert np.abs(a - b).max() < 2e-3
