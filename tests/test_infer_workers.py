@@ -130,3 +130,15 @@ def test_collate_pads_full_images_and_shares_nothing_it_should_not():
     torch.testing.assert_close(full[1], crops[1].full_image, rtol=0, atol=0)
     same = collate([crops[1], crops[1]]).full_images
     torch.testing.assert_close(same, torch.stack([crops[1].full_image] * 2), rtol=0, atol=0)
+
+
+def test_normalize_image_has_the_bits_of_the_plain_formula():
+    """``(float32(pixel) - mean) / std`` transposed to channels first, as the code before it was
+    made in-place computed it; and one pixel by hand."""
+    from expose_cli.models.inputs import MEAN_RGB, STD_RGB, normalize_image
+
+    image = (np.random.default_rng(3).random((37, 53, 3)) * 255).astype(np.uint8)
+    plain = ((image.astype(np.float32) - MEAN_RGB) / STD_RGB).transpose(2, 0, 1)
+    out = normalize_image(image).numpy()
+    assert out.shape == (3, 37, 53) and out.dtype == np.float32 and np.array_equal(out, plain)
+    assert out[0, 0, 0] == (np.float32(image[0, 0, 0]) - np.float32(123.675)) / np.float32(58.395)

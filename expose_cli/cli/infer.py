@@ -52,7 +52,7 @@ def infer(
     motion: Annotated[bool, typer.Option("--motion/--no-motion", help="Tracks: motion.npz (AMASS) and motion.bvh per track.")] = True,
     fps: Annotated[float, typer.Option("--fps", min=0.001, help="Frame rate of image sequences (--track).")] = 30.0,
     workers: Annotated[int | None, typer.Option("--workers", min=0, help="Processes decoding and cropping ahead of "
-                                                                       "the model (0: a thread; default: half the CPUs; 0 for one batch of images).")] = None,
+                                                                       "the model (0: a thread; default: half the CPUs, 0 on 2 CPUs or for one batch).")] = None,
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)

@@ -133,8 +133,11 @@ def load(path: Path | None, image: np.ndarray | None, boxes: list | None, spec: 
 
 def default_workers() -> int:
     """Decoding processes when ``--workers`` is not given: half the CPUs (the rest run the model's
-    threads and the writers), at least 1, at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
+    threads and the writers), at most 8; none on 2 CPUs or fewer, where a worker process only takes
+    time from the model's threads (measured: end to end 0.78 of the model alone with 1 worker, 0.86
+    with the loading in a thread; benchmarks/bench_infer.py, docs/infer.md)."""
+    cpus = os.cpu_count() or 2
+    return 0 if cpus <= 2 else min(8, cpus // 2)
 
 
 def workers_for(items: list, batch_size: int, workers: int | None = None) -> int:
