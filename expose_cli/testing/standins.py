@@ -236,9 +236,9 @@ def standin_smplx_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     shapedirs = np.zeros((10475, 3, 400))
     shapedirs[:, :, :300] = smooth_directions(verts, decaying(0.03, 300, 3.0), 0.5, rng)
     shapedirs[:, :, 0] += 0.05 * (verts - verts.mean(0))  # beta 0: overall size
-    head = weights[:, [15, 22, 23, 24]].sum(1)  # expression: the head, fading out down the neck
-    head_verts = verts[head > 0.5]
-    expression = smooth_directions(verts - head_verts.mean(0), decaying(0.012, 100, 5.0), 0.15, rng)
+    t = np.clip((verts[:, 1] - J[12, 1]) / (J[15, 1] - J[12, 1]), 0.0, 1.0)
+    head = t * t * (3.0 - 2.0 * t)  # expression: the head, fading out smoothly down the neck
+    expression = smooth_directions(verts, decaying(0.012, 100, 5.0), 0.15, rng)
     shapedirs[:, :, 300:] = expression * head[:, None, None]
     return {
         "v_template": verts.astype(np.float64),
