@@ -25,7 +25,7 @@ PLAN = {"hand": (256, 200, 32, 1e-3), "face": (256, 100, 32, 1e-3), "body": (128
 REQUIRED = 0.30  # the fraction of the mean-pose error a trained network must remove
 WIDTHS = {"hand": ["hand.resnet_width=8", "hand.hidden=[32,32]", "hand.dropout=0"],
           "face": ["face.resnet_width=8", "face.hidden=[32,32]", "face.dropout=0"],
-          "body": ["body.dropout=0"]}  # the body's small config: HRNet-W8, 64 features, [32, 32]
+          "body": ["body.hrnet_width=8", "body.feature_dim=64", "body.hidden=[32,32]", "body.dropout=0"]}
 #: Different from the presets, and why:
 #: - no augmentation (a fixed family; the test is about the loop reading images);
 #: - ``train.norm_eval=false``: the network starts from scratch (``--init none``), and BatchNorm
