@@ -246,3 +246,33 @@ def test_freihand_blocks_and_rows_one_by_one_write_the_same_file(tmp_path):
         assert ("vertices" in blocks) == (split == "test")
         for name in blocks:
             np.testing.assert_array_equal(blocks[name], rows[name], err_msg=name)
+
+
+AWKWARD_NUMBERS = ("-0", "-0.0", "0", "1e5", "-2E-3", "1.5e+2", "12345678901234567890", "9007199254740993",
+                   "0.1234567890123456789012345", "2.2250738585072011e-308", "1e-320", "3.4028235677973366e38",
+                   "16777217", "-7", "1e-0", "4.9406564584124654e-324")
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # 3.40...e38 is inf in float32
+@pytest.mark.parametrize("simd", [True, False])
+def test_number_files_give_json_loads_values_bit_for_bit(tmp_path, monkeypatch, simd):
+    """Every number as ``json.loads`` reads it, rounded float64 -> float32 (bit patterns compared:
+    -0 is the integer 0, -0.0 keeps its sign), for entry boundaries anywhere in the parts."""
+    import sys
+
+    from expose_cli.io.json_arrays import _simdjson_numbers, read_json_numbers
+
+    if not simd:
+        monkeypatch.setitem(sys.modules, "simdjson", None)  # the chunked numpy reader
+    rng = np.random.default_rng(4)
+    texts = rng.choice(AWKWARD_NUMBERS, (40, 2, 3))
+    texts[:len(AWKWARD_NUMBERS), 0, 0] = AWKWARD_NUMBERS  # each at least once
+    text = "[" + ", ".join("[" + ", ".join("[" + ",".join(row) + "]" for row in entry) + "]" for entry in texts) + "]\n"
+    path = tmp_path / "verts.json"
+    path.write_text(text)
+    want = np.asarray(json.loads(text), np.float64).astype(np.float32)
+    assert (_simdjson_numbers(path, 2, np.float32, 64) is not None) == simd  # the reader under test ran
+    for chunk in (5, 64, 300, 1 << 20):
+        got = read_json_numbers(path, (2, 3), np.float32, chunk_bytes=chunk)
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=f"chunk {chunk}")
