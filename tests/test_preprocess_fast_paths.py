@@ -14,7 +14,7 @@ from expose_cli.data.converters import coco
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.data.preprocess import convert
 from expose_cli.errors import ExposeError
-from expose_cli.io.json_cut import _integer_rows, load_cut
+from expose_cli.io.json_cut import load_cut
 from expose_cli.testing.raw_datasets import coco_json_path
 
 
@@ -159,14 +159,24 @@ def test_cut_parse_refuses_invalid_json(tmp_path):
     assert cut.rows_of("keypoints", cut.document["a"]).tolist() == [0, 1]
 
 
-def test_integer_rows_read_json_integers_exactly():
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # 3.40...e38 is inf in float32
+def test_cut_numeric_rows_equal_json_loads_as_float32():
+    """Keypoint lists read as ``np.asarray(json.loads(text), np.float32)`` reads them (bit patterns),
+    through simdjson, and through orjson where simdjson declines (an integer beyond 64 bits)."""
+    from expose_cli.io.json_cut import _numeric_rows, _simd_rows, _simdjson_parser
+
     rng = np.random.default_rng(0)
-    values = rng.integers(-10**9, 10**9, (300, 51))
-    text = ",".join(json.dumps(row.tolist()) for row in values).encode()
-    np.testing.assert_array_equal(_integer_rows(text, 300, 51), values)
-    assert _integer_rows(b"[-1, 0,\n 7]", 1, 3).tolist() == [[-1, 0, 7]]
-    for bad in (b"[1,,2]", b"[1 2,3]", b"[01,2,3]", b"[1,-,2]", b"[1.5,2,3]", b"[1,2]", b"[1,2,3e1]"):
-        assert _integer_rows(bad, 1, 3) is None, bad
+    rows = [json.dumps(row.tolist()).encode() for row in rng.integers(-10**9, 10**9, (300, 6))]
+    rows += [b"[" + b", ".join(rng.choice(AWKWARD_NUMBERS, 6).astype(bytes)) + b"]" for _ in range(300)]
+    rows += [b"[-1, 0,\n 7, 1.5e3, -0, 2]", b"[1, 2, 3, 4, 5, 123456789012345678901234567890]"]
+    want = np.asarray([json.loads(r) for r in rows], np.float32)
+    for simd in (True, False):  # the last row (beyond 64 bits) sends its batch through orjson
+        got = _numeric_rows(rows[:-1] if simd else rows, 6)
+        np.testing.assert_array_equal(got.view(np.uint32), want[:len(got)].view(np.uint32))
+        assert (_simd_rows(_simdjson_parser(), rows[:len(got)], 6) is not None) == simd
+    for bad in ([b"[1,,2,3,4,5]"], [b"[1,2,3,4,5]", b"[1,2,3,4,5,6,7]"], [b"[1 2,3,4,5,6]"]):
+        with pytest.raises(ValueError):
+            _numeric_rows(bad, 6)
 
 
 def test_mask_extent_is_the_foreground_bounding_box():

@@ -22,7 +22,7 @@ import numpy as np
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import SampleBlock
 from expose_cli.errors import ExposeError
-from expose_cli.io.json_cut import load_cut
+from expose_cli.io.json_cut import gc_paused, load_cut
 
 SPLITS = ("train2014", "val2014", "train2017", "val2017")
 VERSION = "1"
@@ -234,6 +234,13 @@ def _kept_keypoints(data: _Annotations, kp: np.ndarray, kept: list[int], wholebo
 
 
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
+    # No cyclic garbage collection meanwhile: nothing here makes cycles, and each collection would
+    # walk the millions of objects of the parsed json (0.3 s of a 2.5 s train2017 conversion).
+    with gc_paused():
+        yield from _samples(root, split, stats, options)
+
+
+def _samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
     path, image_dir, wholebody = _files(root, split)
     data = _load(path, wholebody)
     try:
