@@ -180,7 +180,7 @@ def test_cut_numeric_rows_equal_json_loads_as_float32():
 
 
 def test_mask_extent_is_the_foreground_bounding_box():
-    from expose_cli.data.converters.h36m_smplx import _mask_extent
+    from expose_cli.io.mat_masks import extent as _mask_extent
 
     rng = np.random.default_rng(0)
     for _ in range(300):
@@ -286,3 +286,50 @@ def test_number_files_give_json_loads_values_bit_for_bit(tmp_path, monkeypatch, 
         got = read_json_numbers(path, (2, 3), np.float32, chunk_bytes=chunk)
         assert got.shape == want.shape
         np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=f"chunk {chunk}")
+
+
+def _plain_box(mask_wh: np.ndarray):
+    """The box of a stored ``(W, H)`` mask from ``np.nonzero`` of the whole mask (the reference)."""
+    ys, xs = np.nonzero(mask_wh.T)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1) if len(xs) else None
+
+
+def test_mat_mask_boxes_from_raw_chunks_equal_the_full_mask(tmp_path):
+    """Boxes read from deflated chunks (skipping known ones) equal the plain full-mask computation,
+    for every layout a .mat may use (others are read whole), edge chunks with garbage beyond the
+    extent, chunks never written, a 512-byte user block (MATLAB's header) and empty masks."""
+    import zlib
+
+    from expose_cli.io import mat_masks
+
+    rng = np.random.default_rng(0)
+    path, masks = tmp_path / "m.mat", []
+    for i in range(24):
+        m = np.zeros((100, 90), np.uint8)
+        if i % 6:  # i % 6 == 0: empty
+            y, x = rng.integers(0, 80, 2)
+            m[y:y + rng.integers(1, 30), x:x + rng.integers(1, 30)] = 1 + i % 3
+            m[rng.integers(0, 100, 3), rng.integers(0, 90, 3)] = 1  # specks
+        masks.append(m)
+    layouts = [dict(chunks=(32, 32), compression="gzip"), dict(chunks=(100, 90), compression="gzip", compression_opts=9),
+               dict(chunks=(7, 90), compression="gzip", shuffle=True), dict(), dict(chunks=(32, 32), compression="lzf"),
+               dict(chunks=(32, 32), compression="gzip", fillvalue=1), dict(chunks=(32, 32), compression="gzip", fletcher32=True)]
+    with h5py.File(path, "w", userblock_size=512) as f:
+        refs = []
+        for i, m in enumerate(masks):
+            ds = f.create_dataset(f"#refs#/m{i}", data=m, **layouts[i % len(layouts)])
+            refs.append(ds.ref)
+        g = f.create_dataset("#refs#/garbage", shape=(100, 90), dtype=np.uint8, chunks=(64, 64), compression="gzip")
+        block = np.full((64, 64), 7, np.uint8)  # the chunk at (64, 64) holds 36 x 26 values inside the extent
+        block[:36, :26] = 0
+        block[3, 5] = 1
+        g.id.write_direct_chunk((64, 64), zlib.compress(block.tobytes()))  # the other three chunks: never written
+        masks.append(g[()])
+        refs.append(g.ref)
+        f.create_dataset("Masks", data=np.array(refs, dtype=h5py.ref_dtype).reshape(-1, 1))
+    with mat_masks.MaskFile(path) as mf:
+        for _repeat in range(2):  # the second time, chunks come from what was seen
+            for ref, m in zip(mf.refs()[:, 0], masks, strict=True):
+                assert mf.box(ref) == (_plain_box(m), (m.shape[1], m.shape[0]))
+        assert mf.shift >= 0 and mf.seen  # raw chunks were read from the file (user block and all) and remembered
+    assert _plain_box(masks[-1]) == (64 + 3, 64 + 5, 68, 70)  # stored row 67 is x, column 69 is y
