@@ -333,3 +333,34 @@ def test_mat_mask_boxes_from_raw_chunks_equal_the_full_mask(tmp_path):
                 assert mf.box(ref) == (_plain_box(m), (m.shape[1], m.shape[0]))
         assert mf.shift >= 0 and mf.seen  # raw chunks were read from the file (user block and all) and remembered
     assert _plain_box(masks[-1]) == (64 + 3, 64 + 5, 68, 70)  # stored row 67 is x, column 69 is y
+
+
+@pytest.mark.parametrize("isal", [True, False])
+def test_whole_chunks_compressed_here_read_back_as_written(tmp_path, monkeypatch, isal):
+    """``write_rows`` (whole chunks deflated here, the rest through h5py) stores every value as
+    written, for blocks starting anywhere in a chunk, with and without shuffle, and the file
+    reads back through plain h5py (HDF5's own filters inflate the chunks)."""
+    from expose_cli.data import hdf5_chunks
+
+    if not isal:
+        monkeypatch.setattr(hdf5_chunks, "_isal", None)  # zlib
+    rng = np.random.default_rng(5)
+    cases = [("f", (3, 2), np.float32, True), ("i", (2,), np.int32, True), ("b", (), np.bool_, True),
+             ("u", (5,), np.uint8, False), ("v", (4, 3), np.float32, False)]
+    want = {}
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        for name, shape, dtype, shuffle in cases:
+            ds = f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(16, *shape),
+                                  compression="gzip", compression_opts=1 if shuffle else 4, shuffle=shuffle)
+            blocks, n = [], 0
+            for m in (5, 16, 40, 0, 3, 77, 16, 1):  # starting at 0, 5, 21, 61, 61, 64, 141, 157
+                values = (rng.normal(0, 1e3, (m, *shape)) if dtype != np.bool_ else rng.random((m, *shape)) < 0.5).astype(dtype)
+                ds.resize(n + m, axis=0)
+                hdf5_chunks.write_rows(ds, n, values)
+                blocks.append(values)
+                n += m
+            want[name] = np.concatenate(blocks)
+            assert hdf5_chunks._plan(ds) == (shuffle, 1 if shuffle else 4)
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        for name in want:
+            np.testing.assert_array_equal(f[name][()], want[name], err_msg=name)

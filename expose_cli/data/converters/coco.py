@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -244,7 +245,8 @@ def _samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
     path, image_dir, wholebody = _files(root, split)
     data = _load(path, wholebody)
     try:
-        order = sorted(range(len(data.annotations)), key=lambda i: data.annotations[i]["image_id"])
+        image_ids = list(map(itemgetter("image_id"), data.annotations))  # in C: ann["image_id"] for each
+        order = sorted(range(len(image_ids)), key=image_ids.__getitem__)
     except (KeyError, TypeError) as exc:
         raise ExposeError(f"not a COCO keypoints json ({type(exc).__name__}: {exc})", path=path) from exc
     skip_bad = bool(options.get("skip_bad"))
