@@ -364,3 +364,42 @@ def test_whole_chunks_compressed_here_read_back_as_written(tmp_path, monkeypatch
     with h5py.File(tmp_path / "a.h5", "r") as f:
         for name in want:
             np.testing.assert_array_equal(f[name][()], want[name], err_msg=name)
+
+
+def test_h36m_in_worker_processes_writes_the_same_file_and_errors(tmp_path, monkeypatch):
+    """--workers 2 (action/camera files read in 2 processes) gives the file one process gives,
+    drops and notes included, and the same one-line error for a malformed CDF."""
+    import shutil
+
+    from expose_cli.data.converters import h36m_smplx
+    from expose_cli.io.paths import DataTree
+    from expose_cli.testing.raw_datasets import write_h36m
+
+    root = tmp_path / "h36m"
+    write_h36m(root, frames=23)
+    for folder in ("MyPoseFeatures/D3_Positions_mono", "MyPoseFeatures/D2_Positions", "MySegmentsMat/ground_truth_bs"):
+        for k, name in enumerate(("Walking 1", "Eating", "Sitting 2")):  # more action/camera files
+            src = next((root / "S1" / folder).glob("Directions 1.*"))
+            shutil.copy(src, src.with_name(f"{name}.5501127{k}{src.suffix}"))
+    monkeypatch.setattr(h36m_smplx, "MIN_JOBS_PER_PROCESS", 1)
+    tree = DataTree(tmp_path / "data")
+    for case in ("intact", "bad"):
+        files, errors = [], []
+        for workers in (1, 2):
+            out = tmp_path / f"{case}{workers}.h5"
+            try:
+                convert("h36m-smplx", tree, root, ["train"], out, overwrite=True, workers=workers)
+                files.append(_file(out))
+            except ExposeError as exc:
+                errors.append(str(exc))
+                convert("h36m-smplx", tree, root, ["train"], out, overwrite=True, workers=workers, skip_bad=True)
+                files.append(_file(out))
+        a, b = files
+        assert a.pop("attrs") == b.pop("attrs") and a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        assert len(a["image_path"]) == (16 if case == "intact" else 12)  # frames 0, 10, 15, 20 (5: empty mask) per file
+        assert len(errors) == (0 if case == "intact" else 2) and len(set(errors)) <= 1
+        bad = root / "S1" / "MyPoseFeatures" / "D2_Positions" / "Eating.55011271.cdf"
+        shutil.copy(root / "S1" / "MyPoseFeatures" / "D3_Positions_mono" / "Eating.55011271.cdf", bad)  # 96 != 64 values
+    assert "Eating.55011271.cdf" in errors[0]

@@ -29,7 +29,7 @@ def preprocess(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable samples (counted) instead of stopping.")] = False,
     embed_images: Annotated[bool, typer.Option("--embed-images", help="Store each person's image crop (JPEG) in the file.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads for the image work (--embed-images).")] = 4,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads for the image work (--embed-images); processes (at most the CPU count) reading Human3.6M's masks.")] = 4,
 ) -> None:
     """Convert a raw dataset into the uniform HDF5 layout (docs/hdf5-schema.md).
 

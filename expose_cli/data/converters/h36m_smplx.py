@@ -15,12 +15,15 @@ action/camera is skipped and counted. Needs ``cdflib``.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
+from expose_cli.data.hdf5 import DropStats
 from expose_cli.errors import ExposeError
 from expose_cli.io.mat_masks import MaskFile
 
@@ -29,6 +32,7 @@ VERSION = "2"
 SUBJECTS = {"train": ("S1", "S5", "S6", "S7", "S8"), "val": ("S9", "S11")}
 H36M_IDX = [11, 6, 7, 8, 1, 2, 3, 12, 24, 14, 15, 17, 18, 19, 25, 26, 27]
 EVERY = 5
+MIN_JOBS_PER_PROCESS = 4  # fewer action/camera files per process than this: read in this process
 
 
 def _require_cdflib() -> None:
@@ -124,9 +128,9 @@ def _sequence(root: Path, subject: str, cdf: Path, stats, options: dict) -> Iter
             yield _frame_sample(folder, f, box, size, d3, d2)
 
 
-def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
-    _require_cdflib()
-    found = False
+def _sequences(root: Path, split: str, stats) -> list[tuple[str, Path]]:
+    """(subject, D3 CDF) of every action/camera of the split, in order (``_ALL`` ones noted, skipped)."""
+    jobs, found = [], False
     for subject in SUBJECTS[split]:
         d3_dir = root / subject / "MyPoseFeatures" / "D3_Positions_mono"
         if not d3_dir.is_dir():
@@ -137,7 +141,48 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             if cdf.stem.rsplit(".", 1)[0].startswith("_ALL"):
                 stats.note("_ALL pseudo-actions skipped")
                 continue
-            yield from _sequence(root, subject, cdf, stats, options)
+            jobs.append((subject, cdf))
     if not found:
         raise ExposeError(f"none of the subjects {', '.join(SUBJECTS[split])} found", path=root,
                           hint="expected S<k>/MyPoseFeatures/D3_Positions_mono/*.cdf")
+    return jobs
+
+
+def _sequence_rows(job: tuple) -> tuple[list[dict], list[tuple[str, int]], tuple | None]:
+    """Worker process: one action/camera's rows, its drops and its error (reason, hint, path,
+    exit code; an ExposeError does not survive pickling whole) or None."""
+    root, subject, cdf, skip_bad = job
+    stats = DropStats()
+    try:
+        rows = list(_sequence(root, subject, cdf, stats, {"skip_bad": skip_bad}))
+    except ExposeError as exc:
+        return [], list(stats.dropped.items()), (exc.reason, exc.hint, exc.path, exc.exit_code)
+    return rows, list(stats.dropped.items()), None
+
+
+def _in_processes(root: Path, jobs: list, stats, options: dict, processes: int) -> Iterator[dict]:
+    """The rows of ``jobs`` read by ``processes`` worker processes, in order; drops counted per
+    action/camera before its rows (only with whole blocks, where no --limit stops in between)."""
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding an open output file
+    work = [(root, subject, cdf, bool(options.get("skip_bad"))) for subject, cdf in jobs]
+    with ctx.Pool(processes) as pool:
+        for rows, drops, error in pool.imap(_sequence_rows, work):
+            for reason, n in drops:
+                stats.drop(reason, n)
+            if error is not None:
+                reason, hint, path, code = error
+                raise ExposeError(reason, hint, path=path, exit_code=code)
+            yield from rows
+
+
+def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
+    """Rows of the split; with ``options["workers"]`` > 1 and whole blocks (no --limit), action/
+    camera files are read by that many processes (at most the CPU count) when there are enough."""
+    _require_cdflib()
+    jobs = _sequences(root, split, stats)
+    processes = min(int(options.get("workers") or 1), os.cpu_count() or 1, len(jobs) // MIN_JOBS_PER_PROCESS)
+    if processes > 1 and options.get("blocks"):
+        yield from _in_processes(root, jobs, stats, options, processes)
+        return
+    for subject, cdf in jobs:
+        yield from _sequence(root, subject, cdf, stats, options)
