@@ -3,11 +3,13 @@
 Such a file is HDF5: ``Masks`` holds one object reference per frame, each to a ``(W, H)`` uint8
 dataset (the mask transposed, as MATLAB stores arrays), compressed with deflate in chunks. A box
 needs only the rows and columns that hold foreground, so :class:`MaskFile` reads each mask's raw
-chunks and inflates each distinct one once: a chunk whose compressed bytes were seen before (every
-empty chunk of a file compresses to the same bytes, and so does every full one) is not inflated
-again, its rows and columns holding foreground are remembered. Anything else (another layout, filters other than deflate / shuffle, a fill
-value that is not 0, a chunk stored with a filter skipped) is read whole through h5py, so the
-boxes are the same either way: those of the full mask's nonzero pixels.
+chunks with one ``pread`` and inflates them itself: a small compressed chunk seen before (every
+empty chunk of a file compresses to the same <100 bytes, and so does every full one) is not
+inflated again, its rows and columns holding foreground are remembered; the others are inflated
+into one reused canvas, looked at once per mask. Anything else (another layout, filters other
+than deflate / shuffle, a fill value that is not 0, a chunk stored with a filter skipped, a chunk
+that does not inflate to its size) is read whole through h5py, so the boxes are the same either
+way: those of the full mask's nonzero pixels.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import h5py
 import numpy as np
 
 #: Chunks remembered per file by their compressed bytes (the same bytes inflate to the same chunk):
-#: every empty chunk of a file compresses alike, and so does every full one, to a few dozen bytes
-#: (a 125x126 chunk: ~40); chunks that compress to more are the silhouette's edges, rarely repeated.
+#: every empty chunk of a file compresses alike, and so does every full one, to ~100 bytes (a
+#: 125x126 chunk: 38-93 by level); chunks that compress to more are the silhouette's edges, rarely repeated.
 SEEN_CHUNKS, SEEN_BYTES = 1024, 256
 _PLAIN_FILTERS = {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE}  # shuffle: a no-op on 1-byte values
 
