@@ -180,7 +180,7 @@ def test_cut_numeric_rows_equal_json_loads_as_float32():
 
 
 def test_mask_extent_is_the_foreground_bounding_box():
-    from expose_cli.io.mat_masks import extent as _mask_extent
+    from expose_cli.data.mat_masks import extent as _mask_extent
 
     rng = np.random.default_rng(0)
     for _ in range(300):
@@ -300,7 +300,7 @@ def test_mat_mask_boxes_from_raw_chunks_equal_the_full_mask(tmp_path):
     extent, chunks never written, a 512-byte user block (MATLAB's header) and empty masks."""
     import zlib
 
-    from expose_cli.io import mat_masks
+    from expose_cli.data import mat_masks
 
     rng = np.random.default_rng(0)
     path, masks = tmp_path / "m.mat", []

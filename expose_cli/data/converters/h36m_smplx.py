@@ -24,8 +24,8 @@ import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import DropStats
+from expose_cli.data.mat_masks import MaskFile
 from expose_cli.errors import ExposeError
-from expose_cli.io.mat_masks import MaskFile
 
 SPLITS = ("train", "val")
 VERSION = "2"
