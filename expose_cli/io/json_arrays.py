@@ -8,7 +8,7 @@ result array plus one chunk.
 With ``pysimdjson`` installed (a dependency; simdjson's correctly rounded number parsing) a file
 is read into one reused 1 MB buffer; each run of whole entries in it is made a JSON list in place
 and parsed into a flat float64 buffer without Python objects (~500 MB/s per CPU second on
-FreiHAND's verts, 4x the earlier copy-per-part reader, 10x numpy's text parser); the brackets are
+FreiHAND's verts, 3x the earlier copy-per-part reader, 11x numpy's text parser); the brackets are
 counted alike. Any file it refuses is read by the chunked reader, whose messages name the
 problem. The numbers are the same either way (both round the decimal text to the nearest
 float64, as ``json.loads`` does; float32 results are those float64 rounded).
