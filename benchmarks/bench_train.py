@@ -25,7 +25,7 @@ LEARNABLE = {"data.augment.flip_prob": 0.0, "data.augment.scale_factor": 0.0, "d
              "data.augment.jitter_factor": 0.0, "data.augment.noise_factor": 0.0, "data.augment.low_res_factors": [1.0],
              "train.norm_eval": False, "loss.shape_prior_margin": 0.0, "loss.shape_prior": 100.0}
 #: ``--kind all``: each kind with the learning test's plan (samples, steps, batch, lr, pitch).
-ALL = {"hand": (256, 200, 32, 1e-3, 90.0), "face": (256, 100, 32, 1e-3, 0.0), "body": (128, 100, 32, 2e-3, 0.0)}
+ALL = {"hand": (256, 200, 32, 1e-3, 90.0), "face": (256, 100, 32, 1e-3, 0.0), "body": (128, 80, 32, 2e-3, 0.0)}
 
 
 def make_config(kind: str, h5: Path, args):
