@@ -19,8 +19,9 @@ pytest.importorskip("expose_cli.training.synth")
 from expose_cli.training.synth import write_synth  # noqa: E402
 
 #: kind -> (training samples, steps, batch size, lr). Measured 2026-11-30 (docs/train.md, "Measured
-#: figures"), 2 | 1 threads: held-out PA-MPJPE lower than the mean pose's by body 48 | 62%, hand
-#: 56 | 61%, face 70 | 72%; images paired with other samples' labels: hand 7% lower, body 9% and face 12% higher.
+#: figures"): held-out PA-MPJPE lower than the mean pose's by body 48% (1 thread: 62%), hand 56%,
+#: face 70%; trained on images paired with other samples' labels: hand 7% lower, body 9% and face
+#: 12% higher (1 thread).
 PLAN = {"hand": (256, 200, 32, 1e-3), "face": (256, 100, 32, 1e-3), "body": (128, 80, 32, 2e-3)}
 REQUIRED = 0.30  # the fraction of the mean-pose error a trained network must remove
 WIDTHS = {"hand": ["hand.resnet_width=8", "hand.hidden=[32,32]", "hand.dropout=0"],
