@@ -15,8 +15,8 @@ COCO writes it: ``": "`` after keys, no indentation); FreiHAND (32,560 training 
 evaluation samples, the evaluation meshes as ~200 MB of json; ``training_verts.json`` is not
 written, as no split reads it); 3DPW (60 sequence pickles, ~850 frames, 1-2 actors); curated fits
 (30,000 rows); SPIN (coco 28,344, lsp 1,000, lspet 9,428, mpii 14,810 rows); Human3.6M (one
-subject, 15 actions x 4 cameras, 1,400 frames each; every frame's mask is the same 1002x1000 one,
-so the files stay small: Human3.6M's 7 subjects are ~8x this).
+subject, 15 actions x 4 cameras, 1,400 frames each; each kept frame its own 1002x1000 silhouette,
+deflated in chunks as MATLAB v7.3 stores it: Human3.6M's 7 subjects are ~8x this).
 """
 
 from __future__ import annotations
@@ -147,8 +147,32 @@ def write_npz_sets(root: Path, scale: float, seed: int = 3) -> None:
                  pose=rng.normal(0, 0.2, (m, 165)), betas=rng.normal(size=(m, 10)), has_smpl=(rng.random(m) > 0.05).astype(int))
 
 
+def silhouette(rng: np.random.Generator, centre: tuple[float, float], height: int = 1002, width: int = 1000) -> np.ndarray:
+    """A ``(H, W)`` uint8 person silhouette as background subtraction gives it: head, torso, arms
+    and legs (ellipses, ~500-650 px tall, ~5% of the image), ragged edges and a few specks."""
+    mask = np.zeros((height, width), np.uint8)
+    cy, cx = centre
+    tall = rng.uniform(250, 330)
+    top, left = max(0, int(cy - 1.2 * tall)), max(0, int(cx - 0.5 * tall))  # the person's window
+    window = mask[top:int(cy + tall), left:int(cx + 0.5 * tall)]
+    yy, xx = np.ogrid[top:top + window.shape[0], left:left + window.shape[1]]
+    parts = ((cy - 0.95 * tall, cx, 0.12 * tall, 0.09 * tall), (cy - 0.45 * tall, cx, 0.38 * tall, 0.2 * tall),
+             (cy + 0.4 * tall, cx - 0.1 * tall, 0.5 * tall, 0.07 * tall), (cy + 0.4 * tall, cx + 0.1 * tall, 0.5 * tall, 0.07 * tall),
+             (cy - 0.4 * tall, cx - 0.28 * tall, 0.35 * tall, 0.05 * tall), (cy - 0.4 * tall, cx + 0.28 * tall, 0.35 * tall, 0.05 * tall))
+    for py, px, ry, rx in parts:
+        window[((yy - py) / ry) ** 2 + ((xx - px) / rx) ** 2 < 1] = 1
+    edge = window != np.roll(window, 1, axis=1)  # ragged edges: flip pixels near the boundary
+    edge |= np.roll(edge, 2, axis=1) | np.roll(edge, -2, axis=1) | np.roll(edge, 2, axis=0)
+    window[edge & (rng.random(window.shape) < 0.3)] ^= 1
+    for y, x in rng.integers(0, [height - 3, width - 3], (int(rng.integers(0, 4)), 2)):  # specks
+        mask[y:y + 3, x:x + 3] = 1
+    return mask
+
+
 def write_h36m(root: Path, scale: float, seed: int = 4) -> None:
-    """S1: 15 actions x 4 cameras of D3/D2 CDF pose files and MATLAB v7.3 masks (small masks)."""
+    """S1: 15 actions x 4 cameras of D3/D2 CDF pose files and MATLAB v7.3 mask files: every kept
+    frame (every 5th) its own 1002x1000 silhouette (walking across the image), stored transposed
+    as MATLAB does, deflate (level 3) in chunks; the other frames share one mask (not read)."""
     import h5py
     from cdflib.cdfwrite import CDF
 
@@ -166,11 +190,17 @@ def write_h36m(root: Path, scale: float, seed: int = 4) -> None:
                 writer.close()
             masks = root / "S1" / "MySegmentsMat" / "ground_truth_bs"
             masks.mkdir(parents=True, exist_ok=True)
-            with h5py.File(masks / f"{name}.mat", "w") as f:  # one real-sized mask, referenced by every frame
-                mask = np.zeros((1000, 1002), np.uint8)  # stored transposed: (W, H)
-                mask[300:700, 200:900] = 1
-                ref = f.create_group("#refs#").create_dataset("m", data=mask, compression="gzip").ref
-                f.create_dataset("Masks", data=np.full((frames, 1), ref, dtype=h5py.ref_dtype))
+            with h5py.File(masks / f"{name}.mat", "w", userblock_size=512) as f:  # MATLAB's 512-byte header
+                refs, group = np.empty((frames, 1), dtype=h5py.ref_dtype), f.create_group("#refs#")
+                shared = group.create_dataset("shared", data=silhouette(rng, (500, 500)).T, compression="gzip", compression_opts=3)
+                start, step = rng.uniform(250, 750), rng.uniform(-0.3, 0.3)
+                for i in range(frames):
+                    if i % 5:
+                        refs[i, 0] = shared.ref
+                        continue
+                    mask = silhouette(rng, (rng.uniform(480, 560), float(np.clip(start + step * i, 150, 850))))
+                    refs[i, 0] = group.create_dataset(f"m{i}", data=mask.T, compression="gzip", compression_opts=3).ref
+                f.create_dataset("Masks", data=refs)
 
 
 # ------------------------------------------------------------------------- MMHuman3D-style ---
@@ -203,11 +233,13 @@ def mmh_style_coco(json_path: Path, out_file: Path) -> int:
 
 # ---------------------------------------------------------------------------- measurement ---
 def _measured(queue, target, args) -> None:
-    """Child process: run ``target(*args)``, report (result, wall s, CPU s, peak RSS MB)."""
+    """Child process: run ``target(*args)``, report (result, wall s, CPU s, peak RSS MB); CPU and
+    memory include the processes it started (``--workers``): their CPU summed, the largest RSS."""
     start, cpu = time.perf_counter(), time.process_time()
     result = target(*args)
-    queue.put((result, time.perf_counter() - start, time.process_time() - cpu,
-               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    queue.put((result, time.perf_counter() - start, time.process_time() - cpu + children.ru_utime + children.ru_stime,
+               max(own.ru_maxrss, children.ru_maxrss) / 1024.0))
 
 
 def in_child(target, *args):
@@ -223,12 +255,40 @@ def in_child(target, *args):
     return out
 
 
-def convert_all(name: str, raw: Path, out_dir: Path, splits: list[str] | None = None) -> int:
-    """``expose preprocess <name>`` of every present split (or ``splits``); samples written."""
+def convert_all(name: str, raw: Path, out_dir: Path, splits: list[str] | None = None, workers: int = 1) -> int:
+    """``expose preprocess <name> --workers N`` of every present split (or ``splits``); samples written."""
     from expose_cli.data.preprocess import DataTree, convert
 
-    results = convert(name, DataTree(out_dir / "data"), raw, splits, overwrite=True)
+    results = convert(name, DataTree(out_dir / "data"), raw, splits, overwrite=True, workers=workers)
     return sum(r.samples for r in results)
+
+
+def mask_inflate_floor(raw: Path) -> str:
+    """What reading Human3.6M's boxes costs at least: per kept frame, the bytes zlib inflates and
+    its time alone (no HDF5, no Python per chunk), for the whole mask and for the chunks that hold
+    foreground (those a box needs; the others are skipped by their compressed bytes)."""
+    import zlib
+
+    import h5py
+
+    whole, foreground = [], []
+    for path in sorted(raw.glob("S1/MySegmentsMat/ground_truth_bs/*.mat")):
+        with h5py.File(path, "r") as f:
+            refs = f["Masks"][()]
+            for i in range(0, len(refs), 5):
+                dsid, infos = h5py.h5r.dereference(refs[i, 0], f.id), []
+                dsid.chunk_iter(infos.append)
+                chunks = [dsid.read_direct_chunk(info.chunk_offset)[1] for info in infos]
+                whole.append(chunks)
+                foreground.append([c for c in chunks if any(zlib.decompress(c))])
+    lines = []
+    for label, frames in (("whole mask", whole), ("chunks with foreground", foreground)):
+        start = time.process_time()
+        size = sum(len(zlib.decompress(c)) for chunks in frames for c in chunks)
+        took = time.process_time() - start
+        lines.append(f"{label}: {size / len(frames) / 1e3:.0f} kB inflated per frame, {took / len(frames) * 1e3:.3f} ms "
+                     f"(zlib alone, {size / took / 1e9:.2f} GB/s): at most {len(frames) / took:.0f} frames per CPU second")
+    return "; ".join(lines)
 
 
 def parse_numbers(path: Path) -> int:
@@ -276,7 +336,7 @@ CONVERTERS = {
     "freihand": (_freihand_raw, [("freihand", "FreiHand", None)]),
     "3dpw": (_pw3d_raw, [("3dpw", "3DPW", None)]),
     "npz": (write_npz_sets, [("curated-fits", "ExPose_curated_fits", ["train"]), ("spin-smplx", "spin_in_smplx", None)]),
-    "h36m": (_h36m_raw, [("h36m-smplx", "h36m", ["train"])]),
+    "h36m": (_h36m_raw, [("h36m-smplx", "h36m", ["train"]), ("h36m-smplx", "h36m", ["train"], 2)]),
 }
 
 
@@ -284,9 +344,13 @@ def _bench(key: str, tmp: Path, scale: float) -> list[dict]:
     writer, runs = CONVERTERS[key]
     in_child(writer, tmp, scale)
     rows = []
-    for name, folder, splits in runs:
-        raw = tmp / folder
-        rows.append(_row(f"{name} (expose)", _size_mb(raw), in_child(convert_all, name, raw, tmp / "out", splits)))
+    for name, folder, splits, *workers in runs:
+        raw, label = tmp / folder, f"{name} (expose{', --workers ' + str(workers[0]) if workers else ''})"
+        rows.append(_row(label, _size_mb(raw), in_child(convert_all, name, raw, tmp / "out", splits, *workers)))
+        if name == "h36m-smplx" and not workers:
+            floor = in_child(mask_inflate_floor, raw)[0]
+            print("  masks:", floor, flush=True)
+            rows.append({"converter": "h36m mask inflate floor", "figures": floor})
         if name == "freihand":
             path = raw / "evaluation_verts.json"
             mb = path.stat().st_size / 1e6

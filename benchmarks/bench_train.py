@@ -19,9 +19,13 @@ import numpy as np
 import torch
 from conditions import cpu_model  # benchmarks/conditions.py
 
-#: The learning-proof settings (tests/test_train_learns.py): no augmentation, no dropout.
+#: The learning-proof settings (tests/test_train_learns.py, which says why): no augmentation, no
+#: dropout, BatchNorm statistics trained (from scratch), the shape prior holding betas at the mean.
 LEARNABLE = {"data.augment.flip_prob": 0.0, "data.augment.scale_factor": 0.0, "data.augment.rot_prob": 0.0,
-             "data.augment.jitter_factor": 0.0, "data.augment.noise_factor": 0.0, "data.augment.low_res_factors": [1.0]}
+             "data.augment.jitter_factor": 0.0, "data.augment.noise_factor": 0.0, "data.augment.low_res_factors": [1.0],
+             "train.norm_eval": False, "loss.shape_prior_margin": 0.0, "loss.shape_prior": 100.0}
+#: ``--kind all``: each kind with the learning test's plan (samples, steps, batch, lr, pitch).
+ALL = {"hand": (256, 200, 32, 1e-3, 90.0), "face": (256, 100, 32, 1e-3, 0.0), "body": (128, 80, 32, 2e-3, 0.0)}
 
 
 def make_config(kind: str, h5: Path, args):
@@ -83,9 +87,19 @@ def learning_curve(kind: str, args, root: Path) -> dict:
     return {"kind": kind, "curve": curve}
 
 
+def test_plan(args, kind: str) -> argparse.Namespace:
+    """``args`` with the learning test's settings for ``kind`` (the lr drops x0.1 after 3/4 of the steps)."""
+    samples, steps, batch, lr, pitch = ALL[kind]
+    drop = max(1, (steps * 3 // 4) * batch // samples)
+    return argparse.Namespace(**{**vars(args), "samples": samples, "steps": steps, "every": steps // 4, "batch_size": batch,
+                                 "lr": lr, "pitch": pitch, "pose_dims": 1, "orient_range": 0.0, "learnable": True,
+                                 "no_contour": False, "set": [*args.set, f"train.milestones=[{drop}]"]})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", default="body", choices=["body", "hand", "face"])
+    parser.add_argument("--kind", default="body", choices=["body", "hand", "face", "all"],
+                        help="all: the three kinds with the learning test's settings (--learnable, 1-D family)")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--every", type=int, default=20)
     parser.add_argument("--samples", type=int, default=128)
@@ -109,7 +123,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
-        result = learning_curve(args.kind, args, Path(tmp))
+        if args.kind == "all":
+            result = {"kinds": [learning_curve(kind, test_plan(args, kind), Path(tmp) / kind) for kind in ALL]}
+        else:
+            result = learning_curve(args.kind, args, Path(tmp))
     result.update(date=time.strftime("%Y-%m-%d"), cpu=cpu_model(), threads=args.threads, torch=torch.__version__,
                   gpu="not measured (no GPU in this session)" if not torch.cuda.is_available() else torch.cuda.get_device_name())
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}))

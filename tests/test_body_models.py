@@ -99,6 +99,44 @@ def test_standins_are_deterministic():
     assert not np.array_equal(a["v_template"], standins.standin_mano_arrays(8)["v_template"])
 
 
+def _contour_points_by_yaw(verts, faces, idx, bary):
+    """The 17 contour points of each table row, rows in order of yaw -39..39 degrees."""
+    points = (verts[faces.astype(np.int64)[idx]] * bary[..., None]).sum(-2)
+    return points[list(range(78, 39, -1)) + list(range(40))]  # rows 40..78 are -1..-39, 0..39 are 0..39
+
+
+def test_standin_contour_tables_move_a_little_with_each_degree_of_yaw(standin_tree):
+    """As in the real tables, a contour point slides along the head's side as the yaw changes:
+    the stand-in head is a tube of radius 9 cm, so one degree moves a point about 9 cm x pi / 180
+    = 1.6 mm (less on the tube's 8-sided section), never a jump to another part of the head."""
+    smplx_data = standins.standin_smplx_arrays()
+    flame = standins.standin_flame_arrays()
+    tables = [(smplx_data["v_template"], smplx_data["f"], smplx_data["dynamic_lmk_faces_idx"],
+               smplx_data["dynamic_lmk_bary_coords"])]
+    dynamic = Auxiliary(DataTree(standin_tree)).flame_dynamic_embedding()
+    tables.append((flame["v_template"], flame["f"], dynamic["lmk_face_idx"], dynamic["lmk_b_coords"]))
+    for verts, faces, idx, bary in tables:
+        step = np.linalg.norm(np.diff(_contour_points_by_yaw(verts, faces, idx, bary), axis=0), axis=-1)
+        assert 0.0005 < step.min() and step.max() < 0.0025  # metres per degree
+
+
+def test_standin_shape_and_expression_directions_are_smooth_and_visible():
+    """Each direction moves neighbouring vertices nearly alike (along any mesh edge the displacement
+    changes by less than half the edge's length per unit coefficient; independent noise per vertex
+    changes by ~40x), and its largest displacement per unit is mm to cm, as the real PCA components."""
+    smplx_data, flame = standins.standin_smplx_arrays(), standins.standin_flame_arrays()
+    for data, comps in ((smplx_data, [0, 1, 9, 300, 301, 309]), (flame, [0, 1, 9, 300, 301, 309]),
+                        (standins.standin_mano_arrays(), [0, 1, 9])):
+        faces, verts = data["f"].astype(np.int64), data["v_template"]
+        a, b = faces.reshape(-1), np.roll(faces, 1, axis=1).reshape(-1)  # every edge of every face
+        length = np.linalg.norm(verts[a] - verts[b], axis=1)
+        a, b, length = a[length > 1e-4], b[length > 1e-4], length[length > 1e-4]
+        for c in comps:
+            d = data["shapedirs"][:, :, c]
+            assert 0.001 < np.linalg.norm(d, axis=1).max() < 0.1, c
+            assert (np.linalg.norm(d[a] - d[b], axis=1) / length).max() < 0.5, c
+
+
 def _identity(b, n):
     return torch.eye(3).expand(b, n, 3, 3)
 

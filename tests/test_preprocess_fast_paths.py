@@ -14,7 +14,7 @@ from expose_cli.data.converters import coco
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.data.preprocess import convert
 from expose_cli.errors import ExposeError
-from expose_cli.io.json_cut import _integer_rows, load_cut
+from expose_cli.io.json_cut import load_cut
 from expose_cli.testing.raw_datasets import coco_json_path
 
 
@@ -159,18 +159,28 @@ def test_cut_parse_refuses_invalid_json(tmp_path):
     assert cut.rows_of("keypoints", cut.document["a"]).tolist() == [0, 1]
 
 
-def test_integer_rows_read_json_integers_exactly():
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # 3.40...e38 is inf in float32
+def test_cut_numeric_rows_equal_json_loads_as_float32():
+    """Keypoint lists read as ``np.asarray(json.loads(text), np.float32)`` reads them (bit patterns),
+    through simdjson, and through orjson where simdjson declines (an integer beyond 64 bits)."""
+    from expose_cli.io.json_cut import _numeric_rows, _simd_rows, _simdjson_parser
+
     rng = np.random.default_rng(0)
-    values = rng.integers(-10**9, 10**9, (300, 51))
-    text = ",".join(json.dumps(row.tolist()) for row in values).encode()
-    np.testing.assert_array_equal(_integer_rows(text, 300, 51), values)
-    assert _integer_rows(b"[-1, 0,\n 7]", 1, 3).tolist() == [[-1, 0, 7]]
-    for bad in (b"[1,,2]", b"[1 2,3]", b"[01,2,3]", b"[1,-,2]", b"[1.5,2,3]", b"[1,2]", b"[1,2,3e1]"):
-        assert _integer_rows(bad, 1, 3) is None, bad
+    rows = [json.dumps(row.tolist()).encode() for row in rng.integers(-10**9, 10**9, (300, 6))]
+    rows += [b"[" + b", ".join(rng.choice(AWKWARD_NUMBERS, 6).astype(bytes)) + b"]" for _ in range(300)]
+    rows += [b"[-1, 0,\n 7, 1.5e3, -0, 2]", b"[1, 2, 3, 4, 5, 123456789012345678901234567890]"]
+    want = np.asarray([json.loads(r) for r in rows], np.float32)
+    for simd in (True, False):  # the last row (beyond 64 bits) sends its batch through orjson
+        got = _numeric_rows(rows[:-1] if simd else rows, 6)
+        np.testing.assert_array_equal(got.view(np.uint32), want[:len(got)].view(np.uint32))
+        assert (_simd_rows(_simdjson_parser(), rows[:len(got)], 6) is not None) == simd
+    for bad in ([b"[1,,2,3,4,5]"], [b"[1,2,3,4,5]", b"[1,2,3,4,5,6,7]"], [b"[1 2,3,4,5,6]"]):
+        with pytest.raises(ValueError):
+            _numeric_rows(bad, 6)
 
 
 def test_mask_extent_is_the_foreground_bounding_box():
-    from expose_cli.data.converters.h36m_smplx import _mask_extent
+    from expose_cli.data.mat_masks import extent as _mask_extent
 
     rng = np.random.default_rng(0)
     for _ in range(300):
@@ -246,3 +256,150 @@ def test_freihand_blocks_and_rows_one_by_one_write_the_same_file(tmp_path):
         assert ("vertices" in blocks) == (split == "test")
         for name in blocks:
             np.testing.assert_array_equal(blocks[name], rows[name], err_msg=name)
+
+
+AWKWARD_NUMBERS = ("-0", "-0.0", "0", "1e5", "-2E-3", "1.5e+2", "12345678901234567890", "9007199254740993",
+                   "0.1234567890123456789012345", "2.2250738585072011e-308", "1e-320", "3.4028235677973366e38",
+                   "16777217", "-7", "1e-0", "4.9406564584124654e-324")
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # 3.40...e38 is inf in float32
+@pytest.mark.parametrize("simd", [True, False])
+def test_number_files_give_json_loads_values_bit_for_bit(tmp_path, monkeypatch, simd):
+    """Every number as ``json.loads`` reads it, rounded float64 -> float32 (bit patterns compared:
+    -0 is the integer 0, -0.0 keeps its sign), for entry boundaries anywhere in the parts."""
+    import sys
+
+    from expose_cli.io.json_arrays import _simdjson_numbers, read_json_numbers
+
+    if not simd:
+        monkeypatch.setitem(sys.modules, "simdjson", None)  # the chunked numpy reader
+    rng = np.random.default_rng(4)
+    texts = rng.choice(AWKWARD_NUMBERS, (40, 2, 3))
+    texts[:len(AWKWARD_NUMBERS), 0, 0] = AWKWARD_NUMBERS  # each at least once
+    text = "[" + ", ".join("[" + ", ".join("[" + ",".join(row) + "]" for row in entry) + "]" for entry in texts) + "]\n"
+    path = tmp_path / "verts.json"
+    path.write_text(text)
+    want = np.asarray(json.loads(text), np.float64).astype(np.float32)
+    assert (_simdjson_numbers(path, 2, np.float32, 64) is not None) == simd  # the reader under test ran
+    for chunk in (5, 64, 300, 1 << 20):
+        got = read_json_numbers(path, (2, 3), np.float32, chunk_bytes=chunk)
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=f"chunk {chunk}")
+
+
+def _plain_box(mask_wh: np.ndarray):
+    """The box of a stored ``(W, H)`` mask from ``np.nonzero`` of the whole mask (the reference)."""
+    ys, xs = np.nonzero(mask_wh.T)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1) if len(xs) else None
+
+
+def test_mat_mask_boxes_from_raw_chunks_equal_the_full_mask(tmp_path):
+    """Boxes read from deflated chunks (skipping known ones) equal the plain full-mask computation,
+    for every layout a .mat may use (others are read whole), edge chunks with garbage beyond the
+    extent, chunks never written, a 512-byte user block (MATLAB's header) and empty masks."""
+    import zlib
+
+    from expose_cli.data import mat_masks
+
+    rng = np.random.default_rng(0)
+    path, masks = tmp_path / "m.mat", []
+    for i in range(24):
+        m = np.zeros((100, 90), np.uint8)
+        if i % 6:  # i % 6 == 0: empty
+            y, x = rng.integers(0, 80, 2)
+            m[y:y + rng.integers(1, 30), x:x + rng.integers(1, 30)] = 1 + i % 3
+            m[rng.integers(0, 100, 3), rng.integers(0, 90, 3)] = 1  # specks
+        masks.append(m)
+    layouts = [dict(chunks=(32, 32), compression="gzip"), dict(chunks=(100, 90), compression="gzip", compression_opts=9),
+               dict(chunks=(7, 90), compression="gzip", shuffle=True), dict(), dict(chunks=(32, 32), compression="lzf"),
+               dict(chunks=(32, 32), compression="gzip", fillvalue=1), dict(chunks=(32, 32), compression="gzip", fletcher32=True)]
+    with h5py.File(path, "w", userblock_size=512) as f:
+        refs = []
+        for i, m in enumerate(masks):
+            ds = f.create_dataset(f"#refs#/m{i}", data=m, **layouts[i % len(layouts)])
+            refs.append(ds.ref)
+        g = f.create_dataset("#refs#/garbage", shape=(100, 90), dtype=np.uint8, chunks=(64, 64), compression="gzip")
+        block = np.full((64, 64), 7, np.uint8)  # the chunk at (64, 64) holds 36 x 26 values inside the extent
+        block[:36, :26] = 0
+        block[3, 5] = 1
+        g.id.write_direct_chunk((64, 64), zlib.compress(block.tobytes()))  # the other three chunks: never written
+        masks.append(g[()])
+        refs.append(g.ref)
+        f.create_dataset("Masks", data=np.array(refs, dtype=h5py.ref_dtype).reshape(-1, 1))
+    with mat_masks.MaskFile(path) as mf:
+        for _repeat in range(2):  # the second time, chunks come from what was seen
+            for ref, m in zip(mf.refs()[:, 0], masks, strict=True):
+                assert mf.box(ref) == (_plain_box(m), (m.shape[1], m.shape[0]))
+        assert mf.shift >= 0 and mf.seen  # raw chunks were read from the file (user block and all) and remembered
+    assert _plain_box(masks[-1]) == (64 + 3, 64 + 5, 68, 70)  # stored row 67 is x, column 69 is y
+
+
+@pytest.mark.parametrize("isal", [True, False])
+def test_whole_chunks_compressed_here_read_back_as_written(tmp_path, monkeypatch, isal):
+    """``write_rows`` (whole chunks deflated here, the rest through h5py) stores every value as
+    written, for blocks starting anywhere in a chunk, with and without shuffle, and the file
+    reads back through plain h5py (HDF5's own filters inflate the chunks)."""
+    from expose_cli.data import hdf5_chunks
+
+    if not isal:
+        monkeypatch.setattr(hdf5_chunks, "_isal", None)  # zlib
+    rng = np.random.default_rng(5)
+    cases = [("f", (3, 2), np.float32, True), ("i", (2,), np.int32, True), ("b", (), np.bool_, True),
+             ("u", (5,), np.uint8, False), ("v", (4, 3), np.float32, False)]
+    want = {}
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        for name, shape, dtype, shuffle in cases:
+            ds = f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(16, *shape),
+                                  compression="gzip", compression_opts=1 if shuffle else 4, shuffle=shuffle)
+            blocks, n = [], 0
+            for m in (5, 16, 40, 0, 3, 77, 16, 1):  # starting at 0, 5, 21, 61, 61, 64, 141, 157
+                values = (rng.normal(0, 1e3, (m, *shape)) if dtype != np.bool_ else rng.random((m, *shape)) < 0.5).astype(dtype)
+                ds.resize(n + m, axis=0)
+                hdf5_chunks.write_rows(ds, n, values)
+                blocks.append(values)
+                n += m
+            want[name] = np.concatenate(blocks)
+            assert hdf5_chunks._plan(ds) == (shuffle, 1 if shuffle else 4)
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        for name in want:
+            np.testing.assert_array_equal(f[name][()], want[name], err_msg=name)
+
+
+def test_h36m_in_worker_processes_writes_the_same_file_and_errors(tmp_path, monkeypatch):
+    """--workers 2 (action/camera files read in 2 processes) gives the file one process gives,
+    drops and notes included, and the same one-line error for a malformed CDF."""
+    import shutil
+
+    from expose_cli.data.converters import h36m_smplx
+    from expose_cli.io.paths import DataTree
+    from expose_cli.testing.raw_datasets import write_h36m
+
+    root = tmp_path / "h36m"
+    write_h36m(root, frames=23)
+    for folder in ("MyPoseFeatures/D3_Positions_mono", "MyPoseFeatures/D2_Positions", "MySegmentsMat/ground_truth_bs"):
+        for k, name in enumerate(("Walking 1", "Eating", "Sitting 2")):  # more action/camera files
+            src = next((root / "S1" / folder).glob("Directions 1.*"))
+            shutil.copy(src, src.with_name(f"{name}.5501127{k}{src.suffix}"))
+    monkeypatch.setattr(h36m_smplx, "MIN_JOBS_PER_PROCESS", 1)
+    tree = DataTree(tmp_path / "data")
+    for case in ("intact", "bad"):
+        files, errors = [], []
+        for workers in (1, 2):
+            out = tmp_path / f"{case}{workers}.h5"
+            try:
+                convert("h36m-smplx", tree, root, ["train"], out, overwrite=True, workers=workers)
+                files.append(_file(out))
+            except ExposeError as exc:
+                errors.append(str(exc))
+                convert("h36m-smplx", tree, root, ["train"], out, overwrite=True, workers=workers, skip_bad=True)
+                files.append(_file(out))
+        a, b = files
+        assert a.pop("attrs") == b.pop("attrs") and a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        assert len(a["image_path"]) == (16 if case == "intact" else 12)  # frames 0, 10, 15, 20 (5: empty mask) per file
+        assert len(errors) == (0 if case == "intact" else 2) and len(set(errors)) <= 1
+        bad = root / "S1" / "MyPoseFeatures" / "D2_Positions" / "Eating.55011271.cdf"
+        shutil.copy(root / "S1" / "MyPoseFeatures" / "D3_Positions_mono" / "Eating.55011271.cdf", bad)  # 96 != 64 values
+    assert "Eating.55011271.cdf" in errors[0]

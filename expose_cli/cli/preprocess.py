@@ -29,7 +29,7 @@ def preprocess(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable samples (counted) instead of stopping.")] = False,
     embed_images: Annotated[bool, typer.Option("--embed-images", help="Store each person's image crop (JPEG) in the file.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads for the image work (--embed-images).")] = 4,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Threads for the image work (--embed-images; default 4); otherwise processes reading Human3.6M's masks (default 1; at most the CPU count).")] = None,
 ) -> None:
     """Convert a raw dataset into the uniform HDF5 layout (docs/hdf5-schema.md).
 
@@ -38,6 +38,7 @@ def preprocess(
     after a dataset fails and exits non-zero at the end if any did.
     """
     settings = get_settings(ctx)
+    workers = workers or (4 if embed_images else 1)
     every = name == "all"
     names = _dataset_names(name, settings.tree, root, split, out)
     table = Table(title="expose preprocess")

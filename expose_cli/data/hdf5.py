@@ -18,6 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from expose_cli.data.hdf5_chunks import write_rows
 from expose_cli.errors import ExposeError
 from expose_cli.utils.atomic import temp_path_for
 
@@ -201,7 +202,7 @@ class HDF5Writer:
                 ds[n:] = [str(p) for p in block["image_path"]]
             elif name in block:
                 values = np.asarray(block[name], dtype=ds.dtype).reshape(m, *ds.shape[1:])
-                ds[n:] = values
+                write_rows(ds, n, values)
                 self._update_masks(name, values)
         self.count += m
 
@@ -232,7 +233,7 @@ class HDF5Writer:
             block = _column(self.buffer, name, ds.shape[1:], ds.dtype, fill=np.nan if name in FREE_FIELDS else 0)
             if block is None:  # absent from the whole block: unwritten chunks read as the fill value
                 continue
-            ds[n:] = block
+            write_rows(ds, n, block)
             self._update_masks(name, block)
         if "scan/vertices" in f:
             self._flush_scans(n, m)

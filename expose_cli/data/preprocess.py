@@ -143,7 +143,7 @@ def _convert_split(name: str, module: ModuleType, root: Path, split: str, path: 
     try:
         # Whole blocks of rows (SampleBlock) only where each row needs no work of its own here.
         blocks = limit is None and not embed_images
-        samples = module.iter_samples(root, split, stats, {**options, "blocks": blocks})
+        samples = module.iter_samples(root, split, stats, {**options, "blocks": blocks, "workers": workers})
         if embed_images:
             samples = _embedded(samples, image_root, workers, stats, bool(options.get("skip_bad")))
         if limit is not None:

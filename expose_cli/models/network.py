@@ -34,6 +34,7 @@ class ExPoseNet(nn.Module):
     def __init__(self, cfg: ModelConfig, means: dict | None = None, shape_mean=None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.norm_eval = True  # BatchNorm statistics fixed in train mode (see :meth:`train`)
         kind = cfg.kind
         if kind in ("body", "expose"):
             b = cfg.body
@@ -68,13 +69,15 @@ class ExPoseNet(nn.Module):
 
     def train(self, mode: bool = True) -> ExPoseNet:
         """Train mode, keeping BatchNorm statistics fixed as MMHuman3D does: every backbone's
-        BatchNorms stay in eval mode (``norm_eval=True`` of its HRNet and ResNet). Dropout follows
-        ``mode``, except in the frozen body of the full model, which stays wholly in eval mode
-        (MMHuman3D left its head's dropout on, making the crops and conditions random, §5.3)."""
+        BatchNorms stay in eval mode (``norm_eval=True`` of its HRNet and ResNet) unless
+        :attr:`norm_eval` is False (training from scratch: the fixed statistics of a fresh network,
+        mean 0 and variance 1, normalise nothing). Dropout follows ``mode``, except in the frozen
+        body of the full model, which stays wholly in eval mode (MMHuman3D left its head's dropout
+        on, making the crops and conditions random, §5.3)."""
         super().train(mode)
         if mode:
             backbones = [getattr(self, n) for n in ("backbone", "hand_backbone", "face_backbone") if hasattr(self, n)]
-            for module in backbones:
+            for module in backbones if self.norm_eval else ():
                 for m in module.modules():
                     if isinstance(m, nn.modules.batchnorm._BatchNorm):
                         m.eval()

@@ -4,8 +4,12 @@ SMPL-X, MANO, FLAME and SMPL cannot be shipped. These stand-ins have the exact f
 dtypes and shapes of the official downloads (SMPL-X v1.1: 10475 vertices, 20908 faces, 55 joints,
 300 + 100 shape/expression components; MANO v1.2: 778 / 1538 / 16; FLAME 2019: 5023 / 9976 / 5;
 SMPL v1.0: 6890 / 13776 / 24) and a plausible, human-sized geometry: a skeleton in metres wrapped in
-tubes, skinning weights and joint regressors whose rows sum to 1. The shapes they produce are
-meaningless; they exist so that every code path runs without the real files.
+tubes, skinning weights and joint regressors whose rows sum to 1. Where a network must be able to
+see what the parameters do (the learning test of `expose train`), they behave like the real
+models: shape and expression directions are smooth displacement fields of a few mm to cm per unit
+(:func:`smooth_directions`), and the face-contour tables pick neighbouring points for neighbouring
+degrees of head yaw (:func:`contour_table`). Otherwise the shapes they produce are meaningless; they
+exist so that every code path runs without the real files.
 
 The ``.pkl`` files are written the way the official ones are: Python pickles whose arrays are
 chumpy ``Ch`` objects and whose ``J_regressor`` is a scipy sparse matrix, produced here without
@@ -146,6 +150,65 @@ def _landmarks(rng, faces, face_pool, n):
     return idx.astype(np.int64), bary
 
 
+def smooth_directions(points: np.ndarray, amplitudes: np.ndarray, length: float, rng: np.random.Generator,
+                      waves: int = 3) -> np.ndarray:
+    """Low-frequency displacement fields ``[V, 3, C]`` (metres per unit coefficient) over ``points``
+    [V, 3] (m), one per entry of ``amplitudes`` (m, the largest displacement of that component), as the
+    real models' PCA shape and expression directions are: each is a sum of ``waves`` plane waves of
+    random direction with wavelengths of 1.5-4 x ``length`` (m), so neighbouring vertices move together."""
+    n = len(amplitudes)
+    direction = rng.standard_normal((n, waves, 3))
+    direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+    k = direction * (2 * np.pi / (length * rng.uniform(1.5, 4.0, (n, waves, 1))))
+    phase = rng.uniform(0.0, 2 * np.pi, (n, waves))
+    amp = rng.standard_normal((n, waves, 3))
+    centred = points - points.mean(0)
+    field = np.einsum("vnk,nkd->vdn", np.sin(np.einsum("vd,nkd->vnk", centred, k) + phase), amp)
+    peak = np.linalg.norm(field, axis=1).max(0)
+    return field * (np.asarray(amplitudes) / np.maximum(peak, 1e-12))
+
+
+def decaying(first: float, count: int, half: float) -> np.ndarray:
+    """Amplitudes ``first / (1 + c / half)`` for components c = 0..count-1 (m): PCA components
+    explain less and less."""
+    return first / (1.0 + np.arange(count) / half)
+
+
+def contour_table(verts: np.ndarray, faces: np.ndarray, first: int, rings: int, segments: int = 8
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A dynamic face-contour table like FLAME's and SMPL-X's: for each of the 79 rows (head yaw of
+    0..39 degrees, then -1..-39) the face ``[79, 17]`` and barycentrics ``[79, 17, 3]`` of 17 points
+    on an arc around the head (ear, chin, ear: lower at the chin) that turns with the yaw. The head is
+    the tube of :func:`_tube_mesh` whose ``rings`` rings of ``segments`` vertices start at vertex
+    ``first``; each point lies on a ring's edge at the angle it is due, so neighbouring degrees pick
+    the same or the neighbouring triangle and nearby barycentrics, as the real tables do."""
+    ring_ids = first + np.arange(rings * segments).reshape(rings, segments)
+    centre = verts[ring_ids].reshape(-1, 3).mean(0)
+    edge_face = {}
+    for f, tri in enumerate(faces):
+        for i in range(3):
+            edge_face.setdefault(frozenset((int(tri[i]), int(tri[(i + 1) % 3]))), f)
+    yaw = np.concatenate([np.arange(40), -np.arange(1, 40)])  # row -> degrees
+    arc = np.linspace(-80.0, 80.0, 17)
+    idx, bary = np.zeros((79, 17), np.int64), np.zeros((79, 17, 3))
+    for k, a in enumerate(arc):
+        ring = ring_ids[int(rings * (0.6 - 0.25 * np.cos(np.radians(a))))]
+        rel = verts[ring] - centre
+        angles = np.degrees(np.arctan2(rel[:, 0], rel[:, 2]))  # about the vertical, 0 = facing +z
+        for row, y in enumerate(yaw):
+            theta = a + y
+            gap = (theta - angles) % 360.0  # the segment that starts at or before theta
+            s = int(np.argmin(gap))
+            span = (angles[(s + 1) % segments] - angles[s]) % 360.0
+            t = float(np.clip(gap[s] / span, 0.0, 1.0)) if span > 0 else 0.0
+            i0, i1 = int(ring[s]), int(ring[(s + 1) % segments])
+            f = edge_face[frozenset((i0, i1))]
+            idx[row, k] = f
+            bary[row, k, list(faces[f]).index(i0)] += 1.0 - t
+            bary[row, k, list(faces[f]).index(i1)] += t
+    return idx, bary
+
+
 def standin_smplx_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     """Arrays of a stand-in ``SMPLX_NEUTRAL.npz`` (v1.1 keys, shapes and dtypes; no object arrays)."""
     rng = np.random.default_rng(seed)
@@ -168,11 +231,15 @@ def standin_smplx_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     weights, reg = _skinning(verts, J, owner)
     head_faces = np.flatnonzero(np.isin(owner[faces[:, 0]], [15, 22, 23, 24]))
     lmk_idx, lmk_bary = _landmarks(rng, faces, head_faces, 51)
-    dyn_idx, dyn_bary = _landmarks(rng, faces, head_faces, (79, 17))
+    dyn_idx, dyn_bary = contour_table(verts, faces, 0, budgets[0][1] // 8)  # the head: the first tube
     comps = np.linalg.qr(rng.standard_normal((45, 45)))[0]
-    shapedirs = 0.004 * rng.standard_normal((10475, 3, 400))
+    shapedirs = np.zeros((10475, 3, 400))
+    shapedirs[:, :, :300] = smooth_directions(verts, decaying(0.03, 300, 3.0), 0.5, rng)
     shapedirs[:, :, 0] += 0.05 * (verts - verts.mean(0))  # beta 0: overall size
-    shapedirs[:, :, 300:] *= np.isin(owner, [15, 22, 23, 24])[:, None, None]  # expression: head only
+    t = np.clip((verts[:, 1] - J[12, 1]) / (J[15, 1] - J[12, 1]), 0.0, 1.0)
+    head = t * t * (3.0 - 2.0 * t)  # expression: the head, fading out smoothly down the neck
+    expression = smooth_directions(verts, decaying(0.012, 100, 5.0), 0.15, rng)
+    shapedirs[:, :, 300:] = expression * head[:, None, None]
     return {
         "v_template": verts.astype(np.float64),
         "f": faces.astype(np.uint32),
@@ -213,7 +280,7 @@ def standin_mano_arrays(seed: int = 1) -> dict[str, np.ndarray]:
         "J": J,
         "weights": weights,
         "posedirs": 1e-3 * rng.standard_normal((778, 3, 135)),
-        "shapedirs": 0.002 * rng.standard_normal((778, 3, 10)),
+        "shapedirs": smooth_directions(verts, decaying(0.006, 10, 3.0), 0.1, rng),
         "hands_components": comps,
         "hands_coeffs": rng.standard_normal((1554, 45)),
         "hands_mean": 0.1 * rng.standard_normal(45),
@@ -222,12 +289,16 @@ def standin_mano_arrays(seed: int = 1) -> dict[str, np.ndarray]:
     }
 
 
+#: The stand-in FLAME's skull: the tube of joint 1 and its vertex budget (it follows joint 0's 600).
+FLAME_HEAD_TUBE = (1, 3600)
+
+
 def standin_flame_arrays(seed: int = 2) -> dict[str, np.ndarray]:
     """Arrays of a stand-in FLAME 2019 ``generic_model.pkl`` (300 shape + 100 expression)."""
     rng = np.random.default_rng(seed)
     J = np.array([[0.0, 0.0, 0.0], [0.0, 0.08, 0.0], [0.0, 0.05, 0.05], [0.03, 0.12, 0.09], [-0.03, 0.12, 0.09]])
     radii = np.array([0.06, 0.09, 0.05, 0.02, 0.02])
-    budgets = [(0, 600), (1, 3600), (2, 560), (3, 128), (4, 128)]
+    budgets = [(0, 600), FLAME_HEAD_TUBE, (2, 560), (3, 128), (4, 128)]
     verts, faces, owner = _tube_mesh(J, FLAME_PARENTS, budgets, 5023, 9976, radii, rng)
     weights, reg = _skinning(verts, J, owner)
     return {
@@ -238,7 +309,8 @@ def standin_flame_arrays(seed: int = 2) -> dict[str, np.ndarray]:
         "J": J,
         "weights": weights,
         "posedirs": 1e-3 * rng.standard_normal((5023, 3, 36)),
-        "shapedirs": 0.002 * rng.standard_normal((5023, 3, 400)),
+        "shapedirs": np.concatenate([smooth_directions(verts, decaying(0.012, 300, 3.0), 0.2, rng),  # shape
+                                     smooth_directions(verts, decaying(0.012, 100, 5.0), 0.15, rng)], -1),  # expression
         "bs_style": "lbs",
         "bs_type": "lrotmin",
     }
@@ -264,7 +336,8 @@ def standin_smpl_arrays(seed: int = 3) -> dict[str, np.ndarray]:
         "J": J,
         "weights": weights,
         "posedirs": 1e-3 * rng.standard_normal((6890, 3, 207)),
-        "shapedirs": 0.004 * rng.standard_normal((6890, 3, 10)),
+        "shapedirs": np.concatenate([0.05 * (verts - verts.mean(0))[..., None],  # beta 0: overall size
+                                     smooth_directions(verts, decaying(0.03, 9, 3.0), 0.5, rng)], -1),
         "bs_style": "lbs",
         "bs_type": "lrotmin",
     }
@@ -365,8 +438,10 @@ def standin_all_means(seed: int = 4) -> dict:
     return out
 
 
-def write_standin_aux_files(tree: DataTree, smplx: dict, smpl: dict | None = None, seed: int = 5) -> None:
-    """Write every auxiliary file of the seed into ``tree``."""
+def write_standin_aux_files(tree: DataTree, smplx: dict, smpl: dict | None = None, seed: int = 5,
+                            flame: dict | None = None) -> None:
+    """Write every auxiliary file of the seed into ``tree`` (the FLAME landmark embeddings on ``flame``,
+    by default :func:`standin_flame_arrays`)."""
     rng = np.random.default_rng(seed)
     tree.smplx_dir.mkdir(parents=True, exist_ok=True)
     tree.flame_dir.mkdir(parents=True, exist_ok=True)
@@ -400,8 +475,9 @@ def write_standin_aux_files(tree: DataTree, smplx: dict, smpl: dict | None = Non
               "lmk_b_coords": _bary(rng, (51,))}
     with open(tree.flame_static_embedding, "wb") as fh:
         pickle.dump(static, fh, protocol=2)
-    dynamic = {"lmk_face_idx": rng.integers(0, flame_faces, (79, 17)).astype(np.int64),
-               "lmk_b_coords": _bary(rng, (79, 17))}
+    flame = flame if flame is not None else standin_flame_arrays()
+    idx, bary = contour_table(flame["v_template"], flame["f"].astype(np.int64), 600, FLAME_HEAD_TUBE[1] // 8)
+    dynamic = {"lmk_face_idx": idx, "lmk_b_coords": bary}
     np.save(tree.flame_dynamic_embedding, np.array(dynamic, dtype=object), allow_pickle=True)
 
 
@@ -434,12 +510,13 @@ def write_standin_data_tree(root: str | Path, seed: int = 0) -> DataTree:
     mano = standin_mano_arrays(seed + 1)
     write_chumpy_pickle(tree.mano_model("right"), mano)
     write_chumpy_pickle(tree.mano_model("left"), mirror_mano_data(mano))
-    write_chumpy_pickle(tree.flame_model("neutral"), standin_flame_arrays(seed + 2))
+    flame = standin_flame_arrays(seed + 2)
+    write_chumpy_pickle(tree.flame_model("neutral"), flame)
     smpl = standin_smpl_arrays(seed + 3)
     write_chumpy_pickle(tree.smpl_model("neutral"), smpl)
     for gender in ("male", "female"):
         _link_or_copy(tree.smpl_model("neutral"), tree.smpl_model(gender))
-    write_standin_aux_files(tree, smplx, smpl)
+    write_standin_aux_files(tree, smplx, smpl, flame=flame)
     tree.pretrained_models.mkdir(parents=True, exist_ok=True)
     return tree
 

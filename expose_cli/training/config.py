@@ -95,6 +95,11 @@ class TrainConfig:
     max_bad_steps: int = 20
     find_unused_parameters: bool = False
     init: str = "auto"
+    #: BatchNorm statistics fixed while training (the seed's ``norm_eval=True``, right for ImageNet
+    #: backbones); false lets them train, as a network started with ``init = "none"`` needs: its fixed
+    #: statistics (mean 0, variance 1) normalise nothing and the small HRNet's features vanish
+    #: (std 4e-4 at its output). Per process under DDP (no synchronised BatchNorm).
+    norm_eval: bool = True
 
 
 def _data_preset(kind: str):

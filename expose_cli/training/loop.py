@@ -129,7 +129,8 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.info.local_rank] if self.info.device.startswith("cuda") else None
-        # Buffers (BatchNorm statistics under norm_eval, the body models) never change: no broadcast.
+        # Buffers (BatchNorm statistics under norm_eval, the body models) never change: no broadcast
+        # (with train.norm_eval = false each process keeps its own statistics; rank 0's are saved).
         return DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False,
                                        find_unused_parameters=self.cfg.train.find_unused_parameters)
 

@@ -84,7 +84,9 @@ def build_model(cfg: RunConfig, tree: DataTree):
     from expose_cli.models.checkpoint import build_model as attach_body_model
     from expose_cli.models.checkpoint import new_net
 
-    return attach_body_model(new_net(cfg.model, tree), tree)
+    net = new_net(cfg.model, tree)
+    net.norm_eval = cfg.train.norm_eval
+    return attach_body_model(net, tree)
 
 
 def build_data(cfg: RunConfig, data_dir: Path, info: D.DistInfo):

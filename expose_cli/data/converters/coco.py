@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy as np
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import SampleBlock
 from expose_cli.errors import ExposeError
-from expose_cli.io.json_cut import load_cut
+from expose_cli.io.json_cut import gc_paused, load_cut
 
 SPLITS = ("train2014", "val2014", "train2017", "val2017")
 VERSION = "1"
@@ -234,10 +235,18 @@ def _kept_keypoints(data: _Annotations, kp: np.ndarray, kept: list[int], wholebo
 
 
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
+    # No cyclic garbage collection meanwhile: nothing here makes cycles, and each collection would
+    # walk the millions of objects of the parsed json (0.3 s of a 2.5 s train2017 conversion).
+    with gc_paused():
+        yield from _samples(root, split, stats, options)
+
+
+def _samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
     path, image_dir, wholebody = _files(root, split)
     data = _load(path, wholebody)
     try:
-        order = sorted(range(len(data.annotations)), key=lambda i: data.annotations[i]["image_id"])
+        image_ids = list(map(itemgetter("image_id"), data.annotations))  # in C: ann["image_id"] for each
+        order = sorted(range(len(image_ids)), key=image_ids.__getitem__)
     except (KeyError, TypeError) as exc:
         raise ExposeError(f"not a COCO keypoints json ({type(exc).__name__}: {exc})", path=path) from exc
     skip_bad = bool(options.get("skip_bad"))

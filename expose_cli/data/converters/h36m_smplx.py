@@ -15,13 +15,16 @@ action/camera is skipped and counted. Needs ``cdflib``.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
+from expose_cli.data.hdf5 import DropStats
+from expose_cli.data.mat_masks import MaskFile
 from expose_cli.errors import ExposeError
 
 SPLITS = ("train", "val")
@@ -29,6 +32,7 @@ VERSION = "2"
 SUBJECTS = {"train": ("S1", "S5", "S6", "S7", "S8"), "val": ("S9", "S11")}
 H36M_IDX = [11, 6, 7, 8, 1, 2, 3, 12, 24, 14, 15, 17, 18, 19, 25, 26, 27]
 EVERY = 5
+MIN_JOBS_PER_PROCESS = 4  # fewer action/camera files per process than this: read in this process
 
 
 def _require_cdflib() -> None:
@@ -81,20 +85,52 @@ def _poses(cdf: Path, d2_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return d3, raw2.reshape(-1, 32, 2)[:, H36M_IDX]
 
 
-def _mask_extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(x0, y0, x1, y1)`` of a mask's foreground (x1, y1 one past the last pixel), None when empty.
-    From the rows and columns that hold any foreground (a 1002x1000 mask: ~10x faster than
-    ``np.nonzero``, the same numbers)."""
-    rows, cols = mask.any(axis=1), mask.any(axis=0)
-    if not rows.any():
-        return None
-    y0, x0 = int(rows.argmax()), int(cols.argmax())
-    return x0, y0, len(cols) - int(cols[::-1].argmax()), len(rows) - int(rows[::-1].argmax())
+def _frame_sample(folder: str, f: int, box: tuple, size: tuple, d3: np.ndarray, d2: np.ndarray | None) -> dict:
+    """Frame ``f``'s row: box from the mask extent ``(x0, y0, x1, y1)`` scaled 0.9, joints root-centred."""
+    x0, y0, x1, y1 = box
+    cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * 0.9, (y1 - y0) * 0.9
+    kp3d = np.concatenate([d3[f] - d3[f, :1], np.ones((17, 1))], axis=1).astype(np.float32)
+    sample = {
+        "image_path": f"{folder}/{folder.rsplit('/', 1)[1]}_{f + 1:06d}.jpg",
+        "image_size": size, "bbox_xywh": np.array([cx - w / 2, cy - h / 2, w, h], np.float32),
+        "keypoints3d": convert_keypoints(kp3d, "h36m_smplx", "smplx")[0],
+    }
+    if d2 is not None:
+        kp2d = np.concatenate([d2[f], np.ones((17, 1))], axis=1).astype(np.float32)
+        sample["keypoints2d"] = convert_keypoints(kp2d, "h36m_smplx", "smplx")[0]
+    return sample
 
 
-def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
-    _require_cdflib()
-    found = False
+def _sequence(root: Path, subject: str, cdf: Path, stats, options: dict) -> Iterator[dict]:
+    """The kept frames of one action/camera (every 5th; without a mask or with an empty one: dropped)."""
+    action, cam = cdf.stem.rsplit(".", 1)
+    d2_path = root / subject / "MyPoseFeatures" / "D2_Positions" / cdf.name
+    try:
+        d3, d2 = _poses(cdf, d2_path)
+    except ExposeError:
+        if options.get("skip_bad"):
+            stats.drop("unreadable or malformed action/camera CDF file (whole file skipped)")
+            return
+        raise
+    mask_path = root / subject / "MySegmentsMat" / "ground_truth_bs" / f"{action}.{cam}.mat"
+    if not mask_path.is_file():
+        if len(d3):
+            stats.drop("no mask file", len(range(0, len(d3), EVERY)))
+        return
+    folder = image_folder(subject, action, cam)
+    with MaskFile(mask_path) as masks:
+        refs = masks.refs() if len(d3) else None  # once, not per frame
+        for f in range(0, len(d3), EVERY):
+            box, size = masks.box(refs[f, 0])
+            if box is None:
+                stats.drop("empty mask")
+                continue
+            yield _frame_sample(folder, f, box, size, d3, d2)
+
+
+def _sequences(root: Path, split: str, stats) -> list[tuple[str, Path]]:
+    """(subject, D3 CDF) of every action/camera of the split, in order (``_ALL`` ones noted, skipped)."""
+    jobs, found = [], False
     for subject in SUBJECTS[split]:
         d3_dir = root / subject / "MyPoseFeatures" / "D3_Positions_mono"
         if not d3_dir.is_dir():
@@ -102,47 +138,51 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             continue
         found = True
         for cdf in sorted(d3_dir.glob("*.cdf")):
-            action, cam = cdf.stem.rsplit(".", 1)
-            if action.startswith("_ALL"):
+            if cdf.stem.rsplit(".", 1)[0].startswith("_ALL"):
                 stats.note("_ALL pseudo-actions skipped")
                 continue
-            d2_path = root / subject / "MyPoseFeatures" / "D2_Positions" / cdf.name
-            try:
-                d3, d2 = _poses(cdf, d2_path)
-            except ExposeError:
-                if options.get("skip_bad"):
-                    stats.drop("unreadable or malformed action/camera CDF file (whole file skipped)")
-                    continue
-                raise
-            mask_path = root / subject / "MySegmentsMat" / "ground_truth_bs" / f"{action}.{cam}.mat"
-            masks = h5py.File(mask_path, "r") if mask_path.is_file() else None
-            folder = image_folder(subject, action, cam)
-            try:
-                refs = masks["Masks"][()] if masks is not None and len(d3) else None  # once, not per frame
-                for f in range(0, len(d3), EVERY):
-                    if masks is None:
-                        stats.drop("no mask file")
-                        continue
-                    mask = masks[refs[f, 0]][()].T
-                    box = _mask_extent(mask)
-                    if box is None:
-                        stats.drop("empty mask")
-                        continue
-                    x0, y0, x1, y1 = box
-                    cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * 0.9, (y1 - y0) * 0.9
-                    kp3d = np.concatenate([d3[f] - d3[f, :1], np.ones((17, 1))], axis=1).astype(np.float32)
-                    sample = {
-                        "image_path": f"{folder}/{folder.rsplit('/', 1)[1]}_{f + 1:06d}.jpg",
-                        "image_size": mask.shape, "bbox_xywh": np.array([cx - w / 2, cy - h / 2, w, h], np.float32),
-                        "keypoints3d": convert_keypoints(kp3d, "h36m_smplx", "smplx")[0],
-                    }
-                    if d2 is not None:
-                        kp2d = np.concatenate([d2[f], np.ones((17, 1))], axis=1).astype(np.float32)
-                        sample["keypoints2d"] = convert_keypoints(kp2d, "h36m_smplx", "smplx")[0]
-                    yield sample
-            finally:
-                if masks is not None:
-                    masks.close()
+            jobs.append((subject, cdf))
     if not found:
         raise ExposeError(f"none of the subjects {', '.join(SUBJECTS[split])} found", path=root,
                           hint="expected S<k>/MyPoseFeatures/D3_Positions_mono/*.cdf")
+    return jobs
+
+
+def _sequence_rows(job: tuple) -> tuple[list[dict], list[tuple[str, int]], tuple | None]:
+    """Worker process: one action/camera's rows, its drops and its error (reason, hint, path,
+    exit code; an ExposeError does not survive pickling whole) or None."""
+    root, subject, cdf, skip_bad = job
+    stats = DropStats()
+    try:
+        rows = list(_sequence(root, subject, cdf, stats, {"skip_bad": skip_bad}))
+    except ExposeError as exc:
+        return [], list(stats.dropped.items()), (exc.reason, exc.hint, exc.path, exc.exit_code)
+    return rows, list(stats.dropped.items()), None
+
+
+def _in_processes(root: Path, jobs: list, stats, options: dict, processes: int) -> Iterator[dict]:
+    """The rows of ``jobs`` read by ``processes`` worker processes, in order; drops counted per
+    action/camera before its rows (only with whole blocks, where no --limit stops in between)."""
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding an open output file
+    work = [(root, subject, cdf, bool(options.get("skip_bad"))) for subject, cdf in jobs]
+    with ctx.Pool(processes) as pool:
+        for rows, drops, error in pool.imap(_sequence_rows, work):
+            for reason, n in drops:
+                stats.drop(reason, n)
+            if error is not None:
+                reason, hint, path, code = error
+                raise ExposeError(reason, hint, path=path, exit_code=code)
+            yield from rows
+
+
+def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
+    """Rows of the split; with ``options["workers"]`` > 1 and whole blocks (no --limit), action/
+    camera files are read by that many processes (at most the CPU count) when there are enough."""
+    _require_cdflib()
+    jobs = _sequences(root, split, stats)
+    processes = min(int(options.get("workers") or 1), os.cpu_count() or 1, len(jobs) // MIN_JOBS_PER_PROCESS)
+    if processes > 1 and options.get("blocks"):
+        yield from _in_processes(root, jobs, stats, options, processes)
+        return
+    for subject, cdf in jobs:
+        yield from _sequence(root, subject, cdf, stats, options)
