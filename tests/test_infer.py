@@ -377,8 +377,8 @@ def test_set_img_res_changes_the_crops(infer_tree, tmp_path, run_cli, monkeypatc
     assert DataTree(infer_tree).checkpoint("hand").is_file()
     sizes = []
 
-    def collate(crops):
-        batch = real_collate(crops)
+    def collate(crops, *device):
+        batch = real_collate(crops, *device)
         sizes.append(tuple(batch.img.shape[-2:]))
         return batch
 

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from expose_cli.inference import loading as L
 from expose_cli.inference import pipeline as P
 from expose_cli.inference.inputs import InputItem
 
@@ -72,21 +73,33 @@ def test_predict_batch_isolates_the_failing_input():
 
 @pytest.mark.parametrize("img_res", [224, 96])
 def test_person_crops_use_the_models_img_res(img_res):
-    unit = _unit("u", 2)
-    unit.boxes[1] = [10.0, 10.0, "x", 70.0, 1.0]  # a box that cannot be cropped
-    queued = P.person_crops(unit, img_res, 1.25, keep_full_image=False)
-    assert [q.person for q in queued] == [0]
-    assert tuple(queued[0].crop.img.shape) == (3, img_res, img_res)
+    image = np.zeros((80, 100, 3), np.uint8)
+    boxes = [[10.0, 10.0, 50.0, 70.0, 1.0], [10.0, 10.0, "x", 70.0, 1.0]]  # the second cannot be cropped
+    crops, failed, error = L.crop_persons(image, boxes, L.CropSpec(img_res=img_res))
+    assert [person for person, _ in crops] == [0] and failed == 1
+    assert tuple(crops[0][1].img.shape) == (3, img_res, img_res)
     # the box (40 x 60 px) enlarged 1.25x to a square of 75 px around its centre (30, 40) px
-    assert queued[0].crop.box_size == pytest.approx(75.0)
-    np.testing.assert_allclose(queued[0].crop.center, [30.0, 40.0])
-    assert unit.processed == 1 and unit.error.startswith("person 1: cropping failed")
+    assert crops[0][1].box_size == pytest.approx(75.0)
+    np.testing.assert_allclose(crops[0][1].center, [30.0, 40.0])
+    assert error.startswith("person 1: cropping failed")
 
 
-def test_person_crops_of_a_failed_unit_are_none():
-    unit = _unit("u", 2)
-    unit.error = "cannot decode"
-    assert P.person_crops(unit, 256, 1.25, False) == [] and unit.boxes == []
+def test_full_image_normalised_once_per_image():
+    image = np.full((40, 60, 3), 200, np.uint8)
+    boxes = [[0.0, 0.0, 20.0, 30.0, 1.0], [20.0, 5.0, 50.0, 35.0, 1.0]]
+    crops, _, _ = L.crop_persons(image, boxes, L.CropSpec(img_res=32, keep_full_image=True))
+    a, b = crops[0][1].full_image, crops[1][1].full_image
+    assert a is b and tuple(a.shape) == (3, 40, 60)  # one tensor shared by the image's persons
+    np.testing.assert_allclose(a[:, 0, 0].numpy(), (200 - np.array([123.675, 116.28, 103.53])) /
+                               np.array([58.395, 57.12, 57.375]), rtol=1e-6)
+
+
+def test_finish_load_of_a_failed_unit_has_no_persons(tmp_path):
+    unit = P.Unit(InputItem(tmp_path / "bad.jpg", "image"), tmp_path / "bad")
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    P._finish_load(unit, None, [[1.0, 1.0, 5.0, 5.0, 1.0]], L.CropSpec(), None)
+    assert unit.error == "cannot decode image (corrupt or not an image)"
+    assert unit.boxes == [] and unit.crops == [] and P.queued_persons(unit) == []
 
 
 # -- inputs: --skip-existing -----------------------------------------------------------------------
@@ -100,11 +113,13 @@ def test_units_to_run_skips_finished_ones(tmp_path):
     for skip, expect_run in ((False, ["done", "empty", "failed", "new"]), (True, ["failed", "new"])):
         options = P.InferOptions(out_dir=tmp_path / "out", skip_existing=skip)
         summary.records.clear()
-        ran = [u.out_dir.name for u in P._units_to_run(items, options, summary)]
-        assert ran == expect_run
-    assert [(Path(r["output"]).name, r["skipped"], r["error"]) for r in summary.records] == [
+        units = list(P._units_to_run(items, options, summary))
+        assert [u.out_dir.name for u in units if u.record is None] == expect_run
+    # done ones carry their record through the pipeline (so the summary keeps the input order)
+    records = [u.record for u in units if u.record is not None]
+    assert [(Path(r["output"]).name, r["skipped"], r["error"]) for r in records] == [
         ("done", True, None), ("empty", True, P.NO_PERSON)]
-    assert summary.records[0]["input"] == str(items[0].path)
+    assert records[0]["input"] == str(items[0].path)
 
 
 # -- writers ---------------------------------------------------------------------------------------
@@ -166,3 +181,18 @@ def test_img_res_of_each_model_kind(kind, override, res):
     from expose_cli.models.config import load_config
 
     assert load_config(kind, overrides=[override] if override else []).img_res == res
+
+
+def test_finish_load_after_a_worker_died_loads_here(tmp_path):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "ok.png"), np.full((40, 50, 3), 90, np.uint8))
+    unit = P.Unit(InputItem(tmp_path / "ok.png", "image"), tmp_path / "ok")
+    died: Future = Future()
+    died.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+    P._finish_load(unit, died, [[5.0, 5.0, 30.0, 35.0, 1.0]], L.CropSpec(img_res=32), None)
+    assert unit.error is None and unit.image.shape == (40, 50, 3)
+    assert [person for person, _ in unit.crops] == [0] and tuple(unit.crops[0][1].img.shape) == (3, 32, 32)

@@ -51,6 +51,8 @@ def infer(
     smooth: Annotated[str, typer.Option("--smooth", help="Tracks: none | oneeuro | savgol (zero-phase, default).")] = "savgol",
     motion: Annotated[bool, typer.Option("--motion/--no-motion", help="Tracks: motion.npz (AMASS) and motion.bvh per track.")] = True,
     fps: Annotated[float, typer.Option("--fps", min=0.001, help="Frame rate of image sequences (--track).")] = 30.0,
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help="Processes decoding and cropping ahead of "
+                                                                       "the model (0: a thread; default: half the CPUs, 0 on 2 CPUs or for one batch).")] = None,
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
@@ -61,9 +63,7 @@ def infer(
     device = resolve_device(settings.device)
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
     shard = _shard(distributed, track)
-    items = discover_inputs(inputs)
-    if not items:
-        raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
+    items, workers = _discover(inputs, workers, batch_size)
     box_table = load_boxes(boxes) if boxes is not None else None
     # heavy (torch): imported after the argument checks
     from expose_cli.inference.pipeline import InferOptions
@@ -80,11 +80,25 @@ def infer(
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
                            every=every, max_frames=max_frames, precision="fp32",  # the predictor applies --precision
                            tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
-                           track_images=bool(track), sequence_fps=fps, shard=shard)
+                           track_images=bool(track), sequence_fps=fps, shard=shard, workers=workers)
     if shard[1] == 1:
         run_and_report(settings, items, predictor, options)
     else:
         _run_sharded(settings, items, predictor, options)
+
+
+def _discover(inputs: list[str], workers: int | None, batch_size: int) -> tuple[list, int]:
+    """The inputs, and the processes that will load them (their fork server started now, so it
+    imports while the model loads)."""
+    items = discover_inputs(inputs)
+    if not items:
+        raise ExposeError("no image or video found in " + ", ".join(inputs), exit_code=2)
+    from expose_cli.inference import loading  # torch
+
+    workers = loading.workers_for(items, batch_size, workers)
+    if workers:
+        loading.start_fork_server()
+    return items, workers
 
 
 def _shard(distributed, track: bool | None) -> tuple[int, int]:

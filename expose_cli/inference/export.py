@@ -73,13 +73,18 @@ def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals."""
+    """Area-weighted unit vertex normals: each face's cross product (twice its area along its
+    normal) summed at its three corners, then normalised.
+
+    The sums are histograms (``np.bincount``) over the corners listed first corner of every face,
+    then second, then third: each vertex adds its faces' terms in the same order as one
+    ``np.add.at`` per corner would, so the float64 sums are the same to the bit, ~10x faster."""
     v = np.asarray(vertices, dtype=np.float64)
-    tri = v[faces]
+    f = np.asarray(faces, dtype=np.intp)
+    tri = v[f]
     fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
+    corners = f.T.reshape(-1)  # corner 0 of every face, then corner 1, then corner 2
+    n = np.stack([np.bincount(corners, weights=np.tile(fn[:, c], 3), minlength=len(v)) for c in range(3)], axis=1)
     norm = np.linalg.norm(n, axis=1, keepdims=True)
     return n / np.where(norm > 0, norm, 1.0)
 

@@ -1,6 +1,9 @@
 """The `expose infer` pipeline: read -> boxes -> crops -> batched model -> files -> overlays.
 
-Images are decoded in a background thread while the model runs. Persons are batched across inputs.
+Images are decoded, their persons found and cropped ahead of the model, in worker processes
+(``InferOptions.workers``; 0: a thread of this process), in input order. Persons are batched across
+inputs. Person files are written by a pool of threads while the model runs on the next batch; units
+are finished (tracks, overlay, ``result.json``, summary) in input order by one more thread.
 Each input gets a folder under ``out`` (video frames a sub-folder each); a unit's ``result.json`` is
 written last, so ``skip_existing`` resumes an interrupted run exactly. A failure in one input
 (decoding, boxes, the model, writing) is recorded for that input and the others go on;
@@ -8,19 +11,21 @@ written last, so ``skip_existing`` resumes an interrupted run exactly. A failure
 stops early.
 
 The parts, in the order a unit goes through them (each testable alone, tests/test_infer_parts.py):
-inputs (:func:`_units_to_run`, :func:`_read_ahead`) -> batches (:func:`person_crops`,
-:class:`Batches`) -> forward (:func:`forward`, :func:`predict_batch`) -> writers (:class:`Writers`)
--> summary (:class:`Summary`); :func:`run_inference` joins them.
+inputs (:func:`_units_to_run`, :func:`_read_ahead`, :mod:`expose_cli.inference.loading`) -> batches
+(:class:`Batches`) -> forward (:func:`forward`, :func:`predict_batch`) -> writers (:class:`Writers`,
+:class:`WritePool`) -> summary (:class:`Summary`); :func:`run_inference` joins them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
@@ -30,16 +35,15 @@ import cv2
 import numpy as np
 import torch
 
-from expose_cli.errors import ExposeError
 from expose_cli.geometry.cameras import crop_camera_to_full_translation
 from expose_cli.inference import boxes as box_utils
-from expose_cli.inference import export
+from expose_cli.inference import export, loading
 from expose_cli.inference.distributed import summary_name
 from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
+from expose_cli.inference.loading import CropSpec, Loaded, load, message, worker_pool
 from expose_cli.inference.render import render_overlay
 from expose_cli.inference.video import TrackOptions, VideoTracks
-from expose_cli.io.images import read_image
-from expose_cli.models import PersonCrop, Prediction, Predictor, collate, crop_person
+from expose_cli.models import PersonCrop, Prediction, Predictor, collate
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 
@@ -65,6 +69,11 @@ class InferOptions:
     track_images: bool = False  # also track each input folder's images as one sequence
     sequence_fps: float = 30.0  # frame rate of such image sequences
     shard: tuple[int, int] = (0, 1)  # (rank, processes): this one takes inputs rank, rank + processes, ...
+    # processes decoding, detecting and cropping ahead of the model (0: a thread; None:
+    # loading.workers_for, half the CPUs or 0 for images that fit in one batch). They are started by
+    # multiprocessing: a script calling run_inference with workers needs ``if __name__ == "__main__":``
+    workers: int | None = 0
+    write_threads: int = 2  # threads writing person files (0: written by the model's thread)
 
 
 @dataclass
@@ -82,41 +91,43 @@ class Unit:
     frame: int | None = None
     warnings: list = field(default_factory=list)
     video_dir: Path | None = None  # the video's folder (frames only)
-    processed: int = 0  # persons through the model and written, or failed
+    processed: int = 0  # persons through the model, or failed
+    crops: list = field(default_factory=list)  # (person, PersonCrop) from the inputs stage
+    pending: list = field(default_factory=list)  # futures of its person files, in person order
+    record: dict | None = None  # a unit done in an earlier run (``skip_existing``): its record
 
 
 NO_PERSON = box_utils.NO_PERSON
 
 
-def _message(exc: BaseException) -> str:
-    """One line for an exception: an ExposeError's reason (the input is named by the caller)."""
-    if isinstance(exc, ExposeError):
-        return exc.reason
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+_message = message
 
 
-def _to_float32(x):
-    """Floating tensors (also inside dicts, lists, tuples) cast to float32; the rest as is."""
+def _to_float32(x, device=None):
+    """Floating tensors (also inside dicts, lists, tuples) cast to float32 (and moved to ``device``
+    when given); the rest as is."""
     if torch.is_tensor(x):
-        return x.float() if x.is_floating_point() else x
+        x = x.float() if x.is_floating_point() else x
+        return x if device is None else x.to(device)
     if isinstance(x, dict):
-        return {k: _to_float32(v) for k, v in x.items()}
+        return {k: _to_float32(v, device) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return type(x)(_to_float32(v) for v in x)
+        return type(x)(_to_float32(v, device) for v in x)
     return x
 
 
-def prediction_to_float32(pred):
-    """Every floating tensor of a Prediction as float32 (what autocast left in bf16/fp16), in place."""
+def prediction_to_float32(pred, device=None):
+    """Every floating tensor of a Prediction as float32 (what autocast left in bf16/fp16), in place;
+    with ``device`` every tensor moved there too (a GPU batch to the CPU once, for the writers)."""
     for f in dataclasses.fields(pred):
         if f.name != "training":
-            setattr(pred, f.name, _to_float32(getattr(pred, f.name)))
+            setattr(pred, f.name, _to_float32(getattr(pred, f.name), device))
     return pred
 
 
-def _units(items: list[InputItem], options: InferOptions, videos: dict[Path, dict] | None = None) -> Iterator[Unit]:
-    """Images and video frames in order; ``videos`` receives each video's folder -> input and fps."""
+def _units(items: list[InputItem], options: InferOptions, summary: Summary | None = None) -> Iterator[Unit]:
+    """Images and video frames in order (a video's frames decoded here, one after the other);
+    ``summary`` receives each video's folder -> input and fps."""
     used: dict[str, int] = {}
     rank, world = options.shard
     for position, item in enumerate(items):
@@ -128,8 +139,8 @@ def _units(items: list[InputItem], options: InferOptions, videos: dict[Path, dic
         if item.kind == "image":
             yield Unit(item, folder)
         else:
-            if videos is not None:
-                videos[folder] = {"input": str(item.path), "fps": video_fps(item.path) / options.every}
+            if summary is not None:
+                summary.add_video(folder, {"input": str(item.path), "fps": video_fps(item.path) / options.every})
             try:
                 for index, frame in read_video_frames(item.path, options.every, options.max_frames):
                     yield Unit(item, folder / f"frame_{index:06d}", image=frame, frame=index, video_dir=folder)
@@ -137,43 +148,12 @@ def _units(items: list[InputItem], options: InferOptions, videos: dict[Path, dic
                 yield Unit(item, folder, error=_message(exc))
 
 
-def _load(unit: Unit, options: InferOptions) -> Unit:
-    """Decode and find the persons (runs in the reader thread); any failure becomes ``unit.error``."""
-    t0 = time.perf_counter()
-    if unit.error is None and unit.image is None:
-        try:
-            unit.image = read_image(unit.item.path)
-        except Exception as exc:  # noqa: BLE001
-            unit.error = _message(exc)
-    t1 = time.perf_counter()
-    unit.timings["decode_s"] = t1 - t0
-    if unit.error is None:
-        try:
-            unit.boxes = _find_boxes(unit, options)
-        except Exception as exc:  # noqa: BLE001
-            unit.error = f"finding persons failed: {_message(exc)}"
-    unit.timings["detect_s"] = time.perf_counter() - t1
-    return unit
-
-
-def _find_boxes(unit: Unit, options: InferOptions) -> list[list[float]]:
-    """Boxes from the file (an empty list there: no person) or the detector; clipped to the image,
-    bad ones dropped (a warning each), ``min_score``, largest first, ``max_people``."""
-    boxes = None
-    if options.boxes is not None:
-        boxes = box_utils.boxes_for(options.boxes, unit.item.path, unit.item.root)
-    if boxes is None:
-        if options.detect is not None:
-            boxes = options.detect(unit.image)
-        elif options.detector == "full-image":
-            boxes = box_utils.full_image_box(unit.image)
-        else:
-            boxes = box_utils.detect_hog(unit.image)
-    boxes, warnings = box_utils.validate_boxes(boxes, unit.image.shape[:2])
-    unit.warnings += warnings
-    boxes = [b for b in boxes if b[4] >= options.min_score]
-    boxes.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
-    return boxes[: options.max_people] if options.max_people else boxes
+def _axis_angle(pred: Prediction) -> dict[str, torch.Tensor]:
+    """The batch's rotations as axis-angle, computed once per batch (not once per person)."""
+    cached = pred.__dict__.get("_axis_angle_batch")
+    if cached is None:  # two writer threads may both compute it: the same values
+        cached = pred.__dict__["_axis_angle_batch"] = pred.axis_angle()
+    return cached
 
 
 def _person_arrays(pred, i: int, box, crop, image_size, options: InferOptions, faces) -> dict:
@@ -181,7 +161,7 @@ def _person_arrays(pred, i: int, box, crop, image_size, options: InferOptions, f
     out = {}
     for name, rot in pred.rotations.items():
         out[f"{name}_rotmat"] = rot[i].cpu().numpy()
-    for name, aa in pred.axis_angle().items():
+    for name, aa in _axis_angle(pred).items():
         out[f"{name}_aa"] = aa[i].cpu().numpy()
     out["betas"] = pred.betas[i].cpu().numpy()
     if pred.expression is not None:
@@ -249,32 +229,98 @@ def _earlier_record(unit: Unit, options: InferOptions) -> dict | None:
 
 
 def _units_to_run(items: list[InputItem], options: InferOptions, summary: Summary) -> Iterator[Unit]:
-    """The units of ``items`` in order; those done in an earlier run go straight to the summary."""
-    for unit in _units(items, options, summary.videos):
-        record = _earlier_record(unit, options)
-        if record is None:
-            yield unit
-            continue
-        overlay = unit.out_dir / "overlay.png"
-        if overlay.is_file():
-            summary.add_overlay(unit, overlay)
-        summary.add(record)
+    """The units of ``items`` in order; one done in an earlier run carries its record (``unit.record``)
+    and goes through the pipeline without work, so the summary keeps the input order."""
+    for unit in _units(items, options, summary):
+        unit.record = _earlier_record(unit, options)
+        yield unit
 
 
-def _read_ahead(units: Iterable[Unit], options: InferOptions, ahead: int = 2) -> Iterator[Unit]:
-    """``units`` decoded and their persons found (:func:`_load`) in a background thread, ``ahead``
-    units ahead of the consumer; in order."""
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        futures: deque = deque()
+def _crop_spec(predictor: Predictor, options: InferOptions) -> CropSpec:
+    """How this run's persons are found and cropped (an ONNX detector: found in this process)."""
+    return CropSpec(img_res=predictor.img_res, box_scale=options.box_scale,
+                    keep_full_image=predictor.kind == "expose",
+                    detector="onnx" if options.detect is not None else options.detector,
+                    min_score=options.min_score, max_people=options.max_people)
+
+
+def _read_ahead(units: Iterable[Unit], options: InferOptions, spec: CropSpec, ahead: int = 2) -> Iterator[Unit]:
+    """``units`` decoded, their persons found and cropped (:func:`loading.load`), ``ahead`` units
+    ahead of the consumer, in order: in ``options.workers`` processes, or (0) in a thread."""
+    pool = worker_pool(options.workers) if options.workers > 0 else None
+    local = ThreadPoolExecutor(max_workers=1)  # in order: waits for the workers, runs what must run here
+    futures: deque[Future] = deque()
+    try:
         for unit in units:
-            futures.append(reader.submit(_load, unit, options))
+            futures.append(_submit(unit, options, spec, pool, local))
             if len(futures) > ahead:
                 yield futures.popleft().result()
         while futures:
             yield futures.popleft().result()
+    finally:  # also when the consumer stops early (an error, Ctrl-C): queued work is dropped
+        for future in futures:
+            future.cancel()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        local.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
-# -- batches: persons cropped and queued across inputs ---------------------------------------------
+def _done(unit: Unit) -> Future:
+    future: Future = Future()
+    future.set_result(unit)
+    return future
+
+
+def _submit(unit: Unit, options: InferOptions, spec: CropSpec, pool, local: ThreadPoolExecutor) -> Future:
+    """A future of ``unit`` loaded: boxes looked up in the boxes file here, the rest in ``pool``
+    (when there is one) and ``local``."""
+    if unit.record is not None or unit.error is not None:
+        return _done(unit)
+    boxes = None
+    if options.boxes is not None:
+        try:
+            boxes = box_utils.boxes_for(options.boxes, unit.item.path, unit.item.root)
+        except Exception as exc:  # noqa: BLE001
+            unit.error = f"finding persons failed: {_message(exc)}"
+            return _done(unit)
+    path = unit.item.path if unit.image is None else None
+    remote = None
+    if pool is not None:
+        try:
+            remote = pool.submit(load, path, unit.image, boxes, spec)
+        except BrokenProcessPool:  # a worker died earlier: the rest is loaded here
+            remote = None
+    return local.submit(_finish_load, unit, remote, boxes, spec, options.detect)
+
+
+def _finish_load(unit: Unit, remote: Future | None, boxes: list | None, spec: CropSpec, detect) -> Unit:
+    """The worker's result (or the work itself, without a worker) put on ``unit``; boxes of an
+    ONNX detector found here."""
+    if remote is None:
+        loaded = load(unit.item.path if unit.image is None else None, unit.image, boxes, spec, detect)
+    else:
+        try:
+            loaded = remote.result()
+        except BrokenProcessPool:  # a worker died (killed, out of memory): loaded here instead
+            loaded = load(unit.item.path if unit.image is None else None, unit.image, boxes, spec, detect)
+        except Exception as exc:  # noqa: BLE001
+            loaded = Loaded(error=f"decoding worker failed: {_message(exc)}")
+        if loaded.error is None and loaded.boxes is None:  # the main process's detector
+            decode_s = loaded.timings.get("decode_s", 0.0)
+            loaded = load(None, loaded.image, None, spec, detect)
+            loaded.timings["decode_s"] = decode_s
+    if unit.image is None:
+        unit.image = loaded.image
+    unit.error, unit.warnings = loaded.error, unit.warnings + loaded.warnings
+    unit.boxes = loaded.boxes or []  # a failed decode or detection: none (a failed crop keeps its box)
+    unit.crops, unit.processed = loaded.crops, unit.processed + loaded.failed_crops
+    unit.timings.update(loaded.timings)
+    return unit
+
+
+# -- batches: persons queued across inputs ---------------------------------------------------------
 
 @dataclass
 class Queued:
@@ -285,22 +331,10 @@ class Queued:
     crop: PersonCrop
 
 
-def person_crops(unit: Unit, img_res: int, box_scale: float, keep_full_image: bool) -> list[Queued]:
-    """The unit's persons cropped to ``img_res`` pixels (the model's input size). A person whose
-    crop fails is counted as processed with the error on the unit; a failed unit has no persons."""
-    if unit.error is not None:
-        unit.boxes = []
-    queued = []
-    for person, box in enumerate(unit.boxes):
-        x1, y1, x2, y2 = box[:4]
-        try:
-            crop = crop_person(unit.image, [x1, y1, x2 - x1, y2 - y1], img_res=img_res,
-                               scale_factor=box_scale, keep_full_image=keep_full_image)
-        except Exception as exc:  # noqa: BLE001
-            unit.error = unit.error or f"person {person}: cropping failed: {_message(exc)}"
-            unit.processed += 1
-            continue
-        queued.append(Queued(unit, person, crop))
+def queued_persons(unit: Unit) -> list[Queued]:
+    """The unit's cropped persons (from the inputs stage), to be batched; the crops leave the unit."""
+    queued = [Queued(unit, person, crop) for person, crop in unit.crops]
+    unit.crops = []
     return queued
 
 
@@ -337,14 +371,18 @@ class Batches:
 # -- forward: the model on a batch, per-input failures isolated ------------------------------------
 
 def forward(predictor: Predictor, crops: list[PersonCrop], precision: str = "fp32") -> Prediction:
-    """The model on a batch of crops, under autocast for ``bf16`` / ``fp16``; the prediction in float32."""
-    batch = collate(crops)
+    """The model on a batch of crops, under autocast for ``bf16`` / ``fp16``; the prediction in float32,
+    on the CPU. On a GPU the batch goes through pinned memory (an asynchronous copy) and the
+    prediction comes back in one pass, not one copy per person and field."""
+    device = getattr(predictor, "device", torch.device("cpu"))
+    batch = collate(crops, device)
+    to_cpu = None if device.type == "cpu" else torch.device("cpu")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if autocast_dtype is None:
-        return prediction_to_float32(predictor(batch))
-    with torch.autocast(predictor.device.type, dtype=autocast_dtype):
+        return prediction_to_float32(predictor(batch), to_cpu)
+    with torch.autocast(device.type, dtype=autocast_dtype):
         pred = predictor(batch)
-    return prediction_to_float32(pred)  # reduced precision: joints, cameras... back to float32 too
+    return prediction_to_float32(pred, to_cpu)  # reduced precision: joints, cameras... back to float32 too
 
 
 def predict_batch(batch: list[Queued], model: Callable[[list[PersonCrop]], Prediction]
@@ -386,23 +424,38 @@ class Writers:
     tracks: VideoTracks | None = None
     seen: dict[Path, int] = field(default_factory=dict)  # frames of each tracked sequence so far
 
-    def person(self, queued: Queued, pred: Prediction, row: int, model_s: float) -> None:
-        """One person's files (``options.formats``); a failure is recorded on its unit."""
+    def person(self, queued: Queued, pred: Prediction, row: int) -> PersonFiles:
+        """One person's files (``options.formats``); touches nothing shared (it runs in a pool)."""
         unit, t0 = queued.unit, time.perf_counter()
-        unit.timings["model_s"] = unit.timings.get("model_s", 0.0) + model_s
+        out = PersonFiles()
         try:
-            arrays = _person_arrays(pred, row, unit.boxes[queued.person], queued.crop, unit.image.shape[:2],
-                                    self.options, self.faces)
-            unit.files += _write_person(unit.out_dir, queued.person, arrays, self.options)
-            unit.results.append(arrays)
+            out.arrays = _person_arrays(pred, row, unit.boxes[queued.person], queued.crop, unit.image.shape[:2],
+                                        self.options, self.faces)
+            out.files = _write_person(unit.out_dir, queued.person, out.arrays, self.options)
         except Exception as exc:  # noqa: BLE001
-            unit.error = unit.error or f"person {queued.person}: {_message(exc)}"
-        unit.processed += 1
-        unit.timings["write_s"] = unit.timings.get("write_s", 0.0) + time.perf_counter() - t0
+            out.arrays, out.error = None, f"person {queued.person}: {_message(exc)}"
+        out.seconds = time.perf_counter() - t0
+        return out
+
+    def finish(self, unit: Unit) -> dict:
+        """A unit whose persons went through the model: their files (waited for, in person order)
+        put on the unit, then :meth:`unit`."""
+        for future in unit.pending:
+            out = future.result()
+            unit.files += out.files
+            if out.arrays is not None:
+                unit.results.append(out.arrays)
+            unit.error = unit.error or out.error
+            unit.timings["write_s"] = unit.timings.get("write_s", 0.0) + out.seconds
+        unit.pending = []
+        return self.unit(unit)
 
     def unit(self, unit: Unit) -> dict:
         """A finished unit: its overlay (``--render``), its record (also as ``result.json`` when it did
-        not fail), added to the summary. The image is released."""
+        not fail), added to the summary. The image is released. A unit done in an earlier run: its
+        record, as it was."""
+        if unit.record is not None:
+            return self._earlier(unit)
         t0 = time.perf_counter()
         track_ids = self._track(unit)
         if self.options.render and unit.image is not None and (unit.results or unit.frame is not None):
@@ -422,6 +475,13 @@ class Writers:
         unit.image = None
         self.summary.add(record)
         return record
+
+    def _earlier(self, unit: Unit) -> dict:
+        overlay = unit.out_dir / "overlay.png"
+        if overlay.is_file():
+            self.summary.add_overlay(unit, overlay)
+        self.summary.add(unit.record)
+        return unit.record
 
     def _track(self, unit: Unit) -> list[int] | None:
         """Track ids of a video frame's (or tracked image sequence's) persons, else ``None``."""
@@ -472,6 +532,82 @@ class Writers:
                 video["error"] = f"overlay video failed: {_message(exc)}"
 
 
+@dataclass
+class PersonFiles:
+    """What writing one person gave: its files, its arrays (``None`` when it failed), the error."""
+
+    files: list = field(default_factory=list)
+    arrays: dict | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def _call(executor: ThreadPoolExecutor | None, fn, *args) -> Future:
+    """``fn(*args)`` in ``executor``, or now in this thread when there is none; a future either way."""
+    if executor is not None:
+        return executor.submit(fn, *args)
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - given to whoever waits, as a pool would
+        future.set_exception(exc)
+    return future
+
+
+class WritePool:
+    """The writers while the model runs: person files in ``threads`` threads (numpy, zlib, file
+    writes: they release the GIL), each unit finished (:meth:`Writers.finish`) in input order by one
+    more thread; at most ``limit`` units wait, so memory stays flat. ``threads = 0``: all in the
+    calling thread. Leaving the ``with`` block waits for everything submitted, also on an error or
+    Ctrl-C in the model's thread, so no work that went through the model is lost. When finishing a
+    unit raises (a bug, or the ``on_unit`` callback), no later unit is finished (their files may be
+    written; without ``result.json`` a resumed run does them again) and the error reaches the
+    model's thread at its next hand-over, or when the block ends."""
+
+    def __init__(self, writers: Writers, threads: int, limit: int) -> None:
+        self.writers, self.limit = writers, limit
+        self.files = ThreadPoolExecutor(threads, "expose-write") if threads > 0 else None
+        self.finisher = ThreadPoolExecutor(1, "expose-finish") if threads > 0 else None
+        self.waiting: deque[Future] = deque()
+        self.stopped = threading.Event()
+
+    def person(self, queued: Queued, pred: Prediction, row: int, model_s: float) -> None:
+        unit = queued.unit
+        unit.timings["model_s"] = unit.timings.get("model_s", 0.0) + model_s
+        unit.pending.append(_call(self.files, self.writers.person, queued, pred, row))
+        unit.processed += 1
+
+    def unit(self, unit: Unit) -> None:
+        self.waiting.append(_call(self.finisher, self._finish, unit))
+        while len(self.waiting) > self.limit or (self.waiting and self.waiting[0].done()):
+            self.waiting.popleft().result()  # a writer's own failure is on its unit; this raises bugs only
+
+    def _finish(self, unit: Unit) -> dict | None:
+        if self.stopped.is_set():
+            return None
+        try:
+            return self.writers.finish(unit)
+        except BaseException:
+            self.stopped.set()
+            raise
+
+    def __enter__(self) -> WritePool:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            while self.waiting:
+                future = self.waiting.popleft()
+                if exc_info[0] is None:
+                    future.result()
+                else:
+                    future.exception()  # wait; the error in flight is the one to report
+        finally:
+            for executor in (self.finisher, self.files):
+                if executor is not None:
+                    executor.shutdown(wait=True)
+
+
 def sequence_folder(unit: Unit, options: InferOptions) -> Path | None:
     """The folder a frame's tracks go to: its video's, or with ``track_images`` its input folder's
     (``OUT/<folder>_tracks``); ``None`` for an image that is not part of a sequence."""
@@ -510,13 +646,15 @@ class Summary:
     overlays: dict[Path, list[Path]] = field(default_factory=dict)  # video folder -> its frames' overlays
     complete: bool = False
     last_write: float = float("-inf")
+    lock: threading.RLock = field(default_factory=threading.RLock)  # the inputs stage adds videos
 
     def as_dict(self) -> dict:
-        failed = sum(1 for r in self.records if r.get("error") and r["error"] != NO_PERSON)
-        failed += sum(1 for v in self.videos.values() if v.get("error"))
-        out = {"inputs": self.records, "failed": failed, "complete": self.complete}
-        if self.videos:
-            out["videos"] = [dict(v, output=str(folder)) for folder, v in self.videos.items()]
+        with self.lock:
+            failed = sum(1 for r in self.records if r.get("error") and r["error"] != NO_PERSON)
+            failed += sum(1 for v in self.videos.values() if v.get("error"))
+            out = {"inputs": list(self.records), "failed": failed, "complete": self.complete}
+            if self.videos:
+                out["videos"] = [dict(v, output=str(folder)) for folder, v in self.videos.items()]
         return out
 
     def write(self, force: bool = False) -> None:
@@ -524,6 +662,10 @@ class Summary:
         if force or now - self.last_write >= self.interval_s:
             write_json_atomic(self.path, self.as_dict())
             self.last_write = now
+
+    def add_video(self, folder: Path, video: dict) -> None:
+        with self.lock:
+            self.videos[folder] = video
 
     def add(self, record: dict) -> None:
         self.records.append(record)
@@ -548,6 +690,8 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
     end, also when the run stops on an exception (``"complete": false`` then).
     """
     options.out_dir.mkdir(parents=True, exist_ok=True)
+    if options.workers is None:
+        options = dataclasses.replace(options, workers=loading.workers_for(items, options.batch_size))
     summary = Summary(options.out_dir / summary_name(options.shard), summary_interval_s, on_unit)
     smplx_kind = predictor.kind in ("body", "expose")
     writers = Writers(options, np.asarray(predictor.body_model.faces, dtype=np.int64), summary,
@@ -567,23 +711,25 @@ def _run(items: list[InputItem], predictor: Predictor, options: InferOptions, wr
     """inputs -> crops -> batches -> forward -> person files; units finish in input order."""
     batches = Batches(options.batch_size)
     model = partial(forward, predictor, precision=options.precision)
-    with closing(_read_ahead(_units_to_run(items, options, writers.summary), options)) as units:
+    ahead = options.batch_size + 2 * max(options.workers, 1)  # a batch ready when the model is free
+    units = _read_ahead(_units_to_run(items, options, writers.summary), options, _crop_spec(predictor, options), ahead)
+    with WritePool(writers, options.write_threads, limit=2 * options.batch_size + 2) as pool, closing(units):
         for unit in units:
-            persons = person_crops(unit, predictor.img_res, options.box_scale, predictor.kind == "expose")
-            for batch in batches.add(unit, persons):
-                _run_batch(batch, model, batches, writers)
+            for batch in batches.add(unit, queued_persons(unit)):
+                _run_batch(batch, model, batches, pool)
             for done in batches.done():  # units without persons (or failed) finish now, unless queued behind others
-                writers.unit(done)
-    _run_batch(batches.rest(), model, batches, writers)
+                pool.unit(done)
+        _run_batch(batches.rest(), model, batches, pool)
 
 
 def _run_batch(batch: list[Queued], model: Callable[[list[PersonCrop]], Prediction], batches: Batches,
-               writers: Writers) -> None:
-    """A batch through the model, its persons' files written; then every unit that is done finishes."""
+               pool: WritePool) -> None:
+    """A batch through the model, its persons' files handed to the writers; then every unit that is
+    done finishes."""
     for queued, pred, row, model_s in predict_batch(batch, model):
-        writers.person(queued, pred, row, model_s)
+        pool.person(queued, pred, row, model_s)
     for unit in batches.done():
-        writers.unit(unit)
+        pool.unit(unit)
 
 
 def _write_video(path: Path, frames: list[Path], fps: float) -> None:

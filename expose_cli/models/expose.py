@@ -95,7 +95,7 @@ class Predictor:
 
     def __call__(self, batch: ModelInput) -> Prediction:
         with torch.inference_mode():
-            return self.predict(batch.to(self.device))
+            return self.predict(batch.to(self.device, non_blocking=True))  # pinned: asynchronous
 
     def _smplx(self, rotations: dict, betas: torch.Tensor, expression: torch.Tensor, keypoints_only: bool = False):
         return self.model.smplx(rotations, betas, expression, keypoints_only)
