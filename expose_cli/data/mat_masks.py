@@ -33,19 +33,16 @@ def extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """``(x0, y0, x1, y1)`` of a ``(H, W)`` mask's nonzero pixels (x1, y1 one past the last), or
     None when it has none. From the rows and columns that hold any (the same numbers as
     ``np.nonzero``, ~10x faster on a 1002x1000 mask)."""
-    rows, cols = mask.any(axis=1), mask.any(axis=0)
-    if not rows.any():
-        return None
-    y0, x0 = int(rows.argmax()), int(cols.argmax())
-    return x0, y0, len(cols) - int(cols[::-1].argmax()), len(rows) - int(rows[::-1].argmax())
+    return _bounds(mask.any(axis=0), mask.any(axis=1))
 
 
-def _bounds(any_rows: np.ndarray, any_cols: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(x0, y0, x1, y1)`` from a stored ``(W, H)`` mask's any-per-row (x) and any-per-column (y)."""
-    if not any_rows.any():
+def _bounds(any_x: np.ndarray, any_y: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` from whether each column (x) and each row (y) holds any foreground; a
+    stored ``(W, H)`` mask's any-per-row is ``any_x``."""
+    if not any_x.any():
         return None
-    x0, y0 = int(any_rows.argmax()), int(any_cols.argmax())
-    return x0, y0, len(any_rows) - int(any_rows[::-1].argmax()), len(any_cols) - int(any_cols[::-1].argmax())
+    x0, y0 = int(any_x.argmax()), int(any_y.argmax())
+    return x0, y0, len(any_x) - int(any_x[::-1].argmax()), len(any_y) - int(any_y[::-1].argmax())
 
 
 def _chunk_plan(dsid) -> tuple[int, int] | None:

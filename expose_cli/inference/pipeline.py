@@ -100,7 +100,6 @@ class Unit:
 NO_PERSON = box_utils.NO_PERSON
 
 
-_message = message
 
 
 def _to_float32(x, device=None):
@@ -145,23 +144,16 @@ def _units(items: list[InputItem], options: InferOptions, summary: Summary | Non
                 for index, frame in read_video_frames(item.path, options.every, options.max_frames):
                     yield Unit(item, folder / f"frame_{index:06d}", image=frame, frame=index, video_dir=folder)
             except Exception as exc:  # noqa: BLE001 - a bad video is reported, the rest go on
-                yield Unit(item, folder, error=_message(exc))
+                yield Unit(item, folder, error=message(exc))
 
 
-def _axis_angle(pred: Prediction) -> dict[str, torch.Tensor]:
-    """The batch's rotations as axis-angle, computed once per batch (not once per person)."""
-    cached = pred.__dict__.get("_axis_angle_batch")
-    if cached is None:  # two writer threads may both compute it: the same values
-        cached = pred.__dict__["_axis_angle_batch"] = pred.axis_angle()
-    return cached
-
-
-def _person_arrays(pred, i: int, box, crop, image_size, options: InferOptions, faces) -> dict:
-    """Everything saved for one person (numpy), with units in the names' docs (docs/infer.md)."""
+def _person_arrays(pred, axis_angle: dict, i: int, box, crop, image_size, options: InferOptions, faces) -> dict:
+    """Everything saved for one person (numpy), with units in the names' docs (docs/infer.md);
+    ``axis_angle`` is the batch's ``pred.axis_angle()``."""
     out = {}
     for name, rot in pred.rotations.items():
         out[f"{name}_rotmat"] = rot[i].cpu().numpy()
-    for name, aa in _axis_angle(pred).items():
+    for name, aa in axis_angle.items():
         out[f"{name}_aa"] = aa[i].cpu().numpy()
     out["betas"] = pred.betas[i].cpu().numpy()
     if pred.expression is not None:
@@ -283,7 +275,7 @@ def _submit(unit: Unit, options: InferOptions, spec: CropSpec, pool, local: Thre
         try:
             boxes = box_utils.boxes_for(options.boxes, unit.item.path, unit.item.root)
         except Exception as exc:  # noqa: BLE001
-            unit.error = f"finding persons failed: {_message(exc)}"
+            unit.error = f"finding persons failed: {message(exc)}"
             return _done(unit)
     path = unit.item.path if unit.image is None else None
     remote = None
@@ -306,7 +298,7 @@ def _finish_load(unit: Unit, remote: Future | None, boxes: list | None, spec: Cr
         except BrokenProcessPool:  # a worker died (killed, out of memory): loaded here instead
             loaded = load(unit.item.path if unit.image is None else None, unit.image, boxes, spec, detect)
         except Exception as exc:  # noqa: BLE001
-            loaded = Loaded(error=f"decoding worker failed: {_message(exc)}")
+            loaded = Loaded(error=f"decoding worker failed: {message(exc)}")
         if loaded.error is None and loaded.boxes is None:  # the main process's detector
             decode_s = loaded.timings.get("decode_s", 0.0)
             loaded = load(None, loaded.image, None, spec, detect)
@@ -403,7 +395,7 @@ def predict_batch(batch: list[Queued], model: Callable[[list[PersonCrop]], Predi
                 yield from predict_batch([q for q in batch if q.unit is unit], model)
             return
         for q in batch:
-            q.unit.error = q.unit.error or f"model failed: {_message(exc)}"
+            q.unit.error = q.unit.error or f"model failed: {message(exc)}"
             q.unit.processed += 1
         return
     per_person = (time.perf_counter() - t0) / len(batch)
@@ -424,16 +416,16 @@ class Writers:
     tracks: VideoTracks | None = None
     seen: dict[Path, int] = field(default_factory=dict)  # frames of each tracked sequence so far
 
-    def person(self, queued: Queued, pred: Prediction, row: int) -> PersonFiles:
+    def person(self, queued: Queued, pred: Prediction, axis_angle: dict, row: int) -> PersonFiles:
         """One person's files (``options.formats``); touches nothing shared (it runs in a pool)."""
         unit, t0 = queued.unit, time.perf_counter()
         out = PersonFiles()
         try:
-            out.arrays = _person_arrays(pred, row, unit.boxes[queued.person], queued.crop, unit.image.shape[:2],
+            out.arrays = _person_arrays(pred, axis_angle, row, unit.boxes[queued.person], queued.crop, unit.image.shape[:2],
                                         self.options, self.faces)
             out.files = _write_person(unit.out_dir, queued.person, out.arrays, self.options)
         except Exception as exc:  # noqa: BLE001
-            out.arrays, out.error = None, f"person {queued.person}: {_message(exc)}"
+            out.arrays, out.error = None, f"person {queued.person}: {message(exc)}"
         out.seconds = time.perf_counter() - t0
         return out
 
@@ -462,7 +454,7 @@ class Writers:
             try:  # video frames always get one (the plain frame without persons): the overlay video has them all
                 self.summary.add_overlay(unit, self._overlay(unit, track_ids))
             except Exception as exc:  # noqa: BLE001
-                unit.error = unit.error or f"rendering failed: {_message(exc)}"
+                unit.error = unit.error or f"rendering failed: {message(exc)}"
         unit.timings["write_s"] = unit.timings.get("write_s", 0.0) + time.perf_counter() - t0
         record = unit_record(unit)
         if track_ids is not None:
@@ -471,7 +463,7 @@ class Writers:
             try:
                 write_json_atomic(unit.out_dir / "result.json", record)
             except Exception as exc:  # noqa: BLE001
-                record["error"] = f"writing result.json failed: {_message(exc)}"
+                record["error"] = f"writing result.json failed: {message(exc)}"
         unit.image = None
         self.summary.add(record)
         return record
@@ -518,7 +510,7 @@ class Writers:
                 video["tracks"] = len(record["tracks"])
                 video["tracks_file"] = str(folder / "tracks.json")
             except Exception as exc:  # noqa: BLE001
-                video["error"] = f"tracks failed: {_message(exc)}"
+                video["error"] = f"tracks failed: {message(exc)}"
 
     def videos(self) -> None:
         """Each video's frame overlays as ``overlay.mp4`` in its folder; a failure is the video's error."""
@@ -529,7 +521,7 @@ class Writers:
                 _write_video(path, sorted(frames), video.get("fps", 25.0))
                 video["overlay"] = str(path)
             except Exception as exc:  # noqa: BLE001
-                video["error"] = f"overlay video failed: {_message(exc)}"
+                video["error"] = f"overlay video failed: {message(exc)}"
 
 
 @dataclass
@@ -571,10 +563,10 @@ class WritePool:
         self.waiting: deque[Future] = deque()
         self.stopped = threading.Event()
 
-    def person(self, queued: Queued, pred: Prediction, row: int, model_s: float) -> None:
+    def person(self, queued: Queued, pred: Prediction, axis_angle: dict, row: int, model_s: float) -> None:
         unit = queued.unit
         unit.timings["model_s"] = unit.timings.get("model_s", 0.0) + model_s
-        unit.pending.append(_call(self.files, self.writers.person, queued, pred, row))
+        unit.pending.append(_call(self.files, self.writers.person, queued, pred, axis_angle, row))
         unit.processed += 1
 
     def unit(self, unit: Unit) -> None:
@@ -726,8 +718,11 @@ def _run_batch(batch: list[Queued], model: Callable[[list[PersonCrop]], Predicti
                pool: WritePool) -> None:
     """A batch through the model, its persons' files handed to the writers; then every unit that is
     done finishes."""
-    for queued, pred, row, model_s in predict_batch(batch, model):
-        pool.person(queued, pred, row, model_s)
+    last, axis_angle = None, {}
+    for queued, pred, row, model_s in predict_batch(batch, model):  # a prediction's rows come together
+        if pred is not last:  # its rotations as axis-angle once per prediction, not once per person
+            last, axis_angle = pred, pred.axis_angle()
+        pool.person(queued, pred, axis_angle, row, model_s)
     for unit in batches.done():
         pool.unit(unit)
 

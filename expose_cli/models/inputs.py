@@ -67,19 +67,18 @@ class ModelInput:
     box_size: torch.Tensor  # [B]
     full_images: torch.Tensor | None = None  # [B, 3, H, W], zero-padded at the bottom/right
 
+    def _map(self, fn) -> ModelInput:
+        """``fn`` applied to every tensor (``full_images`` may be None)."""
+        tensors = (self.img, self.crop_transform, self.box_size, self.full_images)
+        return ModelInput(*(None if t is None else fn(t) for t in tensors))
+
     def to(self, device, non_blocking: bool = False) -> ModelInput:
         """On ``device``; ``non_blocking``: an asynchronous copy (from pinned memory to a GPU)."""
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=non_blocking)
-
-        return ModelInput(move(self.img), move(self.crop_transform), move(self.box_size), move(self.full_images))
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> ModelInput:
         """In page-locked memory, so a copy to a GPU can overlap with other work."""
-        def pin(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.pin_memory()
-
-        return ModelInput(pin(self.img), pin(self.crop_transform), pin(self.box_size), pin(self.full_images))
+        return self._map(torch.Tensor.pin_memory)
 
 
 def collate(crops: list[PersonCrop], device: torch.device | str | None = None) -> ModelInput:
