@@ -6,7 +6,11 @@ the exported graphs and the backends must give its vertices within 0.5 mm.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
+import onnx  # make install gives the onnx, onnxruntime and openvino extras (tests/test_install.py)
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -15,8 +19,6 @@ from expose_cli.io.paths import DataTree
 from expose_cli.models import build_predictor, collate, crop_person, load_net
 from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
 
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install 'expose-cli[onnx]')")
-onnx = pytest.importorskip("onnx", reason="onnx not installed (pip install 'expose-cli[onnx]')")
 
 HALF_MM = 5e-4  # metres
 
@@ -114,7 +116,7 @@ def test_foreign_or_too_new_graph_is_one_line(small_ckpts, tmp_path):
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_backends_give_torch_vertices(backend, small_ckpts, standin_tree):
-    pytest.importorskip(backend, reason=f"{backend} not installed")
+    importlib.import_module(backend)  # installed by make install: a missing one fails, never skips
     from expose_cli.inference.backends import make_predictor
 
     kind = "expose" if backend == "onnxruntime" else "body"  # the full model's three backbones once

@@ -10,9 +10,7 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("expose_cli.training.synth")
-
-from expose_cli.training.synth import write_synth  # noqa: E402
+from expose_cli.training.synth import write_synth
 
 SMALL_BODY = ["--set", "body.hrnet_width=8", "--set", "body.feature_dim=64", "--set", "body.hidden=[32,32]"]
 

@@ -14,9 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("expose_cli.training.synth")
-
-from expose_cli.training.synth import write_synth  # noqa: E402
+from expose_cli.training.synth import write_synth
 
 #: kind -> (training samples, steps, batch size, lr). Measured 2026-11-30 (docs/train.md, "Measured
 #: figures"): held-out PA-MPJPE lower than the mean pose's by body 48% (1 thread: 62%), hand 56%,

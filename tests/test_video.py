@@ -75,8 +75,6 @@ class _ConstantDetector(torch.nn.Module):
 
 
 def _export_detector(path: Path, size=(320, 320)) -> None:
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
     torch.onnx.export(_ConstantDetector(), (torch.zeros(1, 3, *size),), str(path), input_names=["input"],
                       output_names=["dets", "labels"], dynamic_axes={"input": {0: "batch"}}, opset_version=17,
                       dynamo=False)
@@ -99,7 +97,6 @@ def test_onnx_detector_end_to_end(tmp_path):
 
 
 def test_onnx_detector_bad_files(tmp_path):
-    pytest.importorskip("onnxruntime")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not a protobuf")
     with pytest.raises(ExposeError, match="not a usable ONNX model") as info:
@@ -405,7 +402,6 @@ class _TwoPersons(torch.nn.Module):
 
 
 def test_video_tracks_smoothing_and_motion_files(infer_tree, tmp_path, run_cli):
-    pytest.importorskip("onnxruntime")
     model = tmp_path / "two.onnx"
     torch.onnx.export(_TwoPersons(), (torch.zeros(1, 3, 320, 320),), str(model), input_names=["input"],
                       output_names=["dets", "labels"], dynamo=False)
