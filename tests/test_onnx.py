@@ -19,7 +19,6 @@ from expose_cli.io.paths import DataTree
 from expose_cli.models import build_predictor, collate, crop_person, load_net
 from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
 
-
 HALF_MM = 5e-4  # metres
 
 
