@@ -1,6 +1,6 @@
 """The GPU figures of docs/train.md and docs/infer.md in one run: prints ONE JSON on stdout.
 
-    python benchmarks/gpu_check.py [--json out.json]     # one CUDA GPU, under 8 minutes
+    python benchmarks/gpu_check.py [--json out.json]     # one CUDA GPU (sized for 8 minutes; not yet run on one)
     python benchmarks/gpu_check.py --dry-run             # CPU, tiny sizes and steps (tests/test_gpu_check.py)
     make gpu-check
 
