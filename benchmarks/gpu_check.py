@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -63,11 +63,12 @@ class Plan:
     train_workers: int = 6
     worker_counts: tuple[int, ...] = (1, 2, 4, 8)
     loader_batches: int = 15
-    infer_images: int = 64
+    infer_images: int = 256
     infer_workers: int | None = None  # as `expose infer` picks them
     model_batch: int = 64
-    model_iters: int = 10
+    model_iters: int = 30
     tests: tuple[str, ...] = ()  # extra pytest arguments
+    run_tests: bool = True
 
 
 DRY = Plan(device="cpu", small=True, img_res=64, batch=2, precisions=("bf16",), warmup=0, steps=1, val_every=1, samples=4, render=64,
@@ -186,14 +187,14 @@ def train_figures(kind: str, precision: str, plan: Plan, data: dict, out: Path, 
     tic = time.perf_counter()
     trainer.fit()
     wall = time.perf_counter() - tic
-    ran = len(step_s)
-    finite = trainer.progress.skipped == 0 and all(math.isfinite(v) for v in trainer.last_parts.values())
+    ran, parts = len(step_s), getattr(trainer, "last_parts", {})  # no parts: every step was skipped
+    finite = trainer.progress.skipped == 0 and bool(parts) and all(math.isfinite(v) for v in parts.values())
     vals = list(trainer.history)
     return {"steps": ran, "batch": plan.batch, "precision": precision,
             "step_samples_per_s": round(ran * plan.batch / sum(step_s), 1),
             "run_samples_per_s": round(ran * plan.batch / max(wall - sum(val_s) - sum(save_s), 1e-9), 1),
             "peak_memory_mb": peak_memory_mb(), "losses_finite": finite,
-            "last_loss": round(trainer.last_parts["loss"], 4), "validations": len(vals),
+            "last_loss": round(parts["loss"], 4) if parts else None, "validations": len(vals),
             "validation_s": [round(v, 2) for v in val_s], "validation_metrics": vals,
             "checkpoint_s": round(sum(save_s), 1), "wall_s": round(wall, 1)}
 
@@ -295,7 +296,7 @@ def check(plan: Plan, work: Path, data_dir: Path | None) -> dict:
         tic = time.perf_counter()
         print(f"gpu_check: {name} done ({clock[name]} s)", file=sys.stderr, flush=True)
 
-    out["tests_gpu"] = run_tests(plan)
+    out["tests_gpu"] = run_tests(plan) if plan.run_tests else {"skipped": "--skip-tests"}
     lap("tests_gpu")
     data = prepare(plan, work, data_dir)
     lap("data")
@@ -330,12 +331,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes and steps (checks the script)")
     parser.add_argument("--data-dir", type=Path, help="a data tree with the (stand-in) body models")
     parser.add_argument("--json", type=Path, help="also write the JSON here")
+    parser.add_argument("--skip-tests", action="store_true", help="leave tests/test_gpu.py out (run it with pytest)")
     args = parser.parse_args(argv)
-    plan = DRY if args.dry_run else Plan()
+    plan = replace(DRY if args.dry_run else Plan(), run_tests=not args.skip_tests)
     if not args.dry_run and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device; run it on a GPU machine, or pass --dry-run")
     with tempfile.TemporaryDirectory(prefix="expose-gpu-check-") as tmp:
-        result = {**header(plan, args.dry_run), **check(plan, Path(tmp), args.data_dir)}
+        result = {**header(plan, args.dry_run), "plan": asdict(plan), **check(plan, Path(tmp), args.data_dir)}
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:
