@@ -25,9 +25,9 @@ def load_gpu_check():
 
 def test_gpu_check_dry_run_prints_one_json_with_every_section(standin_tree, tmp_path, capsys):
     gpu_check = load_gpu_check()
-    result = gpu_check.main(["--dry-run", "--data-dir", str(standin_tree), "--json", str(tmp_path / "out.json")])
-    printed = json.loads(capsys.readouterr().out)  # stdout is the JSON alone
-    assert printed == result == json.loads((tmp_path / "out.json").read_text())
+    gpu_check.main(["--dry-run", "--data-dir", str(standin_tree), "--json", str(tmp_path / "out.json")])
+    result = json.loads(capsys.readouterr().out)  # stdout is the JSON alone
+    assert result == json.loads((tmp_path / "out.json").read_text())
     plan = gpu_check.DRY
     assert result["dry_run"] is True and result["gpu"] is None
     tests = result["tests_gpu"]
