@@ -4,7 +4,7 @@ PIP ?= $(PYTHON) -m pip
 # their CUDA build of torch first; `make install` then keeps it.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test lint bench demo clean
+.PHONY: install test lint bench gpu-check demo clean
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null && echo "torch already installed: $$($(PYTHON) -c 'import torch; print(torch.__version__)')" \
@@ -19,6 +19,10 @@ lint:
 
 bench:
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; OMP_NUM_THREADS=2 $(PYTHON) $$b || exit 1; done
+
+# One CUDA GPU, under 8 minutes: tests/test_gpu.py and the GPU figures of docs/train.md and docs/infer.md, as one JSON.
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py --json gpu_check.json
 
 demo:
 	$(PYTHON) -m expose_cli.cli.app demo

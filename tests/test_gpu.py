@@ -6,6 +6,8 @@ Skipped where torch sees no CUDA device (CI); run them on a GPU machine with
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -116,3 +118,28 @@ def test_infer_pipeline_on_the_gpu_equals_the_cpu(infer_tree, tmp_path):
         out[device] = [np.load(tmp_path / device / str(i) / "person_00.npz")["vertices"] for i in range(3)]
     for a, b in zip(out["cpu"], out["cuda"], strict=True):  # cuDNN/TF32 kernels: as the model test above
         assert np.abs(a - b).max() < 2e-3
+
+
+def test_train_with_validation_on_the_gpu(run_cli, standin_tree, tmp_path):
+    """`expose --device cuda train` with a validation each epoch: the model is on the GPU, the
+    validation's batches must go there too (it wraps the training model in a Predictor), twice."""
+    from expose_cli.testing.raw_datasets import write_freihand
+    from expose_cli.training.synth import write_synth
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for entry in standin_tree.iterdir():
+        (data / entry.name).symlink_to(entry)
+    write_freihand(data / "datasets" / "FreiHand", unique=5, eval_samples=3)
+    assert run_cli("--data-dir", data, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0
+    h5 = write_synth(tmp_path / "synth", "hand", 4, DataTree(data), seed=0, size=64)
+    small = ["--set", "hand.resnet_width=8", "--set", "hand.hidden=[32,32]", "--set", f"data.members=['{h5}']",
+             "--set", "data.img_res=64", "--set", "train.val_limit=3"]
+    res = run_cli("--data-dir", data, "--device", "cuda", *small, "train", "hand", "--out", tmp_path / "h",
+                  "--init", "none", "--epochs", "2", "--val-every", "1", "--batch-size", "2", "--workers", "0",
+                  "--precision", "bf16")
+    assert res.exit_code == 0, res.output
+    log = [json.loads(x) for x in (tmp_path / "h" / "log.jsonl").read_text().splitlines()]
+    val = [r for r in log if r["type"] == "val"]
+    assert [r["epoch"] for r in val] == [1, 2] and all(np.isfinite(r["PA-MPJPE"]) for r in val)
+    assert (tmp_path / "h" / "best.pth").is_file()

@@ -98,11 +98,10 @@ class BackendPredictor(Predictor):
 
 
 def _torch_autocast_runner(predictor: Predictor, name: str, precision: str) -> Callable:
-    device_type = predictor.device.type
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
 
     def run(img: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type, dtype=dtype):
+        with torch.autocast(predictor.device.type, dtype=dtype):  # where the weights are now
             features = Predictor._features(predictor, name, img)
         return features.float()
 

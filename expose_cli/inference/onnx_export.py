@@ -31,6 +31,7 @@ from torch import nn
 
 from expose_cli import __version__
 from expose_cli.errors import ExposeError
+from expose_cli.models.model import module_device
 from expose_cli.utils.atomic import atomic_path
 
 #: The opset written by default: opset 17 is read by onnxruntime >= 1.13 and OpenVINO >= 2022.3.
@@ -117,7 +118,7 @@ def export_module(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: l
 def export_network(net, spec: NetworkSpec, path: Path, opset: int = DEFAULT_OPSET, role: str = "network") -> Path:
     """One network of ``net`` (``role="network"``: backbone + head; ``"backbone"``: features only)."""
     backbone, head = getattr(net, spec.prefix + "backbone"), getattr(net, spec.prefix + "head")
-    img = torch.zeros(2, 3, spec.img_res, spec.img_res)
+    img = torch.zeros(2, 3, spec.img_res, spec.img_res, device=module_device(backbone))  # where the weights are
     meta = {"expose.kind": net.cfg.kind, "expose.network": spec.name, "expose.role": role,
             "expose.img_res": str(spec.img_res), "expose.version": __version__,
             "expose.config": json.dumps(net.cfg.to_dict())}

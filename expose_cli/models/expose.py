@@ -21,6 +21,7 @@ from expose_cli.models.model import (
     SMPLX_PARENTS,
     ExPoseModel,
     Prediction,
+    module_device,
 )
 from expose_cli.models.network import ExPoseNet
 
@@ -40,7 +41,6 @@ class Predictor:
         self.model.net.eval()
         self.fuse = fuse
         self._fused: dict[str, tuple[list, list, nn.Module]] = {}  # name -> (weights, their versions, fused copy)
-        self.device = torch.device("cpu")
 
     # The wrapped module's parts, under the names callers used before the module existed.
     net = property(lambda self: self.model.net)
@@ -48,6 +48,12 @@ class Predictor:
     j14 = property(lambda self: self.model.j14)
     parents = property(lambda self: self.model.parents)
     kind = property(lambda self: self.model.kind)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the networks' weights are (derived from them, never stored: a model moved by
+        ``predictor.model.to(...)`` or wrapped while already on a GPU gets its batches there)."""
+        return self.model.device
 
     @property
     def img_res(self) -> int:
@@ -69,11 +75,13 @@ class Predictor:
         module = getattr(self.net, name)
         if self.net.training or not self.fuse:
             return module
-        # An optimiser step, load_state_dict or an in-place edit bumps a weight's version counter:
-        # the copy is then made again. Comparing the counters of the tensors listed when the copy
-        # was made costs ~0.2 ms a call; listing them anew (module.parameters()) would cost ~3 ms.
+        # An optimiser step, load_state_dict or an in-place edit bumps a weight's version counter, and
+        # ``model.to(...)`` moves the weights but not the copy: the copy is then made again. Comparing
+        # the counters of the tensors listed when the copy was made costs ~0.2 ms a call; listing
+        # them anew (module.parameters()) would cost ~3 ms.
         cached = self._fused.get(name)
-        if cached is None or any(t._version != v for t, v in zip(cached[0], cached[1], strict=True)):
+        moved = cached is not None and module_device(cached[2]) != self.device  # the model went elsewhere
+        if cached is None or moved or any(t._version != v for t, v in zip(cached[0], cached[1], strict=True)):
             from torch.fx.experimental.optimization import fuse
 
             tensors = [*module.parameters(), *module.buffers()]
@@ -88,9 +96,9 @@ class Predictor:
         return self.backbone(name)(img.contiguous(memory_format=torch.channels_last))
 
     def to(self, device) -> Predictor:
-        self.device = torch.device(device)
+        """The networks and body model moved to ``device`` (:attr:`device` follows them)."""
         self._fused = {}
-        self.model.to(self.device)
+        self.model.to(torch.device(device))
         return self
 
     def __call__(self, batch: ModelInput) -> Prediction:

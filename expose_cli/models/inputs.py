@@ -95,7 +95,9 @@ def collate(crops: list[PersonCrop], device: torch.device | str | None = None) -
     if all(c.full_image is not None for c in crops):
         full = _full_images(crops, device)
     if device.type != "cpu":
-        small = ModelInput(img, transforms, sizes).pin_memory().to(device, non_blocking=True)
+        small = ModelInput(img, transforms, sizes)
+        small = small.pin_memory() if device.type == "cuda" else small  # pinning helps CUDA copies only
+        small = small.to(device, non_blocking=True)
         img, transforms, sizes = small.img, small.crop_transform, small.box_size
     return ModelInput(img, transforms, sizes, full)
 

@@ -32,6 +32,16 @@ SMPLX_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 1
 FeatureFn = Callable[[str, torch.Tensor], torch.Tensor]
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module`` runs: the device of its first parameter (else buffer; the CPU when it holds
+    neither). Derived each time, never stored, so it follows every ``.to()`` / ``.cuda()``."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
 @dataclass
 class Prediction:
     """Everything a model predicts for a batch of B persons.
@@ -94,6 +104,11 @@ class ExPoseModel(nn.Module):
     @property
     def kind(self) -> str:
         return self.net.kind
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the networks' weights (derived: it follows ``.to()``)."""
+        return module_device(self.net)
 
     def train(self, mode: bool = True) -> ExPoseModel:
         """Networks per :meth:`ExPoseNet.train`; the body models stay in eval mode."""

@@ -167,7 +167,7 @@ def _set_in(obj: Any, names: list[str], value: Any, where: str) -> Any:
             raise ExposeError(f"unknown config field {where}")
         new = _set_in(current, names[1:], value, where)
     else:
-        if isinstance(value, list) and isinstance(current, tuple) and current and isinstance(current[0], str):
+        if isinstance(value, list) and isinstance(current, tuple) and _holds_strings(obj, names[0]):
             new = tuple(str(v) for v in value)
         else:
             new = _coerce(current, value, where)
@@ -179,6 +179,15 @@ def _set_in(obj: Any, names: list[str], value: Any, where: str) -> Any:
         return obj
     setattr(obj, names[0], new)
     return obj
+
+
+def _holds_strings(obj: Any, name: str) -> bool:
+    """Field ``name`` of dataclass ``obj`` is a ``tuple[str, ...]`` (also when it is empty now)."""
+    current = getattr(obj, name)
+    if current:
+        return isinstance(current[0], str)
+    kind = next(f.type for f in dataclasses.fields(obj) if f.name == name)
+    return "str" in str(kind)
 
 
 def set_field(cfg: RunConfig, key: str, value: Any) -> None:

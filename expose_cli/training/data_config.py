@@ -47,12 +47,18 @@ class DataConfig:
     ``X`` reads ``preprocessed_datasets/X_train.h5``, and a path ending in ``.h5`` is used as is).
     ``ratios``: mixing weights, one per member (normalised by their sum).
     ``img_res``: the square crop side (px). ``augment``: :class:`AugmentConfig`.
+    ``skip_keypoints2d``: members (as written in ``members``) whose 2D keypoints are not trained:
+    each of their samples has its ``keypoints2d`` zeroed and ``has_keypoints2d`` 0. The seed's
+    Human3.6M file has no 2D keypoints (MMHuman3D's ``h36m_smplx`` converter computes them but does
+    not store them), so by default ``h36m_smplx`` trains 3D keypoints only, as there;
+    ``--set data.skip_keypoints2d=[]`` trains every member's 2D keypoints.
     """
 
     members: tuple[str, ...] = ("curated_fits", "spin_smplx", "h36m_smplx")
     ratios: tuple[float, ...] = (0.08, 0.12, 0.80)
     img_res: int = 256
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    skip_keypoints2d: tuple[str, ...] = ("h36m_smplx",)
 
     def __post_init__(self) -> None:
         if len(self.members) != len(self.ratios):

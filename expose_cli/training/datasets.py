@@ -249,15 +249,23 @@ class TrainDataset(Dataset):
                 row = int(rng.integers(len(member)))
         sample = make_sample(rec, src, self.cfg.augment, self.cfg.img_res, rng,
                              with_full_image=self.kind == "expose", train=self.train)
+        if member.name in self.cfg.skip_keypoints2d:  # as a file without 2D keypoints (the seed's H3.6M)
+            sample["keypoints2d"] = torch.zeros_like(sample["keypoints2d"])
+            sample["has_keypoints2d"] = torch.zeros_like(sample["has_keypoints2d"])
         sample["dataset_index"] = torch.tensor(m, dtype=torch.int64)
         sample["sample_index"] = torch.tensor(row, dtype=torch.int64)
         sample["skipped"] = torch.tensor(skipped, dtype=torch.int64)
         return sample
 
 
-def build_train_dataset(cfg: DataConfig, data_dir: Path, kind: str, seed: int, images: str = "auto") -> TrainDataset:
-    """The training dataset of ``cfg`` for model ``kind`` under ``data_dir`` (the data tree)."""
-    return TrainDataset(cfg, Path(data_dir), kind, seed, images)
+def build_train_dataset(cfg: DataConfig, data_dir: Path, kind: str, seed: int, images: str = "auto",
+                        augment: bool = True) -> TrainDataset:
+    """The training dataset of ``cfg`` for model ``kind`` under ``data_dir`` (the data tree).
+
+    ``augment=False``: evaluation-style samples, exactly what the network is fed without the random
+    steps (the stored box's crop, no jitter, flip, scale, rotation, noise or low-res): the same
+    sample for every epoch and draw."""
+    return TrainDataset(cfg, Path(data_dir), kind, seed, images, train=augment)
 
 
 def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -177,7 +177,7 @@ class Trainer:
     def step(self, batch: dict) -> dict[str, float] | None:
         """One optimisation step; ``None`` when the loss was not finite (the step is skipped)."""
         t = self.cfg.train
-        batch = to_device(batch, self.info.device)
+        batch = to_device(batch, self.model.device)  # where the weights are, whatever moved them
         with autocast_context(t.precision, self.info.device):
             pred = self.ddp(model_input(batch))
             terms = compute_losses(pred, batch, self.cfg.loss)

@@ -71,7 +71,7 @@ def heldout_errors(model, loader, mean_pose: bool = False, exclude: np.ndarray |
     from expose_cli.training.objective import model_input
 
     errors: list[float] = []
-    device = next(model.net.parameters()).device
+    device = model.device  # where the weights are (derived from them)
     with torch.inference_mode():
         for batch in loader:
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
