@@ -102,7 +102,7 @@ class Browser:
         start = len(self.events)
         self.call("Page.navigate", {"url": url}, session)
         deadline = time.monotonic() + timeout
-        while not self.evaluate(session, f"!!({ready})"):
+        while not self.evaluate(session, f"!!(document.body && window.exposeView && ({ready}))"):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)

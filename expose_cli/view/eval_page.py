@@ -9,31 +9,21 @@ from pathlib import Path
 
 import numpy as np
 
+from expose_cli.evaluation.report import CAMERA, place_in_front
 from expose_cli.view.data import b64_f32, url, write_item
 from expose_cli.view.infer_page import Faces
 
 BINS = 30
-ERROR_MESH_CAMERA = {"focal": 1000.0, "size": [720, 540]}  # the virtual camera the error mesh is seen with (px)
 
 
 def histogram(values, bins: int = BINS) -> tuple[list[float], list[int]]:
-    """Bin edges and counts of the finite ``values`` (one bin when they are all the same)."""
-    v = np.asarray(values, dtype=np.float64)
+    """Bin edges and counts of the finite ``values`` (``None``: not finite); one bin when all are equal."""
+    v = np.array([np.nan if x is None else x for x in values], dtype=np.float64)
     v = v[np.isfinite(v)]
     if v.size == 0:
         return [0.0, 1.0], [0]
     counts, edges = np.histogram(v, bins=bins if v.max() > v.min() else 1)
     return edges.tolist(), counts.tolist()
-
-
-def place_in_front(vertices: np.ndarray, camera: dict = ERROR_MESH_CAMERA, fill: float = 0.8) -> np.ndarray:
-    """``vertices`` (metres, y down) centred on the optical axis at the depth where their height fills
-    ``fill`` of the virtual camera's image height."""
-    v = np.asarray(vertices, np.float64)
-    centre = (v.max(0) + v.min(0)) / 2
-    extent = max(float(np.ptp(v[:, 1])), float(np.ptp(v[:, 0])) * camera["size"][0] / camera["size"][1], 1e-3)
-    depth = camera["focal"] * extent / (fill * camera["size"][0]) + float(np.ptp(v[:, 2])) / 2
-    return v - centre + np.array([0.0, 0.0, depth])
 
 
 def error_mesh(root: Path, report: dict, faces: Faces) -> dict | None:
@@ -48,7 +38,7 @@ def error_mesh(root: Path, report: dict, faces: Faces) -> dict | None:
                                     "errors": b64_f32(errors)})
     return {"key": "error_mesh", "title": f"sample {info['sample']}", "unit": info.get("unit", "mm"),
             "note": info.get("note", ""), "scale": float(np.percentile(finite, 95)) if finite.size else 1.0,
-            **ERROR_MESH_CAMERA}
+            **CAMERA}
 
 
 def eval_manifest(root: Path) -> dict:

@@ -200,16 +200,32 @@
     return load(key).then(function (d) { return new Uint32Array(bytes(d.faces)); });
   }
 
-  function paramTable(params) {
+  var FIRST = ["camera_translation", "focal_length", "bbox_xyxy", "bbox_score", "betas", "expression", "global_orient_aa"];
+
+  function paramTable(params, names) {  // the camera, box and shape first; the rest folded below
     var table = el("table", { "class": "params" });
-    Object.keys(params).forEach(function (name) {
-      var tr = el("tr");
-      var value = params[name];
-      tr.appendChild(el("th", {}, name));
-      tr.appendChild(el("td", {}, Array.isArray(value) ? JSON.stringify(value).replace(/,/g, ", ") : String(value)));
-      table.appendChild(tr);
-    });
+    var rest = Object.keys(params).filter(function (n) { return FIRST.indexOf(n) < 0; });
+    if (!names) {
+      names = FIRST.filter(function (n) { return n in params; });
+      if (rest.length) {
+        var more = el("details"), wrap = el("div");
+        more.appendChild(el("summary", {}, "all " + Object.keys(params).length + " parameters"));
+        more.appendChild(paramTable(params, rest));
+        wrap.appendChild(table);
+        wrap.appendChild(more);
+        names.forEach(function (name) { table.appendChild(paramRow(name, params[name])); });
+        return wrap;
+      }
+    }
+    names.forEach(function (name) { table.appendChild(paramRow(name, params[name])); });
     return table;
+  }
+
+  function paramRow(name, value) {
+    var tr = el("tr");
+    tr.appendChild(el("th", {}, name));
+    tr.appendChild(el("td", {}, Array.isArray(value) ? JSON.stringify(value).replace(/,/g, ", ") : String(value)));
+    return tr;
   }
 
   /* -- infer: an image's persons over the photo ------------------------------------------------ */
@@ -356,7 +372,7 @@
   }
 
   function lineChart(title, series) {
-    var box = el("figure", { "class": "chart" }), c = el("canvas", { width: 520, height: 240 });
+    var box = el("figure", { "class": "chart" }), c = el("canvas", { width: 480, height: 220 });
     box.appendChild(el("figcaption", {}, title));
     box.appendChild(c);
     var names = Object.keys(series), all = [];
@@ -377,7 +393,7 @@
       });
       if (series[n].length === 1) ctx.arc(pad + (series[n][0][0] - x0) / (x1 - x0) * (w - pad - 8), 8 + (1 - (series[n][0][1] - y0) / (y1 - y0)) * (h - pad - 8), 3, 0, 7);
       ctx.stroke();
-      var tag = el("span", {}, n + " (last " + fmt(series[n][series[n].length - 1][1], 4) + ")");
+      var tag = el("span", {}, n + " (last " + Number(series[n][series[n].length - 1][1]).toPrecision(4) + ")");
       tag.style.borderLeft = "0.8em solid " + colour;
       legend.appendChild(tag);
     });

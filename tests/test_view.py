@@ -1,0 +1,159 @@
+"""`expose view`: the page of each kind of output folder, built from stand-in runs and loaded from
+``file://`` in headless Chromium (one browser for all pages): the 3D canvas drew the expected
+meshes (their count in the scene, and pixels drawn), the charts drew, no console error, no request
+off the machine. Screenshots are kept in ``tmp_path`` (``EXPOSE_VIEW_SHOTS=DIR`` copies them there)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.browser import LOCAL, Browser, chromium
+from tests.test_infer import _image
+
+BROWSER = chromium()
+needs_browser = pytest.mark.skipif(BROWSER is None, reason="no chromium on this machine (Debian: apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    b = Browser(BROWSER, tmp_path_factory.mktemp("chromium-profile"))
+    yield b
+    b.close()
+
+
+def _video(path: Path, frames: int = 3) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (200, 160))
+    for i in range(frames):
+        writer.write(np.full((160, 200, 3), 90 + 30 * i, np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def infer_runs(infer_tree, tmp_path_factory):
+    """Two infer folders of the stand-in model: two images (two persons in one, one in the other)
+    rendered with a side view, and a 3-frame video (one track)."""
+    from expose_cli.cli.app import main
+
+    tmp = tmp_path_factory.mktemp("view_infer")
+    _image(tmp / "pair.jpg", 240, 320)
+    _image(tmp / "one.jpg", 200, 160, seed=2)
+    (tmp / "b.json").write_text(json.dumps({"pair.jpg": [[20, 20, 150, 230], [170, 30, 300, 230]],
+                                            "one.jpg": [[10, 10, 150, 190]]}))
+    common = ["--data-dir", str(infer_tree), "-q", "infer", "--render", "--format", "npz"]
+    assert main([*common, str(tmp / "pair.jpg"), str(tmp / "one.jpg"), "--boxes", str(tmp / "b.json"),
+                 "--views", "90", "--out", str(tmp / "images")]) == 0
+    assert main([*common, str(_video(tmp / "walk.avi")), "--detector", "full-image", "--out", str(tmp / "video")]) == 0
+    return tmp / "images", tmp / "video"
+
+
+def _shots(tmp_path: Path, name: str) -> Path:
+    shot = tmp_path / f"{name}.png"
+    return shot
+
+
+def _keep(shot: Path) -> None:
+    target = os.environ.get("EXPOSE_VIEW_SHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(target) / shot.name)
+
+
+def _check_clean(result: dict) -> None:
+    assert result["ready"], result
+    assert result["console_errors"] == [] and result["errors"] == [], result
+    assert all(u.startswith(LOCAL) for u in result["requests"]), result["requests"]
+
+
+@needs_browser
+def test_infer_image_and_video_pages(infer_runs, browser, run_cli, tmp_path):
+    images, video = infer_runs
+    for folder in (images, video):
+        res = run_cli("view", folder, "--no-open")
+        assert res.exit_code == 0, res.output
+    ready = "document.body.dataset.stage === 'ready'"
+    shot = _shots(tmp_path, "infer-image")
+    result = browser.open((images / "index.html").as_uri() + "#image=0", ready, shot)
+    _check_clean(result)
+    assert result["meshes"] == 2 and result["painted"] > 500, result  # pair.jpg: two persons drawn
+    _keep(shot)
+    shot = _shots(tmp_path, "infer-video")
+    result = browser.open((video / "index.html").as_uri() + "#video=0&frame=2", ready, shot)
+    _check_clean(result)
+    assert result["meshes"] == 1 and result["painted"] > 500, result
+    assert any(u.endswith("video_0000_00000.js") for u in result["requests"])  # frames' meshes read when shown
+    _keep(shot)
+    gallery = _shots(tmp_path, "infer-gallery")
+    result = browser.open((images / "index.html").as_uri(), "document.body.dataset.state === 'ready'", gallery)
+    _check_clean(result)
+    assert result["meshes"] == 0 and not any("/data/image_" in u for u in result["requests"])  # lazily: none yet
+    _keep(gallery)
+
+
+def _train_log(folder: Path, steps: int = 40) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for step in range(1, steps + 1):
+        lines.append({"type": "train", "epoch": step // 20, "step": step, "lr": 1e-4 * (0.5 if step > 30 else 1.0),
+                      "samples_per_s": 11.5, "skipped": 0, "total": 5.0 / step, "body_pose": 2.0 / step, "betas": 0.1})
+        if step % 20 == 0:
+            lines.append({"type": "val", "epoch": step // 20, "step": step, "v2v_mm": 90.0 - step, "pa_mpjpe_mm": 70.0 - step / 2})
+    (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+@needs_browser
+def test_train_page(browser, run_cli, tmp_path):
+    run = tmp_path / "run"
+    _train_log(run)
+    assert run_cli("view", run, "--no-open").exit_code == 0
+    manifest = (run / ".view" / "manifest.js").read_text()
+    assert '"lr":[[1.0,0.0001]' in manifest.replace(" ", "")  # step 1's learning rate
+    shot = _shots(tmp_path, "train")
+    result = browser.open((run / "index.html").as_uri(), "document.body.dataset.state === 'ready'", shot)
+    _check_clean(result)
+    assert result["charts"] == 4 and result["meshes"] == 0, result  # loss terms, lr, throughput, validation
+    _keep(shot)
+
+
+def test_view_refuses_a_folder_of_no_known_kind(run_cli, tmp_path):
+    res = run_cli("view", tmp_path, "--no-open")
+    assert res.exit_code == 2 and "summary.json, report.json or log.jsonl" in res.stderr
+    assert not (tmp_path / "index.html").exists()
+
+
+@pytest.fixture(scope="module")
+def eval_report(model_tree, tmp_path_factory):
+    """``expose eval ehf --report`` of the stand-in model on a 3-frame stand-in EHF."""
+    from expose_cli.cli.app import main
+    from expose_cli.testing.raw_datasets import write_ehf
+    from expose_cli.testing.trees import link_tree
+
+    root = link_tree(model_tree, tmp_path_factory.mktemp("view_eval_data"))
+    write_ehf(root / "datasets" / "EHF", frames=3)
+    assert main(["--data-dir", str(root), "-q", "preprocess", "ehf"]) == 0
+    folder = tmp_path_factory.mktemp("view_eval") / "report"
+    assert main(["--data-dir", str(root), "-q", "eval", "ehf", "--batch-size", "3", "--report", str(folder)]) == 0
+    return folder
+
+
+@needs_browser
+def test_eval_page(eval_report, browser, run_cli, tmp_path):
+    report = json.loads((eval_report / "report.json").read_text())
+    metric = report["worst"]["metric"]
+    values = report["per_sample"][metric]
+    assert [w["value"] for w in report["worst"]["samples"]] == sorted(values, reverse=True)  # all 3, worst first
+    mesh = np.load(eval_report / "error_mesh.npz")
+    assert mesh["errors"].shape == (mesh["vertices"].shape[0],) and mesh["errors"].max() > 0
+    assert run_cli("view", eval_report, "--no-open").exit_code == 0
+    shot = _shots(tmp_path, "eval")
+    result = browser.open((eval_report / "index.html").as_uri() + "#errors", "document.body.dataset.stage === 'ready'", shot)
+    _check_clean(result)
+    assert result["meshes"] == 1 and result["painted"] > 500 and result["charts"] == len(report["per_sample"]), result
+    _keep(shot)
