@@ -109,7 +109,7 @@ class Browser:
         figures = self.evaluate(session, "JSON.stringify({ready: !!(" + ready + "), meshes: exposeView.meshes(), "
                                          "painted: exposeView.painted(), charts: exposeView.charts(), "
                                          "errors: exposeView.errors})")
-        png = self.call("Page.captureScreenshot", {"format": "png"}, session)["data"]
+        png = self.call("Page.captureScreenshot", {"format": "png"}, session)["data"]  # the 1100 x 760 viewport
         screenshot.write_bytes(base64.b64decode(png))
         events = [e for e in self.events[start:] if e.get("sessionId") == session]
         self.call("Target.closeTarget", {"targetId": target})

@@ -173,6 +173,8 @@
     $("stage").hidden = false;
     $("stage-title").textContent = title;
     $("stage-controls").hidden = true;
+    $("stage-photo").hidden = false;
+    $("stage-backdrop").checked = true;
     $("side").textContent = "";
     $("stage-time").textContent = "";
     return s;
@@ -267,7 +269,7 @@
     if (!video) return;
     var s = openStage(video.name + " (" + video.frames.length + " frames, " + Object.keys(video.tracks).length + " tracks)");
     $("backdrop").removeAttribute("src");
-    $("stage-backdrop").checked = false;
+    $("stage-photo").hidden = true;
     $("stage-controls").hidden = false;
     var picture = el("img", { id: "frame-overlay", alt: "overlay" });
     $("side").appendChild(picture);
@@ -402,7 +404,7 @@
   }
 
   function histogram(title, edges, counts) {
-    var box = el("figure", { "class": "chart" }), c = el("canvas", { width: 360, height: 200 });
+    var box = el("figure", { "class": "chart small" }), c = el("canvas", { width: 250, height: 130 });
     box.appendChild(el("figcaption", {}, title));
     box.appendChild(c);
     var ctx = c.getContext("2d"), pad = 40, w = c.width, h = c.height, top = Math.max.apply(null, counts.concat([1]));
@@ -426,6 +428,7 @@
   /* -- eval: metric table, histograms, worst samples, the error-coloured mesh ------------------ */
   function evalPage(m, main) {
     $("subtitle").textContent = m.benchmark + ": " + m.num_samples + " sample(s). Protocol: " + (m.protocol || "");
+    var top = el("div", { "class": "columns" }), left = el("div"), right = el("div", { "class": "grow" });
     var table = el("table", { "class": "metrics" }), head = el("tr");
     ["metric", "unit", "ours", "published", "difference"].forEach(function (h) { head.appendChild(el("th", {}, h)); });
     table.appendChild(head);
@@ -435,19 +438,21 @@
         r.difference === null ? "" : (r.difference >= 0 ? "+" : "") + fmt(r.difference, digits)].forEach(function (v) { tr.appendChild(el("td", {}, v)); });
       table.appendChild(tr);
     });
-    main.appendChild(table);
-    var charts = el("div", { "class": "charts" });
-    m.histograms.forEach(function (hst) { charts.appendChild(histogram(hst.metric + " per sample (" + hst.unit + ")", hst.edges, hst.counts)); });
-    main.appendChild(el("h2", {}, "Per-sample errors"));
-    main.appendChild(charts);
+    left.appendChild(table);
     if (m.error_mesh) {
-      var link = el("a", { href: "#errors", "class": "button" }, "Mesh coloured by per-vertex error (" + m.error_mesh.title + ")");
-      main.appendChild(link);
+      left.appendChild(el("a", { href: "#errors", "class": "button" }, "Mesh coloured by per-vertex error (" + m.error_mesh.title + ")"));
     }
-    main.appendChild(el("h2", {}, "Worst samples by " + (m.worst_metric || "")));
-    main.appendChild(gallery(m.worst, function (w) {
+    right.appendChild(el("h2", {}, "Worst samples by " + (m.worst_metric || "")));
+    right.appendChild(gallery(m.worst, function (w) {
       return card(w.overlay, "#" + w.index + " " + w.name + ": " + fmt(w.value) + " " + (w.unit || ""), w.overlay || "#");
     }));
+    top.appendChild(left);
+    top.appendChild(right);
+    main.appendChild(top);
+    var charts = el("div", { "class": "charts" });
+    m.histograms.forEach(function (hst) { charts.appendChild(histogram(hst.metric + " (" + hst.unit + ")", hst.edges, hst.counts)); });
+    main.appendChild(el("h2", {}, "Per-sample errors"));
+    main.appendChild(charts);
   }
 
   function showErrors() {
@@ -455,6 +460,7 @@
     if (!info) return;
     var s = openStage("per-vertex error: " + info.title);
     $("backdrop").removeAttribute("src");
+    $("stage-photo").hidden = true;
     s.setCamera(info.focal, info.size);
     load(info.key).then(function (d) {
       return facesOf(d.faces).then(function (faces) {
@@ -487,10 +493,12 @@
     return n;
   }
 
-  function chartsDrawn() {  // chart canvases with at least one drawn pixel
+  function chartsDrawn() {  // chart canvases with a coloured (not grey: axes and labels are) pixel drawn
     return Array.prototype.filter.call(document.querySelectorAll("figure.chart canvas"), function (c) {
       var d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-      for (var i = 3; i < d.length; i += 4) if (d[i] > 0) return true;
+      for (var i = 0; i < d.length; i += 4) {
+        if (d[i + 3] > 128 && Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 40) return true;
+      }
       return false;
     }).length;
   }
