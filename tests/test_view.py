@@ -185,3 +185,55 @@ def test_eval_page(eval_report, browser, run_cli, tmp_path):
     _check_clean(result)
     assert result["meshes"] == 1 and result["painted"] > 500, result
     _keep(shot)
+
+
+def _data(path: Path) -> dict:
+    """A ``.view/data/<key>.js`` file's payload (``exposeViewData("key", {...});``)."""
+    text = path.read_text()
+    return json.loads(text[text.index(",") + 1:text.rindex(")")])
+
+
+def test_infer_page_data_round_trip(infer_runs, run_cli):
+    """Without a browser: the page's data hold each person's camera-frame vertices and triangles
+    exactly as infer saved them, and the manifest links the overlay and the photo relatively."""
+    import base64
+
+    images, video = infer_runs
+    assert run_cli("view", images, "--no-open").exit_code == 0
+    text = (images / ".view" / "manifest.js").read_text()
+    manifest = json.loads(text[text.index("(") + 1:text.rindex(")")])
+    entry = manifest["images"][0]
+    assert entry["overlay"] == "pair/overlay.png" and entry["persons"] == 2 and entry["size"] == [240, 320]
+    persons = _data(images / ".view" / "data" / f"{entry['key']}.js")["persons"]
+    for i, person in enumerate(persons):
+        saved = np.load(images / "pair" / f"person_{i:02d}.npz")
+        v = np.frombuffer(base64.b64decode(person["v"]), "<f4").reshape(-1, 3)
+        f = np.frombuffer(base64.b64decode(_data(images / ".view" / "data" / f"{person['faces']}.js")["faces"]), "<u4")
+        assert np.array_equal(v, saved["vertices_camera"]) and np.array_equal(f.reshape(-1, 3), saved["faces"])
+        assert person["params"]["camera_translation"] == pytest.approx(saved["camera_translation"].tolist(), abs=1e-4)
+    assert len({p["faces"] for p in persons}) == 1  # one triangle list for both persons
+
+
+def test_train_curves_thinned_and_bad_log(tmp_path, run_cli):
+    from expose_cli.view.train_page import MAX_POINTS, curves
+
+    records = [{"type": "train", "step": s, "loss": float(s)} for s in range(1, 5001)]
+    points = curves(records, "train")["loss"]
+    assert len(points) <= MAX_POINTS + 1 and points[0] == [1.0, 1.0] and points[-1] == [5000.0, 5000.0]
+    assert all(b[0] > a[0] for a, b in zip(points, points[1:], strict=False))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"type": "train", "step": 1, "loss": 1}\n{oops\n{"type": "train", "step": 2}\n')
+    res = run_cli("view", run, "--no-open")
+    assert res.exit_code != 0 and "line 2 is not JSON" in res.stderr and not (run / "index.html").exists()
+
+
+def test_place_in_front_fills_the_virtual_camera():
+    from expose_cli.evaluation.report import CAMERA, place_in_front
+
+    box = np.array([[x, y, z] for x in (-0.3, 0.3) for y in (-0.9, 0.9) for z in (-0.1, 0.1)]) + 5.0
+    v = place_in_front(box)
+    px = v[:, 1] / v[:, 2] * CAMERA["focal"]  # image rows from the centre, at each vertex's depth
+    front = v[:, 2] == v[:, 2].min()
+    assert np.ptp(v[:, :2], axis=0) == pytest.approx([0.6, 1.8]) and v[:, :2].mean(0) == pytest.approx([0, 0])
+    assert np.ptp(px[front]) == pytest.approx(0.8 * CAMERA["size"][0])  # the nearest face's height fills 80%

@@ -24,8 +24,8 @@ CAMERA = {"focal": 1000.0, "size": [720, 540]}  # the virtual camera a mesh alon
 
 
 def place_in_front(vertices: np.ndarray, camera: dict = CAMERA, fill: float = 0.8) -> np.ndarray:
-    """``vertices`` (metres, y down) centred on the optical axis of ``camera``, at the depth where
-    their height (or width) fills ``fill`` of its image."""
+    """``vertices`` (metres, y down) centred on the optical axis of ``camera``, as far away as makes
+    their height (or width, whichever fills more) at their nearest depth ``fill`` of its image."""
     v = np.asarray(vertices, np.float64)
     centre = (v.max(0) + v.min(0)) / 2
     h, w = camera["size"]

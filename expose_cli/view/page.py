@@ -40,7 +40,17 @@ def count_items(root: Path, kind: str) -> int:
 
 
 def build_manifest(root: Path, kind: str, on_item: Callable[[], None] | None = None) -> dict:
-    """The manifest of ``root`` (data files written on the way)."""
+    """The manifest of ``root`` (data files written on the way); a damaged or foreign file is one
+    error naming it."""
+    source = next(name for name, k in KINDS.items() if k == kind)
+    try:
+        return _manifest(root, kind, on_item)
+    except (ValueError, KeyError, TypeError, OSError) as exc:  # json's errors are ValueErrors
+        raise ExposeError(f"{root / source}: not a complete expose {kind} output ({type(exc).__name__}: {exc})",
+                          hint=f"give the folder of a finished expose {kind} run, or run it again") from None
+
+
+def _manifest(root: Path, kind: str, on_item: Callable[[], None] | None) -> dict:
     if kind == "infer":
         from expose_cli.view.infer_page import infer_manifest
 
