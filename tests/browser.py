@@ -108,6 +108,7 @@ class Browser:
             time.sleep(0.1)
         figures = self.evaluate(session, "JSON.stringify({ready: !!(" + ready + "), meshes: exposeView.meshes(), "
                                          "painted: exposeView.painted(), charts: exposeView.charts(), "
+                                         "cards: document.querySelectorAll('a.card').length, "
                                          "errors: exposeView.errors})")
         png = self.call("Page.captureScreenshot", {"format": "png"}, session)["data"]  # the 1100 x 760 viewport
         screenshot.write_bytes(base64.b64decode(png))

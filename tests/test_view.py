@@ -120,6 +120,20 @@ def test_infer_image_and_video_pages(infer_runs, browser, run_cli, tmp_path):
     _keep(gallery)
 
 
+@needs_browser
+def test_large_gallery_adds_cards_a_page_at_a_time(browser, run_cli, tmp_path):
+    """1,000 images: the page shows the first 60 cards, fetching none of their overlays' meshes."""
+    out = tmp_path / "many"
+    records = [{"input": str(tmp_path / f"img_{i:04d}.jpg"), "frame": None, "output": str(out / f"img_{i:04d}"),
+                "persons": 0, "files": [], "error": "no person found"} for i in range(1000)]
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps({"inputs": records, "failed": 0, "complete": True}))
+    assert run_cli("view", out, "--no-open").exit_code == 0
+    result = browser.open(out.as_uri() + "/index.html", "document.body.dataset.state === 'ready'", tmp_path / "many.png")
+    _check_clean(result)
+    assert result["cards"] == 60 and len(result["requests"]) == 5, result  # the page, its 3 scripts and its style
+
+
 def _train_log(folder: Path, steps: int = 40) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
