@@ -90,9 +90,10 @@ class Browser:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def open(self, url: str, ready: str, screenshot: Path, timeout: float = 30.0) -> dict:
+    def open(self, url: str, ready: str, screenshot: Path, timeout: float = 30.0, extra: str = "null") -> dict:
         """Load ``url`` in a new tab, wait until the JavaScript ``ready`` is true, save a PNG; returns
-        the page's ``exposeView`` figures, its console errors and every URL it requested."""
+        the page's ``exposeView`` figures, the value of the JavaScript ``extra``, its console errors
+        and every URL it requested."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
@@ -108,7 +109,7 @@ class Browser:
             time.sleep(0.1)
         figures = self.evaluate(session, "JSON.stringify({ready: !!(" + ready + "), meshes: exposeView.meshes(), "
                                          "painted: exposeView.painted(), charts: exposeView.charts(), "
-                                         "cards: document.querySelectorAll('a.card').length, "
+                                         "cards: document.querySelectorAll('a.card').length, extra: " + extra + ", "
                                          "errors: exposeView.errors})")
         png = self.call("Page.captureScreenshot", {"format": "png"}, session)["data"]  # the 1100 x 760 viewport
         screenshot.write_bytes(base64.b64decode(png))

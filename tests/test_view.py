@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from expose_cli.inference.render import render_overlay
 from tests.browser import LOCAL, Browser, chromium
 
 BROWSER = chromium()
@@ -103,9 +104,19 @@ def test_infer_image_and_video_pages(infer_runs, browser, run_cli, tmp_path):
         assert res.exit_code == 0, res.output
     ready = "document.body.dataset.stage === 'ready'"
     shot = _shots(tmp_path, "infer-image")
-    result = browser.open((images / "index.html").as_uri() + "#image=0", ready, shot)
+    result = browser.open((images / "index.html").as_uri() + "#image=0", ready, shot, extra="exposeView.mask(80, 60)")
     _check_clean(result)
     assert result["meshes"] == 2 and result["painted"] > 500, result  # pair.jpg: two persons drawn
+    # seen from the estimated camera: on an 80 x 60 grid (4 px cells of the 320 x 240 photo) WebGL covers
+    # what the CPU renderer covers, to within a cell (the two rasterise thin limbs differently)
+    meshes = [(np.load(images / "pair" / f"person_{i:02d}.npz")["vertices_camera"],
+               np.load(images / "pair" / f"person_{i:02d}.npz")["faces"]) for i in range(2)]
+    cpu = render_overlay(np.zeros((240, 320, 3), np.uint8), meshes, 5000.0, alpha=1.0).any(axis=2)
+    expected = cpu[(np.arange(60) + 0.5).astype(int) * 4][:, (np.arange(80) + 0.5).astype(int) * 4]
+    drawn = np.array([c == "1" for c in result["extra"]]).reshape(60, 80)
+    near = lambda m: cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # noqa: E731 - within a cell
+    assert drawn.sum() > 100 and expected.sum() > 100
+    assert (drawn & ~near(expected)).mean() < 0.02 * drawn.mean() and (expected & ~near(drawn)).mean() < 0.02 * expected.mean()
     _keep(shot)
     shot = _shots(tmp_path, "infer-video")
     result = browser.open((video / "index.html").as_uri() + "#video=0&frame=1", ready, shot)

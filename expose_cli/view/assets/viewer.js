@@ -5,7 +5,7 @@
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
   var state = { manifest: null, cache: {}, order: [], pending: {}, stage: null };
-  var api = window.exposeView = { errors: [], meshes: meshCount, painted: paintedPixels, charts: chartsDrawn };
+  var api = window.exposeView = { errors: [], meshes: meshCount, painted: paintedPixels, charts: chartsDrawn, mask: drawnMask };
   window.addEventListener("error", function (e) { api.errors.push(String(e.message)); });
 
   function el(tag, attrs, text) {
@@ -491,6 +491,19 @@
     gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, px);
     for (var i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
     return n;
+  }
+
+  function drawnMask(cols, rows) {  // "0"/"1" per cell of a cols x rows grid over the canvas, top row first
+    var gl = state.stage.renderer.getContext(), w = gl.drawingBufferWidth, h = gl.drawingBufferHeight;
+    var px = new Uint8Array(w * h * 4), out = "";
+    gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    for (var r = 0; r < rows; r++) {
+      for (var c = 0; c < cols; c++) {
+        var x = Math.floor((c + 0.5) * w / cols), y = h - 1 - Math.floor((r + 0.5) * h / rows);  // GL rows start at the bottom
+        out += px[(y * w + x) * 4 + 3] > 0 ? "1" : "0";
+      }
+    }
+    return out;
   }
 
   function chartsDrawn() {  // chart canvases with a coloured (not grey: axes and labels are) pixel drawn
