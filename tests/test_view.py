@@ -90,6 +90,16 @@ def _keep(shot: Path) -> None:
         shutil.copy(shot, Path(target) / shot.name)
 
 
+ORBIT = """(function () {  // drag across the 3D view, then zoom out: [pixels drawn before, after]
+  var c = document.getElementById("canvas"), before = exposeView.painted();
+  c.dispatchEvent(new PointerEvent("pointerdown", {clientX: 300, clientY: 300, pointerId: 1, bubbles: true}));
+  c.dispatchEvent(new PointerEvent("pointermove", {clientX: 420, clientY: 280, pointerId: 1, bubbles: true}));
+  c.dispatchEvent(new PointerEvent("pointerup", {clientX: 420, clientY: 280, pointerId: 1, bubbles: true}));
+  c.dispatchEvent(new WheelEvent("wheel", {deltaY: 100, bubbles: true, cancelable: true}));
+  return [before, exposeView.painted()];
+})()"""
+
+
 def _check_clean(result: dict) -> None:
     assert result["ready"], result
     assert all(u.startswith(LOCAL) for u in result["requests"]), result["requests"]
@@ -119,9 +129,11 @@ def test_infer_image_and_video_pages(infer_runs, browser, run_cli, tmp_path):
     assert (drawn & ~near(expected)).mean() < 0.02 * drawn.mean() and (expected & ~near(drawn)).mean() < 0.02 * expected.mean()
     _keep(shot)
     shot = _shots(tmp_path, "infer-video")
-    result = browser.open((video / "index.html").as_uri() + "#video=0&frame=1", ready, shot)
+    result = browser.open((video / "index.html").as_uri() + "#video=0&frame=1", ready, shot, extra=ORBIT)
     _check_clean(result)
     assert result["meshes"] == 1 and result["painted"] > 500, result
+    before, after = result["extra"]  # drawn pixels before and after a drag and a wheel turn: the view moved
+    assert after > 500 and after != before, result["extra"]
     assert any(u.endswith("video_0000_00000.js") for u in result["requests"])  # frames' meshes read when shown
     _keep(shot)
     gallery = _shots(tmp_path, "infer-gallery")

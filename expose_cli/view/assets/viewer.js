@@ -139,7 +139,10 @@
 
   Stage.prototype.bindMouse = function (target) {
     var self = this, last = null;
-    target.addEventListener("pointerdown", function (e) { last = [e.clientX, e.clientY]; target.setPointerCapture(e.pointerId); });
+    target.addEventListener("pointerdown", function (e) {
+      last = [e.clientX, e.clientY];
+      if (e.isTrusted) target.setPointerCapture(e.pointerId);
+    });
     target.addEventListener("pointerup", function () { last = null; });
     target.addEventListener("pointermove", function (e) {
       if (!last) return;
