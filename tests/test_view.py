@@ -230,7 +230,7 @@ def _data(path: Path) -> dict:
     return json.loads(text[text.index(",") + 1:text.rindex(")")])
 
 
-def test_infer_page_data_round_trip(infer_runs, run_cli):
+def test_infer_page_data_round_trip(infer_runs, run_cli, tmp_path):
     """Without a browser: the page's data hold each person's camera-frame vertices and triangles
     exactly as infer saved them, and the manifest links the overlay and the photo relatively."""
     import base64
@@ -249,6 +249,17 @@ def test_infer_page_data_round_trip(infer_runs, run_cli):
         assert np.array_equal(v, saved["vertices_camera"]) and np.array_equal(f.reshape(-1, 3), saved["faces"])
         assert person["params"]["camera_translation"] == pytest.approx(saved["camera_translation"].tolist(), abs=1e-4)
     assert len({p["faces"] for p in persons}) == 1  # one triangle list for both persons
+    # the folder moved, its summary recording paths relative to where infer ran (--out runs/images)
+    moved = tmp_path / "elsewhere" / "images"
+    shutil.copytree(images, moved)
+    summary = json.loads((moved / "summary.json").read_text())
+    for r in summary["inputs"]:
+        r["output"], r["files"] = "runs/images/pair", [f"runs/images/pair/{Path(f).name}" for f in r["files"]]
+    (moved / "summary.json").write_text(json.dumps(summary))
+    assert run_cli("view", moved, "--no-open").exit_code == 0
+    text = (moved / ".view" / "manifest.js").read_text()
+    again = json.loads(text[text.index("(") + 1:text.rindex(")")])["images"][0]
+    assert again["overlay"] == "pair/overlay.png" and _data(moved / ".view" / "data" / f"{again['key']}.js")["persons"] == persons
 
 
 def test_train_curves_thinned_and_bad_log(tmp_path, run_cli):

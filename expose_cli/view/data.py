@@ -36,6 +36,22 @@ def url(path: str | Path, root: Path) -> str:
         return path.as_uri()
 
 
+def locate(path: str | Path, root: Path) -> Path:
+    """A path an infer summary recorded, found again under ``root`` (the run's ``--out``): as
+    recorded when it is there (absolute, or relative to here), else its longest tail that exists
+    under ``root`` (``out/pair/overlay.png`` -> ``root/pair/overlay.png``: the folder was moved, or
+    is viewed from another directory); as recorded when none does."""
+    path = Path(path)
+    if path.exists():
+        return path
+    parts = path.parts[1:] if path.is_absolute() else path.parts
+    for i in range(len(parts)):
+        candidate = root.joinpath(*parts[i:])
+        if candidate.exists():
+            return candidate
+    return path
+
+
 def _script(call: str, key: str | None, payload) -> str:
     body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     args = body if key is None else f"{json.dumps(key)},{body}"

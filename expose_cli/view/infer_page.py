@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from expose_cli.inference.render import track_colour
-from expose_cli.view.data import b64_f32, b64_u32, small_arrays, url, write_item
+from expose_cli.view.data import b64_f32, b64_u32, locate, small_arrays, url, write_item
 
 FRAMES_PER_CHUNK = 16  # video frames per data file: what the page loads at a time when scrubbing
 
@@ -37,9 +37,9 @@ class Faces:
         return self.keys[digest]
 
 
-def person_npz(record: dict) -> list[Path]:
+def person_npz(record: dict, root: Path) -> list[Path]:
     """The ``person_XX.npz`` files of one image's (or frame's) record, in person order."""
-    return sorted(Path(f) for f in record.get("files", []) if Path(f).name.startswith("person_") and f.endswith(".npz"))
+    return sorted(locate(f, root) for f in record.get("files", []) if Path(f).name.startswith("person_") and f.endswith(".npz"))
 
 
 def read_person(path: Path, faces: Faces, colour: int, track: int | None = None) -> tuple[dict, dict]:
@@ -57,14 +57,13 @@ def read_person(path: Path, faces: Faces, colour: int, track: int | None = None)
 
 def image_entry(root: Path, index: int, record: dict, faces: Faces) -> dict:
     """An image's manifest entry; its persons' meshes go to ``data/image_<index>.js``."""
-    out_dir = Path(record["output"])
-    overlay = out_dir / "overlay.png"
+    overlay = locate(Path(record["output"]) / "overlay.png", root)
     source = Path(record["input"])
     entry = {"name": source.name, "persons": int(record.get("persons", 0)), "error": record.get("error"),
              "overlay": url(overlay, root) if overlay.is_file() else None,
              "photo": url(source, root) if source.is_file() else None, "key": None}
     persons, camera = [], None
-    for i, path in enumerate(person_npz(record)):
+    for i, path in enumerate(person_npz(record, root)):
         person, camera = read_person(path, faces, i)
         persons.append(person)
     if persons:
@@ -77,17 +76,17 @@ def image_entry(root: Path, index: int, record: dict, faces: Faces) -> dict:
 def video_entry(root: Path, index: int, video: dict, records: list[dict], faces: Faces) -> dict:
     """A video's manifest entry: its frames' overlays; their tracks' meshes go to
     ``data/video_<index>_<chunk>.js``, :data:`FRAMES_PER_CHUNK` frames each."""
-    folder = Path(video["output"])
+    folder = locate(video["output"], root)
     entry = {"name": Path(video.get("input", folder)).name, "fps": float(video.get("fps", 25.0)),
              "chunk": FRAMES_PER_CHUNK, "frames": [], "tracks": {}, "key": f"video_{index:04d}"}
     for c in range(0, len(records), FRAMES_PER_CHUNK):
         chunk = []
         for record in records[c:c + FRAMES_PER_CHUNK]:
-            overlay = Path(record["output"]) / "overlay.png"
+            overlay = locate(Path(record["output"]) / "overlay.png", root)
             entry["frames"].append({"frame": record["frame"], "overlay": url(overlay, root) if overlay.is_file() else None})
             ids = record.get("track_ids") or list(range(record.get("persons", 0)))
             persons = []
-            for track, path in zip(ids, person_npz(record), strict=False):
+            for track, path in zip(ids, person_npz(record, root), strict=False):
                 person, camera = read_person(path, faces, track, track)
                 persons.append(person)
                 entry.update(camera)
