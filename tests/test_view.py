@@ -260,6 +260,11 @@ def test_infer_page_data_round_trip(infer_runs, run_cli, tmp_path):
     text = (moved / ".view" / "manifest.js").read_text()
     again = json.loads(text[text.index("(") + 1:text.rindex(")")])["images"][0]
     assert again["overlay"] == "pair/overlay.png" and _data(moved / ".view" / "data" / f"{again['key']}.js")["persons"] == persons
+    (moved / "pair" / "person_01.npz").write_bytes(b"not an npz")  # a damaged person file: that image loses its 3D only
+    assert run_cli("view", moved, "--no-open").exit_code == 0
+    text = (moved / ".view" / "manifest.js").read_text()
+    damaged = json.loads(text[text.index("(") + 1:text.rindex(")")])["images"][0]
+    assert damaged["key"] is None and "cannot read its meshes" in damaged["error"] and damaged["overlay"]
 
 
 def test_train_curves_thinned_and_bad_log(tmp_path, run_cli):

@@ -63,9 +63,12 @@ def image_entry(root: Path, index: int, record: dict, faces: Faces) -> dict:
              "overlay": url(overlay, root) if overlay.is_file() else None,
              "photo": url(source, root) if source.is_file() else None, "key": None}
     persons, camera = [], None
-    for i, path in enumerate(person_npz(record, root)):
-        person, camera = read_person(path, faces, i)
-        persons.append(person)
+    try:
+        for i, path in enumerate(person_npz(record, root)):
+            person, camera = read_person(path, faces, i)
+            persons.append(person)
+    except (OSError, ValueError, KeyError) as exc:  # this image without 3D; the others go on
+        entry["error"], persons = f"cannot read its meshes: {exc}", []
     if persons:
         entry["key"] = f"image_{index:06d}"
         entry.update(camera)
