@@ -240,7 +240,11 @@
     var s = openStage(item.name + " (" + item.persons + " person" + (item.persons === 1 ? "" : "s") + ")");
     $("backdrop").src = item.photo || item.overlay || "";
     $("backdrop").className = item.photo ? "" : "overlay";
-    if (!item.key) { fail(new Error(item.error || "no mesh saved for this image (run expose infer with --format npz)")); return; }
+    if (!item.key) {  // nothing to draw: say why (not a page error)
+      $("side").appendChild(el("p", { "class": "error" }, item.error || "no mesh saved for this image (run expose infer with --format npz)"));
+      document.body.dataset.stage = "ready";
+      return;
+    }
     s.setCamera(item.focal, item.size);
     load(item.key).then(function (data) {
       return Promise.all(data.persons.map(function (p) { return facesOf(p.faces); })).then(function (faces) {
