@@ -290,3 +290,10 @@ def test_place_in_front_fills_the_virtual_camera():
     front = v[:, 2] == v[:, 2].min()
     assert np.ptp(v[:, :2], axis=0) == pytest.approx([0.6, 1.8]) and v[:, :2].mean(0) == pytest.approx([0, 0])
     assert np.ptp(px[front]) == pytest.approx(0.8 * CAMERA["size"][0])  # the nearest face's height fills 80%
+
+
+def test_eval_report_folder_refused_before_any_work(tmp_path, run_cli):
+    (tmp_path / "a_file").write_text("")
+    res = run_cli("--data-dir", tmp_path, "eval", "ehf", "--report", tmp_path / "a_file" / "report")
+    assert res.exit_code == 2 and "not a folder you can write to" in res.output
+    assert not (tmp_path / "preprocessed_datasets").exists()

@@ -26,6 +26,18 @@ from expose_cli.cli.common import (
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 
+def _report_folder(folder: Path | None) -> Path | None:
+    """``--report``: refused before any work when it is a file or cannot be written to."""
+    import os
+
+    if folder is None:
+        return None
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"{existing} is not a folder you can write to: choose another --report folder")
+    return folder
+
+
 def evaluate(
     ctx: typer.Context,
     benchmark: Annotated[str, typer.Argument(help="ehf | freihand | 3dpw | stirling")],
@@ -42,7 +54,7 @@ def evaluate(
     backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | openvino (CPU; extras).")] = "torch",
     precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast; its deviation goes "
                                                                  "into the results) | fp16 (GPU).")] = "fp32",
-    report: Annotated[Path | None, typer.Option("--report", help="Write a report folder for `expose view` (worst samples, errors).")] = None,
+    report: Annotated[Path | None, typer.Option("--report", callback=_report_folder, help="Write a report folder for `expose view` (worst samples, errors).")] = None,
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
     from expose_cli.evaluation import benchmark as B  # imports torch: only when a command runs
