@@ -25,6 +25,7 @@ from expose_cli.cli import (
     preprocess,
     synth,
     train,
+    view,
 )
 from expose_cli.cli.common import Settings, err_console
 from expose_cli.errors import ExposeError
@@ -95,6 +96,7 @@ infer.register(app)
 preprocess.register(app)
 synth.register(app)
 train.register(app)
+view.register(app)
 
 
 #: Global options (flag or with a value) that may also be written after the subcommand.

@@ -26,6 +26,18 @@ from expose_cli.cli.common import (
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 
+def _report_folder(folder: Path | None) -> Path | None:
+    """``--report``: refused before any work when it is a file or cannot be written to."""
+    import os
+
+    if folder is None:
+        return None
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"{existing} is not a folder you can write to: choose another --report folder")
+    return folder
+
+
 def evaluate(
     ctx: typer.Context,
     benchmark: Annotated[str, typer.Argument(help="ehf | freihand | 3dpw | stirling")],
@@ -42,6 +54,7 @@ def evaluate(
     backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | openvino (CPU; extras).")] = "torch",
     precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast; its deviation goes "
                                                                  "into the results) | fp16 (GPU).")] = "fp32",
+    report: Annotated[Path | None, typer.Option("--report", callback=_report_folder, help="Write a report folder for `expose view` (worst samples, errors).")] = None,
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
     from expose_cli.evaluation import benchmark as B  # imports torch: only when a command runs
@@ -80,21 +93,36 @@ def evaluate(
         if save_predictions is not None:
             runner.save_predictions(save_predictions, benchmark, preds, info_d)
         result = B.score(run, preds, info_d)
-    _report(settings, bench, run, result, info_d, len(preds["vertices"]), json_out, per_sample)
+    _report(settings, bench, run, result, info_d, len(preds["vertices"]), json_out, per_sample, (report, preds))
 
 
 def _report(settings, bench, run, result, info_d: dict, num_samples: int, json_out: Path | None,
-            per_sample: Path | None) -> None:
-    """The table, then ``--json`` (provenance, protocols used, rows) and ``--per-sample`` files."""
+            per_sample: Path | None, report: tuple = (None, None)) -> None:
+    """The table, then ``--json`` (provenance, protocols used, rows), ``--per-sample`` files and the
+    ``--report`` folder (``report``: the folder and the predictions)."""
     from expose_cli.evaluation import protocols
 
     rows = _print_table(result, run.subset)
+    if report[0] is not None:
+        _write_report(settings, report[0], run, result, info_d, rows, report[1])
     if json_out is not None:
         used = {r["protocol"]: protocols.PROTOCOLS[r["protocol"]] for r in rows}
         write_json_atomic(json_out, {**info_d, "num_samples": num_samples, "protocols": used, "metrics": rows})
     if per_sample is not None:
         _write_per_sample(per_sample, result)
     info(settings, "protocol: " + bench.protocol)
+
+
+def _write_report(settings, folder: Path, run, result, info_d: dict, rows: list[dict], preds: dict) -> None:
+    """``--report``: the folder ``expose view`` reads (expose_cli/evaluation/report.py)."""
+    from expose_cli.data.hdf5 import HDF5Reader
+    from expose_cli.evaluation.report import write_report
+
+    faces = getattr(getattr(run.predictor, "body_model", None), "faces", None)  # None: re-scored predictions
+    faces = None if faces is None else np.asarray(faces, np.int64)
+    with HDF5Reader(run.reader.path) as reader:  # the run's reader is closed by now
+        write_report(folder, info_d, rows, result.per_sample, preds, reader, faces)
+    info(settings, f"report: {folder} (expose view {folder})")
 
 
 def _load_model(path: Path, settings: Settings, backend: str = "torch", precision: str = "fp32", device=None):

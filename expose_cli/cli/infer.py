@@ -34,6 +34,7 @@ def infer(
     camera_space: Annotated[bool, typer.Option("--camera-space", help="Meshes placed in the camera of the image.")] = False,
     focal_length: Annotated[float, typer.Option("--focal-length", help="Focal length (px) of the full-perspective camera.")] = 5000.0,
     render: Annotated[bool, typer.Option("--render", help="Save the mesh drawn over the image (PNG; MP4 for videos).")] = False,
+    views: Annotated[str, typer.Option("--views", callback=lambda text: parse_views(text), help="--render: panels beside the overlay, each mesh turned about its vertical axis by these degrees, e.g. 90,180,270 (none by default, as ExPose's demo).")] = "",
     boxes: Annotated[Path | None, typer.Option("--boxes", help="JSON of person boxes per file (or COCO results).")] = None,
     detector: Annotated[str, typer.Option("--detector", help="auto (the ONNX detector of `expose fetch detector`, else HOG) "
                                                             "| hog | full-image | onnx:PATH, for inputs without boxes.")] = "auto",
@@ -65,8 +66,7 @@ def infer(
     shard = _shard(distributed, track)
     items, workers = _discover(inputs, workers, batch_size)
     box_table = load_boxes(boxes) if boxes is not None else None
-    # heavy (torch): imported after the argument checks
-    from expose_cli.inference.pipeline import InferOptions
+    from expose_cli.inference.pipeline import InferOptions  # torch: after the argument checks
     from expose_cli.inference.video import TrackOptions
     from expose_cli.models import load_model
 
@@ -76,7 +76,7 @@ def infer(
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
     predictor = make_predictor(predictor, backend, precision)  # the backbones' runtime and precision
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
-                           render=render, boxes=box_table, detector=kind, detect=onnx_detector, min_score=min_score,
+                           render=render, views=views, boxes=box_table, detector=kind, detect=onnx_detector, min_score=min_score,
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
                            every=every, max_frames=max_frames, precision="fp32",  # the predictor applies --precision
                            tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
@@ -164,6 +164,14 @@ def _check_options(formats: str, smooth: str) -> tuple[str, ...]:
     if smooth not in SMOOTHING:
         raise ExposeError(f"unknown --smooth {smooth!r}", hint=f"use {', '.join(SMOOTHING)}")
     return fmts
+
+
+def parse_views(text: str) -> tuple[float, ...]:
+    """``--views`` ("90,270") as degrees; refuses what is not a number (a usage error, exit status 2)."""
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a list of numbers: give degrees, e.g. --views 90,180,270") from None
 
 
 def _count_units(items: list, every: int, max_frames: int | None) -> int | None:

@@ -41,7 +41,7 @@ from expose_cli.inference import export, loading
 from expose_cli.inference.distributed import summary_name
 from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
 from expose_cli.inference.loading import CropSpec, Loaded, load, message, worker_pool
-from expose_cli.inference.render import render_overlay
+from expose_cli.inference.render import render_views
 from expose_cli.inference.video import TrackOptions, VideoTracks
 from expose_cli.models import PersonCrop, Prediction, Predictor, collate
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
@@ -54,6 +54,7 @@ class InferOptions:
     camera_space: bool = False
     focal_length: float = 5000.0
     render: bool = False
+    views: tuple[float, ...] = ()  # --render: degrees about each person's vertical axis, panels beside the overlay
     boxes: dict | None = None
     detector: str = "hog"  # hog | full-image | onnx (then ``detect`` runs the ONNX model)
     detect: Callable[[np.ndarray], list[list[float]]] | None = None  # boxes of an RGB image (px)
@@ -492,8 +493,9 @@ class Writers:
         labels = None
         if track_ids is not None:
             labels = [(f"#{t}", r["bbox_xyxy"]) for t, r in zip(track_ids, unit.results, strict=True)]
-        overlay = (render_overlay(unit.image, meshes, self.options.focal_length, colour_ids=track_ids, labels=labels)
-                   if meshes else unit.image)
+        overlay = (render_views(unit.image, meshes, self.options.focal_length, self.options.views,
+                                colour_ids=track_ids, labels=labels)
+                   if meshes or self.options.views else unit.image)  # a video's frames: all the same width
         path = unit.out_dir / "overlay.png"
         with atomic_path(path) as tmp:
             if not cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):

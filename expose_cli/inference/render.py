@@ -60,6 +60,39 @@ def render_overlay(image_rgb: np.ndarray, meshes: list[tuple[np.ndarray, np.ndar
     return _draw_labels(canvas, labels, colour_ids)
 
 
+def rotate_about_vertical(vertices: np.ndarray, degrees: float) -> np.ndarray:
+    """``vertices`` (camera frame, metres: x right, y down, z forward) turned by ``degrees`` about the
+    vertical line (camera y) through their mean, as ExPose's demo turns each mesh for its extra views.
+
+    Right-handed about +y (down): at +90 a point in front of the mean (toward the camera, -z) moves to
+    the image's left (-x), so a person facing the camera shows their left side."""
+    v = np.asarray(vertices, dtype=np.float64)
+    t = np.radians(degrees)
+    rot = np.array([[np.cos(t), 0.0, np.sin(t)], [0.0, 1.0, 0.0], [-np.sin(t), 0.0, np.cos(t)]])
+    centre = v.mean(0)
+    return (v - centre) @ rot.T + centre
+
+
+def render_views(image_rgb: np.ndarray, meshes: list[tuple[np.ndarray, np.ndarray]], focal_length: float,
+                 views: tuple[float, ...] = (), colour_ids: list[int] | None = None,
+                 labels: list[tuple[str, np.ndarray]] | None = None, background: int = 255) -> np.ndarray:
+    """The overlay (:func:`render_overlay`), then one panel per angle in ``views`` (degrees) to its
+    right: every mesh turned about its own vertical axis (:func:`rotate_about_vertical`) and drawn
+    opaque with the same camera on a plain ``background`` (grey level), the angle written at the top.
+    Without ``views``: the overlay alone."""
+    panels = [render_overlay(image_rgb, meshes, focal_length, colour_ids=colour_ids, labels=labels)]
+    h, w = image_rgb.shape[:2]
+    scale = max(0.5, h / 720)
+    for deg in views:
+        turned = [(rotate_about_vertical(v, deg), f) for v, f in meshes]
+        blank = np.full_like(image_rgb, background)
+        panel = render_overlay(blank, turned, focal_length, alpha=1.0, colour_ids=colour_ids)
+        cv2.putText(panel, f"{deg:g} deg", (int(8 * scale), int(24 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (60, 60, 60), max(1, int(2 * scale)), cv2.LINE_AA)
+        panels.append(panel)
+    return panels[0] if len(panels) == 1 else np.concatenate(panels, axis=1)
+
+
 def track_colour(index: int) -> tuple[float, float, float]:
     """An RGB colour in [0, 1] per index: the four pastel ones, then golden-ratio hues."""
     if index < len(COLOURS):
