@@ -120,3 +120,43 @@ def test_bad_keypoint_models(tmp_path):
         kn.resolve_keypoint_net("rtmw", tmp_path / "none.onnx")
     with pytest.raises(ExposeError, match="no keypoint model installed"):
         kn.resolve_keypoint_net("auto", tmp_path / "none.onnx")
+
+
+def test_fetch_keypoints_checks_archive_and_member(tmp_path, run_cli, monkeypatch):
+    import dataclasses
+    import hashlib
+    import io
+    import zipfile
+    from urllib.parse import urlsplit
+
+    import expose_cli.cli.fetch as fetch_cli
+    from expose_cli.assets import keypoints_model
+    from expose_cli.assets.manifest import default_manifest
+    from tests.http_server import FileServer
+
+    onnx_bytes = b"tiny keypoint net" * 40
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("rtmw/end2end.onnx", onnx_bytes)
+        zf.writestr("rtmw/pipeline.json", b"{}")
+    archive = buf.getvalue()
+    real = next(a for a in default_manifest() if a.name == "keypoints")
+    assert real.url == keypoints_model.ARCHIVE_URL and len(real.sha256) == 64
+    server = FileServer()
+    base = server.start()
+    try:
+        server.files[urlsplit(real.url).path] = archive
+        # the published archive digest is checked: this stand-in archive is refused, nothing installed
+        refused = run_cli("--data-dir", tmp_path / "a", "fetch", "keypoints", "--mirror", base,
+                          env={"EXPOSE_RETRY_BACKOFF": "0"})
+        assert refused.exit_code == 1 and "not the published" in refused.stderr
+        assert not (tmp_path / "a" / "keypoint_models" / "rtmw-l_wholebody_384x288.onnx").exists()
+        stand_in = dataclasses.replace(real, sha256=hashlib.sha256(archive).hexdigest())
+        monkeypatch.setattr(fetch_cli, "default_manifest",
+                            lambda: [stand_in if a.name == "keypoints" else a for a in default_manifest()])
+        monkeypatch.setattr(keypoints_model, "ONNX_SHA256", hashlib.sha256(onnx_bytes).hexdigest())
+        result = run_cli("--data-dir", tmp_path / "b", "fetch", "keypoints", "--mirror", base)
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "keypoint_models" / "rtmw-l_wholebody_384x288.onnx").read_bytes() == onnx_bytes
