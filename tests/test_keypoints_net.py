@@ -160,3 +160,35 @@ def test_fetch_keypoints_checks_archive_and_member(tmp_path, run_cli, monkeypatc
         server.stop()
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "keypoint_models" / "rtmw-l_wholebody_384x288.onnx").read_bytes() == onnx_bytes
+
+
+def test_infer_save_keypoints(infer_tree, tmp_path, run_cli):
+    import json
+
+    import cv2
+
+    from expose_cli.body_models.keypoint_files import read_keypoints
+
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[...] = (50, 100, 200)  # B, G, R as OpenCV writes it: RGB (200, 100, 50)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    (tmp_path / "boxes.json").write_text(json.dumps({"a.png": [[100, 50, 160, 130, 0.9]]}))
+    model = _export(tmp_path / "peaks.onnx")
+    out = tmp_path / "o"
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "a.png", "--out", out, "--boxes",
+                  tmp_path / "boxes.json", "--format", "json", "--save-keypoints", "--keypoints", f"onnx:{model}")
+    assert res.exit_code == 0, res.output
+    saved = read_keypoints(out / "a" / "keypoints.json")
+    assert saved.convention == "coco_wholebody" and saved.image_size == (200, 300) and saved.valid.tolist() == [True]
+    np.testing.assert_allclose(saved.points[0, :, 0], (BX / 2 - 12) / 0.32 + 130, atol=1e-3)  # as by hand above
+    np.testing.assert_allclose(saved.points[0, :, 1], (BY / 2 - 16) / 0.32 + 90, atol=1e-3)
+    np.testing.assert_allclose(saved.smplx[0, 20, :2], [(9 / 2 - 12) / 0.32 + 130, (27 / 2 - 16) / 0.32 + 90], atol=1e-3)
+    np.testing.assert_allclose(saved.boxes, [[100, 50, 160, 130]])
+    assert str(out / "a" / "keypoints.json") in json.loads((out / "a" / "result.json").read_text())["files"]
+    # a bad network, or none installed: one line, exit 2, before any work
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    bad = run_cli("--data-dir", infer_tree, "infer", tmp_path / "a.png", "--out", tmp_path / "o2", "--save-keypoints",
+                  "--keypoints", f"onnx:{tmp_path / 'junk.onnx'}")
+    assert bad.exit_code == 2 and "junk.onnx" in bad.stderr and not (tmp_path / "o2").exists()
+    none = run_cli("--data-dir", infer_tree, "infer", tmp_path / "a.png", "--out", tmp_path / "o3", "--save-keypoints")
+    assert none.exit_code == 2 and "expose fetch keypoints" in none.stderr and not (tmp_path / "o3").exists()

@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from expose_cli.body_models.keypoint_files import write_keypoints_json
 from expose_cli.errors import ExposeError
 
 #: MMPose's RGB normalisation of RTMPose / RTMW / DWPose inputs (pixels, 0-255).
@@ -193,3 +194,12 @@ def resolve_keypoint_net(spec: str, default_onnx: Path) -> OnnxKeypointNet:
     if not Path(default_onnx).is_file():
         raise ExposeError("no keypoint model installed", hint=FETCH_HINT, path=default_onnx, exit_code=2)
     return load_keypoint_net(default_onnx)
+
+
+def save_keypoints(path: str | Path, network, image_rgb: np.ndarray, boxes, *, image: str,
+                   frame: int | None = None) -> Path:
+    """Run ``network`` (boxes -> ``[P, 133, 3]``) on ``boxes`` of ``image_rgb`` and write the result
+    to ``path`` as an ``expose-keypoints`` JSON file (docs/keypoints.md); returns ``path``."""
+    points = network(image_rgb, boxes)
+    return write_keypoints_json(path, points, image=image, image_size=image_rgb.shape[:2], frame=frame,
+                                boxes=boxes, model=Path(getattr(network, "path", "")).name)
