@@ -59,12 +59,19 @@ def test_hand_roots_and_h36m_extras_are_not_smplx_points(tmp_path):
 
 
 def test_smplx_joints_and_3d_sequences(tmp_path):
-    seq = np.concatenate([_marked(127, 4)] * 6).reshape(3, 2, 127, 4)  # frames x persons
+    seq = np.concatenate([_marked(127, 4)] * 6).reshape(2, 3, 127, 4)  # persons x frames
+    seq[1, 2, :, 3] = 0
     np.save(tmp_path / "j.npy", seq)
     got = kf.read_keypoints(tmp_path / "j.npy")
-    assert got.convention == "smplx" and got.smplx.shape == (3, 2, 144, 4) and got.mask.sum() == 127
-    np.testing.assert_allclose(got.smplx[2, 1, 20], [20, 320, -20, 0.5])
-    assert got.valid.shape == (3, 2) and got.valid.all()
+    assert got.convention == "smplx" and got.smplx.shape == (2, 3, 144, 4) and got.mask.sum() == 127
+    np.testing.assert_allclose(got.smplx[1, 1, 20], [20, 320, -20, 0.5])
+    assert got.valid.tolist() == [[True] * 3, [True, True, False]] and got.persons == 2
+    assert got.problems == [f"{tmp_path / 'j.npy'}: person 1 frame 2: all confidences are zero"]
+    points, valid = got.persons_frames()
+    assert points.shape == (2, 3, 144, 4) and valid.shape == (2, 3)
+    np.save(tmp_path / "one.npy", _marked(144))
+    points, valid = kf.read_keypoints(tmp_path / "one.npy").persons_frames()
+    assert points.shape == (1, 1, 144, 3) and valid.tolist() == [[True]]
 
 
 def _openpose_person(scale: float, hands: bool = True) -> dict:
@@ -143,6 +150,9 @@ def test_expose_keypoints_round_trip_and_image_check(tmp_path):
     np.testing.assert_allclose(got.boxes, np.array(boxes)[:, :4])
     assert kf.check_image(got, (480, 640)) == []
     assert "another image" in kf.check_image(got, (480, 641))[0]
+    np.savez(tmp_path / "sized.npz", keypoints=pts, image_size=[480, 641], image="b.jpg")
+    sized = kf.read_keypoints(tmp_path / "sized.npz")
+    assert sized.image == "b.jpg" and "another image" in kf.check_image(sized, (480, 640))[0]
     far = tmp_path / "far.npy"
     np.save(far, pts + np.array([5000.0, 0, 0]))
     assert "outside" in kf.check_image(kf.read_keypoints(far), (480, 640))[0]

@@ -9,8 +9,10 @@
 - COCO-WholeBody results (a list of ``{"keypoints", "foot_kpts", "face_kpts", "lefthand_kpts",
   "righthand_kpts"}``, 17 + 6 + 68 + 21 + 21 points) and MMPose's prediction files
   (``instance_info[i].keypoints`` + ``keypoint_scores``);
-- arrays (``.npy``, or ``.npz`` with ``keypoints`` and optionally ``convention``) shaped
-  ``[..., K, 3]`` (x, y, confidence; px) or ``[..., K, 4]`` (x, y, z, confidence; metres), in
+- arrays (``.npy``, or ``.npz`` with ``keypoints`` and optionally ``convention``, ``image`` and
+  ``image_size`` (height, width)) shaped
+  ``[K, C]``, ``[persons, K, C]`` or ``[persons, frames, K, C]`` with ``C = 3`` (x, y px,
+  confidence) or ``4`` (x, y, z metres, confidence), in
   ``coco_wholebody`` (133), ``openpose_137`` (BODY_25, left hand, right hand, face 70),
   ``openpose_25``, ``h36m`` (17), ``coco`` (17) or ``smplx`` (144, or its first 127 or 55).
 
@@ -49,7 +51,7 @@ _WHOLEBODY_PARTS = (("keypoints", 17), ("foot_kpts", 6), ("face_kpts", 68), ("le
 @dataclass
 class KeypointFile:
     """Keypoints of one file. ``points`` is ``[..., K, C]`` as read (leading axes: persons, or
-    frames x persons), ``C = 3`` (x, y px; confidence) or ``4`` (x, y, z m; confidence);
+    persons x frames), ``C = 3`` (x, y px; confidence) or ``4`` (x, y, z m; confidence);
     ``smplx`` is ``[..., 144, C]`` in the SMPL-X order, ``mask[144]`` the points ``convention``
     provides, ``valid[...]`` the persons without a problem, ``problems`` one line per bad person."""
 
@@ -70,7 +72,14 @@ class KeypointFile:
 
     @property
     def persons(self) -> int:
-        return int(self.points.shape[-3]) if self.points.ndim >= 3 else 1
+        return int(self.points.shape[0])
+
+    def persons_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """(``[P, F, 144, C]`` SMPL-X-order points, ``[P, F]`` validity): one frame for a file of
+        an image, the frames of a sequence file."""
+        if self.smplx.ndim == 3:
+            return self.smplx[:, None], self.valid[:, None]
+        return self.smplx, self.valid
 
 
 def to_smplx(points: np.ndarray, convention: str) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +106,7 @@ def _check_persons(path: Path, points: np.ndarray) -> tuple[np.ndarray, list[str
     valid = finite & seen
     problems = []
     for idx in zip(*np.nonzero(~valid), strict=True):
-        who = " ".join(f"{name} {i}" for name, i in zip(("frame", "person")[-len(lead):], idx, strict=True))
+        who = " ".join(f"{name} {i}" for name, i in zip(("person", "frame")[:len(lead)], idx, strict=True))
         why = "NaN or infinite values" if not finite[idx] else "all confidences are zero"
         problems.append(f"{path}: {who}: {why}")
     return valid, problems
@@ -227,23 +236,26 @@ def _read_array(path: Path, convention: str | None) -> KeypointFile:
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
-            points, stored = loaded, None
+            points, extra = loaded, {}
         else:
             with loaded:
                 if "keypoints" not in loaded.files:
                     raise _bad(path, f"no 'keypoints' array in the .npz (it has {', '.join(loaded.files) or 'nothing'})")
                 points = loaded["keypoints"]
-                stored = str(loaded["convention"]) if "convention" in loaded.files else None
+                extra = {k: loaded[k] for k in ("convention", "image", "image_size") if k in loaded.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise _bad(path, f"cannot read the array file: {exc}") from exc
     if points.ndim < 2 or points.ndim > 4 or not np.issubdtype(points.dtype, np.number):
         raise _bad(path, f"keypoints of shape {list(points.shape)} ({points.dtype}); expected [persons, K, 3] "
                          "(x, y, confidence) or [..., K, 4] (x, y, z, confidence)")
-    convention = convention or stored or _BY_COUNT.get(points.shape[-2])
+    convention = convention or (str(extra["convention"]) if "convention" in extra else _BY_COUNT.get(points.shape[-2]))
     if convention is None:
         raise _bad(path, f"{points.shape[-2]} points per person could be several conventions (coco, h36m)",
                    "name it (convention coco or h36m), or store 'convention' in the .npz")
-    return KeypointFile(path, convention, _check_shape(path, points.astype(np.float64), convention))
+    size = extra.get("image_size")
+    return KeypointFile(path, convention, _check_shape(path, points.astype(np.float64), convention),
+                        image=str(extra["image"]) if "image" in extra else None,
+                        image_size=tuple(int(v) for v in np.asarray(size).reshape(-1)[:2]) if size is not None else None)
 
 
 def _check_shape(path: Path, points: np.ndarray, convention: str) -> np.ndarray:
