@@ -51,6 +51,8 @@ def test_crop_transform_by_hand():
     assert t.scale == pytest.approx(0.32)
     np.testing.assert_allclose(t.to_image(np.array([5.0, 10.0])), [108.125, 71.25])
     # a wide box: 40 x 20 -> 50 x 25 padded -> 50 x 66.67 (height grown to the aspect)
+    with pytest.raises(ValueError, match="empty"):
+        kn.crop_transform([10, 10, 10, 30], (H, W))
     wide = kn.crop_transform([0, 0, 40, 20], (H, W))
     np.testing.assert_allclose(wide.size, [50, 200 / 3])
     # the affine and its inverse agree

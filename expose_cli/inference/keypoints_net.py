@@ -35,6 +35,7 @@ from expose_cli.errors import ExposeError
 #: MMPose's RGB normalisation of RTMPose / RTMW / DWPose inputs (pixels, 0-255).
 RGB_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 RGB_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+_RGB_INV_STD = (1.0 / RGB_STD).astype(np.float32)
 BOX_PADDING = 1.25
 SIMCC_SPLIT_RATIO = 2.0  # used when the graph leaves the SimCC lengths free
 NUM_KEYPOINTS = 133  # COCO-WholeBody
@@ -72,6 +73,8 @@ def crop_transform(box, input_size: tuple[int, int], padding: float = BOX_PADDIN
     """The crop of ``box`` (``x1, y1, x2, y2``, px) for an input of ``input_size`` (height, width):
     centre kept, size times ``padding``, then the short side grown to the input's aspect ratio."""
     x1, y1, x2, y2 = (float(v) for v in box[:4])
+    if not (np.isfinite([x1, y1, x2, y2]).all() and x2 > x1 and y2 > y1):
+        raise ValueError(f"box {[x1, y1, x2, y2]} is empty or not finite")
     center = np.array([(x1 + x2) / 2, (y1 + y2) / 2])
     bw, bh = (x2 - x1) * padding, (y2 - y1) * padding
     aspect = input_size[1] / input_size[0]  # width / height
@@ -79,12 +82,16 @@ def crop_transform(box, input_size: tuple[int, int], padding: float = BOX_PADDIN
     return CropTransform(center, size, input_size)
 
 
-def crop_input(image_rgb: np.ndarray, transform: CropTransform) -> np.ndarray:
-    """``[3, H, W]`` float32: the crop of ``image_rgb`` (H x W x 3, uint8), normalised."""
+def crop_input(image_rgb: np.ndarray, transform: CropTransform, out: np.ndarray | None = None) -> np.ndarray:
+    """``[3, H, W]`` float32: the crop of ``image_rgb`` (H x W x 3, uint8), normalised; written
+    into ``out`` when given (a ``[3, H, W]`` float32 slice of the batch)."""
     h, w = transform.input_size
     crop = cv2.warpAffine(image_rgb, transform.matrix(), (w, h), flags=cv2.INTER_LINEAR)
-    x = (crop.astype(np.float32) - RGB_MEAN) / RGB_STD
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    out = np.empty((3, h, w), dtype=np.float32) if out is None else out
+    for c in range(3):  # channel by channel, in place: a few times faster than broadcasting + transposing
+        np.subtract(crop[..., c], RGB_MEAN[c], out=out[c], dtype=np.float32)
+        out[c] *= _RGB_INV_STD[c]
+    return out
 
 
 def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float) -> np.ndarray:
@@ -114,7 +121,9 @@ class OnnxKeypointNet:
         transforms = [crop_transform(b, self.input_size) for b in boxes]
         if not transforms:
             return np.zeros((0, NUM_KEYPOINTS, 3))
-        crops = np.stack([crop_input(image_rgb, t) for t in transforms])
+        crops = np.empty((len(transforms), 3, *self.input_size), dtype=np.float32)
+        for p, t in enumerate(transforms):
+            crop_input(image_rgb, t, crops[p])
         step = self.batch or len(crops)
         decoded = []
         for start in range(0, len(crops), step):
