@@ -110,6 +110,13 @@ def test_bad_keypoint_models(tmp_path):
     with pytest.raises(ExposeError, match="gives 17 keypoints"):
         kn.load_keypoint_net(_export(tmp_path / "body17.onnx", False, Body17()))
 
+    class Stretched(torch.nn.Module):  # x bins 3 per pixel, y bins 2: no one split ratio
+        def forward(self, x):
+            return torch.zeros(1, K, 3 * W) + x.mean(), torch.zeros(1, K, 2 * H) + x.mean()
+
+    with pytest.raises(ExposeError, match="one split ratio"):
+        kn.load_keypoint_net(_export(tmp_path / "stretched.onnx", False, Stretched()))
+
     class Heatmap(torch.nn.Module):
         def forward(self, x):
             return torch.zeros(1, K, 8, 6) + x.mean()
