@@ -88,6 +88,8 @@ def test_openpose_json(tmp_path):
     path.write_text(json.dumps({"version": 1.3, "people": [_openpose_person(1.0), _openpose_person(2.0, hands=False)]}))
     got = kf.read_keypoints(path)
     assert got.convention == "openpose_137" and got.points.shape == (2, 137, 3) and got.valid.all()
+    assert kf.check_image(got, (480, 640), "frames/img_000000000000.png") == []  # OpenPose names files after the image
+    assert "a file for another image" in kf.check_image(got, (480, 640), "frames/img_000000000001.png")[0]
     np.testing.assert_allclose(got.smplx[1, 21], [80, 20, 0.9])  # BODY_25 4 = right wrist
     np.testing.assert_allclose(got.smplx[0, 66], [4, 4, 0.7])  # left hand 4 = thumb tip
     np.testing.assert_allclose(got.smplx[0, 71], [104, 4, 0.7])  # right hand 4
@@ -148,7 +150,8 @@ def test_expose_keypoints_round_trip_and_image_check(tmp_path):
     assert got.convention == "coco_wholebody" and got.image == "a.jpg" and got.image_size == (480, 640)
     np.testing.assert_allclose(got.points, pts, atol=5e-4)  # written to 3 decimals (px)
     np.testing.assert_allclose(got.boxes, np.array(boxes)[:, :4])
-    assert kf.check_image(got, (480, 640)) == []
+    assert kf.check_image(got, (480, 640)) == [] == kf.check_image(got, (480, 640), tmp_path / "a.jpg")
+    assert "not of b.jpg" in kf.check_image(got, (480, 640), tmp_path / "b.jpg")[0]
     assert "another image" in kf.check_image(got, (480, 641))[0]
     np.savez(tmp_path / "sized.npz", keypoints=pts, image_size=[480, 641], image="b.jpg")
     sized = kf.read_keypoints(tmp_path / "sized.npz")

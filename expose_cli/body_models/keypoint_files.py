@@ -291,10 +291,24 @@ def write_keypoints_json(path: str | Path, points: np.ndarray, *, image: str, im
     return Path(path)
 
 
-def check_image(kf: KeypointFile, image_size: tuple[int, int], margin: float = 0.25) -> list[str]:
-    """Lines saying why ``kf`` looks like a file for another image than one of ``image_size``
-    (height, width): another size in the file, or confident 2D points far outside the image
-    (more than ``margin`` of its size). Empty when it fits."""
+def _named_image(kf: KeypointFile) -> str | None:
+    """The stem of the image ``kf`` says it belongs to, if it says."""
+    if kf.image:
+        return Path(kf.image).stem
+    if kf.convention == "openpose_137" and kf.path.name.endswith("_keypoints.json"):
+        return kf.path.name[:-len("_keypoints.json")]
+    return None
+
+
+def check_image(kf: KeypointFile, image_size: tuple[int, int], image_path: str | Path | None = None,
+                margin: float = 0.25) -> list[str]:
+    """Lines saying why ``kf`` looks like a file for another image than ``image_path`` of
+    ``image_size`` (height, width): another image named in the file (its ``image`` entry, or
+    OpenPose's ``<image stem>_keypoints.json`` file name), another size in the file, or confident 2D
+    points far outside the image (more than ``margin`` of its size). Empty when it fits."""
+    named = _named_image(kf)
+    if image_path is not None and named is not None and named != Path(image_path).stem:
+        return [f"{kf.path}: keypoints of image {named!r}, not of {Path(image_path).name}: a file for another image?"]
     h, w = image_size
     if kf.image_size is not None and tuple(kf.image_size) != (h, w):
         return [f"{kf.path}: keypoints of a {kf.image_size[1]} x {kf.image_size[0]} image, this image is "
