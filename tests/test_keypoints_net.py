@@ -182,11 +182,20 @@ def test_infer_save_keypoints(infer_tree, tmp_path, run_cli):
     image[...] = (50, 100, 200)  # B, G, R as OpenCV writes it: RGB (200, 100, 50)
     cv2.imwrite(str(tmp_path / "a.png"), image)
     (tmp_path / "boxes.json").write_text(json.dumps({"a.png": [[100, 50, 160, 130, 0.9]]}))
+    writer = cv2.VideoWriter(str(tmp_path / "walk.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (300, 200))
+    for _ in range(2):
+        writer.write(image)
+    writer.release()
     model = _export(tmp_path / "peaks.onnx")
     out = tmp_path / "o"
-    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "a.png", "--out", out, "--boxes",
-                  tmp_path / "boxes.json", "--format", "json", "--save-keypoints", "--keypoints", f"onnx:{model}")
+    res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "a.png", tmp_path / "walk.avi", "--out", out,
+                  "--boxes", tmp_path / "boxes.json", "--detector", "full-image", "--format", "json", "--no-track",
+                  "--save-keypoints", "--keypoints", f"onnx:{model}")
     assert res.exit_code == 0, res.output
+    # the video's frames: box = the whole 300 x 200 frame -> crop 375 x 500 about (150, 100), 24 / 375 px
+    frame = read_keypoints(out / "walk" / "frame_000001" / "keypoints.json")
+    assert json.loads(frame.path.read_text())["frame"] == 1
+    np.testing.assert_allclose(frame.points[0, 1:, 0], (BX[1:] / 2 - 12) / 0.064 + 150, atol=1e-3)
     saved = read_keypoints(out / "a" / "keypoints.json")
     assert saved.convention == "coco_wholebody" and saved.image_size == (200, 300) and saved.valid.tolist() == [True]
     np.testing.assert_allclose(saved.points[0, :, 0], (BX / 2 - 12) / 0.32 + 130, atol=1e-3)  # as by hand above
