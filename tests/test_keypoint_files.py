@@ -4,7 +4,10 @@ The expected indices come from the published definitions, written here by hand: 
 (17 body in COCO order, 6 feet, 68 face, 21 left hand, 21 right hand), OpenPose BODY_25 and its
 hand (wrist, then thumb..pinky base to tip) and face files, H3.6M's 17 joints, and the SMPL-X joint
 order of the ``smplx`` package (0 pelvis, 12 neck, 20/21 left/right wrist, 25 left_index1,
-55 nose, 60 left_big_toe, 65 right_heel, 66 left_thumb tip, 71 right_thumb tip).
+55 nose, 60 left_big_toe, 65 right_heel, 66 left_thumb tip, 71 right_thumb tip; face landmarks from
+76: 5 + 5 brows, 4 nose bridge, 5 lower nose (92 nose_middle), then 95 right_eye1 ...; 127-143 the
+contour). Face points follow the iBUG 68 order: 0-16 contour, 17 right brow outer end, 33 the
+middle of the lower nose, 36 the right eye's outer corner.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from expose_cli.body_models import keypoint_files as kf
 from expose_cli.errors import ExposeError
 
 #: (source index -> SMPL-X index) picked by hand from the published definitions.
-WHOLEBODY_TO_SMPLX = {0: 55, 9: 20, 10: 21, 17: 60, 22: 65, 95: 66, 96: 25, 116: 71}
-OPENPOSE137_TO_SMPLX = {1: 12, 4: 21, 7: 20, 8: 0, 19: 60, 24: 65, 25 + 4: 66, 46 + 4: 71}
+WHOLEBODY_TO_SMPLX = {0: 55, 9: 20, 10: 21, 17: 60, 22: 65, 95: 66, 96: 25, 116: 71,
+                      23 + 0: 127, 23 + 17: 76, 23 + 33: 92, 23 + 36: 95}
+OPENPOSE137_TO_SMPLX = {1: 12, 4: 21, 7: 20, 8: 0, 19: 60, 24: 65, 25 + 4: 66, 46 + 4: 71, 67 + 0: 127, 67 + 33: 92}
 H36M_TO_SMPLX = {0: 0, 13: 20, 16: 21}
 
 
