@@ -180,3 +180,20 @@ def test_coco_wholebody_results_and_mmpose_predictions(tmp_path):
     got = kf.read_keypoints(tmp_path / "pred.json")
     assert got.convention == "coco_wholebody"
     np.testing.assert_allclose(got.smplx[0, 20], [9, 309, 0.5])
+
+
+def test_openpose_frames_as_a_sequence(tmp_path):
+    frames = [[_openpose_person(1.0), _openpose_person(2.0)], [_openpose_person(1.5)], [_openpose_person(1.0)] * 2]
+    frames[2][1] = dict(frames[2][1], pose_keypoints_2d=[float("nan")] * 75)
+    for t, people in enumerate(frames):
+        (tmp_path / f"clip_{t:012d}_keypoints.json").write_text(json.dumps({"people": people}))
+    seq = kf.read_keypoint_sequence(tmp_path)
+    assert seq.points.shape == (2, 3, 137, 3) and seq.convention == "openpose_137"
+    np.testing.assert_allclose(seq.smplx[0, 1, 21], [60, 20, 0.9])  # frame 1, person 0: right wrist 4 * 10 * 1.5
+    assert seq.valid.tolist() == [[True, True, True], [True, False, False]]  # absent in frame 1, NaN in frame 2
+    assert seq.problems == [f"{tmp_path / 'clip_000000000002_keypoints.json'}: person 1: NaN or infinite values"]
+    points, valid = seq.persons_frames()
+    assert points.shape == (2, 3, 144, 3) and valid.shape == (2, 3)
+    (tmp_path / "other.npy").write_bytes(b"")
+    with pytest.raises(ExposeError, match="cannot read the array file"):
+        kf.read_keypoint_sequence(tmp_path)

@@ -143,6 +143,44 @@ def read_keypoints(path: str | Path, convention: str | None = None) -> KeypointF
                      "COCO-WholeBody results, MMPose predictions)")
 
 
+def read_keypoint_sequence(paths, convention: str | None = None) -> KeypointFile:
+    """Per-frame keypoint files (e.g. OpenPose's ``*_keypoints.json`` of a video, sorted by name
+    when given as a folder) as one ``[P, F, K, C]`` sequence. Persons are matched by their index in
+    each file (OpenPose does not track them); a person absent from a frame has confidence 0 there
+    and is not valid, without a line of its own. All files must share one convention."""
+    paths = _sequence_paths(paths)
+    files = [read_keypoints(p, convention) for p in paths]
+    conventions = {f.convention for f in files}
+    if len(conventions) != 1:
+        raise _bad(paths[0].parent, f"frames in several conventions ({', '.join(sorted(conventions))})")
+    if any(f.points.ndim != 3 for f in files):
+        raise _bad(paths[0].parent, "a frame file holds a sequence itself", "give one file per frame")
+    k, c = files[0].points.shape[-2:]
+    if any(f.points.shape[-1] != c for f in files):
+        raise _bad(paths[0].parent, "frames with 2D and 3D points mixed")
+    points = np.zeros((max(f.persons for f in files), len(files), k, c))
+    for t, f in enumerate(files):
+        points[:f.persons, t] = f.points
+    seq = KeypointFile(paths[0].parent, conventions.pop(), points)
+    # invalid: the frames' bad persons and the absent ones; lines: only the frames' own, naming each file
+    seq.problems = [line for f in files for line in f.problems]
+    seq.image_size = files[0].image_size
+    return seq
+
+
+def _sequence_paths(paths) -> list[Path]:
+    if isinstance(paths, (str, Path)) and Path(paths).is_dir():
+        folder = Path(paths)
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".json", ".npy", ".npz"))
+        if not found:
+            raise _bad(folder, "no keypoint files (.json, .npy, .npz) in the folder")
+        return found
+    found = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if not found:
+        raise ValueError("no keypoint files given")
+    return found
+
+
 def _array(path: Path, values, count: int, what: str, dims: int = 3) -> np.ndarray:
     """A flat or nested list of ``count`` points of ``dims`` numbers -> ``[count, dims]``; an empty
     list is a part that was not run (zeros)."""
@@ -243,7 +281,7 @@ def _read_array(path: Path, convention: str | None) -> KeypointFile:
                     raise _bad(path, f"no 'keypoints' array in the .npz (it has {', '.join(loaded.files) or 'nothing'})")
                 points = loaded["keypoints"]
                 extra = {k: loaded[k] for k in ("convention", "image", "image_size") if k in loaded.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise _bad(path, f"cannot read the array file: {exc}") from exc
     if points.ndim < 2 or points.ndim > 4 or not np.issubdtype(points.dtype, np.number):
         raise _bad(path, f"keypoints of shape {list(points.shape)} ({points.dtype}); expected [persons, K, 3] "
