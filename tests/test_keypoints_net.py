@@ -176,7 +176,7 @@ def test_infer_save_keypoints(infer_tree, tmp_path, run_cli):
 
     import cv2
 
-    from expose_cli.body_models.keypoint_files import read_keypoints
+    from expose_cli.body_models.keypoint_files import read_keypoint_sequence, read_keypoints
 
     image = np.zeros((200, 300, 3), np.uint8)
     image[...] = (50, 100, 200)  # B, G, R as OpenCV writes it: RGB (200, 100, 50)
@@ -195,6 +195,8 @@ def test_infer_save_keypoints(infer_tree, tmp_path, run_cli):
     # the video's frames: box = the whole 300 x 200 frame -> crop 375 x 500 about (150, 100), 24 / 375 px
     frame = read_keypoints(out / "walk" / "frame_000001" / "keypoints.json")
     assert json.loads(frame.path.read_text())["frame"] == 1
+    seq = read_keypoint_sequence(out / "walk")  # the video's frames as one sequence
+    assert seq.points.shape == (1, 2, 133, 3) and seq.valid.all()
     np.testing.assert_allclose(frame.points[0, 1:, 0], (BX[1:] / 2 - 12) / 0.064 + 150, atol=1e-3)
     saved = read_keypoints(out / "a" / "keypoints.json")
     assert saved.convention == "coco_wholebody" and saved.image_size == (200, 300) and saved.valid.tolist() == [True]

@@ -145,7 +145,8 @@ def read_keypoints(path: str | Path, convention: str | None = None) -> KeypointF
 
 def read_keypoint_sequence(paths, convention: str | None = None) -> KeypointFile:
     """Per-frame keypoint files (e.g. OpenPose's ``*_keypoints.json`` of a video, sorted by name
-    when given as a folder) as one ``[P, F, K, C]`` sequence. Persons are matched by their index in
+    when given as a folder; or a video's `expose infer --save-keypoints` folder, its
+    ``frame_*/keypoints.json``) as one ``[P, F, K, C]`` sequence. Persons are matched by their index in
     each file (OpenPose does not track them); a person absent from a frame has confidence 0 there
     and is not valid, without a line of its own. All files must share one convention."""
     paths = _sequence_paths(paths)
@@ -172,6 +173,8 @@ def _sequence_paths(paths) -> list[Path]:
     if isinstance(paths, (str, Path)) and Path(paths).is_dir():
         folder = Path(paths)
         found = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".json", ".npy", ".npz"))
+        found = [p for p in found if p.name not in ("result.json", "summary.json", "tracks.json")]
+        found = found or sorted(folder.glob("frame_*/keypoints.json"))  # a video's `expose infer` output
         if not found:
             raise _bad(folder, "no keypoint files (.json, .npy, .npz) in the folder")
         return found
