@@ -117,6 +117,7 @@ def test_bad_persons_are_named_and_the_others_kept(tmp_path):
     assert got.problems == [f"{tmp_path / 'p.npy'}: person 1: NaN or infinite values",
                             f"{tmp_path / 'p.npy'}: person 2: all confidences are zero"]
     assert np.isfinite(got.smplx).all()
+    assert got.smplx[1, 20].tolist() == [9, 309, 0.5] and (got.smplx[1, 16] == 0).all()  # the NaN point (COCO 5, left shoulder) unseen
 
 
 @pytest.mark.parametrize("array,convention,message", [

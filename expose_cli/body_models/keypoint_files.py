@@ -68,7 +68,8 @@ class KeypointFile:
 
     def __post_init__(self) -> None:
         self.valid, self.problems = _check_persons(self.path, self.points)
-        self.smplx, self.mask = to_smplx(np.nan_to_num(self.points), self.convention)
+        finite = np.isfinite(self.points).all(axis=-1, keepdims=True)  # a point with a NaN: all zero, unseen
+        self.smplx, self.mask = to_smplx(np.where(finite, self.points, 0.0), self.convention)
 
     @property
     def persons(self) -> int:
