@@ -94,6 +94,25 @@ def test_tiny_network_end_to_end(tmp_path, batch_free):
     assert net(image, []).shape == (0, K, 3)
 
 
+def test_providers_and_cuda(tmp_path):
+    import onnxruntime
+
+    assert kn.providers_for("cpu") == ["CPUExecutionProvider"]
+    has_cuda_ep = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    if has_cuda_ep:
+        assert kn.providers_for("cuda:1")[0] == ("CUDAExecutionProvider", {"device_id": 1})
+    else:
+        assert kn.providers_for("cuda:1") == ["CPUExecutionProvider"]  # a CPU-only ONNX Runtime: the CPU
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    path = _export(tmp_path / "peaks.onnx")
+    net = kn.resolve_keypoint_net(f"onnx:{path}", tmp_path, "cuda")
+    assert net.session.get_providers()[0] == ("CUDAExecutionProvider" if has_cuda_ep else "CPUExecutionProvider")
+    image = np.full((200, 300, 3), 120, np.uint8)
+    boxes = [[100, 50, 160, 130], [0, 0, 40, 20]]
+    np.testing.assert_allclose(net(image, boxes), kn.load_keypoint_net(path)(image, boxes), atol=1e-5)
+
+
 def test_bad_keypoint_models(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf")

@@ -74,7 +74,7 @@ def infer(
     from expose_cli.inference.video import TrackOptions
     from expose_cli.models import load_model
 
-    box_table, kind, onnx_detector, keypoint_net = _persons(boxes, detector, keypoints if save_keypoints else None, settings)
+    box_table, kind, onnx_detector, keypoint_net = _persons(boxes, detector, keypoints if save_keypoints else None, settings, device)
     if shard[1] > 1:
         device = distributed.start(device)  # this rank's GPU (LOCAL_RANK) or the CPU; joins the group
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
@@ -114,14 +114,15 @@ def _shard(distributed, track: bool | None) -> tuple[int, int]:
     return shard
 
 
-def _persons(boxes: Path | None, detector: str, keypoints: str | None, settings):
+def _persons(boxes: Path | None, detector: str, keypoints: str | None, settings, device):
     """The boxes file, the person detector (kind, ONNX model) and the keypoint network of
-    ``--keypoints`` (when asked for, else ``None``): all checked before any work."""
+    ``--keypoints`` (when asked for, else ``None``; on ``device``'s GPU when ONNX Runtime has CUDA):
+    all checked before any work."""
     from expose_cli.inference.keypoints_net import resolve_keypoint_net
 
     box_table = load_boxes(boxes) if boxes is not None else None
     kind, onnx_detector = _detector(detector, settings, warn_hog=box_table is None)
-    net = resolve_keypoint_net(keypoints, settings.tree.keypoint_model) if keypoints is not None else None
+    net = resolve_keypoint_net(keypoints, settings.tree.keypoint_model, device) if keypoints is not None else None
     return box_table, kind, onnx_detector, net
 
 

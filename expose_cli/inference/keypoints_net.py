@@ -193,16 +193,27 @@ def _split_ratio(wx, wy, size: tuple[int, int], path: Path) -> float:
     return rx
 
 
-def resolve_keypoint_net(spec: str, default_onnx: Path) -> OnnxKeypointNet:
-    """``--keypoints`` -> the network: ``auto`` is the one ``expose fetch keypoints`` installs at
-    ``default_onnx``; ``onnx:PATH`` any model of the same signature."""
+def providers_for(device) -> list:
+    """ONNX Runtime providers for a device (``cpu``, ``cuda``, ``cuda:N``, or a ``torch.device``):
+    that GPU first when the installed ONNX Runtime has CUDA (``onnxruntime-gpu``), then the CPU."""
+    name = str(device)
+    if name.startswith("cuda") and "CUDAExecutionProvider" in _import_onnxruntime().get_available_providers():
+        return [("CUDAExecutionProvider", {"device_id": int(name.split(":")[1]) if ":" in name else 0}),
+                "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def resolve_keypoint_net(spec: str, default_onnx: Path, device="cpu") -> OnnxKeypointNet:
+    """``--keypoints`` -> the network on ``device`` (:func:`providers_for`): ``auto`` is the one
+    ``expose fetch keypoints`` installs at ``default_onnx``; ``onnx:PATH`` any model of the same
+    signature."""
     if spec.startswith("onnx:"):
-        return load_keypoint_net(spec[5:])
+        return load_keypoint_net(spec[5:], providers_for(device))
     if spec != "auto":
         raise ExposeError(f"unknown --keypoints {spec!r}", hint="use auto or onnx:PATH", exit_code=2)
     if not Path(default_onnx).is_file():
         raise ExposeError("no keypoint model installed", hint=FETCH_HINT, path=default_onnx, exit_code=2)
-    return load_keypoint_net(default_onnx)
+    return load_keypoint_net(default_onnx, providers_for(device))
 
 
 def save_keypoints(path: str | Path, network, image_rgb: np.ndarray, boxes, *, image: str,
