@@ -28,3 +28,81 @@ def test_hdf5_outputs_get_the_umask_mode_not_mkstemps_0600(tmp_path, run_cli, st
                   "--size", "32", "--no-embed")
     assert res.exit_code == 0, res.output
     assert stat.S_IMODE((tmp_path / "s" / "synth_hand_train.h5").stat().st_mode) == 0o644
+
+
+# -- expose train ----------------------------------------------------------------------------------
+SMALL_BODY = ["--set", "body.hrnet_width=8", "--set", "body.feature_dim=64", "--set", "body.hidden=[32,32]"]
+
+
+@pytest.fixture(scope="module")
+def synth16(standin_tree, tmp_path_factory):
+    """16 synthetic body samples: 4 steps of 4 per epoch."""
+    from expose_cli.io.paths import DataTree
+    from expose_cli.training.synth import write_synth
+
+    return write_synth(tmp_path_factory.mktemp("synth"), "body", 16, DataTree(standin_tree), seed=0, size=64)
+
+
+def train_args(tree, h5, out, *extra, head=()):
+    return ["--data-dir", str(tree), *head, *SMALL_BODY, "--set", f"data.members=['{h5}']", "--set", "data.ratios=[1.0]",
+            "--set", "data.img_res=64",
+            "train", "body", "--out", str(out), "--init", "none", "--batch-size", "4", "--workers", "0",
+            "--val-every", "0", *extra]
+
+
+def one_error_line(res) -> str:
+    lines = [x for x in res.stderr.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in res.output and "AssertionError" not in res.output, res.output
+    return lines[0]
+
+
+def test_a_train_run_that_fails_leaves_no_folder_that_blocks_the_rerun(run_cli, standin_tree, synth16, tmp_path,
+                                                                      monkeypatch):
+    """Wrong-kind --init, --device cuda without CUDA, fp16 on the CPU, --workers -1, and a failure
+    inside the loop before any checkpoint: nothing is left in --out; the corrected command runs."""
+    import torch
+
+    from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
+
+    hand = tmp_path / "hand.pth"
+    write_mmhuman3d_checkpoint(hand, "hand", seed=0, small=True)
+    out = tmp_path / "run"
+    failures = [(["--init", str(hand)], (), "init"), (["--precision", "fp16"], (), "fp16"),
+                (["--workers", "-1"], (), "workers")]
+    if not torch.cuda.is_available():
+        failures.append(([], ("--device", "cuda"), "CUDA"))
+    for extra, head, word in failures:
+        res = run_cli(*train_args(standin_tree, synth16, out, "--max-steps", "1", *extra, head=head))
+        assert res.exit_code != 0 and word in one_error_line(res), res.output
+        assert not out.exists(), (extra, head, sorted(p.name for p in out.iterdir()))
+    out.mkdir()  # an empty folder the user made stays, and stays usable
+
+    def broken_fit(self):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("expose_cli.training.loop.Trainer.fit", broken_fit)
+    res = run_cli(*train_args(standin_tree, synth16, out, "--max-steps", "1"))
+    assert res.exit_code != 0 and "disk on fire" in res.output
+    assert out.is_dir() and not any(out.iterdir())
+    monkeypatch.undo()
+    res = run_cli(*train_args(standin_tree, synth16, out, "--max-steps", "1"))
+    assert res.exit_code == 0, res.output
+    assert (out / "last.pth").is_file()
+
+
+def test_train_flags_that_no_run_can_use_are_refused_with_one_line(run_cli, standin_tree, synth16, tmp_path):
+    out = tmp_path / "run"
+    for flag, value, word in (("--max-steps", "0", "leave --max-steps out"), ("--save-every", "-1", "save_every"),
+                              ("--grad-clip", "-1", "grad_clip"), ("--nproc", "0", "--nproc"),
+                              ("--val-every", "-2", "val_every")):
+        res = run_cli(*train_args(standin_tree, synth16, out, flag, value))
+        assert res.exit_code == 2 and word in res.output, res.output
+        one_error_line(res)
+        assert not out.exists()
+
+
+def test_the_summary_counts_an_epoch_that_max_steps_ended_on_its_last_step(run_cli, standin_tree, synth16, tmp_path):
+    """16 samples / batch 4 = 4 steps per epoch: --max-steps 8 stops after two whole epochs."""
+    res = run_cli(*train_args(standin_tree, synth16, tmp_path / "r", "--max-steps", "8", "--epochs", "5"))
+    assert res.exit_code == 0, res.output
+    assert "2 complete, step 8" in res.stdout, res.stdout
