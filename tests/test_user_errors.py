@@ -106,3 +106,86 @@ def test_the_summary_counts_an_epoch_that_max_steps_ended_on_its_last_step(run_c
     res = run_cli(*train_args(standin_tree, synth16, tmp_path / "r", "--max-steps", "8", "--epochs", "5"))
     assert res.exit_code == 0, res.output
     assert "2 complete, step 8" in res.stdout, res.stdout
+
+
+def documented_quickstart() -> list[list[str]]:
+    """The command lines of docs/train.md's "Train on synthetic data in one minute", ``$DATA`` expanded."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "train.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- synth-quickstart.*?```sh\n(.*?)```", text, re.S).group(1)
+    env, lines = {}, []
+    for line in block.strip().splitlines():
+        if re.fullmatch(r"\w+=\S+", line):
+            key, value = line.split("=")
+            env[key] = value
+            continue
+        for key, value in env.items():
+            line = line.replace(f"${key}", value)
+        words = shlex.split(line)
+        assert words[0] == "expose", line
+        lines.append(words[1:])
+    return lines
+
+
+def test_the_documented_synthetic_quickstart_runs_as_written(run_cli, standin_tree, tmp_path, monkeypatch):
+    """docs/train.md's lines in a folder holding DATA (= data, the stand-in tree); tiny widths added as
+    the doc says. Without --val-every 0 the run stops before work naming the file and the flag."""
+    from expose_cli.testing.trees import link_tree
+
+    link_tree(standin_tree, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    synth, train = documented_quickstart()
+    assert synth[synth.index("synth") + 1].endswith("preprocessed_datasets") and "train" in train
+    assert run_cli(*synth, "-q").exit_code == 0
+    tiny = ["--set", "hand.resnet_width=8", "--set", "hand.hidden=[32,32]"]
+    no_val = [a for a in train if a != "--val-every"]
+    no_val.remove("0")
+    res = run_cli(*no_val, *tiny)
+    assert res.exit_code == 2 and "--val-every 0" in res.output and "freihand" in res.output, res.output
+    assert not (tmp_path / "runs").exists()
+    dry = run_cli(*train, *tiny, "--dry-run")
+    assert dry.exit_code == 0 and "validation: off" in dry.stdout and "synth_hand" in dry.stdout, dry.output
+    res = run_cli(*train, *tiny)
+    assert res.exit_code == 0, res.output
+    assert "2 complete, step 8" in res.stdout and (tmp_path / "runs" / "synth-hand" / "last.pth").is_file()
+
+
+# -- expose eval / infer ---------------------------------------------------------------------------
+def test_eval_refuses_a_training_file_and_an_unwritable_json_before_running_the_network(
+        run_cli, model_tree, tmp_path, monkeypatch):
+    from expose_cli.evaluation import runner
+    from expose_cli.io.paths import DataTree
+    from expose_cli.testing.raw_datasets import write_freihand
+    from expose_cli.testing.trees import link_tree
+
+    root = link_tree(model_tree, tmp_path / "data")
+    write_freihand(root / "datasets" / "FreiHand", unique=3, eval_samples=2)
+    assert run_cli("--data-dir", root, "-q", "preprocess", "freihand").exit_code == 0
+    train, test = DataTree(root).preprocessed_file("freihand", "train"), DataTree(root).preprocessed_file("freihand", "test")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network ran")
+
+    monkeypatch.setattr(runner, "predict", no_network)
+    res = run_cli("--data-dir", root, "eval", "freihand", "--data", train)
+    line = one_error_line(res)
+    assert res.exit_code == 2 and str(train) in line and "vertices" in line and "--split test" in res.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for out in (blocker / "r.json", tmp_path):  # under a file; a folder's name
+        res = run_cli("--data-dir", root, "eval", "freihand", "--data", test, "--json", out)
+        assert res.exit_code == 2 and str(out) in one_error_line(res) and "--json" in res.stderr
+
+
+@pytest.mark.parametrize("shape", [(20, 2000), (2000, 20), (5, 5)])
+def test_the_fallback_person_detector_takes_images_smaller_than_its_window(shape):
+    """OpenCV's HOG asserts (2000 x 20 px) or crashes (20 x 2000 px, after its downscale to 1280 px)
+    on an image smaller than its 64 x 128 px window; a plain grey strip holds nobody."""
+    import numpy as np
+
+    from expose_cli.inference.boxes import detect_hog
+
+    assert detect_hog(np.full((*shape, 3), 128, np.uint8)) == []
