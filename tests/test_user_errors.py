@@ -189,3 +189,38 @@ def test_the_fallback_person_detector_takes_images_smaller_than_its_window(shape
     from expose_cli.inference.boxes import detect_hog
 
     assert detect_hog(np.full((*shape, 3), 128, np.uint8)) == []
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+def test_unusable_checkpoints_are_one_line_each_and_fetch_models_is_hinted_only_for_published_ones(
+        run_cli, small_ckpts, tmp_path):
+    """A JSON file named .pth, a truncated copy of a published checkpoint, the same under the user's
+    own name, a missing run checkpoint; and the expected skips of an MMHuman3D file are not printed."""
+    from expose_cli.io.paths import DataTree
+    from expose_cli.models import load_model
+
+    data = small_ckpts["hand"].read_bytes()
+    (tmp_path / "pretrained_models").mkdir()
+    published = tmp_path / "pretrained_models" / small_ckpts["hand"].name
+    published.write_bytes(data[: len(data) // 2])
+    own = tmp_path / "last.pth"
+    own.write_bytes(data[: len(data) // 2])
+    foreign = tmp_path / "weights.pth"
+    foreign.write_text('{"state_dict": {}}')
+    cases = ((foreign, "not a PyTorch checkpoint", False), (published, "truncated or damaged", True),
+             (own, "truncated or damaged", False), (tmp_path / "runs" / "best.pth", "checkpoint not found", False))
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "img.png"), np.full((64, 64, 3), 128, np.uint8))
+    tree = small_ckpts["hand"].parent.parent
+    for path, words, fetch in cases:
+        res = run_cli("--data-dir", tree, "infer", tmp_path / "img.png", "--ckpt", path, "--detector", "full-image",
+                      "--out", tmp_path / "out")
+        line = one_error_line(res)
+        assert res.exit_code == 2 and words in line and str(path) in line, res.output
+        assert ("fetch-models" in res.stderr) == fetch and "weights_only=False" not in res.output
+        assert "miniz" not in res.output
+    lines = []
+    load_model(small_ckpts["hand"], DataTree(tree), report=lines.append)
+    assert len(lines) == 1 and "layer_000" not in lines[0] and "body_model_train" not in lines[0]
