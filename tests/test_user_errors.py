@@ -224,3 +224,34 @@ def test_unusable_checkpoints_are_one_line_each_and_fetch_models_is_hinted_only_
     lines = []
     load_model(small_ckpts["hand"], DataTree(tree), report=lines.append)
     assert len(lines) == 1 and "layer_000" not in lines[0] and "body_model_train" not in lines[0]
+
+
+def test_doctor_fetch_list_and_fetch_models_agree_on_a_checkpoint_that_is_not_the_published_one(run_cli, tmp_path):
+    """`expose demo`'s stand-in expose.pth is intact but not MMHuman3D's file: doctor 'ok' with that
+    note, fetch --list 'other', fetch-models keeps it (no .corrupt); a truncated one is damaged in all three."""
+    import json
+
+    from expose_cli.io.paths import DataTree
+    from expose_cli.testing.checkpoints import write_mmhuman3d_checkpoint
+
+    path = DataTree(tmp_path).checkpoint("expose")
+    write_mmhuman3d_checkpoint(path, "expose", seed=0, small=True)
+    original = path.read_bytes()
+
+    def verdicts():
+        run_cli("--data-dir", tmp_path, "-q", "doctor", "--json", tmp_path / "d.json")
+        run_cli("--data-dir", tmp_path, "-q", "fetch", "--list", "--json", tmp_path / "f.json")
+        doctor = next(r for r in json.loads((tmp_path / "d.json").read_text()) if r["path"].endswith("expose.pth"))
+        listed = next(r for r in json.loads((tmp_path / "f.json").read_text()) if r["asset"] == "expose")
+        return doctor, listed
+
+    doctor, listed = verdicts()
+    assert doctor["status"] == "ok" and "not the published file" in doctor["detail"]
+    assert listed["status"] == "other" and listed["detail"] == doctor["detail"]
+    res = run_cli("--data-dir", tmp_path, "fetch-models", "--only", "expose", "--mirror", "http://127.0.0.1:9",
+                  "--retries", "0")
+    assert "kept" in res.stdout and path.read_bytes() == original, res.output
+    assert not path.with_name("expose.pth.corrupt").exists()
+    path.write_bytes(original[: len(original) // 2])
+    doctor, listed = verdicts()
+    assert doctor["status"] == "invalid" and listed["status"] == "corrupt"
