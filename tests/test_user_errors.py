@@ -25,7 +25,7 @@ def test_hdf5_outputs_get_the_umask_mode_not_mkstemps_0600(tmp_path, run_cli, st
     assert run_cli("-q", "preprocess", "ehf", "--root", tmp_path / "EHF", "--out", out).exit_code == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     res = run_cli("--data-dir", standin_tree, "-q", "synth", tmp_path / "s", "--kind", "hand", "--count", "1",
-                  "--size", "32", "--no-embed")
+                  "--size", "32", "--no-embed-images")
     assert res.exit_code == 0, res.output
     assert stat.S_IMODE((tmp_path / "s" / "synth_hand_train.h5").stat().st_mode) == 0o644
 
@@ -255,3 +255,57 @@ def test_doctor_fetch_list_and_fetch_models_agree_on_a_checkpoint_that_is_not_th
     path.write_bytes(original[: len(original) // 2])
     doctor, listed = verdicts()
     assert doctor["status"] == "invalid" and listed["status"] == "corrupt"
+
+
+# -- help and option names -------------------------------------------------------------------------
+COMMANDS = [["demo"], ["doctor"], ["eval"], ["fetch-models"], ["fetch"], ["import-body-models"], ["infer"],
+            ["preprocess"], ["inspect"], ["synth"], ["train"], ["export", "onnx"]]
+
+
+def test_help_shows_brackets_no_bool_metavars_and_h_works_everywhere(run_cli):
+    env = {"COLUMNS": "220", "TERM": "dumb"}
+    top = run_cli("--help", env=env)
+    assert top.exit_code == 0 and "([body], [hand], [face], [attention])" in top.stdout, top.stdout
+    assert run_cli("-h", env=env).stdout == top.stdout
+    for cmd in COMMANDS:
+        res = run_cli(*cmd, "-h", env=env)
+        assert res.exit_code == 0 and "Usage: " in res.stdout and " ".join(cmd) + " [OPTIONS]" in res.stdout, cmd
+        assert "<bool>" not in res.stdout, [x for x in res.stdout.splitlines() if "<bool>" in x]
+    assert "--embed-images" in run_cli("synth", "-h", env=env).stdout
+    for cmd, old in ((["synth"], "--embed "), (["synth"], "--no-embed "), (["fetch"], "--force"),
+                     (["import-body-models"], "--force")):
+        assert old not in run_cli(*cmd, "-h", env=env).stdout  # deprecated names: accepted, not shown
+
+
+def test_deprecated_option_names_still_work_with_a_warning(capsys):
+    from expose_cli.cli.app import deprecated_aliases
+
+    argv = ["--data-dir", "d", "synth", "out", "--no-embed", "--", "--no-embed"]
+    assert deprecated_aliases(argv) == ["--data-dir", "d", "synth", "out", "--no-embed-images", "--", "--no-embed"]
+    assert "--no-embed is deprecated: use --no-embed-images" in capsys.readouterr().err
+    assert deprecated_aliases(["fetch-models", "--force"]) == ["fetch-models", "--overwrite"]
+    assert deprecated_aliases(["preprocess", "--force"]) == ["preprocess", "--force"]  # not an alias there
+
+
+def test_export_and_infer_refuse_to_replace_earlier_outputs_without_overwrite(run_cli, small_ckpts, tmp_path):
+    import cv2
+    import numpy as np
+
+    tree = small_ckpts["hand"].parent.parent
+    onnx = tmp_path / "hand.onnx"
+    onnx.write_bytes(b"earlier")
+    res = run_cli("--data-dir", tree, "export", "onnx", "hand", "--ckpt", small_ckpts["hand"], "--out", onnx)
+    assert res.exit_code == 2 and "output exists" in one_error_line(res) and "--overwrite" in res.stderr
+    assert onnx.read_bytes() == b"earlier"
+    cv2.imwrite(str(tmp_path / "img.png"), np.full((64, 64, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    args = ["--data-dir", tree, "infer", tmp_path / "img.png", "--ckpt", "hand", "--detector", "full-image", "--out", out]
+    res = run_cli(*args)
+    assert res.exit_code == 2 and str(out) in one_error_line(res) and "--overwrite" in res.stderr
+    assert "loaded" not in res.stderr  # refused before the model was read
+    res = run_cli(*args, "--overwrite", "--skip-existing")
+    assert res.exit_code == 2 and "give one of the two" in res.stderr
+    assert run_cli(*args, "--overwrite", "-q").exit_code == 0
+    assert (out / "summary.json").read_text() != "{}"

@@ -32,7 +32,7 @@ def install_detector(archive: str | Path, destination: str | Path, expected_sha2
             members = [i for i in zf.infolist() if not i.is_dir() and Path(i.filename).name == MEMBER]
             if len(members) != 1:
                 raise ExposeError(f"expected one {MEMBER} in the archive, found {len(members)}",
-                                  hint="run `expose fetch detector --force`", path=archive)
+                                  hint="run `expose fetch detector --overwrite`", path=archive)
             digest = hashlib.sha256()
             with atomic_path(destination) as tmp, zf.open(members[0]) as src, open(tmp, "wb") as dst:
                 while chunk := src.read(1 << 20):
@@ -40,9 +40,9 @@ def install_detector(archive: str | Path, destination: str | Path, expected_sha2
                     dst.write(chunk)
                 if digest.hexdigest() != expected_sha256:
                     raise ExposeError(f"{MEMBER} has sha256 {digest.hexdigest()[:8]}..., expected "
-                                      f"{expected_sha256[:8]}...", hint="run `expose fetch detector --force`",
+                                      f"{expected_sha256[:8]}...", hint="run `expose fetch detector --overwrite`",
                                       path=archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ExposeError(f"cannot read the detector archive: {exc}", hint="run `expose fetch detector --force`",
+        raise ExposeError(f"cannot read the detector archive: {exc}", hint="run `expose fetch detector --overwrite`",
                           path=archive) from exc
     return destination

@@ -54,7 +54,7 @@ class DownloadOptions:
 @dataclass
 class Result:
     """Outcome for one asset: ``downloaded``, ``verified`` (already there), ``failed``, ``manual``,
-    ``kept`` (another checkpoint is there; ``--force`` replaces it)."""
+    ``kept`` (another checkpoint is there; ``--overwrite`` replaces it)."""
 
     asset: str
     status: str
@@ -135,7 +135,7 @@ def _main_status(asset: Asset, main: Path, lock: LockFile, rehash: bool) -> tupl
     problem = _checksum_problem(asset, digest, entry["sha256"] if entry else None, lock)
     if problem and asset.kind == "checkpoint" and _intact_checkpoint(main):
         return "other", (f"not the published file ({problem}), but an intact checkpoint of its own (e.g. `expose "
-                         f"demo`'s stand-in or a trained one): --force downloads the published one, keeping it as "
+                         f"demo`'s stand-in or a trained one): --overwrite downloads the published one, keeping it as "
                          f"{main.name}.old")
     if problem:
         return "corrupt", problem
@@ -342,7 +342,7 @@ def _hint(main: Path) -> str:
 
 def _fetch_with_retries(url: str, part: Path, main: Path, name: str, options: DownloadOptions,
                         progress: ProgressHook | None, sleep: Callable[[float], None]) -> str | None:
-    """Download ``url`` into ``part`` (resumed; restarted with ``--force``), retrying transient
+    """Download ``url`` into ``part`` (resumed; restarted with ``--overwrite``), retrying transient
     failures with a doubling backoff (an unreachable host once, then remembered for the run's
     other assets). ``None`` when complete, else the failure in one line."""
     main.parent.mkdir(parents=True, exist_ok=True)
@@ -376,13 +376,13 @@ def _checksum_problem(asset: Asset, digest: str, expected: str | None, lock: Loc
         return f"checksum mismatch: sha256 {digest[:8]}... is not the published {asset.sha256[:8]}..."
     if expected and digest != expected:
         return (f"checksum mismatch: sha256 {digest[:8]}... differs from the copy verified before "
-                f"({expected[:8]}... in {lock.path.name}); `--force` accepts a new version")
+                f"({expected[:8]}... in {lock.path.name}); `--overwrite` accepts a new version")
     return ""
 
 
 def _install(part: Path, main: Path, digest: str, keep_old: bool, replaced: str | None) -> list[str]:
     """Move the verified ``part`` to ``main``; an unverified copy there (``keep_old``) that differs
-    is kept as ``NAME.old``. Returns the notes for the result (also a new version under ``--force``:
+    is kept as ``NAME.old``. Returns the notes for the result (also a new version under ``--overwrite``:
     ``replaced`` is the sha256 recorded before)."""
     notes = []
     if keep_old and main.is_file() and sha256_file(main) != digest:

@@ -32,7 +32,7 @@ from expose_cli.io.paths import DataTree
 from expose_cli.utils.atomic import write_json_atomic
 
 MirrorOpt = Annotated[str | None, typer.Option("--mirror", envvar="EXPOSE_MIRROR", help="Base URL replacing the origin; the path of each asset is kept.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Download again even when present and verified.")]
+ForceOpt = Annotated[bool, typer.Option("--overwrite", help="Download again even when present and verified.")]
 DryOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would be downloaded, download nothing.")]
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", min=1, max=16, help="Parallel downloads.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds without data before a try fails.")]
