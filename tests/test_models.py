@@ -353,7 +353,7 @@ def test_checkpoint_errors(small_ckpts, tmp_path):
     with pytest.raises(ExposeError, match=r"broken.pth: checkpoint does not fit the hand model: 1 missing"):
         load_net(tmp_path / "broken.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(ExposeError, match="cannot load as a safe"):
+    with pytest.raises(ExposeError, match="junk.pth: not a PyTorch checkpoint"):
         load_net(tmp_path / "junk.pth")
     torch.save({"state_dict": {"foo.weight": torch.zeros(1)}}, tmp_path / "other.pth")
     with pytest.raises(ExposeError, match="cannot tell which ExPose model"):

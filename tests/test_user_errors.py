@@ -131,8 +131,8 @@ def documented_quickstart() -> list[list[str]]:
 
 
 def test_the_documented_synthetic_quickstart_runs_as_written(run_cli, standin_tree, tmp_path, monkeypatch):
-    """docs/train.md's lines in a folder holding DATA (= data, the stand-in tree); tiny widths added as
-    the doc says. Without --val-every 0 the run stops before work naming the file and the flag."""
+    """docs/train.md's lines in a folder holding DATA (= data, the stand-in tree), as written.
+    Without --val-every 0 the run stops before work naming the file and the flag."""
     from expose_cli.testing.trees import link_tree
 
     link_tree(standin_tree, tmp_path / "data")
@@ -140,15 +140,14 @@ def test_the_documented_synthetic_quickstart_runs_as_written(run_cli, standin_tr
     synth, train = documented_quickstart()
     assert synth[synth.index("synth") + 1].endswith("preprocessed_datasets") and "train" in train
     assert run_cli(*synth, "-q").exit_code == 0
-    tiny = ["--set", "hand.resnet_width=8", "--set", "hand.hidden=[32,32]"]
     no_val = [a for a in train if a != "--val-every"]
     no_val.remove("0")
-    res = run_cli(*no_val, *tiny)
+    res = run_cli(*no_val)
     assert res.exit_code == 2 and "--val-every 0" in res.output and "freihand" in res.output, res.output
     assert not (tmp_path / "runs").exists()
-    dry = run_cli(*train, *tiny, "--dry-run")
+    dry = run_cli(*train, "--dry-run")
     assert dry.exit_code == 0 and "validation: off" in dry.stdout and "synth_hand" in dry.stdout, dry.output
-    res = run_cli(*train, *tiny)
+    res = run_cli(*train)
     assert res.exit_code == 0, res.output
     assert "2 complete, step 8" in res.stdout and (tmp_path / "runs" / "synth-hand" / "last.pth").is_file()
 
