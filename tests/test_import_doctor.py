@@ -249,7 +249,7 @@ def test_import_pkl_never_overwrites_the_npz_beside_without_force(tmp_path, run_
     report = json.loads((tmp_path / "r.json").read_text())
     assert [(r["installed"], r["status"]) for r in report] == [
         ("body_models/smplx/SMPLX_NEUTRAL.pkl", "installed"), ("body_models/smplx/SMPLX_NEUTRAL.npz", "exists")]
-    assert "--force" in report[1]["detail"]
+    assert "--overwrite" in report[1]["detail"]
     assert tree.smplx_model("neutral", "npz").read_bytes() == before
     assert tree.smplx_model("neutral", "pkl").read_bytes() == src.read_bytes()
     # --force replaces both.

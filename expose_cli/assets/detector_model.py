@@ -38,7 +38,7 @@ def install_onnx_member(archive: str | Path, destination: str | Path, expected_s
             members = [i for i in zf.infolist() if not i.is_dir() and Path(i.filename).name == MEMBER]
             if len(members) != 1:
                 raise ExposeError(f"expected one {MEMBER} in the archive, found {len(members)}",
-                                  hint=f"run `expose fetch {asset} --force`", path=archive)
+                                  hint=f"run `expose fetch {asset} --overwrite`", path=archive)
             digest = hashlib.sha256()
             with atomic_path(destination) as tmp, zf.open(members[0]) as src, open(tmp, "wb") as dst:
                 while chunk := src.read(1 << 20):
@@ -46,9 +46,9 @@ def install_onnx_member(archive: str | Path, destination: str | Path, expected_s
                     dst.write(chunk)
                 if digest.hexdigest() != expected_sha256:
                     raise ExposeError(f"{MEMBER} has sha256 {digest.hexdigest()[:8]}..., expected "
-                                      f"{expected_sha256[:8]}...", hint=f"run `expose fetch {asset} --force`",
+                                      f"{expected_sha256[:8]}...", hint=f"run `expose fetch {asset} --overwrite`",
                                       path=archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ExposeError(f"cannot read the {asset} archive: {exc}", hint=f"run `expose fetch {asset} --force`",
+        raise ExposeError(f"cannot read the {asset} archive: {exc}", hint=f"run `expose fetch {asset} --overwrite`",
                           path=archive) from exc
     return destination

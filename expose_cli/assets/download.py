@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from expose_cli.assets.manifest import Asset
+from expose_cli.errors import ExposeError
 from expose_cli.io.hashing import sha256_file
 from expose_cli.io.paths import DataTree
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
@@ -52,7 +53,8 @@ class DownloadOptions:
 
 @dataclass
 class Result:
-    """Outcome for one asset: ``downloaded``, ``verified`` (already there), ``failed``, ``manual``."""
+    """Outcome for one asset: ``downloaded``, ``verified`` (already there), ``failed``, ``manual``,
+    ``kept`` (another checkpoint is there; ``--overwrite`` replaces it)."""
 
     asset: str
     status: str
@@ -131,6 +133,10 @@ def _main_status(asset: Asset, main: Path, lock: LockFile, rehash: bool) -> tupl
         return "verified", ""
     digest = sha256_file(main)
     problem = _checksum_problem(asset, digest, entry["sha256"] if entry else None, lock)
+    if problem and asset.kind == "checkpoint" and _intact_checkpoint(main):
+        return "other", (f"not the published file ({problem}), but an intact checkpoint of its own (e.g. `expose "
+                         f"demo`'s stand-in or a trained one): --overwrite downloads the published one, keeping it as "
+                         f"{main.name}.old")
     if problem:
         return "corrupt", problem
     if entry or asset.sha256_prefix or asset.sha256:
@@ -138,9 +144,21 @@ def _main_status(asset: Asset, main: Path, lock: LockFile, rehash: bool) -> tupl
     return "present", "not downloaded by expose: no checksum to check it against (`expose fetch` verifies it)"
 
 
+def _intact_checkpoint(path: Path) -> bool:
+    """A ``torch.save`` file whose every part passes its CRC: a different checkpoint, not a damaged one."""
+    from expose_cli.models.checkpoint import sniff_checkpoint
+
+    try:
+        sniff_checkpoint(path)
+    except ExposeError:
+        return False
+    return True
+
+
 def file_status(asset: Asset, tree: DataTree, lock: LockFile, rehash: bool = False) -> tuple[str, str]:
     """``(status, detail)`` of an asset on disk: ``verified``, ``present`` (there, but nothing to
-    check it against yet), ``missing``, ``corrupt`` or ``manual`` (cannot be downloaded, absent).
+    check it against yet), ``missing``, ``corrupt`` (damaged, or not the file), ``other`` (a
+    checkpoint that is intact but not the published one) or ``manual`` (cannot be downloaded, absent).
 
     Cheap by default: a file whose size and mtime match its lock entry is ``verified`` without
     hashing; with ``rehash`` (or when they differ) the sha256 is recomputed. An asset with a second
@@ -283,6 +301,8 @@ def download_asset(
     if status == "verified" and not options.force:
         _copy_to_others(main, paths[1:])
         return Result(asset.name, "verified", rel, main.stat().st_size, lock_sha(lock, main), "already present, skipped")
+    if status == "other" and not options.force:  # the user's own checkpoint: never renamed .corrupt
+        return Result(asset.name, "kept", rel, main.stat().st_size, message=detail)
     corrupt = main.with_name(main.name + ".corrupt")
     notes = []
     moved_aside = status == "corrupt" and main.is_file()  # the user's bad copy is kept as NAME.corrupt
@@ -307,7 +327,7 @@ def download_asset(
         _part_meta(part).unlink(missing_ok=True)
         return Result(asset.name, "failed", rel, corrupt.stat().st_size, digest,
                       "; ".join([*notes, f"{problem}; kept as {corrupt.name}"]))
-    notes += _install(part, main, digest, keep_old=status == "present",
+    notes += _install(part, main, digest, keep_old=status in ("present", "other"),
                       replaced=entry["sha256"] if options.force and entry else None)
     lock.record(main, digest, url)
     _copy_to_others(main, paths[1:])
@@ -322,7 +342,7 @@ def _hint(main: Path) -> str:
 
 def _fetch_with_retries(url: str, part: Path, main: Path, name: str, options: DownloadOptions,
                         progress: ProgressHook | None, sleep: Callable[[float], None]) -> str | None:
-    """Download ``url`` into ``part`` (resumed; restarted with ``--force``), retrying transient
+    """Download ``url`` into ``part`` (resumed; restarted with ``--overwrite``), retrying transient
     failures with a doubling backoff (an unreachable host once, then remembered for the run's
     other assets). ``None`` when complete, else the failure in one line."""
     main.parent.mkdir(parents=True, exist_ok=True)
@@ -356,13 +376,13 @@ def _checksum_problem(asset: Asset, digest: str, expected: str | None, lock: Loc
         return f"checksum mismatch: sha256 {digest[:8]}... is not the published {asset.sha256[:8]}..."
     if expected and digest != expected:
         return (f"checksum mismatch: sha256 {digest[:8]}... differs from the copy verified before "
-                f"({expected[:8]}... in {lock.path.name}); `--force` accepts a new version")
+                f"({expected[:8]}... in {lock.path.name}); `--overwrite` accepts a new version")
     return ""
 
 
 def _install(part: Path, main: Path, digest: str, keep_old: bool, replaced: str | None) -> list[str]:
     """Move the verified ``part`` to ``main``; an unverified copy there (``keep_old``) that differs
-    is kept as ``NAME.old``. Returns the notes for the result (also a new version under ``--force``:
+    is kept as ``NAME.old``. Returns the notes for the result (also a new version under ``--overwrite``:
     ``replaced`` is the sha256 recorded before)."""
     notes = []
     if keep_old and main.is_file() and sha256_file(main) != digest:

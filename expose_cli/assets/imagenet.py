@@ -65,7 +65,7 @@ def convert_state(state: dict[str, torch.Tensor], kind: str, backbone: nn.Module
     if missing:
         raise ExposeError(f"{len(missing)} of the backbone's {len(wanted)} ImageNet tensors are not in the file "
                           f"(e.g. {missing[0]})",
-                          hint="the file is not a torchvision ResNet-18 / timm HRNet-W48; `expose fetch pretrained --force`")
+                          hint="the file is not a torchvision ResNet-18 / timm HRNet-W48; `expose fetch pretrained --overwrite`")
     return converted
 
 
@@ -98,7 +98,7 @@ def install_imagenet(tree: DataTree, lock: LockFile, asset: Asset, force: bool =
         if ours and entry["url"] == source:
             return f"{out.name}: up to date"
         if not ours:
-            return f"{out.name}: kept the file already there (not written by expose); --force replaces it"
+            return f"{out.name}: kept the file already there (not written by expose); --overwrite replaces it"
     count = convert_imagenet_file(raw, kind, out)
     lock.record(out, sha256_file(out), source)
     return f"{out.name}: {count} tensors converted from {raw.name}"

@@ -187,7 +187,7 @@ class _Run:
         dest = target.destination
         rel = _rel(dest, self.tree)
         if dest.exists() and dest not in self.derived and (not self.force or dest in self.given):
-            detail = "given twice; the first one is kept" if dest in self.given else "already installed; --force replaces it"
+            detail = "given twice; the first one is kept" if dest in self.given else "already installed; --overwrite replaces it"
             self.records.append(ImportRecord(source.display, rel, "exists", detail))
             return True
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +224,7 @@ class _Run:
             return
         if npz.exists() and npz not in self.derived and not self.force:
             self.records.append(ImportRecord(f"{display} (chumpy-free .npz)", _rel(npz, self.tree), "exists",
-                                             "already installed; kept (--force replaces it)"))
+                                             "already installed; kept (--overwrite replaces it)"))
             return
         write_clean_npz(data, npz)
         self.derived.add(npz)

@@ -32,7 +32,7 @@ class Requirement:
     path: Path
     tasks: tuple[str, ...]
     provided_by: str
-    check: Callable[[Path], None] | None = None
+    check: Callable[[Path], str | None] | None = None  # raises when unusable; may return a note
     alternatives: tuple[Path, ...] = ()
 
     @property
@@ -76,9 +76,25 @@ def _model(label: str, candidates: list[Path], tasks: tuple[str, ...], source: s
     return Requirement(label, candidates[0], tasks, source, _body_model(kind), tuple(candidates[1:]))
 
 
-def _checkpoint(path: Path) -> None:
-    if path.stat().st_size == 0 or not zipfile.is_zipfile(path):
-        raise ExposeError("not a torch checkpoint (torch.save zip archive)", path=path)
+def _checkpoint(tree: DataTree) -> Callable[[Path], str | None]:
+    """A published checkpoint's file, judged as `expose fetch --list` and `fetch-models` judge it:
+    damaged (invalid), or intact but not the published file (ok, with that note)."""
+
+    def check(path: Path) -> str | None:
+        from expose_cli.assets.download import LockFile, file_status
+        from expose_cli.assets.manifest import default_manifest
+
+        if path.stat().st_size == 0 or not zipfile.is_zipfile(path):
+            raise ExposeError("not a torch checkpoint (torch.save zip archive)", path=path)
+        asset = next((a for a in default_manifest() if a.kind == "checkpoint" and path in a.paths(tree)), None)
+        if asset is None:
+            return None
+        status, detail = file_status(asset, tree, LockFile(tree))
+        if status == "corrupt":
+            raise ExposeError(detail, path=path)
+        return detail if status == "other" else None
+
+    return check
 
 
 def _hdf5(path: Path) -> None:
@@ -142,7 +158,7 @@ def requirements(tree: DataTree) -> list[Requirement]:
             reqs.append(Requirement("all_means.pkl (2nd copy)", tree.all_means_root_copy, ("train",), FETCH,
                                     _auxiliary(name)))
     for name, tasks in (("expose", ("infer", "eval")), ("body", ("eval",)), ("face", ("eval",)), ("hand", ("eval",))):
-        reqs.append(Requirement(f"checkpoint '{name}'", tree.checkpoint(name), tasks, FETCH, _checkpoint))
+        reqs.append(Requirement(f"checkpoint '{name}'", tree.checkpoint(name), tasks, FETCH, _checkpoint(tree)))
     for ds, split in (("ehf", "val"), ("3dpw", "test"), ("freihand", "test"), ("stirling", "HQ")):
         reqs.append(_preprocessed(tree, output_files(ds, tree, (split,))[0], ds, f"{ds} {split}", ("eval",)))
     for ds in TRAINING_SPLITS:  # the files the converters write, from the data layer's one list
@@ -168,9 +184,8 @@ def inspect_tree(tree: DataTree, task: str | None = None) -> list[Status]:
             out.append(Status(req, "missing", f"{where}get it from {req.provided_by}"))
             continue
         try:
-            if req.check is not None:
-                req.check(found)
-            out.append(Status(req, "ok", found=found))
+            note = req.check(found) if req.check is not None else None
+            out.append(Status(req, "ok", note or "", found=found))
         except ExposeError as exc:
             out.append(Status(req, "invalid", exc.reason, found=found))
         except Exception as exc:  # any reader failure means the file is unusable

@@ -38,6 +38,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},  # every subcommand inherits -h
 )
 
 
@@ -67,7 +68,7 @@ def _global_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results.")] = False,
     model_config: Annotated[
         Path | None,
-        typer.Option("--model-config", help="TOML file overriding model config fields ([body], [hand], [face], [attention])."),
+        typer.Option("--model-config", help="TOML file overriding model config fields (\\[body], \\[hand], \\[face], \\[attention])."),
     ] = None,
     overrides: Annotated[
         list[str] | None,
@@ -142,13 +143,56 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return [*head, *moved, command, *kept]
 
 
+#: Old option names, still accepted (hidden from --help) with a warning: one name per idea.
+DEPRECATED = {("fetch", "--force"): "--overwrite", ("fetch-models", "--force"): "--overwrite",
+              ("import-body-models", "--force"): "--overwrite", ("synth", "--embed"): "--embed-images",
+              ("synth", "--no-embed"): "--no-embed-images"}
+
+
+def deprecated_aliases(argv: list[str]) -> list[str]:
+    """``argv`` with the old names of :data:`DEPRECATED` replaced (one warning line each)."""
+    command = next((a for a in argv if not a.startswith("-") and a in typer.main.get_command(app).commands), None)
+    out = []
+    for i, arg in enumerate(argv):
+        new = DEPRECATED.get((command, arg))
+        if new is not None and "--" not in argv[:i]:
+            err_console.print(f"[yellow]warning:[/yellow] {arg} is deprecated: use {new}", highlight=False)
+            arg = new
+        out.append(arg)
+    return out
+
+
+def command():
+    """The click command of the app, with no type shown beside flags in --help (typer shows <bool>)."""
+    root = typer.main.get_command(app)
+    stack = [root]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            if getattr(param, "is_flag", False) or getattr(param, "count", False):  # options only
+                param.metavar = ""
+        cmd.get_help_option = _plain_help(cmd.get_help_option)  # -h/--help: made when asked for
+    return root
+
+
+def _plain_help(make):
+    def get_help_option(ctx):
+        option = make(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return get_help_option
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``expose`` script: run the app, turn errors into one clear line."""
     argv = list(argv if argv is not None else sys.argv[1:])
     verbose = any(_is_verbose_flag(a) for a in argv)
     try:
-        argv = hoist_global_options(argv)
-        rv = app(args=argv, standalone_mode=False)
+        argv = deprecated_aliases(hoist_global_options(argv))
+        rv = command()(args=argv, standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):
             return rv
     except ExposeError as exc:

@@ -23,6 +23,7 @@ from expose_cli.cli.common import (
     resolve_device,
     warn,
 )
+from expose_cli.io.outputs import check_writable
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 
@@ -62,6 +63,9 @@ def evaluate(
 
     settings = get_settings(ctx)
     bench = B.get_benchmark(benchmark)
+    for path, what in ((json_out, "--json"), (per_sample, "--per-sample"), (save_predictions, "--save-predictions")):
+        if path is not None:  # before the evaluation, not after it
+            check_writable(path, what)
     from expose_cli.inference import distributed
 
     shard = distributed.shard_from_env() if from_predictions is None else (0, 1)  # torchrun: samples by rank

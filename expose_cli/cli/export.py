@@ -9,6 +9,7 @@ import typer
 
 from expose_cli.cli.common import get_settings, info
 from expose_cli.errors import ExposeError
+from expose_cli.io.outputs import check_writable
 
 KINDS = ("body", "hand", "face", "expose")
 
@@ -22,6 +23,7 @@ def onnx_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="A .onnx file (body, hand, face) or a folder.")],
     ckpt: Annotated[str | None, typer.Option("--ckpt", help="Checkpoint path or name (default: KIND).")] = None,
     opset: Annotated[int, typer.Option("--opset", min=13, help="ONNX opset of the graphs.")] = 17,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing .onnx files.")] = False,
 ) -> None:
     """Write the networks of a checkpoint as ONNX with a dynamic batch axis (docs/export.md)."""
     if kind not in KINDS:
@@ -34,9 +36,20 @@ def onnx_command(
     net, _ = load_net(ckpt or kind, settings.tree, settings.model_config, settings.overrides)
     if net.kind != kind:
         raise ExposeError(f"{ckpt} holds a {net.kind!r} model, not {kind!r}", hint=f"use: expose export onnx {net.kind}")
+    _refuse_existing(onnx_export.target_paths(net, out), overwrite)
     paths = onnx_export.export_onnx(net, out, opset)
     for path in paths:
         info(settings, f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {opset})")
+
+
+def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    """Outputs already there are replaced only with --overwrite (as preprocess, synth and fetch)."""
+    there = [p for p in paths if p.exists()]
+    if there and not overwrite:
+        raise ExposeError("output exists" + (f" (and {len(there) - 1} more)" if len(there) > 1 else ""), path=there[0],
+                          exit_code=2, hint="add --overwrite to replace it, or choose another --out")
+    for path in paths:
+        check_writable(path, "--out")
 
 
 def register(app: typer.Typer) -> None:

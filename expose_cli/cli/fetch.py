@@ -32,7 +32,7 @@ from expose_cli.io.paths import DataTree
 from expose_cli.utils.atomic import write_json_atomic
 
 MirrorOpt = Annotated[str | None, typer.Option("--mirror", envvar="EXPOSE_MIRROR", help="Base URL replacing the origin; the path of each asset is kept.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Download again even when present and verified.")]
+ForceOpt = Annotated[bool, typer.Option("--overwrite", help="Download again even when present and verified.")]
 DryOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would be downloaded, download nothing.")]
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", min=1, max=16, help="Parallel downloads.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds without data before a try fails.")]
@@ -127,7 +127,7 @@ def _print_results(results: list[Result]) -> None:
     table = Table(title="expose fetch")
     for col in ("asset", "status", "size", "path / message"):
         table.add_column(col)
-    colours = {"downloaded": "green", "verified": "green", "manual": "yellow", "failed": "red"}
+    colours = {"downloaded": "green", "verified": "green", "manual": "yellow", "failed": "red", "kept": "yellow"}
     for r in results:
         size = f"{r.size / 1e6:.1f} MB" if r.size else ""
         table.add_row(r.asset, f"[{colours[r.status]}]{r.status}[/]", size, r.message or r.path)
@@ -232,7 +232,8 @@ def list_assets(settings: Settings, manifest: list[Asset], json_out: Path | None
     for col in ("asset", "kind", "status", "size", "destination", "source"):
         table.add_column(col, overflow="fold")
     rows = []
-    colours = {"verified": "green", "present": "green", "missing": "yellow", "manual": "yellow", "corrupt": "red"}
+    colours = {"verified": "green", "present": "green", "missing": "yellow", "manual": "yellow", "corrupt": "red",
+               "other": "yellow"}
     for a in manifest:
         status, detail = file_status(a, tree, lock)
         dest = a.paths(tree)[0]
@@ -243,6 +244,9 @@ def list_assets(settings: Settings, manifest: list[Asset], json_out: Path | None
         table.add_row(a.name, a.kind, f"[{colours.get(status, 'white')}]{status}[/]", f"{size / 1e6:.1f} MB" if size else "",
                       str(dest.relative_to(tree.root)) if dest.is_relative_to(tree.root) else str(dest), source)
     console.print(table)
+    for row in rows:  # what "corrupt" and "other" mean for this file
+        if row["status"] in ("corrupt", "other"):
+            console.print(f"{row['asset']}: {row['status']}: {row['detail']}", highlight=False)
     if json_out is not None:
         write_json_atomic(json_out, rows)
 

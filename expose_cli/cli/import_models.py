@@ -17,7 +17,7 @@ from expose_cli.utils.atomic import write_json_atomic
 def import_models(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Zip archives, folders or files as downloaded.")],
-    force: Annotated[bool, typer.Option("--force", help="Replace files already installed.")] = False,
+    force: Annotated[bool, typer.Option("--overwrite", help="Replace files already installed.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
 ) -> None:
     """Install official body-model downloads (zips or files) into the data tree."""

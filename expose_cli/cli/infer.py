@@ -21,6 +21,7 @@ from expose_cli.errors import ExposeError  # noqa: E402
 from expose_cli.inference.boxes import NO_PERSON, load_boxes  # noqa: E402
 from expose_cli.inference.export import FORMATS  # noqa: E402
 from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  # noqa: E402
+from expose_cli.io.outputs import check_writable  # noqa: E402
 
 SMOOTHING = ("none", "oneeuro", "savgol")
 SaveKeypointsOpt = Annotated[bool, typer.Option("--save-keypoints", help="Also write each person's whole-body 2D keypoints "
@@ -51,6 +52,7 @@ def infer(
     every: Annotated[int, typer.Option("--every", min=1, help="Videos: every N-th frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Videos: at most N frames.")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Resume: skip inputs already done.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the results of an earlier run in --out.")] = False,
     track: Annotated[bool | None, typer.Option("--track/--no-track", help="Person ids across frames (on for videos; "
                                                                           "--track also treats each image folder as a sequence).")] = None,
     smooth: Annotated[str, typer.Option("--smooth", help="Tracks: none | oneeuro | savgol (zero-phase, default).")] = "savgol",
@@ -68,7 +70,7 @@ def infer(
 
     device = resolve_device(settings.device)
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
-    shard = _shard(distributed, track)
+    shard = _check_out(out, _shard(distributed, track), skip_existing, overwrite)
     items, workers = _discover(inputs, workers, batch_size)
     from expose_cli.inference.pipeline import InferOptions  # torch: after the argument checks
     from expose_cli.inference.video import TrackOptions
@@ -89,6 +91,23 @@ def infer(
         run_and_report(settings, items, predictor, options)
     else:
         _run_sharded(settings, items, predictor, options)
+
+
+def _check_out(out: Path, shard: tuple[int, int], resume: bool, overwrite: bool) -> tuple[int, int]:
+    """An --out holding an earlier run's results is continued (--skip-existing) or replaced
+    (--overwrite), never overwritten silently (as preprocess, synth, export and fetch). Returns ``shard``."""
+    from expose_cli.inference.distributed import summary_name
+
+    if resume and overwrite:
+        raise ExposeError("--skip-existing keeps the results already written, --overwrite replaces them",
+                          exit_code=2, hint="give one of the two")
+    if not resume and not overwrite and (out / summary_name(shard)).is_file():
+        raise ExposeError("holds the results of an earlier run", path=out, exit_code=2,
+                          hint="add --skip-existing to continue it, --overwrite to replace them, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ExposeError("--out is a file, not a folder", path=out, exit_code=2, hint="choose a folder")
+    check_writable(out / summary_name(shard), "--out")
+    return shard
 
 
 def _discover(inputs: list[str], workers: int | None, batch_size: int) -> tuple[list, int]:

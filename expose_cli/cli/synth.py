@@ -21,7 +21,7 @@ def synth(
     count: Annotated[int, typer.Option("--count", min=1, help="Number of samples.")] = 256,
     size: Annotated[int, typer.Option("--size", min=32, help="Image side (px).")] = 256,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed: same set).")] = 0,
-    embed: Annotated[bool, typer.Option("--embed/--no-embed", help="Also embed JPEG crops (--embed-images).")] = True,
+    embed: Annotated[bool, typer.Option("--embed-images/--no-embed-images", help="Also store each image (JPEG) in the file.")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
     pose_dims: Annotated[int, typer.Option("--pose-dims", min=0, help="0: independent random joints; K > 0: poses "
                                            "from K fixed directions (a family a small network learns fast).")] = 0,

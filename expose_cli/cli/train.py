@@ -60,7 +60,7 @@ def print_config(cfg) -> None:
 def dry_run(cfg, settings: Settings, world_size: int) -> None:
     """Config, the datasets with sizes and ratios, and the steps per epoch; nothing is trained."""
     from expose_cli.training.datasets import build_train_dataset
-    from expose_cli.training.run import preflight
+    from expose_cli.training.run import preflight, validation_files
 
     preflight(cfg, settings.tree, None)
     print_config(cfg)
@@ -75,6 +75,9 @@ def dry_run(cfg, settings: Settings, world_size: int) -> None:
     console.print(table)
     per_rank = math.ceil(max(sizes) / world_size)
     steps = math.ceil(per_rank / cfg.train.batch_size)
+    val = validation_files(cfg, settings.tree)
+    console.print(f"validation: {cfg.train.val_set} every {cfg.train.val_every} epochs on {val[0][0]}" if val
+                  else "validation: off (--val-every 0 or train.val_set=none)")
     console.print(f"epoch = {max(sizes)} samples (the largest member) = {steps} steps of {cfg.train.batch_size}"
                   f" per process x {world_size} process(es); {cfg.train.epochs} epochs = {steps * cfg.train.epochs} steps")
 
@@ -136,6 +139,7 @@ def train(
     from expose_cli.training import distributed as D
 
     settings = get_settings(ctx)
+    check_flags(settings, max_steps, nproc)
     argv = _rebuild_argv(ctx)
     if nproc > 1 and not dry and not D.launched_by_torchrun():  # a dry run starts no processes
         raise typer.Exit(D.launch(nproc, argv + (["--resume"] if resume else [])))
@@ -148,6 +152,19 @@ def train(
         dry_run(cfg, settings, world)
         return
     _run(cfg, settings, out, resume, argv)
+
+
+def check_flags(settings: Settings, max_steps: int | None, nproc: int) -> None:
+    """Flags no run can use, and a device this machine lacks: one line each, before any work."""
+    from expose_cli.cli.common import resolve_device
+
+    if max_steps is not None and max_steps < 1:
+        raise ExposeError(f"--max-steps must be >= 1, not {max_steps}", exit_code=2,
+                          hint="leave --max-steps out to train all --epochs")
+    if nproc < 1:
+        raise ExposeError(f"--nproc must be >= 1, not {nproc}", exit_code=2,
+                          hint="--nproc 1 trains in this process; N > 1 runs torchrun with N processes")
+    resolve_device(settings.device)  # `--device cuda` without CUDA: one line, as infer and eval say it
 
 
 def _rebuild_argv(ctx: typer.Context) -> list[str]:

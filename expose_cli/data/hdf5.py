@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 
 from expose_cli.data.hdf5_chunks import write_rows
 from expose_cli.errors import ExposeError
-from expose_cli.utils.atomic import temp_path_for
+from expose_cli.utils.atomic import move_into_place, temp_path_for
 
 FORMAT_NAME = "expose-hdf5"
 FORMAT_VERSION = 2  # 2: per-row fields chunked ROW_CHUNK rows (1: 256 rows; still read)
@@ -270,8 +269,7 @@ class HDF5Writer:
         f.attrs["dropped"] = json.dumps(dict(stats.dropped))
         f.attrs["notes"] = json.dumps(dict(stats.notes))
         f.close()
-        os.replace(self.tmp, self.path)
-        return self.path
+        return move_into_place(self.tmp, self.path)  # the umask's mode, not mkstemp's 0600
 
     def abort(self) -> None:
         """Close and delete the temporary file (an interrupted or failed conversion)."""

@@ -43,6 +43,7 @@ class Benchmark:
     load_assets: Callable[[HDF5Reader, DataTree, int], dict]  # (reader, tree, samples) -> scoring files
     score: Callable[[HDF5Reader, dict, dict], dict[str, np.ndarray]]  # (reader, preds, assets) -> metrics
     subset_from_file: bool = False  # the data file's split attribute is the subset published numbers follow
+    needs: tuple[str, ...] = ()  # the file's ground-truth fields that scoring reads (checked before any work)
 
 
 BENCHMARKS = {
@@ -53,25 +54,27 @@ BENCHMARKS = {
         "H4W rows (Hand4Whole EHF.evaluate): PVE all/hands/face translated to pelvis/wrists/neck "
         "(J_regressor 0/20,21/12), PA-PVE all/hands/face, body PA-MPJPE on SMPLX_to_J14, hands PA-MPJPE "
         "(wrist, 15 finger joints, 5 tips); hands = mean of left and right",
-        runner.ehf_assets, runner.score_ehf),
+        runner.ehf_assets, runner.score_ehf, needs=("vertices",)),
     "freihand": Benchmark(
         "freihand", "freihand", "test", "hand", ("hand",),
         "MMHuman3D: 21 joints root-relative PA-MPJPE; PA-PVE against the MANO mesh of the ground-truth "
         "parameters. FH- rows (FreiHAND challenge): PA-PVE and F@5/15 mm against the official "
         "evaluation_verts.json",
-        runner.freihand_assets, runner.score_freihand),
+        runner.freihand_assets, runner.score_freihand,
+        needs=("keypoints3d", "vertices", "has_mano", "mano/global_orient", "mano/right_hand_pose", "mano/betas")),
     "3dpw": Benchmark(
         "3dpw", "3dpw", "test", "body", ("body", "expose"),
         "MMHuman3D: prediction SMPLX_to_J14; ground truth NEUTRAL SMPL for every subject -> J_regressor_h36m "
         "-> H36M_TO_J14; both centred on the mean of the hips; MPJPE and PA-MPJPE. G- rows (HMR/SPIN/VIBE): "
         "ground truth from the gendered SMPL ('m' male, else female)",
-        runner.pw3d_assets, runner.score_3dpw),
+        runner.pw3d_assets, runner.score_3dpw, needs=("gender", "smpl/global_orient", "smpl/body_pose", "smpl/betas")),
     "stirling": Benchmark(
         "stirling", "stirling", "HQ", "face", ("face",),
         "MMHuman3D/FG2018: predicted mesh similarity-aligned to the scan by 7 landmarks, scan cropped to "
         "the face region, mean scan-to-mesh distance ('3DRMSE'); the data file decides the subset (HQ/LQ); "
         "the seed publishes HQ only",
-        runner.stirling_assets, runner.score_stirling, subset_from_file=True),
+        runner.stirling_assets, runner.score_stirling, subset_from_file=True,
+        needs=("scan_landmarks", "scan/vertices", "scan/offsets")),
 }
 
 
@@ -92,6 +95,13 @@ def open_data(bench: Benchmark, data: Path | None, tree: DataTree) -> HDF5Reader
         reader.close()
         raise ExposeError(f"this is a {reader.dataset!r} file; benchmark {bench.name!r} needs {bench.dataset!r}",
                           path=path, hint=f"run `expose preprocess {bench.dataset}` and pass its file")
+    missing = [name for name in bench.needs if name not in reader.file]
+    if missing:
+        split = reader.attrs.get("split", "?")
+        reader.close()
+        raise ExposeError(f"no {', '.join(missing)} in this {bench.dataset} {split} file: {bench.name} scores "
+                          "against them", path=path, exit_code=2,
+                          hint=f"pass the {bench.split} split: `expose preprocess {bench.dataset} --split {bench.split}`")
     return reader
 
 

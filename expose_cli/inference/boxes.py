@@ -112,6 +112,12 @@ def detect_hog(image_rgb: np.ndarray, min_score: float = 0.0) -> list[list[float
         scale = 256 / min(gray.shape)
     if scale != 1.0:
         gray = cv2.resize(gray, None, fx=scale, fy=scale)
+    # An image narrower or lower than HOG's 64 x 128 px window (after the scaling: a 20 x 2000 px
+    # strip) makes OpenCV assert or crash: pad it (bottom/right, boxes keep their coordinates).
+    win_w, win_h = hog.winSize
+    pad_h, pad_w = max(0, win_h - gray.shape[0]), max(0, win_w - gray.shape[1])
+    if pad_h or pad_w:
+        gray = cv2.copyMakeBorder(gray, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=114)
     rects, weights = hog.detectMultiScale(gray, winStride=(8, 8), padding=(16, 16), scale=1.05)
     boxes = []
     for (x, y, w, h), s in zip(rects, np.asarray(weights).reshape(-1), strict=True):

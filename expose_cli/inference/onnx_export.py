@@ -132,6 +132,14 @@ def export_network(net, spec: NetworkSpec, path: Path, opset: int = DEFAULT_OPSE
         return export_module(NetworkGraph(backbone, head), inputs, output_names(head), path, opset, meta)
 
 
+def target_paths(net, out: Path) -> list[Path]:
+    """The files :func:`export_onnx` writes for ``net`` at ``out``."""
+    out = Path(out)
+    if out.suffix.lower() == ".onnx":
+        return [out]
+    return [out / f"{spec.name}.onnx" for spec in network_specs(net)]
+
+
 def export_onnx(net, out: Path, opset: int = DEFAULT_OPSET) -> list[Path]:
     """Every network of ``net`` as ONNX. ``out``: a ``.onnx`` file (body, hand, face models) or a
     folder (``<network>.onnx`` inside; the full model's three networks always go to a folder)."""

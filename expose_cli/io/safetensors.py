@@ -31,7 +31,7 @@ DTYPES = {
 _NAMES = {v: k for k, v in DTYPES.items()}
 #: A header larger than this is refused (the reference implementation's limit).
 MAX_HEADER = 100_000_000
-_HINT = "the file is damaged or not a .safetensors file; download it again (`expose fetch ... --force`)"
+_HINT = "the file is damaged or not a .safetensors file; download it again (`expose fetch ... --overwrite`)"
 
 
 def _bad(path: Path, problem: str) -> ExposeError:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from expose_cli.errors import ExposeError, MissingFileError
-from expose_cli.io.paths import DataTree
+from expose_cli.io.paths import CHECKPOINT_FILES, DataTree
 from expose_cli.models.config import ModelConfig, apply_overrides, preset
 from expose_cli.models.expose import ExPoseNet, Predictor
 from expose_cli.models.model import ExPoseModel
@@ -49,6 +49,38 @@ class LoadReport:
         return "skipped " + ", ".join(parts) if parts else "nothing skipped"
 
 
+def damage_hint(path: Path) -> str:
+    """What to do about an unusable checkpoint: download a published one again; for the user's own
+    (e.g. from `expose train`), another checkpoint of its run."""
+    if Path(path).name in CHECKPOINT_FILES.values():
+        return "download it again: `expose fetch-models`"
+    return "use another copy, or another checkpoint of its run (last.pth, best.pth, epoch_K.pth)"
+
+
+def sniff_checkpoint(path: Path) -> None:
+    """One line for a file torch would fail on with its own words: not a ``torch.save`` file at all
+    (JSON, text, an image...), or a zip archive cut short or damaged (torch: "internal miniz error")."""
+    import zipfile
+
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:1] == b"\x80":
+        return  # torch.save's legacy (pickle) format
+    if head != b"PK\x03\x04":
+        what = "empty" if not head else "JSON or text" if head.lstrip()[:1] in (b"{", b"[") or head.isascii() else "another format"
+        raise ExposeError(f"not a PyTorch checkpoint ({what}; torch.save writes a zip archive)", path=path, exit_code=2,
+                          hint="give a .pth file written by torch.save (`expose train`, MMHuman3D)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ExposeError(f"truncated or damaged checkpoint ({exc})", path=path, exit_code=2,
+                          hint=damage_hint(path)) from None
+    if bad is not None:
+        raise ExposeError(f"damaged checkpoint: its part {bad} fails its checksum", path=path, exit_code=2,
+                          hint=damage_hint(path))
+
+
 def _safe_torch_load(path: Path) -> dict:
     """``torch.load(weights_only=True)``, admitting numpy arrays (MMHuman3D's meta may hold some)."""
     safe = [np.ndarray, np.dtype]
@@ -58,15 +90,16 @@ def _safe_torch_load(path: Path) -> dict:
         from numpy.core.multiarray import _reconstruct, scalar
     safe += [_reconstruct, scalar]
     safe += [type(np.dtype(t)) for t in ("float32", "float64", "int64", "int32", "uint8", "bool")]
+    sniff_checkpoint(path)
     try:
         with torch.serialization.safe_globals(safe):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ExposeError(
-            f"cannot load as a safe (weights-only) checkpoint: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-            hint="the file is damaged, not a checkpoint, or holds code objects; download it again (`expose fetch-models`)",
-            path=path,
-        ) from exc
+        reason = str(exc).splitlines()[0]
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it holds objects other than tensors and numbers (code a safe load does not run)"
+        raise ExposeError(f"cannot load as a safe (weights-only) checkpoint: {reason}", path=path,
+                          hint=damage_hint(path)) from exc
     if not isinstance(obj, dict):
         raise ExposeError(f"expected a dict, found {type(obj).__name__}", path=path)
     return obj
@@ -161,8 +194,10 @@ def resolve_checkpoint(path_or_name: str | Path, tree: DataTree | None = None) -
     named = tree.checkpoint(str(path_or_name))
     if named.is_file():
         return named
+    published = str(path_or_name) in CHECKPOINT_FILES or named.name in CHECKPOINT_FILES.values()
     raise MissingFileError(named if not path.suffix else path, "checkpoint",
-                           "run `expose fetch-models` (or give the path of a .pth file)")
+                           "run `expose fetch-models` (or give the path of a .pth file)" if published else
+                           "check the path (`expose train` writes OUT/last.pth, best.pth and epoch_K.pth)")
 
 
 def load_net(path_or_name: str | Path, tree: DataTree | None = None, config_file: str | Path | None = None,
@@ -228,9 +263,8 @@ def load_model(path_or_name: str | Path, tree: DataTree | None = None, device: s
     """
     tree = tree or DataTree()
     net, load_report = load_net(path_or_name, tree, config_file, overrides)
-    if report is not None:
-        report(f"loaded {net.kind} model from {resolve_checkpoint(path_or_name, tree)} "
-               f"({load_report.source_format}); {load_report.summary()}")
+    if report is not None:  # the groups skipped are the expected ones (anything else is refused)
+        report(f"loaded {net.kind} model from {resolve_checkpoint(path_or_name, tree)} ({load_report.source_format})")
     return build_predictor(net, tree).to(device)
 
 

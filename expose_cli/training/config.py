@@ -31,6 +31,10 @@ KINDS = ("body", "hand", "face", "expose")
 VAL_SETS = {"body": "3dpw", "hand": "freihand", "face": "stirling", "expose": "ehf"}
 BATCH_SIZES = {"body": 48, "hand": 64, "face": 64, "expose": 48}
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: Train fields that may be 0 (meaning this) but never negative.
+NON_NEGATIVE = {"max_steps": "no limit, all the epochs", "workers": "load data in the main process",
+                "grad_clip": "no clipping", "val_every": "never validate", "save_every": "no epoch_K.pth",
+                "last_every": "last.pth only at the end", "log_every": "log every step"}
 
 
 @dataclass
@@ -167,8 +171,8 @@ def _set_in(obj: Any, names: list[str], value: Any, where: str) -> Any:
             raise ExposeError(f"unknown config field {where}")
         new = _set_in(current, names[1:], value, where)
     else:
-        if isinstance(value, list) and isinstance(current, tuple) and _holds_strings(obj, names[0]):
-            new = tuple(str(v) for v in value)
+        if isinstance(current, tuple) and isinstance(value, (list, str)) and _holds_strings(obj, names[0]):
+            new = (value,) if isinstance(value, str) else tuple(str(v) for v in value)  # a bare name: one member
         else:
             new = _coerce(current, value, where)
     if obj.__dataclass_params__.frozen:
@@ -191,7 +195,9 @@ def _holds_strings(obj: Any, name: str) -> bool:
 
 
 def set_field(cfg: RunConfig, key: str, value: Any) -> None:
-    """Set ``section.field[.sub]`` (``train.lr``, ``body.hidden``, ``data.augment.flip_prob``)."""
+    """Set ``section.field[.sub]`` (``train.lr``, ``body.hidden``, ``data.augment.flip_prob``).
+    ``data.members`` takes a list or one bare name (``data.members=synth_hand``); members of another
+    count than ``data.ratios`` get equal ratios until ``data.ratios`` is set."""
     section, *names = key.strip().split(".")
     if not names:
         raise ExposeError(f"bad setting {key!r}", hint="write section.field=value, e.g. train.lr=1e-5")
@@ -199,6 +205,8 @@ def set_field(cfg: RunConfig, key: str, value: Any) -> None:
         _set_in(getattr(cfg.model, section), names, value, key)
     elif section in ("data", "train", "loss"):
         setattr(cfg, section, _set_in(getattr(cfg, section), names, value, key))
+        if names == ["members"] and len(cfg.data.ratios) != len(cfg.data.members):  # equal shares unless set
+            cfg.data = _set_in(cfg.data, ["ratios"], [1.0] * len(cfg.data.members), "data.ratios")
     else:
         raise ExposeError(f"unknown config section {section!r} in {key!r}",
                           hint="sections: train, loss, data, body, hand, face, attention")
@@ -228,10 +236,14 @@ def check(cfg: RunConfig) -> None:
     t = cfg.train
     if t.precision not in PRECISIONS:
         raise ExposeError(f"train.precision must be one of {', '.join(PRECISIONS)}, not {t.precision!r}")
-    if t.batch_size < 1 or t.epochs < 1 or t.max_steps < 0:
-        raise ExposeError("train.batch_size and train.epochs must be >= 1, train.max_steps >= 0")
+    if t.batch_size < 1 or t.epochs < 1:
+        raise ExposeError("train.batch_size and train.epochs must be >= 1", exit_code=2)
     if t.lr <= 0:
         raise ExposeError(f"train.lr must be > 0, not {t.lr}")
+    for name, zero in NON_NEGATIVE.items():
+        if getattr(t, name) < 0:
+            raise ExposeError(f"train.{name} must be >= 0 (0: {zero}), not {getattr(t, name)}", exit_code=2,
+                              hint="use 0 or more")
     post_init = getattr(cfg.data, "__post_init__", None)
     if post_init is not None:
         try:

@@ -116,8 +116,11 @@ def initialise(net, kind: str, init: str, tree: DataTree, log: Callable[[str], N
         path = Path(init)
         if not path.is_file():
             raise MissingFileError(path, "--init checkpoint", "give an existing .pth file, 'auto' or 'none'")
-        state = load_state_file(path)
-        load_state(net, state, "init")
+        try:
+            load_state(net, load_state_file(path), "init")
+        except ExposeError as exc:
+            raise ExposeError(f"--init checkpoint: {exc.reason}", path=path, exit_code=2,
+                              hint=f"give a {kind} checkpoint of the same widths, 'auto' or 'none'") from None
         return f"initialised from {path}"
     if kind == "expose":
         paths = {part: tree.pretrained_models / name for part, name, _ in PART_SOURCES}

@@ -47,6 +47,23 @@ def body_model_files(kind: str, tree: DataTree) -> list[tuple[Path, str, str]]:
     return [(found, f"{model[0].upper()} model", hint)]
 
 
+def validation_files(cfg: RunConfig, tree: DataTree) -> list[tuple[Path, str, str]]:
+    """The file validation reads every ``val_every`` epochs (none when validation is off)."""
+    t = cfg.train
+    if not t.val_set or t.val_set == "none" or not t.val_every:
+        return []
+    off = "or train without validation: --val-every 0"
+    if t.val_data:
+        return [(Path(t.val_data), f"{t.val_set} validation data", f"check --set train.val_data, {off}")]
+    if t.val_set == "heldout":
+        return []  # build_validation says that heldout needs train.val_data
+    from expose_cli.evaluation.benchmark import get_benchmark
+
+    bench = get_benchmark(t.val_set)
+    return [(tree.preprocessed_file(bench.dataset, bench.split), f"{t.val_set} validation data (every {t.val_every} epochs)",
+             f"`expose preprocess {bench.dataset}`, {off}")]
+
+
 def preflight(cfg: RunConfig, tree: DataTree, resume: Path | None) -> None:
     """Stop before any work when a needed file is missing: datasets, body model, init weights."""
     from expose_cli.training.pretrained import required_files
@@ -54,20 +71,21 @@ def preflight(cfg: RunConfig, tree: DataTree, resume: Path | None) -> None:
     needed = data_files(cfg, tree.root) + body_model_files(cfg.kind, tree)
     if resume is None:
         needed += required_files(cfg.kind, cfg.train.init, tree)
-    if cfg.train.val_data:
-        needed.append((Path(cfg.train.val_data), "validation data", "check --set train.val_data"))
+    needed += validation_files(cfg, tree)
     for path, what, command in needed:
         if not Path(path).is_file():
             raise MissingFileError(path, what, command)
 
 
-def prepare_run_dir(out: Path, resume: bool) -> None:
+def check_run_dir(out: Path, resume: bool) -> None:
     """``out`` must be new or empty unless resuming (then it must hold the run)."""
-    if resume:
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExposeError("run directory is not empty", path=out,
+    if not resume and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExposeError("run directory is not empty", path=out, exit_code=2,
                           hint="choose a new --out, or add --resume to continue the run in it")
+
+
+def prepare_run_dir(out: Path, resume: bool) -> None:
+    check_run_dir(out, resume)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -111,7 +129,10 @@ def seed_everything(seed: int, rank: int = 0) -> None:
 def summary_rows(trainer, status: str) -> list[tuple[str, str]]:
     """The final summary: what ran, where it stopped, losses, best validation, files."""
     p = trainer.progress
-    rows = [("status", status), ("epochs", f"{p.epoch} complete, step {p.step}"), ("skipped steps", str(p.skipped))]
+    # A stop on an epoch's last step (--max-steps at a boundary) has run the whole epoch; its end
+    # (lr schedule, validation, epoch_K.pth) follows on --resume.
+    done = p.epoch + int(p.epoch_step >= len(trainer.loader))
+    rows = [("status", status), ("epochs", f"{done} complete, step {p.step}"), ("skipped steps", str(p.skipped))]
     for key, value in (getattr(trainer, "last_parts", None) or {}).items():
         rows.append((f"last {key}", f"{value:.4g}"))
     if p.best is not None:
@@ -120,34 +141,68 @@ def summary_rows(trainer, status: str) -> list[tuple[str, str]]:
     return rows
 
 
+def check_device(cfg: RunConfig, device: str) -> None:
+    """Settings this process's device cannot run, refused before any work."""
+    if cfg.train.precision == "fp16" and not device.startswith("cuda"):
+        raise ExposeError(f"--precision fp16 needs a CUDA GPU; this run is on {device}", exit_code=2,
+                          hint="use --precision bf16 or fp32 on the CPU")
+
+
+def discard_failed_run(out: Path, existed: bool) -> None:
+    """After a failure before any checkpoint: remove what this run wrote into ``out`` (config.json,
+    README.txt, logs), and ``out`` itself when the run made it, so the same command can run again."""
+    import shutil
+
+    if not out.is_dir() or any(out.glob("*.pth")):
+        return  # a checkpoint: the run can --resume
+    for child in out.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    if not existed:
+        out.rmdir()
+
+
 def run(cfg: RunConfig, tree: DataTree, out: Path, resume: bool = False, argv: list[str] | None = None,
         info: D.DistInfo | None = None, log: Callable[[str], None] = print):
-    """The whole run; returns ``(trainer, status)``."""
+    """The whole run; returns ``(trainer, status)``. Everything that can be checked (files, device,
+    the ``--init`` checkpoint, the data) is, before the run directory is written."""
     from expose_cli.training.checkpointing import load_training_checkpoint
-    from expose_cli.training.loop import Trainer
     from expose_cli.training.pretrained import initialise
     from expose_cli.training.validation import build_validation
 
     info = info or D.DistInfo()
     out = Path(out)
     resume_path = out / "last.pth" if resume else None
+    check_device(cfg, info.device)
+    if info.is_main:
+        check_run_dir(out, resume)
     preflight(cfg, tree, resume_path)
     state = load_training_checkpoint(resume_path, cfg.kind) if resume_path is not None else None
     validate = build_validation(cfg, tree) if info.is_main else None  # its files are checked here, before any write
+    seed_everything(cfg.train.seed, info.rank)
+    model = build_model(cfg, tree)
+    line = initialise(model.net, cfg.kind, cfg.train.init, tree, log) if state is None else None
+    dataset, sampler, collate = build_data(cfg, tree.root, info)
+    existed = out.exists()
     if info.is_main:
         prepare_run_dir(out, resume)
         write_run_files(out, cfg, argv or ["train", cfg.kind, "--out", str(out)])
-    D.barrier(info)
-    seed_everything(cfg.train.seed, info.rank)
-    model = build_model(cfg, tree)
-    if state is None:
-        line = initialise(model.net, cfg.kind, cfg.train.init, tree, log)
-        if info.is_main:
+        if line:
             log(line)
-    dataset, sampler, collate = build_data(cfg, tree.root, info)
-    trainer = Trainer(cfg, model, dataset, sampler, collate, out, info, validate, log)
+    D.barrier(info)
+    try:
+        return _fit(cfg, model, (dataset, sampler, collate), out, info, validate, log, state)
+    except Exception:
+        if info.is_main and not resume:
+            discard_failed_run(out, existed)
+        raise
+
+
+def _fit(cfg, model, data, out: Path, info: D.DistInfo, validate, log, state):
+    from expose_cli.training.loop import Trainer
+
+    trainer = Trainer(cfg, model, *data, out, info, validate, log)
     if state is not None:
         trainer.load_resume(state)
         if info.is_main:
-            log(f"resumed from {resume_path} at epoch {trainer.progress.epoch + 1}, step {trainer.progress.step}")
+            log(f"resumed from {out / 'last.pth'} at epoch {trainer.progress.epoch + 1}, step {trainer.progress.step}")
     return trainer, trainer.fit()

@@ -72,6 +72,15 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         raise
 
 
+def move_into_place(tmp: Path, final: str | Path) -> Path:
+    """Rename a finished temporary file (one that a library such as h5py wrote itself) to
+    ``final`` with the mode a plain ``open()`` would give it, as :func:`atomic_path` does."""
+    final = Path(final)
+    os.chmod(tmp, _final_mode(final))
+    os.replace(tmp, final)
+    return final
+
+
 def write_bytes_atomic(final: str | Path, data: bytes) -> None:
     with atomic_path(final) as tmp:
         tmp.write_bytes(data)
