@@ -24,6 +24,8 @@ from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  #
 from expose_cli.io.outputs import check_writable  # noqa: E402
 
 SMOOTHING = ("none", "oneeuro", "savgol")
+SkipExistingOpt = Annotated[bool, typer.Option("--skip-existing", help="Resume: skip inputs already done.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the results of an earlier run in --out.")]
 SaveKeypointsOpt = Annotated[bool, typer.Option("--save-keypoints", help="Also write each person's whole-body 2D keypoints "
                                                 "(COCO-WholeBody, px) to keypoints.json (docs/keypoints.md).")]
 KeypointsOpt = Annotated[str, typer.Option("--keypoints", help="Keypoint network: auto (`expose fetch keypoints`) | "
@@ -51,8 +53,7 @@ def infer(
     backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | openvino (CPU; extras).")] = "torch",
     every: Annotated[int, typer.Option("--every", min=1, help="Videos: every N-th frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Videos: at most N frames.")] = None,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Resume: skip inputs already done.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the results of an earlier run in --out.")] = False,
+    skip_existing: SkipExistingOpt = False, overwrite: OverwriteOpt = False,
     track: Annotated[bool | None, typer.Option("--track/--no-track", help="Person ids across frames (on for videos; "
                                                                           "--track also treats each image folder as a sequence).")] = None,
     smooth: Annotated[str, typer.Option("--smooth", help="Tracks: none | oneeuro | savgol (zero-phase, default).")] = "savgol",
