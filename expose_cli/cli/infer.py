@@ -45,7 +45,7 @@ def infer(
     backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | openvino (CPU; extras).")] = "torch",
     every: Annotated[int, typer.Option("--every", min=1, help="Videos: every N-th frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Videos: at most N frames.")] = None,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Resume: skip inputs already done.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--resume", "--skip-existing", help="Continue a run: skip inputs done.")] = False,
     track: Annotated[bool | None, typer.Option("--track/--no-track", help="Person ids across frames (on for videos; "
                                                                           "--track also treats each image folder as a sequence).")] = None,
     smooth: Annotated[str, typer.Option("--smooth", help="Tracks: none | oneeuro | savgol (zero-phase, default).")] = "savgol",

@@ -42,9 +42,16 @@ from expose_cli.inference.distributed import summary_name
 from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
 from expose_cli.inference.loading import CropSpec, Loaded, load, message, worker_pool
 from expose_cli.inference.render import render_overlay
-from expose_cli.inference.video import TrackOptions, VideoTracks
+from expose_cli.inference.video import (
+    TrackOptions,
+    VideoTracks,
+    person_params,
+    read_frame_persons,
+    write_frame_persons,
+)
 from expose_cli.models import PersonCrop, Prediction, Predictor, collate
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
+from expose_cli.utils.stale import remove_stale_temps
 
 
 @dataclass
@@ -95,6 +102,7 @@ class Unit:
     crops: list = field(default_factory=list)  # (person, PersonCrop) from the inputs stage
     pending: list = field(default_factory=list)  # futures of its person files, in person order
     record: dict | None = None  # a unit done in an earlier run (``skip_existing``): its record
+    tracked: list | None = None  # such a unit's persons as its tracks use them (from its tracking.npz)
 
 
 NO_PERSON = box_utils.NO_PERSON
@@ -211,12 +219,19 @@ def _read_result(path: Path) -> dict | None:
 # -- inputs: units to run (skipping those done before), decoded ahead of the model -------------------
 
 def _earlier_record(unit: Unit, options: InferOptions) -> dict | None:
-    """With ``skip_existing``: the unit's record from an earlier run, marked ``skipped``; else ``None``."""
+    """With ``skip_existing``: the unit's record from an earlier run, marked ``skipped``; else ``None``.
+    A tracked frame with persons also needs its ``tracking.npz`` (put on ``unit.tracked``), which
+    the tracks are rebuilt from; without it the frame is run again."""
     if not options.skip_existing:
         return None
     record = _read_result(unit.out_dir / "result.json")
-    if record is not None:
-        record.update(input=str(unit.item.path), frame=unit.frame, output=str(unit.out_dir), skipped=True)
+    if record is None:
+        return None
+    if options.tracks is not None and sequence_folder(unit, options) is not None and record.get("persons"):
+        unit.tracked = read_frame_persons(unit.out_dir, int(record["persons"]))
+        if unit.tracked is None:
+            return None
+    record.update(input=str(unit.item.path), frame=unit.frame, output=str(unit.out_dir), skipped=True)
     return record
 
 
@@ -449,7 +464,10 @@ class Writers:
         if unit.record is not None:
             return self._earlier(unit)
         t0 = time.perf_counter()
-        track_ids = self._track(unit)
+        try:
+            track_ids = self._track(unit)
+        except Exception as exc:  # noqa: BLE001 - without result.json a resumed run does the unit again
+            track_ids, unit.error = None, f"writing tracking.npz failed: {message(exc)}"
         if self.options.render and unit.image is not None and (unit.results or unit.frame is not None):
             try:  # video frames always get one (the plain frame without persons): the overlay video has them all
                 self.summary.add_overlay(unit, self._overlay(unit, track_ids))
@@ -469,6 +487,13 @@ class Writers:
         return record
 
     def _earlier(self, unit: Unit) -> dict:
+        """A unit done in an earlier run: its persons go through the tracker again (so the ids of
+        the frames after it are those of an uninterrupted run), its overlay into the video's."""
+        track_ids = self._track(unit)
+        if track_ids is not None and track_ids != unit.record.get("track_ids"):
+            unit.record.setdefault("warnings", []).append(
+                f"track ids {track_ids} differ from the earlier run's {unit.record.get('track_ids')} "
+                "(options changed?); run again without --resume into a new --out")
         overlay = unit.out_dir / "overlay.png"
         if overlay.is_file():
             self.summary.add_overlay(unit, overlay)
@@ -476,16 +501,25 @@ class Writers:
         return unit.record
 
     def _track(self, unit: Unit) -> list[int] | None:
-        """Track ids of a video frame's (or tracked image sequence's) persons, else ``None``."""
+        """Track ids of a video frame's (or tracked image sequence's) persons, else ``None``; a frame
+        run now keeps its persons' tracked parameters in its ``tracking.npz``, one done in an earlier
+        run gives them from there (``unit.tracked``)."""
         folder = sequence_folder(unit, self.options) if self.tracks is not None else None
         if folder is None:
             return None
         index = self.seen.get(folder, 0)  # images of a sequence are numbered as they come
         self.seen[folder] = index + 1
-        if not unit.results or unit.error is not None:
+        earlier = unit.record is not None
+        if not earlier and unit.error is not None:
+            return None
+        persons = unit.tracked if earlier else [person_params(r) for r in unit.results]
+        if not persons:
             return None
         fps = self.summary.videos.get(folder, {}).get("fps", self.options.sequence_fps)
-        return self.tracks.add(folder, unit.frame if unit.frame is not None else index, fps, unit.results)
+        ids = self.tracks.add(folder, unit.frame if unit.frame is not None else index, fps, persons)
+        if not earlier:
+            write_frame_persons(unit.out_dir, persons)
+        return ids
 
     def _overlay(self, unit: Unit, track_ids: list[int] | None = None) -> Path:
         meshes = [(r["vertices_camera"], self.faces) for r in unit.results]
@@ -682,6 +716,7 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
     end, also when the run stops on an exception (``"complete": false`` then).
     """
     options.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(options.out_dir, recursive=True)  # a killed run's; a running one's are kept
     if options.workers is None:
         options = dataclasses.replace(options, workers=loading.workers_for(items, options.batch_size))
     summary = Summary(options.out_dir / summary_name(options.shard), summary_interval_s, on_unit)

@@ -20,6 +20,7 @@ from expose_cli.io.paths import DataTree
 from expose_cli.training import distributed as D
 from expose_cli.training.config import RunConfig
 from expose_cli.utils.atomic import write_json_atomic
+from expose_cli.utils.stale import remove_stale_temps
 
 
 def data_files(cfg: RunConfig, data_dir: Path) -> list[tuple[Path, str, str]]:
@@ -135,6 +136,7 @@ def run(cfg: RunConfig, tree: DataTree, out: Path, resume: bool = False, argv: l
     state = load_training_checkpoint(resume_path, cfg.kind) if resume_path is not None else None
     validate = build_validation(cfg, tree) if info.is_main else None  # its files are checked here, before any write
     if info.is_main:
+        remove_stale_temps(out)  # a killed run's half-written checkpoint; a running one's are kept
         prepare_run_dir(out, resume)
         write_run_files(out, cfg, argv or ["train", cfg.kind, "--out", str(out)])
     D.barrier(info)
