@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_as_interrupt():
             rv = app(args=argv, standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):
+            if rv == 130:  # typer returns Ctrl-C (KeyboardInterrupt) as status 130, silently
+                err_console.print(interrupted_line(_command_name(argv)), highlight=False)
             return rv
     except ExposeError as exc:
         if verbose:

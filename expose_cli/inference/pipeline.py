@@ -347,24 +347,30 @@ def queued_persons(unit: Unit) -> list[Queued]:
 
 class Batches:
     """Persons queued across units and handed out ``size`` at a time; units leave (:meth:`done`)
-    in input order, once every one of their persons went through the model."""
+    in input order, once every one of their persons went through the model.
+
+    The model's results depend on the batch size in their last bits, not on the other persons in
+    the batch. So that a resumed run gives every person the bits of an uninterrupted run, the
+    persons of a unit done before keep their places (``None``): every batch has the size it had in
+    one uninterrupted run, the empty places filled by :func:`predict_batch`."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.queue: list[Queued] = []
+        self.queue: list[Queued | None] = []
         self.open: deque[Unit] = deque()
 
-    def add(self, unit: Unit, persons: list[Queued]) -> list[list[Queued]]:
-        """Queue a unit's persons; returns the batches that are now full."""
+    def add(self, unit: Unit, persons: list[Queued], done_before: int = 0) -> list[list[Queued | None]]:
+        """Queue a unit's persons (``done_before``: its persons run in an earlier run, places kept);
+        returns the batches that are now full."""
         self.open.append(unit)
-        self.queue += persons
+        self.queue += persons + [None] * done_before
         full = []
         while len(self.queue) >= self.size:
             full.append(self.queue[: self.size])
             self.queue = self.queue[self.size:]
         return full
 
-    def rest(self) -> list[Queued]:
+    def rest(self) -> list[Queued | None]:
         """The last, partly filled batch (possibly empty)."""
         rest, self.queue = self.queue, []
         return rest
@@ -392,30 +398,34 @@ def forward(predictor: Predictor, crops: list[PersonCrop], precision: str = "fp3
     return prediction_to_float32(pred, to_cpu)  # reduced precision: joints, cameras... back to float32 too
 
 
-def predict_batch(batch: list[Queued], model: Callable[[list[PersonCrop]], Prediction]
+def predict_batch(batch: list[Queued | None], model: Callable[[list[PersonCrop]], Prediction]
                   ) -> Iterator[tuple[Queued, Prediction, int, float]]:
     """``(person, prediction, its row, model seconds per person)`` for every person the model ran on.
 
-    When the batch fails, each unit's persons are run on their own; the persons of a unit that fails
-    alone are counted as processed, with the error on the unit."""
-    if not batch:
+    An empty place (``None``: a person done in an earlier run, :class:`Batches`) is filled with a
+    copy of the first person's crop, its row dropped. When the batch fails, each unit's persons are
+    run on their own; the persons of a unit that fails alone are counted as processed, with the
+    error on the unit."""
+    persons = [q for q in batch if q is not None]
+    if not persons:
         return
     t0 = time.perf_counter()
     try:
-        pred = model([q.crop for q in batch])
+        pred = model([(q or persons[0]).crop for q in batch])
     except Exception as exc:  # noqa: BLE001
-        units = list({id(q.unit): q.unit for q in batch}.values())
+        units = list({id(q.unit): q.unit for q in persons}.values())
         if len(units) > 1:  # find the input that fails: each one on its own
             for unit in units:
-                yield from predict_batch([q for q in batch if q.unit is unit], model)
+                yield from predict_batch([q for q in persons if q.unit is unit], model)
             return
-        for q in batch:
+        for q in persons:
             q.unit.error = q.unit.error or f"model failed: {message(exc)}"
             q.unit.processed += 1
         return
-    per_person = (time.perf_counter() - t0) / len(batch)
+    per_person = (time.perf_counter() - t0) / len(persons)
     for row, q in enumerate(batch):
-        yield q, pred, row, per_person
+        if q is not None:
+            yield q, pred, row, per_person
 
 
 # -- writers: person files, a unit's overlay and result.json, videos' overlay.mp4 ------------------
@@ -742,14 +752,15 @@ def _run(items: list[InputItem], predictor: Predictor, options: InferOptions, wr
     units = _read_ahead(_units_to_run(items, options, writers.summary), options, _crop_spec(predictor, options), ahead)
     with WritePool(writers, options.write_threads, limit=2 * options.batch_size + 2) as pool, closing(units):
         for unit in units:
-            for batch in batches.add(unit, queued_persons(unit)):
+            done_before = int(unit.record.get("persons") or 0) if unit.record is not None else 0
+            for batch in batches.add(unit, queued_persons(unit), done_before):
                 _run_batch(batch, model, batches, pool)
             for done in batches.done():  # units without persons (or failed) finish now, unless queued behind others
                 pool.unit(done)
         _run_batch(batches.rest(), model, batches, pool)
 
 
-def _run_batch(batch: list[Queued], model: Callable[[list[PersonCrop]], Prediction], batches: Batches,
+def _run_batch(batch: list[Queued | None], model: Callable[[list[PersonCrop]], Prediction], batches: Batches,
                pool: WritePool) -> None:
     """A batch through the model, its persons' files handed to the writers; then every unit that is
     done finishes."""
