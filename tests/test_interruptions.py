@@ -35,6 +35,11 @@ def temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*") if TEMP_NAME.match(p.name) or OLD_TEMP_NAME.match(p.name)]
 
 
+def outputs(folder: Path) -> list[str]:
+    """The names in ``folder`` that are not hidden."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
 def files_of(root: Path) -> dict[str, Path]:
     return {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -111,3 +116,127 @@ def test_infer_killed_twice_and_resumed_equals_one_run(zygote, infer_tree, tmp_p
     assert summary["complete"] and sum(bool(r.get("skipped")) for r in summary["inputs"]) >= 4
     _same_outputs(tmp_path / "ref", out)
     assert not temp_files(out)
+
+
+# -- train: bit-exact checkpoints ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def synth_body(standin_tree, tmp_path_factory):
+    from expose_cli.io.paths import DataTree
+    from expose_cli.training.synth import write_synth
+
+    return write_synth(tmp_path_factory.mktemp("synth"), "body", 8, DataTree(standin_tree), seed=0, size=64)
+
+
+def _checkpoint(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def _same_checkpoint(a: dict, b: dict, where: str = "") -> None:
+    """Equal nested dicts/lists, tensors bit for bit."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            _same_checkpoint(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_checkpoint(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def test_train_killed_twice_and_resumed_gives_the_same_checkpoint(zygote, standin_tree, synth_body, tmp_path,
+                                                                 run_cli):
+    def args(out: Path, *extra: str) -> list:
+        return ["--data-dir", standin_tree, "-q", "--set", "body.hrnet_width=8", "--set", "body.feature_dim=64",
+                "--set", "body.hidden=[32,32]", "--set", f"data.members=['{synth_body}']", "--set", "data.ratios=[1.0]",
+                "--set", "data.img_res=64", "--set", "train.val_set=none", "--set", "train.log_every=1",
+                "--set", "train.last_every=2", "train", "body", "--out", out, "--init", "none", "--batch-size", "2",
+                "--workers", "0", "--max-steps", "6", *extra]  # 4 steps per epoch: a boundary crossed
+
+    ref = run_cli(*args(tmp_path / "ref"))
+    assert ref.exit_code == 0, ref.output
+    out = tmp_path / "out"
+    code, log = zygote.kill_at(args(out), "step", 2, signal.SIGINT)  # Ctrl-C in step 2: it ends, last.pth
+    assert code == 130 and f"; {CONTINUE}" in log and "interrupted (SIGINT at step 2;" in log, log
+    assert _checkpoint(out / "last.pth")["step"] == 2
+    code, log = zygote.kill_at(args(out, "--resume"), "step", 3, signal.SIGKILL)  # kill -9 in step 5
+    assert code == -signal.SIGKILL, log
+    assert _checkpoint(out / "last.pth")["step"] == 4
+    done = run_cli(*args(out, "--resume"))
+    assert done.exit_code == 0, done.output
+    _same_checkpoint(_checkpoint(tmp_path / "ref" / "last.pth"), _checkpoint(out / "last.pth"))
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2, 3, 4, 5, 6]  # the steps after last.pth that died with -9: once
+    assert not temp_files(out)
+
+
+# -- preprocess: the same rows -------------------------------------------------------------------------
+
+def _freihand_tree(standin_tree, root: Path) -> Path:
+    from expose_cli.testing.raw_datasets import write_freihand
+    from expose_cli.testing.trees import link_tree
+
+    data = link_tree(standin_tree, root)
+    write_freihand(data / "datasets" / "FreiHand", unique=5, eval_samples=3)
+    return data
+
+
+def test_preprocess_killed_twice_and_resumed_gives_the_same_rows(zygote, standin_tree, tmp_path, run_cli):
+    from expose_cli.data.hdf5 import HDF5Reader
+    from expose_cli.io.paths import DataTree
+
+    ref, data = _freihand_tree(standin_tree, tmp_path / "ref"), _freihand_tree(standin_tree, tmp_path / "data")
+    assert run_cli("--data-dir", ref, "-q", "preprocess", "freihand").exit_code == 0
+    args = ["--data-dir", data, "-q", "preprocess", "freihand", "--resume"]
+    code, log = zygote.kill_at(args, "rows", 1, signal.SIGKILL)  # kill -9 while train is written
+    assert code == -signal.SIGKILL, log
+    out = DataTree(data).preprocessed_file("freihand", "train").parent
+    assert temp_files(out) and not outputs(out)  # a hidden temporary file, no output
+    code, log = zygote.kill_at(args, "rows", 2, signal.SIGINT)  # Ctrl-C while val is written
+    assert code == 130 and "interrupted; run the same command again with --resume" in log, log
+    assert outputs(out) == ["freihand_train.h5"]
+    done = run_cli(*args)
+    assert done.exit_code == 0, done.output
+    assert not temp_files(out)
+    for split in ("train", "val", "test"):
+        with HDF5Reader(DataTree(ref).preprocessed_file("freihand", split)) as a, \
+                HDF5Reader(DataTree(data).preprocessed_file("freihand", split)) as b:
+            assert len(a) == len(b) > 0 and a.fields() == b.fields()
+            for field in a.fields():
+                assert np.array_equal(a.column(field), b.column(field)), (split, field)
+
+
+# -- eval: starts over, the same results ----------------------------------------------------------------
+
+def test_eval_killed_twice_and_run_again_gives_the_same_results(zygote, model_tree, tmp_path, run_cli):
+    import csv
+
+    import h5py
+
+    data = _freihand_tree(model_tree, tmp_path / "data")
+    assert run_cli("--data-dir", data, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0
+
+    def args(out: Path) -> list:
+        return ["--data-dir", data, "-q", "eval", "freihand", "--batch-size", "1", "--json", out / "r.json",
+                "--per-sample", out / "s.csv", "--save-predictions", out / "p.h5"]
+
+    (tmp_path / "ref").mkdir()
+    assert run_cli(*args(tmp_path / "ref")).exit_code == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    code, log = zygote.kill_at(args(out), "batch", 2, signal.SIGINT)
+    assert code == 130 and "interrupted; nothing was written; run the same command again" in log, log
+    code, log = zygote.kill_at(args(out), "temp", 1, signal.SIGKILL)  # kill -9 while the predictions are saved
+    assert code == -signal.SIGKILL, log
+    assert temp_files(out) and not outputs(out)
+    done = run_cli(*args(out))
+    assert done.exit_code == 0, done.output
+    assert not temp_files(out) and outputs(out) == ["p.h5", "r.json", "s.csv"]
+    assert json.loads((out / "r.json").read_text())["metrics"] == json.loads((tmp_path / "ref" / "r.json").read_text())["metrics"]
+    assert list(csv.reader(open(out / "s.csv"))) == list(csv.reader(open(tmp_path / "ref" / "s.csv")))
+    with h5py.File(out / "p.h5") as a, h5py.File(tmp_path / "ref" / "p.h5") as b:
+        assert sorted(a) == sorted(b) and all(np.array_equal(a[k][()], b[k][()]) for k in a)
