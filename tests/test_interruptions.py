@@ -240,3 +240,61 @@ def test_eval_killed_twice_and_run_again_gives_the_same_results(zygote, model_tr
     assert list(csv.reader(open(out / "s.csv"))) == list(csv.reader(open(tmp_path / "ref" / "s.csv")))
     with h5py.File(out / "p.h5") as a, h5py.File(tmp_path / "ref" / "p.h5") as b:
         assert sorted(a) == sorted(b) and all(np.array_equal(a[k][()], b[k][()]) for k in a)
+
+
+# -- the rule for a killed run's temporary files ----------------------------------------------------------
+
+def test_stale_temporary_files_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from expose_cli.utils.atomic import temp_path_for, writer_tag
+    from expose_cli.utils.stale import remove_stale_temps
+
+    ours = temp_path_for(tmp_path / "result.json")  # this process's, in flight
+    assert TEMP_NAME.match(ours.name) and f".{os.getpid()}-" in ours.name
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, host = int(gone.stdout), writer_tag().split("-")[1]
+    other = "ffffff" if host != "ffffff" else "000000"
+    names = {
+        f".person_00.{dead}-{host}.k2j4x8q1.tmp.npz": True,  # killed writer on this host
+        f".overlay.{dead}-{other}.k2j4x8q1.tmp.png": False,  # another host, recent: may still run
+        f".old_host.{dead}-{other}.k2j4x8q1.tmp.png": True,  # another host, 2 days untouched
+        ".freihand_train.x1y2z3w4.tmp.h5": False,  # the older form, recent
+        ".coco_train.x1y2z3w4.tmp.h5": True,  # the older form, 2 hours untouched
+        ".notes.tmp.txt": False, "person_00.123-abcdef.k2j4x8q1.tmp.npz": False, ".bashrc": False,  # not ours
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    two_days, two_hours = time.time() - 2 * 86400, time.time() - 2 * 3600
+    os.utime(tmp_path / f".old_host.{dead}-{other}.k2j4x8q1.tmp.png", (two_days, two_days))
+    os.utime(tmp_path / ".coco_train.x1y2z3w4.tmp.h5", (two_hours, two_hours))
+    nested = tmp_path / "frame_000001" / f".result.{dead}-{host}.abcdefgh.tmp.json"
+    nested.parent.mkdir()
+    nested.write_text("{")
+    removed = remove_stale_temps(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(n for n, stale in names.items() if stale)
+    assert ours.exists() and nested.exists()  # in flight; below the folder (not recursive)
+    assert remove_stale_temps(tmp_path, recursive=True) == [nested]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ours.name, "frame_000001"] +
+                                                              [n for n, stale in names.items() if not stale])
+
+
+# -- every command: 130 and how to continue -----------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_fetch_exits_130_saying_how_to_continue(tmp_path, run_cli, monkeypatch, how):
+    from expose_cli.cli import fetch
+
+    def interrupted(*args, **kwargs):
+        if how == "sigterm":
+            signal.raise_signal(signal.SIGTERM)  # as a job scheduler stops a job
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fetch, "run_fetch", interrupted)
+    res = run_cli("--data-dir", tmp_path, "fetch", "checkpoints")
+    assert res.exit_code == 130
+    assert res.stderr.strip() == "interrupted; run the same command again to continue (partial downloads are kept as .part)"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
