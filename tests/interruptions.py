@@ -5,8 +5,8 @@ A helper process (:class:`Zygote`) imports torch and the CLI once, without runni
 operation (OpenMP's thread pool does not survive ``fork``), then forks one child per command. The
 child runs ``expose ARGS`` in-process with a *hook*: a wrapper around one function of the command's
 progress (a finished input, a training step, a written block of rows, a temporary file created)
-that appends a line to a progress file and sleeps a little, so the test sees the point and kills
-the child there (:meth:`Zygote.kill_at`). The outputs are untouched by the hooks.
+that appends a line to a progress file; at the chosen count it holds the command there for a few
+seconds, while the test kills it (:meth:`Zygote.kill_at`). The outputs are untouched by the hooks.
 
 Run as ``python -m tests.interruptions`` it is the helper (requests and answers: one JSON line each).
 """
@@ -31,28 +31,32 @@ HOOKS = {
 }
 
 
-def _note(progress: Path, name: str, delay: float) -> None:
+def _note(progress: Path, name: str, at: int, hold: float) -> None:
+    """One line more in the progress file; at line ``at``, wait ``hold`` seconds (the kill comes)."""
     with open(progress, "a", encoding="utf-8") as fh:
         fh.write(name + "\n")
-    time.sleep(delay)
+    if len(progress.read_text().splitlines()) == at:
+        deadline = time.monotonic() + hold
+        while time.monotonic() < deadline:  # a signal's handler runs between the short sleeps
+            time.sleep(0.01)
 
 
-def _wrap(name: str, fn, progress: Path, delay: float):
+def _wrap(name: str, fn, progress: Path, at: int, hold: float):
     def after(*args, **kwargs):
         out = fn(*args, **kwargs)
-        _note(progress, name, delay)
+        _note(progress, name, at, hold)
         return out
 
     def ticking(*args, **kwargs):  # eval: the progress callback (its 5th argument) is the hook
         args = list(args)
         tick = args[4]
-        args[4] = lambda n, _tick=tick: (_tick(n) if _tick else None, _note(progress, name, delay))
+        args[4] = lambda n, _tick=tick: (_tick(n) if _tick else None, _note(progress, name, at, hold))
         return fn(*args, **kwargs)
 
     return ticking if name == "batch" else after
 
 
-def install_hooks(names: list[str], progress: Path, delay: float) -> None:
+def install_hooks(names: list[str], progress: Path, at: int, hold: float) -> None:
     """Wrap the functions of ``names`` (keys of :data:`HOOKS`) in this process."""
     import importlib
 
@@ -62,7 +66,7 @@ def install_hooks(names: list[str], progress: Path, delay: float) -> None:
         for attr in attrs:
             owner, _, last = attr.rpartition(".")
             target = getattr(module, owner) if owner else module
-            setattr(target, last, _wrap(name, getattr(target, last), progress, delay))
+            setattr(target, last, _wrap(name, getattr(target, last), progress, at, hold))
         if name == "temp":  # modules that imported it by name
             hdf5 = importlib.import_module("expose_cli.data.hdf5")
             hdf5.temp_path_for = module.temp_path_for
@@ -75,7 +79,7 @@ def _child(request: dict) -> None:
         fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
-        install_hooks(request["hooks"], Path(request["progress"]), request["delay"])
+        install_hooks(request["hooks"], Path(request["progress"]), request["at"], request["hold"])
         from expose_cli.cli.app import main
 
         code = main(request["argv"])
@@ -117,7 +121,11 @@ class Zygote:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.runs = 0
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+        import torch
+
+        # the threads of this process: results of a run in the helper and one here agree bit for bit
+        env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()),
+               "PYTHONPATH": str(Path(__file__).parent.parent)}
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.interruptions"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env)
         assert self._read() == {"ready": True}
@@ -133,14 +141,15 @@ class Zygote:
         self.proc.stdin.flush()
         return self._read()
 
-    def kill_at(self, argv: list, hook: str, count: int, sig: int, delay: float = 0.3,
+    def kill_at(self, argv: list, hook: str, count: int, sig: int, hold: float = 3.0,
                 timeout: float = 120.0) -> tuple[int, str]:
-        """Run ``expose argv`` with ``hook``; once its progress file has ``count`` lines, send ``sig``.
-        Returns the exit status (``-9`` for SIGKILL) and the command's output."""
+        """Run ``expose argv`` with ``hook``; once its progress file has ``count`` lines (the command
+        waits there ``hold`` seconds), send ``sig``. Returns the exit status (``-9`` for SIGKILL)
+        and the command's output."""
         self.runs += 1
         progress, log = self.workdir / f"progress_{self.runs}.txt", self.workdir / f"log_{self.runs}.txt"
         progress.write_text("")
-        pid = self._ask({"op": "start", "argv": [str(a) for a in argv], "hooks": [hook], "delay": delay,
+        pid = self._ask({"op": "start", "argv": [str(a) for a in argv], "hooks": [hook], "at": count, "hold": hold,
                          "progress": str(progress), "log": str(log)})["pid"]
         deadline = time.monotonic() + timeout
         while len(progress.read_text().splitlines()) < count:

@@ -199,6 +199,8 @@ def test_preprocess_killed_twice_and_resumed_gives_the_same_rows(zygote, standin
     code, log = zygote.kill_at(args, "rows", 2, signal.SIGINT)  # Ctrl-C while val is written
     assert code == 130 and "interrupted; run the same command again with --resume" in log, log
     assert outputs(out) == ["freihand_train.h5"]
+    both = run_cli(*args, "--overwrite")
+    assert both.exit_code == 2 and "--resume keeps" in both.stderr
     done = run_cli(*args)
     assert done.exit_code == 0, done.output
     assert not temp_files(out)
