@@ -125,7 +125,7 @@ def synth_body(standin_tree, tmp_path_factory):
     from expose_cli.io.paths import DataTree
     from expose_cli.training.synth import write_synth
 
-    return write_synth(tmp_path_factory.mktemp("synth"), "body", 8, DataTree(standin_tree), seed=0, size=64)
+    return write_synth(tmp_path_factory.mktemp("synth"), "body", 4, DataTree(standin_tree), seed=0, size=64)
 
 
 def _checkpoint(path: Path) -> dict:
@@ -154,23 +154,23 @@ def test_train_killed_twice_and_resumed_gives_the_same_checkpoint(zygote, standi
         return ["--data-dir", standin_tree, "-q", "--set", "body.hrnet_width=8", "--set", "body.feature_dim=64",
                 "--set", "body.hidden=[32,32]", "--set", f"data.members=['{synth_body}']", "--set", "data.ratios=[1.0]",
                 "--set", "data.img_res=64", "--set", "train.val_set=none", "--set", "train.log_every=1",
-                "--set", "train.last_every=2", "train", "body", "--out", out, "--init", "none", "--batch-size", "2",
-                "--workers", "0", "--max-steps", "6", *extra]  # 4 steps per epoch: a boundary crossed
+                "--set", "train.last_every=1", "train", "body", "--out", out, "--init", "none", "--batch-size", "2",
+                "--workers", "0", "--max-steps", "4", *extra]  # 2 steps per epoch: a boundary crossed
 
     ref = run_cli(*args(tmp_path / "ref"))
     assert ref.exit_code == 0, ref.output
     out = tmp_path / "out"
-    code, log = zygote.kill_at(args(out), "step", 2, signal.SIGINT)  # Ctrl-C in step 2: it ends, last.pth
-    assert code == 130 and f"; {CONTINUE}" in log and "interrupted (SIGINT at step 2;" in log, log
-    assert _checkpoint(out / "last.pth")["step"] == 2
-    code, log = zygote.kill_at(args(out, "--resume"), "step", 3, signal.SIGKILL)  # kill -9 in step 5
+    code, log = zygote.kill_at(args(out), "step", 1, signal.SIGINT)  # Ctrl-C in step 1: it ends, last.pth
+    assert code == 130 and f"; {CONTINUE}" in log and "interrupted (SIGINT at step 1;" in log, log
+    assert _checkpoint(out / "last.pth")["step"] == 1
+    code, log = zygote.kill_at(args(out, "--resume"), "step", 2, signal.SIGKILL)  # kill -9 in step 3, logged
     assert code == -signal.SIGKILL, log
-    assert _checkpoint(out / "last.pth")["step"] == 4
+    assert _checkpoint(out / "last.pth")["step"] == 2
     done = run_cli(*args(out, "--resume"))
     assert done.exit_code == 0, done.output
     _same_checkpoint(_checkpoint(tmp_path / "ref" / "last.pth"), _checkpoint(out / "last.pth"))
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in logged] == [1, 2, 3, 4, 5, 6]  # the steps after last.pth that died with -9: once
+    assert [r["step"] for r in logged] == [1, 2, 3, 4]  # step 3, logged before the kill -9 and run again: once
     assert not temp_files(out)
 
 
