@@ -300,3 +300,19 @@ def test_an_interrupted_fetch_exits_130_saying_how_to_continue(tmp_path, run_cli
     assert res.exit_code == 130
     assert res.stderr.strip() == "interrupted; run the same command again to continue (partial downloads are kept as .part)"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_tracking_npz_round_trip_and_damaged_files(tmp_path):
+    from expose_cli.inference.video import FRAME_FILE, read_frame_persons, write_frame_persons
+
+    rng = np.random.default_rng(0)
+    persons = [{"bbox_xyxy": rng.random(4, dtype=np.float32), "betas": rng.random(10, dtype=np.float32),
+                "body_pose": rng.normal(size=(21, 3)).astype(np.float32)} for _ in range(2)]
+    write_frame_persons(tmp_path, persons)
+    back = read_frame_persons(tmp_path, 2)
+    assert [p.keys() for p in back] == [p.keys() for p in persons]
+    assert all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for a, b in zip(persons, back, strict=True) for k in a)
+    assert read_frame_persons(tmp_path, 3) is None and read_frame_persons(tmp_path, 1) is None  # other counts
+    (tmp_path / FRAME_FILE).write_bytes((tmp_path / FRAME_FILE).read_bytes()[:100])  # cut short
+    assert read_frame_persons(tmp_path, 2) is None
+    assert read_frame_persons(tmp_path / "nowhere", 2) is None

@@ -18,6 +18,7 @@ motion files equal an uninterrupted run's.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def read_frame_persons(folder: Path, count: int) -> list[dict] | None:
     try:
         with np.load(folder / FRAME_FILE) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, KeyError):
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         return None
     persons: list[dict] = [{} for _ in range(count)]
     for key, value in arrays.items():
