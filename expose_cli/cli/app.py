@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             rv = app(args=argv, standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):
             if rv == 130:  # typer returns Ctrl-C (KeyboardInterrupt) as status 130, silently
-                err_console.print(interrupted_line(_command_name(argv)), highlight=False)
+                err_console.print(escape(interrupted_line(_command_name(argv))), highlight=False)
             return rv
     except ExposeError as exc:
         if verbose:
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt, Interrupted) as exc:  # click turns Ctrl-C into Abort
         detail = exc.detail if isinstance(exc, Interrupted) else None
-        err_console.print(interrupted_line(_command_name(argv), detail), highlight=False)
+        err_console.print(escape(interrupted_line(_command_name(argv), detail)), highlight=False)
         return 130
     except Exception as exc:  # click usage errors and unexpected failures
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
