@@ -32,12 +32,13 @@ HOOKS = {
 
 
 def _note(progress: Path, name: str, at: int, hold: float) -> None:
-    """One line more in the progress file; at line ``at``, wait ``hold`` seconds (the kill comes)."""
+    """One line more in the progress file; at line ``at``, wait up to ``hold`` seconds for the
+    signal (the test then writes ``<progress>.sent``)."""
     with open(progress, "a", encoding="utf-8") as fh:
         fh.write(name + "\n")
     if len(progress.read_text().splitlines()) == at:
-        deadline = time.monotonic() + hold
-        while time.monotonic() < deadline:  # a signal's handler runs between the short sleeps
+        deadline, sent = time.monotonic() + hold, progress.with_suffix(".sent")
+        while time.monotonic() < deadline and not sent.exists():  # a signal's handler runs between sleeps
             time.sleep(0.01)
 
 
@@ -162,6 +163,7 @@ class Zygote:
                 raise AssertionError(f"no kill point within {timeout} s:\n{log.read_text()}")
             time.sleep(0.01)
         os.kill(pid, sig)
+        progress.with_suffix(".sent").touch()
         code = self._ask({"op": "wait", "pid": pid})["code"]
         return code, log.read_text()
 
