@@ -33,3 +33,13 @@ class MissingFileError(ExposeError):
 
     def __init__(self, path: str | Path, what: str, provided_by: str) -> None:
         super().__init__(f"{what} not found", hint=provided_by, path=path, exit_code=2)
+
+
+class Interrupted(Exception):
+    """A run stopped by SIGINT or SIGTERM after saving what it had (e.g. ``expose train``'s
+    ``last.pth``); the CLI exits 130 with one line saying how to continue. ``detail``: where it
+    stopped ("at step 31; last.pth saved")."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail
+        super().__init__(detail or "interrupted")

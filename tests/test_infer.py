@@ -243,7 +243,7 @@ def test_infer_end_to_end(infer_tree, tmp_path, run_cli):
     assert summary["complete"] is True and summary["videos"][0]["fps"] == pytest.approx(5.0)
     # resume: nothing done twice
     mtime = (out / "img1" / "person_01.npz").stat().st_mtime_ns
-    again = run_cli(*args, "--skip-existing")
+    again = run_cli(*args, "--resume")
     assert again.exit_code == 1
     assert (out / "img1" / "person_01.npz").stat().st_mtime_ns == mtime
     resumed = json.loads((out / "summary.json").read_text())
@@ -517,7 +517,7 @@ def test_model_failure_is_per_input(infer_tree, tmp_path, run_cli, monkeypatch):
     rec = {Path(r["input"]).name: r for r in summary["inputs"]}
     assert rec["good.jpg"]["persons"] == 1 and rec["later.jpg"]["persons"] == 1 and rec["bad.jpg"]["error"]
     assert summary["failed"] == 1 and summary["complete"] is True
-    assert not (out / "bad" / "result.json").exists()  # a re-run with --skip-existing retries it
+    assert not (out / "bad" / "result.json").exists()  # a re-run with --resume retries it
 
 
 def test_interrupted_run_leaves_summary_and_resumes(infer_tree, tmp_path):

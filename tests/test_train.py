@@ -250,5 +250,8 @@ def test_sigterm_finishes_the_step_and_writes_last_pth(run_cli, standin_tree, sy
 
     monkeypatch.setattr(loop.Trainer, "step", step_then_sigterm)
     res = run_cli(*body_args(standin_tree, synth_body, tmp_path / "t", "--max-steps", "5", "--workers", "0"))
-    assert "stopped (SIGTERM)" in res.output, res.output
+    # a stop is not a finish: status 130 (was 0), and one line saying how to continue
+    assert res.exit_code == 130, res.output
+    assert "interrupted (SIGTERM at step 1;" in res.stderr
+    assert "run the same command again with --resume to continue" in res.stderr
     assert torch.load(tmp_path / "t" / "last.pth", weights_only=True)["step"] == 1

@@ -298,7 +298,7 @@ def test_export_and_infer_refuse_to_replace_earlier_outputs_without_overwrite(ru
     res = run_cli(*args)
     assert res.exit_code == 2 and str(out) in one_error_line(res) and "--overwrite" in res.stderr
     assert "loaded" not in res.stderr  # refused before the model was read
-    res = run_cli(*args, "--overwrite", "--skip-existing")
+    res = run_cli(*args, "--overwrite", "--resume")
     assert res.exit_code == 2 and "give one of the two" in res.stderr
     assert run_cli(*args, "--overwrite", "-q").exit_code == 0
     assert (out / "summary.json").read_text() != "{}"

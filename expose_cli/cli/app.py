@@ -28,7 +28,8 @@ from expose_cli.cli import (
     view,
 )
 from expose_cli.cli.common import Settings, err_console
-from expose_cli.errors import ExposeError
+from expose_cli.cli.interrupts import interrupted_line, sigterm_as_interrupt
+from expose_cli.errors import ExposeError, Interrupted
 from expose_cli.io.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
 
 app = typer.Typer(
@@ -146,7 +147,8 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 #: Old option names, still accepted (hidden from --help) with a warning: one name per idea.
 DEPRECATED = {("fetch", "--force"): "--overwrite", ("fetch-models", "--force"): "--overwrite",
               ("import-body-models", "--force"): "--overwrite", ("synth", "--embed"): "--embed-images",
-              ("synth", "--no-embed"): "--no-embed-images"}
+              ("synth", "--no-embed"): "--no-embed-images",
+              ("infer", "--skip-existing"): "--resume"}
 
 
 def deprecated_aliases(argv: list[str]) -> list[str]:
@@ -186,14 +188,28 @@ def _plain_help(make):
     return get_help_option
 
 
+def _command_name(argv: list[str]) -> str | None:
+    """The subcommand in ``argv`` (global options hoisted in front of it), or ``None``."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in _GLOBAL_VALUE_OPTIONS else 1
+    return argv[i] if i < len(argv) else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``expose`` script: run the app, turn errors into one clear line."""
+    """Entry point of the ``expose`` script: run the app, turn errors into one clear line.
+
+    Exit status: 0 done, 1 some inputs failed, 2 bad usage, 130 interrupted (SIGINT or SIGTERM,
+    with one line saying how to continue)."""
     argv = list(argv if argv is not None else sys.argv[1:])
     verbose = any(_is_verbose_flag(a) for a in argv)
     try:
         argv = deprecated_aliases(hoist_global_options(argv))
-        rv = command()(args=argv, standalone_mode=False)
+        with sigterm_as_interrupt():
+            rv = command()(args=argv, standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):
+            if rv == 130:  # typer returns Ctrl-C (KeyboardInterrupt) as status 130, silently
+                err_console.print(escape(interrupted_line(_command_name(argv))), highlight=False)
             return rv
     except ExposeError as exc:
         if verbose:
@@ -205,11 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
-        err_console.print("aborted")
-        return 130
-    except KeyboardInterrupt:
-        err_console.print("interrupted: nothing was left half-written; run the command again to resume")
+    except (typer.Abort, KeyboardInterrupt, Interrupted) as exc:  # click turns Ctrl-C into Abort
+        detail = exc.detail if isinstance(exc, Interrupted) else None
+        err_console.print(escape(interrupted_line(_command_name(argv), detail)), highlight=False)
         return 130
     except Exception as exc:  # click usage errors and unexpected failures
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):

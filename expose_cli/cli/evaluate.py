@@ -25,6 +25,7 @@ from expose_cli.cli.common import (
 )
 from expose_cli.io.outputs import check_writable
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
+from expose_cli.utils.stale import remove_stale_temps
 
 
 def _report_folder(folder: Path | None) -> Path | None:
@@ -80,6 +81,9 @@ def evaluate(
     # Everything checked and loaded before any network work: the data file (exists, right dataset),
     # the checkpoint (exists) or the predictions, the files scoring needs, the model and its body
     # model; only then the hashes and the predictions.
+    for output in (json_out, per_sample, save_predictions):  # a killed run's temporary files
+        if output is not None:
+            remove_stale_temps(Path(output).parent)
     with B.open_data(bench, data, settings.tree) as reader:
         run = B.prepare(bench, reader, settings.tree, ckpt=ckpt, from_predictions=from_predictions, limit=limit,
                         load_model=lambda path: _load_model(path, settings, backend, precision, device))

@@ -116,8 +116,7 @@ def _download_all(settings: Settings, lock: LockFile, assets: list[Asset], optio
             # Stop every transfer at its next block; the .part files stay for the next run to resume.
             options.cancel.set()
             pool.shutdown(wait=True, cancel_futures=True)
-            err_console.print("interrupted: partial downloads are kept as .part and resume on the next run")
-            raise
+            raise  # the CLI's one line: partial downloads are kept and continue on the next run
         pool.shutdown()
     return results
 

@@ -24,7 +24,8 @@ from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  #
 from expose_cli.io.outputs import check_writable  # noqa: E402
 
 SMOOTHING = ("none", "oneeuro", "savgol")
-SkipExistingOpt = Annotated[bool, typer.Option("--skip-existing", help="Resume: skip inputs already done.")]
+SkipExistingOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip inputs already done "
+                                                "(old name: --skip-existing).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the results of an earlier run in --out.")]
 SaveKeypointsOpt = Annotated[bool, typer.Option("--save-keypoints", help="Also write each person's whole-body 2D keypoints "
                                                 "(COCO-WholeBody, px) to keypoints.json (docs/keypoints.md).")]
@@ -95,16 +96,16 @@ def infer(
 
 
 def _check_out(out: Path, shard: tuple[int, int], resume: bool, overwrite: bool) -> tuple[int, int]:
-    """An --out holding an earlier run's results is continued (--skip-existing) or replaced
+    """An --out holding an earlier run's results is continued (--resume) or replaced
     (--overwrite), never overwritten silently (as preprocess, synth, export and fetch). Returns ``shard``."""
     from expose_cli.inference.distributed import summary_name
 
     if resume and overwrite:
-        raise ExposeError("--skip-existing keeps the results already written, --overwrite replaces them",
+        raise ExposeError("--resume keeps the results already written, --overwrite replaces them",
                           exit_code=2, hint="give one of the two")
     if not resume and not overwrite and (out / summary_name(shard)).is_file():
         raise ExposeError("holds the results of an earlier run", path=out, exit_code=2,
-                          hint="add --skip-existing to continue it, --overwrite to replace them, or choose another --out")
+                          hint="add --resume to continue it, --overwrite to replace them, or choose another --out")
     if out.exists() and not out.is_dir():
         raise ExposeError("--out is a file, not a folder", path=out, exit_code=2, hint="choose a folder")
     check_writable(out / summary_name(shard), "--out")

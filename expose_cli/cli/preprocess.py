@@ -27,6 +27,8 @@ def preprocess(
     out: Annotated[Path | None, typer.Option("--out", help="Output .h5 (one split only).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N samples per split.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: keep the splits already "
+                                                          "written, convert the rest.")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable samples (counted) instead of stopping.")] = False,
     embed_images: Annotated[bool, typer.Option("--embed-images", help="Store each person's image crop (JPEG) in the file.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Threads for the image work (--embed-images; default 4); otherwise processes reading Human3.6M's masks (default 1; at most the CPU count).")] = None,
@@ -38,6 +40,9 @@ def preprocess(
     after a dataset fails and exits non-zero at the end if any did.
     """
     settings = get_settings(ctx)
+    if resume and overwrite:
+        raise ExposeError("--resume keeps the files already written, --overwrite replaces them",
+                          hint="choose one of them", exit_code=2)
     workers = workers or (4 if embed_images else 1)
     every = name == "all"
     names = _dataset_names(name, settings.tree, root, split, out)
@@ -51,7 +56,7 @@ def preprocess(
         for n in names:
             try:
                 results = convert(n, settings.tree, root, split, out, overwrite, skip_bad, limit,
-                                  _SplitBars(progress, n), embed_images, workers, skip_existing=every)
+                                  _SplitBars(progress, n), embed_images, workers, skip_existing=every or resume)
             except ExposeError as exc:
                 if not every:
                     raise

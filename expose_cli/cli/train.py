@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from expose_cli.cli.common import Settings, console, get_settings, info
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, Interrupted
 
 #: Flag -> config field; a flag given on the command line wins over TOML and --set.
 FLAG_FIELDS = {"epochs": "train.epochs", "max_steps": "train.max_steps", "batch_size": "train.batch_size",
@@ -111,9 +111,8 @@ def _run(cfg, settings: Settings, out: Path, resume: bool, argv: list[str]) -> N
         D.shutdown()
     if dist.is_main:
         print_summary(trainer, status)
-        if status not in ("done", "max_steps"):
-            info(settings, f"stopped ({status}) at step {trainer.progress.step}; {out / 'last.pth'} saved. "
-                           f"Resume: see {out / 'README.txt'}")
+    if status not in ("done", "max_steps"):  # SIGINT / SIGTERM: exit 130, saying how to continue
+        raise Interrupted(f"{status} at step {trainer.progress.step}; {out / 'last.pth'} saved")
 
 
 def train(

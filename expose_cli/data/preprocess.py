@@ -15,6 +15,7 @@ from expose_cli.data.converters._common import BadInputFile
 from expose_cli.data.hdf5 import DropStats, HDF5Writer, SampleBlock
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
+from expose_cli.utils.stale import remove_stale_temps
 
 
 @dataclass
@@ -130,8 +131,9 @@ def expected_input(module: ModuleType, split: str) -> str:
 def _convert_split(name: str, module: ModuleType, root: Path, split: str, path: Path, options: dict, *,
                    overwrite: bool, limit: int | None, on_sample: Callable[..., None] | None,
                    embed_images: bool, workers: int) -> ConvertResult:
-    """One split into ``path`` (complete or absent)."""
+    """One split into ``path`` (complete or absent); a killed run's temporary files beside it are removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent)
     image_root = module.image_root(root) if hasattr(module, "image_root") else root
     attrs = dict(module.file_attrs(options)) if hasattr(module, "file_attrs") else {}
     if limit is not None:

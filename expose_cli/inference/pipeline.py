@@ -43,9 +43,16 @@ from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
 from expose_cli.inference.keypoints_net import save_keypoints
 from expose_cli.inference.loading import CropSpec, Loaded, load, message, worker_pool
 from expose_cli.inference.render import render_views
-from expose_cli.inference.video import TrackOptions, VideoTracks
+from expose_cli.inference.video import (
+    TrackOptions,
+    VideoTracks,
+    person_params,
+    read_frame_persons,
+    write_frame_persons,
+)
 from expose_cli.models import PersonCrop, Prediction, Predictor, collate
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
+from expose_cli.utils.stale import remove_stale_temps
 
 
 @dataclass
@@ -98,6 +105,7 @@ class Unit:
     crops: list = field(default_factory=list)  # (person, PersonCrop) from the inputs stage
     pending: list = field(default_factory=list)  # futures of its person files, in person order
     record: dict | None = None  # a unit done in an earlier run (``skip_existing``): its record
+    tracked: list | None = None  # such a unit's persons as its tracks use them (from its tracking.npz)
 
 
 NO_PERSON = box_utils.NO_PERSON
@@ -214,12 +222,19 @@ def _read_result(path: Path) -> dict | None:
 # -- inputs: units to run (skipping those done before), decoded ahead of the model -------------------
 
 def _earlier_record(unit: Unit, options: InferOptions) -> dict | None:
-    """With ``skip_existing``: the unit's record from an earlier run, marked ``skipped``; else ``None``."""
+    """With ``skip_existing``: the unit's record from an earlier run, marked ``skipped``; else ``None``.
+    A tracked frame with persons also needs its ``tracking.npz`` (put on ``unit.tracked``), which
+    the tracks are rebuilt from; without it the frame is run again."""
     if not options.skip_existing:
         return None
     record = _read_result(unit.out_dir / "result.json")
-    if record is not None:
-        record.update(input=str(unit.item.path), frame=unit.frame, output=str(unit.out_dir), skipped=True)
+    if record is None:
+        return None
+    if options.tracks is not None and sequence_folder(unit, options) is not None and record.get("persons"):
+        unit.tracked = read_frame_persons(unit.out_dir, int(record["persons"]))
+        if unit.tracked is None:
+            return None
+    record.update(input=str(unit.item.path), frame=unit.frame, output=str(unit.out_dir), skipped=True)
     return record
 
 
@@ -335,24 +350,30 @@ def queued_persons(unit: Unit) -> list[Queued]:
 
 class Batches:
     """Persons queued across units and handed out ``size`` at a time; units leave (:meth:`done`)
-    in input order, once every one of their persons went through the model."""
+    in input order, once every one of their persons went through the model.
+
+    The model's results depend on the batch size in their last bits, not on the other persons in
+    the batch. So that a resumed run gives every person the bits of an uninterrupted run, the
+    persons of a unit done before keep their places (``None``): every batch has the size it had in
+    one uninterrupted run, the empty places filled by :func:`predict_batch`."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.queue: list[Queued] = []
+        self.queue: list[Queued | None] = []
         self.open: deque[Unit] = deque()
 
-    def add(self, unit: Unit, persons: list[Queued]) -> list[list[Queued]]:
-        """Queue a unit's persons; returns the batches that are now full."""
+    def add(self, unit: Unit, persons: list[Queued], done_before: int = 0) -> list[list[Queued | None]]:
+        """Queue a unit's persons (``done_before``: its persons run in an earlier run, places kept);
+        returns the batches that are now full."""
         self.open.append(unit)
-        self.queue += persons
+        self.queue += persons + [None] * done_before
         full = []
         while len(self.queue) >= self.size:
             full.append(self.queue[: self.size])
             self.queue = self.queue[self.size:]
         return full
 
-    def rest(self) -> list[Queued]:
+    def rest(self) -> list[Queued | None]:
         """The last, partly filled batch (possibly empty)."""
         rest, self.queue = self.queue, []
         return rest
@@ -380,30 +401,34 @@ def forward(predictor: Predictor, crops: list[PersonCrop], precision: str = "fp3
     return prediction_to_float32(pred, to_cpu)  # reduced precision: joints, cameras... back to float32 too
 
 
-def predict_batch(batch: list[Queued], model: Callable[[list[PersonCrop]], Prediction]
+def predict_batch(batch: list[Queued | None], model: Callable[[list[PersonCrop]], Prediction]
                   ) -> Iterator[tuple[Queued, Prediction, int, float]]:
     """``(person, prediction, its row, model seconds per person)`` for every person the model ran on.
 
-    When the batch fails, each unit's persons are run on their own; the persons of a unit that fails
-    alone are counted as processed, with the error on the unit."""
-    if not batch:
+    An empty place (``None``: a person done in an earlier run, :class:`Batches`) is filled with a
+    copy of the first person's crop, its row dropped. When the batch fails, each unit's persons are
+    run on their own; the persons of a unit that fails alone are counted as processed, with the
+    error on the unit."""
+    persons = [q for q in batch if q is not None]
+    if not persons:
         return
     t0 = time.perf_counter()
     try:
-        pred = model([q.crop for q in batch])
+        pred = model([(q or persons[0]).crop for q in batch])
     except Exception as exc:  # noqa: BLE001
-        units = list({id(q.unit): q.unit for q in batch}.values())
+        units = list({id(q.unit): q.unit for q in persons}.values())
         if len(units) > 1:  # find the input that fails: each one on its own
             for unit in units:
-                yield from predict_batch([q for q in batch if q.unit is unit], model)
+                yield from predict_batch([q for q in persons if q.unit is unit], model)
             return
-        for q in batch:
+        for q in persons:
             q.unit.error = q.unit.error or f"model failed: {message(exc)}"
             q.unit.processed += 1
         return
-    per_person = (time.perf_counter() - t0) / len(batch)
+    per_person = (time.perf_counter() - t0) / len(persons)
     for row, q in enumerate(batch):
-        yield q, pred, row, per_person
+        if q is not None:
+            yield q, pred, row, per_person
 
 
 # -- writers: person files, a unit's overlay and result.json, videos' overlay.mp4 ------------------
@@ -454,7 +479,10 @@ class Writers:
         t0 = time.perf_counter()
         if self.options.keypoints is not None:
             _save_keypoints(unit, self.options.keypoints)
-        track_ids = self._track(unit)
+        try:
+            track_ids = self._track(unit)
+        except Exception as exc:  # noqa: BLE001 - without result.json a resumed run does the unit again
+            track_ids, unit.error = None, f"writing tracking.npz failed: {message(exc)}"
         if self.options.render and unit.image is not None and (unit.results or unit.frame is not None):
             try:  # video frames always get one (the plain frame without persons): the overlay video has them all
                 self.summary.add_overlay(unit, self._overlay(unit, track_ids))
@@ -474,6 +502,13 @@ class Writers:
         return record
 
     def _earlier(self, unit: Unit) -> dict:
+        """A unit done in an earlier run: its persons go through the tracker again (so the ids of
+        the frames after it are those of an uninterrupted run), its overlay into the video's."""
+        track_ids = self._track(unit)
+        if track_ids is not None and track_ids != unit.record.get("track_ids"):
+            unit.record.setdefault("warnings", []).append(
+                f"track ids {track_ids} differ from the earlier run's {unit.record.get('track_ids')} "
+                "(options changed?); run again without --resume into a new --out")
         overlay = unit.out_dir / "overlay.png"
         if overlay.is_file():
             self.summary.add_overlay(unit, overlay)
@@ -481,16 +516,25 @@ class Writers:
         return unit.record
 
     def _track(self, unit: Unit) -> list[int] | None:
-        """Track ids of a video frame's (or tracked image sequence's) persons, else ``None``."""
+        """Track ids of a video frame's (or tracked image sequence's) persons, else ``None``; a frame
+        run now keeps its persons' tracked parameters in its ``tracking.npz``, one done in an earlier
+        run gives them from there (``unit.tracked``)."""
         folder = sequence_folder(unit, self.options) if self.tracks is not None else None
         if folder is None:
             return None
         index = self.seen.get(folder, 0)  # images of a sequence are numbered as they come
         self.seen[folder] = index + 1
-        if not unit.results or unit.error is not None:
+        earlier = unit.record is not None
+        if not earlier and unit.error is not None:
+            return None
+        persons = unit.tracked if earlier else [person_params(r) for r in unit.results]
+        if not persons:
             return None
         fps = self.summary.videos.get(folder, {}).get("fps", self.options.sequence_fps)
-        return self.tracks.add(folder, unit.frame if unit.frame is not None else index, fps, unit.results)
+        ids = self.tracks.add(folder, unit.frame if unit.frame is not None else index, fps, persons)
+        if not earlier:
+            write_frame_persons(unit.out_dir, persons)
+        return ids
 
     def _overlay(self, unit: Unit, track_ids: list[int] | None = None) -> Path:
         meshes = [(r["vertices_camera"], self.faces) for r in unit.results]
@@ -701,6 +745,7 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
     end, also when the run stops on an exception (``"complete": false`` then).
     """
     options.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(options.out_dir, recursive=True)  # a killed run's; a running one's are kept
     if options.workers is None:
         options = dataclasses.replace(options, workers=loading.workers_for(items, options.batch_size))
     summary = Summary(options.out_dir / summary_name(options.shard), summary_interval_s, on_unit)
@@ -726,14 +771,15 @@ def _run(items: list[InputItem], predictor: Predictor, options: InferOptions, wr
     units = _read_ahead(_units_to_run(items, options, writers.summary), options, _crop_spec(predictor, options), ahead)
     with WritePool(writers, options.write_threads, limit=2 * options.batch_size + 2) as pool, closing(units):
         for unit in units:
-            for batch in batches.add(unit, queued_persons(unit)):
+            done_before = int(unit.record.get("persons") or 0) if unit.record is not None else 0
+            for batch in batches.add(unit, queued_persons(unit), done_before):
                 _run_batch(batch, model, batches, pool)
             for done in batches.done():  # units without persons (or failed) finish now, unless queued behind others
                 pool.unit(done)
         _run_batch(batches.rest(), model, batches, pool)
 
 
-def _run_batch(batch: list[Queued], model: Callable[[list[PersonCrop]], Prediction], batches: Batches,
+def _run_batch(batch: list[Queued | None], model: Callable[[list[PersonCrop]], Prediction], batches: Batches,
                pool: WritePool) -> None:
     """A batch through the model, its persons' files handed to the writers; then every unit that is
     done finishes."""

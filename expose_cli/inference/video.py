@@ -9,10 +9,16 @@ done, :meth:`VideoTracks.finish` writes under the video's folder::
     tracks/track_000/params.npz      per-frame parameters of the track, smoothed (``--smooth``)
     tracks/track_000/motion.npz      AMASS-style SMPL-X motion (body and full model)
     tracks/track_000/motion.bvh      the same as a BVH of the SMPL-X skeleton (centimetres, y up)
+
+and each tracked frame's folder gets ``tracking.npz``: its persons' boxes and parameters as the
+tracks use them (written before the frame's ``result.json``). A resumed run (``--resume``) feeds
+the frames done before through the tracker from these files, so its track ids, ``tracks.json`` and
+motion files equal an uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,14 +69,14 @@ class VideoTracks:
         self.options = options
         self.videos: dict[Path, _Video] = {}
 
-    def add(self, folder: Path, frame: int, fps: float, results: list[dict]) -> list[int]:
-        """Track ids of one frame's persons (``results``: the pipeline's per-person arrays)."""
+    def add(self, folder: Path, frame: int, fps: float, persons: list[dict]) -> list[int]:
+        """Track ids of one frame's persons (``persons``: each one's :func:`person_params`)."""
         video = self.videos.setdefault(folder, _Video(fps, IouTracker(self.options.iou_threshold, self.options.max_age)))
-        ids = video.tracker.update(frame, [list(r["bbox_xyxy"][:4]) for r in results])
+        ids = video.tracker.update(frame, [list(p["bbox_xyxy"][:4]) for p in persons])
         video.frames.append(frame)
         video.ids.append(ids)
-        for track_id, arrays in zip(ids, results, strict=True):
-            video.params.setdefault(track_id, []).append((frame, person_params(arrays)))
+        for track_id, params in zip(ids, persons, strict=True):
+            video.params.setdefault(track_id, []).append((frame, params))
         return ids
 
     def finish(self, folder: Path, body_model=None) -> dict:
@@ -98,6 +104,33 @@ class VideoTracks:
         if self.options.motion and body_model is not None and "body_pose" in smoothed:
             files += write_motion(folder, smoothed, fps, body_model)
         return files
+
+
+FRAME_FILE = "tracking.npz"
+
+
+def write_frame_persons(folder: Path, persons: list[dict]) -> None:
+    """``folder/tracking.npz``: a tracked frame's :func:`person_params`, as ``p00/betas``, ... (the
+    arrays bit for bit, so tracks rebuilt from it equal the ones built while running)."""
+    write_npz(folder / FRAME_FILE, {f"p{i:02d}/{k}": v for i, p in enumerate(persons) for k, v in p.items()})
+
+
+def read_frame_persons(folder: Path, count: int) -> list[dict] | None:
+    """The ``count`` persons of ``folder/tracking.npz``, or ``None`` when the file is absent,
+    unreadable or holds another number of persons (the frame is then run again)."""
+    try:
+        with np.load(folder / FRAME_FILE) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+    persons: list[dict] = [{} for _ in range(count)]
+    for key, value in arrays.items():
+        index, _, name = key.partition("/")
+        i = int(index[1:]) if index[1:].isdigit() else -1
+        if not 0 <= i < count:
+            return None
+        persons[i][name] = value
+    return persons if all("bbox_xyxy" in p for p in persons) else None
 
 
 def rest_joints(body_model, betas: np.ndarray) -> np.ndarray:

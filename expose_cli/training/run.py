@@ -8,6 +8,7 @@ then the model, its initialisation or the resume state; then the loop.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,8 @@ from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.io.paths import DataTree
 from expose_cli.training import distributed as D
 from expose_cli.training.config import RunConfig
-from expose_cli.utils.atomic import write_json_atomic
+from expose_cli.utils.atomic import write_json_atomic, write_text_atomic
+from expose_cli.utils.stale import remove_stale_temps
 
 
 def data_files(cfg: RunConfig, data_dir: Path) -> list[tuple[Path, str, str]]:
@@ -126,6 +128,25 @@ def seed_everything(seed: int, rank: int = 0) -> None:
     torch.manual_seed(seed + 1000003 * rank)
 
 
+def trim_log(path: Path, step: int) -> None:
+    """Drop the ``log.jsonl`` records of steps after ``step`` (the checkpoint resumed from): a run
+    killed after its last checkpoint logged steps that the resumed run does again. A line cut
+    short by the kill goes too."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    keep = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if int(record.get("step", 0)) <= step:
+            keep.append(line)
+    if len(keep) != len(lines):
+        write_text_atomic(path, "".join(line + "\n" for line in keep))
+
+
 def summary_rows(trainer, status: str) -> list[tuple[str, str]]:
     """The final summary: what ran, where it stopped, losses, best validation, files."""
     p = trainer.progress
@@ -184,6 +205,7 @@ def run(cfg: RunConfig, tree: DataTree, out: Path, resume: bool = False, argv: l
     dataset, sampler, collate = build_data(cfg, tree.root, info)
     existed = out.exists()
     if info.is_main:
+        remove_stale_temps(out)  # a killed run's half-written checkpoint; a running one's are kept
         prepare_run_dir(out, resume)
         write_run_files(out, cfg, argv or ["train", cfg.kind, "--out", str(out)])
         if line:
@@ -204,5 +226,6 @@ def _fit(cfg, model, data, out: Path, info: D.DistInfo, validate, log, state):
     if state is not None:
         trainer.load_resume(state)
         if info.is_main:
+            trim_log(trainer.jsonl, trainer.progress.step)
             log(f"resumed from {out / 'last.pth'} at epoch {trainer.progress.epoch + 1}, step {trainer.progress.step}")
     return trainer, trainer.fit()

@@ -6,8 +6,10 @@ An interrupted command never leaves a half-written file under a final name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import socket
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -15,14 +17,23 @@ from pathlib import Path
 from typing import Any
 
 
+def writer_tag() -> str:
+    """``PID-HOST`` of this process (HOST: 6 hex digits of the host name's hash), put in the name of
+    each temporary file so a later run can tell whether its writer is gone (:mod:`.stale`)."""
+    host = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+    return f"{os.getpid()}-{host}"
+
+
 def temp_path_for(final: Path) -> Path:
     """A unique temporary path in the same folder as ``final`` (same filesystem, so rename is atomic).
 
-    It keeps ``final``'s extension (``.SMPLX_NEUTRAL.x1y2.tmp.npz``) so format-sniffing writers and
-    readers treat it like the final file.
+    It keeps ``final``'s extension (``.SMPLX_NEUTRAL.4242-a1b2c3.x1y2z3w4.tmp.npz``: stem, the
+    writer's :func:`writer_tag`, random letters) so format-sniffing writers and readers treat it
+    like the final file. The pattern is :data:`expose_cli.utils.stale.TEMP_NAME`.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.{writer_tag()}.", suffix=f".tmp{final.suffix}",
+                                dir=final.parent)
     os.close(fd)
     return Path(name)
 
