@@ -64,9 +64,7 @@ def evaluate(
 
     settings = get_settings(ctx)
     bench = B.get_benchmark(benchmark)
-    for path, what in ((json_out, "--json"), (per_sample, "--per-sample"), (save_predictions, "--save-predictions")):
-        if path is not None:  # before the evaluation, not after it
-            check_writable(path, what)
+    _check_outputs(json_out, per_sample, save_predictions)
     from expose_cli.inference import distributed
 
     shard = distributed.shard_from_env() if from_predictions is None else (0, 1)  # torchrun: samples by rank
@@ -81,9 +79,6 @@ def evaluate(
     # Everything checked and loaded before any network work: the data file (exists, right dataset),
     # the checkpoint (exists) or the predictions, the files scoring needs, the model and its body
     # model; only then the hashes and the predictions.
-    for output in (json_out, per_sample, save_predictions):  # a killed run's temporary files
-        if output is not None:
-            remove_stale_temps(Path(output).parent)
     with B.open_data(bench, data, settings.tree) as reader:
         run = B.prepare(bench, reader, settings.tree, ckpt=ckpt, from_predictions=from_predictions, limit=limit,
                         load_model=lambda path: _load_model(path, settings, backend, precision, device))
@@ -102,6 +97,15 @@ def evaluate(
             runner.save_predictions(save_predictions, benchmark, preds, info_d)
         result = B.score(run, preds, info_d)
     _report(settings, bench, run, result, info_d, len(preds["vertices"]), json_out, per_sample, (report, preds))
+
+
+def _check_outputs(json_out: Path | None, per_sample: Path | None, save_predictions: Path | None) -> None:
+    """Each output can be written (checked before the evaluation, not after it); a killed run's
+    temporary files beside them are removed."""
+    for path, what in ((json_out, "--json"), (per_sample, "--per-sample"), (save_predictions, "--save-predictions")):
+        if path is not None:
+            check_writable(path, what)
+            remove_stale_temps(Path(path).parent)
 
 
 def _report(settings, bench, run, result, info_d: dict, num_samples: int, json_out: Path | None,
