@@ -52,13 +52,15 @@ def expand_betas(betas: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 def model_keypoints(model: nn.Module, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``[B, 144, 3]`` keypoints in the camera frame (metres) from a ``SMPLXKeypoints`` model."""
+    """``[B, 144, 3]`` keypoints in the camera frame (metres) from a ``SMPLXKeypoints`` model (all
+    axis-angles turned into matrices in one call)."""
     rows = params["global_orient"].shape[0]
-    rot = {n: axis_angle_to_matrix(params[n].reshape(rows, -1, 3))
-           for n in ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose")}
-    eye = torch.eye(3, dtype=rot["global_orient"].dtype, device=rot["global_orient"].device).expand(rows, 1, 3, 3)
-    kp = model(rot["global_orient"], rot["body_pose"], rot["left_hand_pose"], rot["right_hand_pose"],
-               rot["jaw_pose"], eye, eye, expand_betas(params["betas"], rows), params["expression"])
+    names = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose")
+    aa = torch.cat([params[n].reshape(rows, -1, 3) for n in names], dim=1)
+    rot = axis_angle_to_matrix(aa)  # [B, 53, 3, 3]: 1 + 21 + 15 + 15 + 1
+    go, body, left, right, jaw = torch.split(rot, [1, 21, 15, 15, 1], dim=1)
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device).expand(rows, 1, 3, 3)
+    kp = model(go, body, left, right, jaw, eye, eye, expand_betas(params["betas"], rows), params["expression"])
     return kp + params["transl"][:, None, :]
 
 

@@ -66,7 +66,7 @@ def optimize_stage(model: nn.Module, cfg: FitConfig, stage: Stage, params: dict[
 
     previous = None
     for step in range(stage.num_iter):
-        loss = float(optimizer.step(closure))
+        loss = float(optimizer.step(closure).detach())
         if on_step is not None:
             on_step()
         if step > 0 and previous is not None and cfg.ftol > 0 and relative_change(previous, loss) < cfg.ftol:
@@ -77,17 +77,18 @@ def optimize_stage(model: nn.Module, cfg: FitConfig, stage: Stage, params: dict[
 
 
 def fit(model: nn.Module, cfg: FitConfig, targets: Targets, start: dict[str, torch.Tensor] | None, persons: int,
-        on_step: Callable[[], None] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Run every epoch and stage; returns ``(params, terms)``: the fitted parameters per row and the
-    final loss terms per row (last stage's weights)."""
+        on_step: Callable[[], None] | None = None, pull: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Run every epoch and stage from ``start`` (else zeros); returns ``(params, terms)``: the fitted
+    parameters per row and the final loss terms per row (last stage's weights). ``pull``: the start
+    is an estimate to pull towards (``start_pull_weight``; never in compat), not just a placement."""
     rows = targets.keypoints.shape[0]
     params = initial_params(start, rows, cfg, persons, targets.keypoints.dtype, targets.keypoints.device)
-    pull = None if start is None or cfg.mmhuman3d else {n: params_like(start, n, rows, targets) for n in SIZES}
+    anchor = None if start is None or not pull or cfg.mmhuman3d else {n: params_like(start, n, rows, targets) for n in SIZES}
     for _ in range(cfg.num_epochs):
         for stage in cfg.stages():
-            optimize_stage(model, cfg, stage, params, targets, pull, on_step)
+            optimize_stage(model, cfg, stage, params, targets, anchor, on_step)
     with torch.no_grad():
-        terms = evaluate(model, cfg, cfg.stages()[-1], params, targets, pull)
+        terms = evaluate(model, cfg, cfg.stages()[-1], params, targets, anchor)
     return params, terms
 
 
