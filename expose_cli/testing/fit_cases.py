@@ -62,7 +62,7 @@ class FitCase:
 
 def make_case(model: nn.Module, persons: int = 2, frames: int = 1, seed: int = 0, noise_px: float = 2.0,
               noise_m: float = 0.002, drop: float = 0.1) -> FitCase:
-    """Truth, exact and noisy keypoints, and a perturbed start (body pose +0.09 rad per component,
+    """Truth, exact and noisy keypoints, and a perturbed start (body pose +0.11 rad per component,
     betas +0.7, hands +0.15, orientation +0.05, translation +(3, 3, 1000) mm). Frames of a person
     share the shape and move smoothly."""
     gen = torch.Generator().manual_seed(seed)
@@ -87,7 +87,7 @@ def make_case(model: nn.Module, persons: int = 2, frames: int = 1, seed: int = 0
     kp2 = project(joints, rowsf, torch.full((rows, 2), SIZE / 2.0))
     conf = (torch.rand(rows, 144, generator=gen) >= drop).float()
     start = {k: v.clone() for k, v in truth.items()}
-    for name, scale in (("body_pose", 0.09), ("betas", 0.7), ("global_orient", 0.05), ("left_hand_pose", 0.15),
+    for name, scale in (("body_pose", 0.11), ("betas", 0.7), ("global_orient", 0.05), ("left_hand_pose", 0.15),
                         ("right_hand_pose", 0.15)):
         start[name] = start[name] + scale * torch.randn(start[name].shape, generator=gen)
     start["transl"] = start["transl"] + torch.tensor([0.003, 0.003, 1.0])
