@@ -108,7 +108,7 @@ def test_fit_command_3d_sequence_from_the_mean_pose_and_a_bad_file(run_cli, stan
     from expose_cli.testing.fit_cases import make_case
 
     case = make_case(keypoint_model, persons=1, frames=3, seed=3)
-    points = torch.cat([case.noisy3d, case.confidence[..., None]], -1).numpy().reshape(1, 3, 144, 4)
+    points = torch.cat([case.noisy3d, case.confidence[..., None]], -1).numpy().reshape(3, 1, 144, 4)  # frames x persons
     np.savez(tmp_path / "seq.npz", keypoints=points)
     np.savez(tmp_path / "coco.npz", keypoints=np.zeros((2, 17, 3)))
     res = run_cli("--data-dir", standin_tree, "fit", tmp_path / "seq.npz", tmp_path / "coco.npz",

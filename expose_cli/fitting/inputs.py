@@ -6,7 +6,7 @@ Keypoints (:class:`KeypointInput`): ``[P, F, 144, D]`` in the SMPL-X keypoint or
 and frame. Read here: SMPL-X keypoint arrays, ``.npz`` (``keypoints`` [..., K, 3|4], optional
 ``image_size`` [2] height, width and ``image``) or ``.json`` (the same keys), ``K`` 144, or the
 first 127 (no face contour) or 55 (the skeleton) of that order; leading axes none (one person),
-``[P]`` or ``[P, F]``. The last column is the confidence.
+``[P]`` (persons) or ``[F, P]`` (frames x persons). The last column is the confidence.
 
 Starts (:class:`Start`): an `expose infer` output folder (``person_NN.npz`` or ``.json`` per
 person; a sequence: ``frame_*/person_NN.*``), read as axis-angles, betas, expression and the camera
@@ -82,7 +82,7 @@ def smplx_keypoints(path: Path, raw) -> np.ndarray:
         raise _bad(path, "keypoints are not a numeric array", "give [..., K, 3] (x, y, confidence) or "
                    "[..., K, 4] (x, y, z, confidence)") from None
     if points.ndim < 2 or points.ndim > 4 or points.shape[-1] not in (3, 4):
-        raise _bad(path, f"keypoints of shape {list(points.shape)}: expected [K, C], [P, K, C] or [P, F, K, C] "
+        raise _bad(path, f"keypoints of shape {list(points.shape)}: expected [K, C], [P, K, C] or [F, P, K, C] "
                    "with C = 3 (x, y px, confidence) or 4 (x, y, z m, confidence)", "see docs/fit.md, Inputs")
     if points.shape[-2] not in SMPLX_COUNTS:
         raise _bad(path, f"{points.shape[-2]} keypoints per person: not the SMPL-X keypoint order "
@@ -90,6 +90,8 @@ def smplx_keypoints(path: Path, raw) -> np.ndarray:
                    "convention `expose fit` reads (docs/fit.md)")
     if points.ndim < 4:  # [K, C] one person; [P, K, C] persons of one image
         points = points.reshape((-1, 1) + points.shape[-2:])
+    else:  # [F, P, K, C]: frames x persons -> persons x frames
+        points = points.transpose(1, 0, 2, 3)
     full = np.zeros((*points.shape[:2], 144, points.shape[-1]))
     full[:, :, :points.shape[2]] = points
     return full
