@@ -122,3 +122,20 @@ def test_fit_command_3d_sequence_from_the_mean_pose_and_a_bad_file(run_cli, stan
     assert losses["final"]["keypoints3d"] < losses["initial"]["keypoints3d"]
     summary = json.loads((tmp_path / "out" / "fit.json").read_text())
     assert len(summary["failed"]) == 1 and summary["compat"] == "none"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fit_on_the_gpu_matches_the_cpu(keypoint_model, case):
+    import copy
+
+    from expose_cli.fitting.objective import evaluate
+
+    cfg = load_config(None, FAST)
+    gpu = copy.deepcopy(keypoint_model).cuda()
+    start_gpu = {k: v.cuda() for k, v in case.start.items()}
+    on_cpu = evaluate(keypoint_model, cfg, cfg.stage3, case.start, case.targets(2), case.start)
+    on_gpu = evaluate(gpu, cfg, cfg.stage3, start_gpu, case.targets(2).to("cuda"), start_gpu)
+    for name, value in on_cpu.items():
+        assert torch.allclose(on_gpu[name].cpu(), value, rtol=1e-4), name
+    params, _ = fit(gpu, cfg, case.targets(2).to("cuda"), start_gpu, case.persons)
+    assert params["body_pose"].device.type == "cuda"

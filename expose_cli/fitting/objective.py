@@ -42,6 +42,12 @@ class Targets:
     def is_2d(self) -> bool:
         return self.keypoints.shape[-1] == 2
 
+    def to(self, device) -> Targets:
+        """A copy on ``device``."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Targets(move(self.keypoints), move(self.confidence), move(self.focal), move(self.principal),
+                       move(self.image_size), self.frames)
+
 
 def expand_betas(betas: torch.Tensor, rows: int) -> torch.Tensor:
     """Betas per row from one per batch (``[1, 10]``), one per person (``[P, 10]``, rows person-major)
