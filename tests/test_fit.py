@@ -87,12 +87,18 @@ def test_fit_command_fits_the_good_persons_and_names_the_bad(run_cli, standin_tr
     points[1, 5, 0] = np.nan  # person 1: a NaN; person 2: no start
     np.savez(tmp_path / "img.npz", keypoints=points, image_size=np.array([512, 512]))
     _write_start(tmp_path / "start", case, [0, 1])
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "img.png"), np.full((512, 512, 3), 40, np.uint8))
     res = run_cli("--data-dir", standin_tree, "fit", tmp_path / "img.npz", "--start", tmp_path / "start",
-                  "--out", tmp_path / "out", "--format", "npz,json,obj", *QUICK)
+                  "--out", tmp_path / "out", "--format", "npz,json,obj", "--render", "--image", tmp_path / "img.png",
+                  *QUICK)
     assert res.exit_code == 1, res.output
     assert "person 1: NaN or infinite keypoints" in res.stderr and "person 2 from" in res.stderr
     folder = tmp_path / "out" / "img"
-    assert sorted(p.name for p in folder.iterdir()) == ["losses.json", "person_00.json", "person_00.npz", "person_00.obj"]
+    assert sorted(p.name for p in folder.iterdir()) == ["losses.json", "overlay.png", "person_00.json", "person_00.npz",
+                                                        "person_00.obj"]
+    assert (cv2.imread(str(folder / "overlay.png")) != 40).any()  # the mesh drawn over the image
     fitted = np.load(folder / "person_00.npz")
     assert fitted["body_pose_rotmat"].shape == (21, 3, 3) and fitted["vertices"].shape == (10475, 3)
     assert np.allclose(fitted["vertices_camera"], fitted["vertices"] + fitted["camera_translation"])
