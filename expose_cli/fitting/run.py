@@ -126,9 +126,9 @@ def _per_person(terms: dict[str, torch.Tensor], persons: list[int], frames: int)
 
 
 def fit_input(model: nn.Module, layer: nn.Module, cfg: FitConfig, kin: KeypointInput, start: Start | None,
-              options: FitOptions, on_step: Callable[[], None] | None = None) -> dict:
-    """Fit one input and write its files; returns its record (persons fitted, problems, losses, files).
-    The device is the keypoint model's."""
+              options: FitOptions, on_step: Callable[[], None] | None = None, folder: Path | None = None) -> dict:
+    """Fit one input and write its files into ``folder`` (default ``out/<input stem>``); returns its
+    record (persons fitted, problems, losses, files). The device is the keypoint model's."""
     device = next(model.buffers()).device
     persons, problems = fittable(kin, start)
     camera = camera_for(kin, start, options)
@@ -145,8 +145,8 @@ def fit_input(model: nn.Module, layer: nn.Module, cfg: FitConfig, kin: KeypointI
     record["losses"] = [{"person": p, "initial": b, "final": a} for p, b, a in
                         zip(persons, _per_person(before, persons, kin.frames), _per_person(after, persons, kin.frames),
                             strict=True)]
-    record["files"] = write_fits(layer, model, params, targets, kin, persons, camera, options)
-    folder = options.out / kin.path.stem
+    folder = folder or options.out / kin.path.stem
+    record["files"] = write_fits(layer, params, kin, persons, camera, options, folder)
     write_json_atomic(folder / "losses.json", {k: record[k] for k in ("input", "persons", "frames", "problems", "losses")}
                       | {"compat": cfg.compat})
     record["files"].append(str(folder / "losses.json"))
@@ -210,11 +210,10 @@ def write_person(stem: Path, arrays: dict, options: FitOptions) -> list[str]:
     return files
 
 
-def write_fits(layer: nn.Module, model: nn.Module, params: dict[str, torch.Tensor], targets: Targets,
-               kin: KeypointInput, persons: list[int], camera: Camera | None, options: FitOptions) -> list[str]:
+def write_fits(layer: nn.Module, params: dict[str, torch.Tensor], kin: KeypointInput, persons: list[int],
+               camera: Camera | None, options: FitOptions, folder: Path) -> list[str]:
     """Every fitted person's files, and the overlay of the first frame's meshes (``render``)."""
     mesh, faces = mesh_arrays(layer, params)
-    folder = options.out / kin.path.stem
     files, meshes = [], []
     for i, p in enumerate(persons):
         for f in range(kin.frames):
