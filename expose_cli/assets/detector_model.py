@@ -25,6 +25,12 @@ ONNX_SHA256 = "8297e829ccc5590c8e2d32d5a211f322a0585fb7467eec85eb12c9525b0b95d6"
 
 def install_detector(archive: str | Path, destination: str | Path, expected_sha256: str = ONNX_SHA256) -> Path:
     """Take :data:`MEMBER` out of ``archive``, check its sha256, move it to ``destination``."""
+    return install_onnx_member(archive, destination, expected_sha256, "detector")
+
+
+def install_onnx_member(archive: str | Path, destination: str | Path, expected_sha256: str, asset: str) -> Path:
+    """:data:`MEMBER` of an MMDeploy ONNX SDK ``archive`` (the manifest's ``asset``), checked against
+    ``expected_sha256``, written atomically to ``destination``."""
     archive, destination = Path(archive), Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -32,7 +38,7 @@ def install_detector(archive: str | Path, destination: str | Path, expected_sha2
             members = [i for i in zf.infolist() if not i.is_dir() and Path(i.filename).name == MEMBER]
             if len(members) != 1:
                 raise ExposeError(f"expected one {MEMBER} in the archive, found {len(members)}",
-                                  hint="run `expose fetch detector --force`", path=archive)
+                                  hint=f"run `expose fetch {asset} --force`", path=archive)
             digest = hashlib.sha256()
             with atomic_path(destination) as tmp, zf.open(members[0]) as src, open(tmp, "wb") as dst:
                 while chunk := src.read(1 << 20):
@@ -40,9 +46,9 @@ def install_detector(archive: str | Path, destination: str | Path, expected_sha2
                     dst.write(chunk)
                 if digest.hexdigest() != expected_sha256:
                     raise ExposeError(f"{MEMBER} has sha256 {digest.hexdigest()[:8]}..., expected "
-                                      f"{expected_sha256[:8]}...", hint="run `expose fetch detector --force`",
+                                      f"{expected_sha256[:8]}...", hint=f"run `expose fetch {asset} --force`",
                                       path=archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ExposeError(f"cannot read the detector archive: {exc}", hint="run `expose fetch detector --force`",
+        raise ExposeError(f"cannot read the {asset} archive: {exc}", hint=f"run `expose fetch {asset} --force`",
                           path=archive) from exc
     return destination

@@ -185,6 +185,15 @@ TOOLS = (
               "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
               "rtmdet_nano_8xb32-100e_coco-obj365-person-05d8511e.zip",
               lambda t: t.detectors / "rtmdet_nano_8xb32-100e_coco-obj365-person-05d8511e.zip"),
+    # OpenMMLab publishes no checksum for its ONNX SDK archives; this sha256 (of the archive; that of
+    # its end2end.onnx is in assets/keypoints_model.py) is the one a public RTMW export helper pins.
+    Asset("keypoints", "keypoints", "whole-body 2D keypoints for `expose infer --save-keypoints` / `--refine` "
+          "(OpenMMLab RTMW-l 384x288, COCO-WholeBody 133, ONNX, Apache-2.0)",
+          "https://download.openmmlab.com/mmpose/v1/projects/rtmw/onnx_sdk/"
+          "rtmw-dw-x-l_simcc-cocktail14_270e-384x288_20231122.zip",
+          (lambda t: t.keypoint_models / "rtmw-dw-x-l_simcc-cocktail14_270e-384x288_20231122.zip",),
+          sha256="a87e1af41a0a067776dba7d46e1c21c8f6e9f18e247e0e606718dd1f31e96ffd",
+          website="https://github.com/open-mmlab/mmpose/tree/main/projects/rtmpose"),
 )
 
 

@@ -178,6 +178,8 @@ def fetch(
         raise typer.Exit(1)
     if not dry_run and any(r.asset == "detector" for r in results):
         _install_detector(settings, manifest)
+    if not dry_run and any(r.asset == "keypoints" for r in results):
+        _install_keypoints(settings, manifest)
     if not dry_run:
         _install_imagenet(settings, manifest, {r.asset for r in results}, force)
 
@@ -190,6 +192,16 @@ def _install_detector(settings, manifest: list[Asset]) -> None:
     archive = next(a for a in manifest if a.name == "detector").paths(tree)[0]
     path = detector_model.install_detector(archive, tree.person_detector, detector_model.ONNX_SHA256)
     console.print(f"person detector installed: {path}")
+
+
+def _install_keypoints(settings, manifest: list[Asset]) -> None:
+    """Take the ONNX file out of the downloaded keypoint-network archive and check it (assets/keypoints_model.py)."""
+    from expose_cli.assets import keypoints_model
+
+    tree = settings.tree
+    archive = next(a for a in manifest if a.name == "keypoints").paths(tree)[0]
+    path = keypoints_model.install_keypoint_model(archive, tree.keypoint_model, keypoints_model.ONNX_SHA256)
+    console.print(f"keypoint network installed: {path}")
 
 
 def _install_imagenet(settings, manifest: list[Asset], fetched: set[str], force: bool) -> None:

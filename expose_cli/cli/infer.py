@@ -23,6 +23,10 @@ from expose_cli.inference.export import FORMATS  # noqa: E402
 from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  # noqa: E402
 
 SMOOTHING = ("none", "oneeuro", "savgol")
+SaveKeypointsOpt = Annotated[bool, typer.Option("--save-keypoints", help="Also write each person's whole-body 2D keypoints "
+                                                "(COCO-WholeBody, px) to keypoints.json (docs/keypoints.md).")]
+KeypointsOpt = Annotated[str, typer.Option("--keypoints", help="Keypoint network: auto (`expose fetch keypoints`) | "
+                                           "onnx:PATH (RTMW / DWPose signature).")]
 
 
 def infer(
@@ -53,6 +57,7 @@ def infer(
     fps: Annotated[float, typer.Option("--fps", min=0.001, help="Frame rate of image sequences (--track).")] = 30.0,
     workers: Annotated[int | None, typer.Option("--workers", min=0, help="Processes decoding and cropping ahead of "
                                                                        "the model (0: a thread; default: half the CPUs, 0 on 2 CPUs or for one batch).")] = None,
+    save_keypoints: SaveKeypointsOpt = False, keypoints: KeypointsOpt = "auto",
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
@@ -64,13 +69,12 @@ def infer(
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
     shard = _shard(distributed, track)
     items, workers = _discover(inputs, workers, batch_size)
-    box_table = load_boxes(boxes) if boxes is not None else None
     # heavy (torch): imported after the argument checks
     from expose_cli.inference.pipeline import InferOptions
     from expose_cli.inference.video import TrackOptions
     from expose_cli.models import load_model
 
-    kind, onnx_detector = _detector(detector, settings, warn_hog=box_table is None)
+    box_table, kind, onnx_detector, keypoint_net = _persons(boxes, detector, keypoints if save_keypoints else None, settings, device)
     if shard[1] > 1:
         device = distributed.start(device)  # this rank's GPU (LOCAL_RANK) or the CPU; joins the group
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
@@ -80,7 +84,7 @@ def infer(
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
                            every=every, max_frames=max_frames, precision="fp32",  # the predictor applies --precision
                            tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
-                           track_images=bool(track), sequence_fps=fps, shard=shard, workers=workers)
+                           track_images=bool(track), sequence_fps=fps, shard=shard, workers=workers, keypoints=keypoint_net)
     if shard[1] == 1:
         run_and_report(settings, items, predictor, options)
     else:
@@ -108,6 +112,18 @@ def _shard(distributed, track: bool | None) -> tuple[int, int]:
         raise ExposeError("--track follows persons through a whole image folder in one process",
                           hint="run it without torchrun, or leave --track off (videos are tracked per process)")
     return shard
+
+
+def _persons(boxes: Path | None, detector: str, keypoints: str | None, settings, device):
+    """The boxes file, the person detector (kind, ONNX model) and the keypoint network of
+    ``--keypoints`` (when asked for, else ``None``; on ``device``'s GPU when ONNX Runtime has CUDA):
+    all checked before any work."""
+    from expose_cli.inference.keypoints_net import resolve_keypoint_net
+
+    box_table = load_boxes(boxes) if boxes is not None else None
+    kind, onnx_detector = _detector(detector, settings, warn_hog=box_table is None)
+    net = resolve_keypoint_net(keypoints, settings.tree.keypoint_model, device) if keypoints is not None else None
+    return box_table, kind, onnx_detector, net
 
 
 def _detector(spec: str, settings, warn_hog: bool):

@@ -40,6 +40,7 @@ from expose_cli.inference import boxes as box_utils
 from expose_cli.inference import export, loading
 from expose_cli.inference.distributed import summary_name
 from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
+from expose_cli.inference.keypoints_net import save_keypoints
 from expose_cli.inference.loading import CropSpec, Loaded, load, message, worker_pool
 from expose_cli.inference.render import render_overlay
 from expose_cli.inference.video import TrackOptions, VideoTracks
@@ -74,6 +75,7 @@ class InferOptions:
     # multiprocessing: a script calling run_inference with workers needs ``if __name__ == "__main__":``
     workers: int | None = 0
     write_threads: int = 2  # threads writing person files (0: written by the model's thread)
+    keypoints: Callable[[np.ndarray, list], np.ndarray] | None = None  # --save-keypoints: boxes -> [P, 133, 3]
 
 
 @dataclass
@@ -449,6 +451,8 @@ class Writers:
         if unit.record is not None:
             return self._earlier(unit)
         t0 = time.perf_counter()
+        if self.options.keypoints is not None:
+            _save_keypoints(unit, self.options.keypoints)
         track_ids = self._track(unit)
         if self.options.render and unit.image is not None and (unit.results or unit.frame is not None):
             try:  # video frames always get one (the plain frame without persons): the overlay video has them all
@@ -619,6 +623,19 @@ def unit_record(unit: Unit) -> dict:
     if unit.error is None and not unit.boxes:
         record["error"] = NO_PERSON
     return record
+
+
+def _save_keypoints(unit: Unit, network: Callable[[np.ndarray, list], np.ndarray]) -> None:
+    """``keypoints.json`` beside the unit's person files (``--save-keypoints``, docs/keypoints.md);
+    a failure is the unit's error."""
+    if unit.image is None or not unit.boxes or unit.error is not None:
+        return
+    try:
+        path = save_keypoints(unit.out_dir / "keypoints.json", network, unit.image, unit.boxes,
+                              image=str(unit.item.path), frame=unit.frame)
+        unit.files.append(str(path))
+    except Exception as exc:  # noqa: BLE001
+        unit.error = f"keypoints failed: {message(exc)}"
 
 
 # -- summary ---------------------------------------------------------------------------------------

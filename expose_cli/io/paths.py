@@ -90,6 +90,15 @@ class DataTree:
         return self.detectors / "rtmdet_nano_person.onnx"
 
     @property
+    def keypoint_models(self) -> Path:
+        return self.root / "keypoint_models"
+
+    @property
+    def keypoint_model(self) -> Path:
+        """The default ONNX whole-body keypoint network (`expose fetch keypoints` puts it here)."""
+        return self.keypoint_models / "rtmw-l_wholebody_384x288.onnx"
+
+    @property
     def preprocessed(self) -> Path:
         return self.root / "preprocessed_datasets"
 
