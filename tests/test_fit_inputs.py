@@ -14,9 +14,9 @@ from expose_cli.fitting.inputs import read_keypoint_input, read_start
 
 
 def test_keypoint_shapes_become_persons_by_frames(tmp_path):
-    seq = np.zeros((4, 2, 55, 4))          # 4 frames x 2 persons, the 55-joint skeleton, 3D
+    seq = np.zeros((2, 4, 55, 4))          # 2 persons x 4 frames, the 55-joint skeleton, 3D
     seq[..., 3] = 1.0
-    seq[2, 1, 7, :3] = [1.0, 2.0, 3.0]     # frame 2, person 1, keypoint 7
+    seq[1, 2, 7, :3] = [1.0, 2.0, 3.0]     # person 1, frame 2, keypoint 7
     np.savez(tmp_path / "seq.npz", keypoints=seq)
     kin = read_keypoint_input(tmp_path / "seq.npz")
     assert kin.points.shape == (2, 4, 144, 3) and not kin.is_2d
@@ -35,17 +35,23 @@ def test_bad_persons_are_one_line_each(tmp_path):
     np.savez(tmp_path / "kp.npz", keypoints=points)
     kin = read_keypoint_input(tmp_path / "kp.npz")
     assert kin.valid[:, 0].tolist() == [False, True, False]
-    assert kin.problems == [f"{tmp_path / 'kp.npz'}: person 0: NaN or infinite keypoints; not fitted",
-                            f"{tmp_path / 'kp.npz'}: person 2: every confidence is zero; not fitted"]
+    assert len(kin.problems) == 2 and all(str(tmp_path / "kp.npz") in line for line in kin.problems)
+    assert "person 0" in kin.problems[0] and "NaN" in kin.problems[0] and "person 2" in kin.problems[1]
     assert np.isfinite(kin.points).all()
 
 
-@pytest.mark.parametrize("keypoints, says", [(np.ones((2, 133, 3)), "133 keypoints per person"),
-                                             (np.ones((144, 5)), "expected [K, C]")])
+@pytest.mark.parametrize("keypoints, says", [(np.ones((2, 17, 3)), "17 points per person"),
+                                             (np.ones((144, 5)), "5 numbers per point")])
 def test_another_convention_or_shape_is_one_line(tmp_path, keypoints, says):
+    """A file in another convention or shape: one line naming it (the keypoint-file readers' words)."""
     np.savez(tmp_path / "kp.npz", keypoints=keypoints)
     with pytest.raises(ExposeError) as err:
         read_keypoint_input(tmp_path / "kp.npz")
+    bad = {"keypoints": np.ones((2, 133, 3)).tolist()}  # the SMPL-X JSON of this module: 144, 127 or 55 points
+    (tmp_path / "kp.json").write_text(json.dumps(bad))
+    with pytest.raises(ExposeError) as err2:
+        read_keypoint_input(tmp_path / "kp.json")
+    assert "133 keypoints per person: not the SMPL-X keypoint order" in err2.value.message
     assert says in err.value.message and "kp.npz" in err.value.message and err.value.exit_code == 2
 
 
@@ -72,3 +78,15 @@ def test_config_presets_toml_and_settings(tmp_path):
     for bad in (["fit.nope=1"], ["fit.compat=smplify"], ["stage4.num_iter=1"], ["fit.lr"]):
         with pytest.raises(ExposeError):
             load_config(None, bad)
+
+
+def test_other_conventions_come_in_smplx_order(tmp_path):
+    """An OpenPose BODY_25 + hands + face JSON (what ExPose's demo reads) lands on SMPL-X indices."""
+    body = np.zeros((25, 3))
+    body[2] = [10.0, 20.0, 0.9]  # OpenPose's right shoulder -> SMPL-X 17
+    person = {"pose_keypoints_2d": body.ravel().tolist(), "hand_left_keypoints_2d": [],
+              "hand_right_keypoints_2d": [], "face_keypoints_2d": []}
+    (tmp_path / "img_keypoints.json").write_text(json.dumps({"people": [person]}))
+    kin = read_keypoint_input(tmp_path / "img_keypoints.json")
+    assert kin.points.shape == (1, 1, 144, 2) and kin.points[0, 0, 17].tolist() == [10.0, 20.0]
+    assert kin.confidence[0, 0, 17] == pytest.approx(0.9) and kin.confidence.sum() == pytest.approx(0.9)

@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    track,
+)
 from rich.table import Table
 
 from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device
@@ -66,14 +73,14 @@ def _start_for(start: Path | None, path: Path, many: bool) -> Path | None:
     return start / path.stem
 
 
-def _read_all(paths: list[Path], start: Path | None, image: Path | None) -> tuple[list, list[str]]:
+def _read_all(paths: list[Path], start: Path | None, image: Path | None, convention: str | None) -> tuple[list, list[str]]:
     """``(keypoints, start)`` per readable input; one line per input that cannot be used."""
     from expose_cli.fitting.inputs import read_keypoint_input, read_start
 
     items, failed = [], []
     for path in paths:
         try:
-            kin = read_keypoint_input(path)
+            kin = read_keypoint_input(path, convention)
             if image is not None and len(paths) == 1:
                 kin.image = str(image)
             where = _start_for(start, path, len(paths) > 1)
@@ -84,13 +91,13 @@ def _read_all(paths: list[Path], start: Path | None, image: Path | None) -> tupl
     return items, failed
 
 
-def _run(settings, paths: list[Path], start: Path | None, image: Path | None, cfg, options, device):
+def _run(settings, paths: list[Path], start: Path | None, image: Path | None, cfg, options, device, convention=None):
     """Every input under a progress bar; an input that fails is one line, the others go on."""
     from expose_cli.body_models.builders import build_smplx
     from expose_cli.body_models.sparse_keypoints import SMPLXKeypoints
     from expose_cli.fitting.run import fit_input
 
-    items, failed = _read_all(paths, start, image)
+    items, failed = _read_all(paths, start, image, convention)
     layer = build_smplx(settings.tree).to(device)
     model = SMPLXKeypoints(layer).to(device)
     steps = cfg.num_epochs * sum(s.num_iter for s in cfg.stages() if s.fitted())
@@ -139,7 +146,8 @@ def _report(settings, records: list[dict], failed: list[str], out: Path, cfg, js
 
 def fit(
     ctx: typer.Context,
-    keypoints: Annotated[list[Path], typer.Argument(help="Keypoint files (SMPL-X order .npz/.json; docs/fit.md).")],
+    keypoints: Annotated[list[Path], typer.Argument(help="Keypoint files (docs/keypoints.md; a folder: per-frame files "
+                                                   "of a sequence) or SMPL-X keypoint JSON (docs/fit.md).")],
     start: Annotated[Path | None, typer.Option("--start", help="`expose infer` output to start from (one input: "
                                                "its folder; several: the --out of infer). Default: the mean pose.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per input).")] = Path("fit_out"),
@@ -153,6 +161,8 @@ def fit(
     camera_space: Annotated[bool, typer.Option("--camera-space", help="Meshes placed in the camera frame.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
+    convention: Annotated[str | None, typer.Option("--convention", help="Of array files: coco_wholebody, openpose_137, "
+                                                   "openpose_25, h36m, coco, smplx (default: by point count).")] = None,
 ) -> None:
     """Fit SMPL-X to 2D keypoints (with a camera) or 3D keypoints, persons and frames batched (docs/fit.md).
     Config: MMHuman3D's SMPLify-X stages; --set fit.compat=mmhuman3d for its exact formulation,
@@ -165,9 +175,46 @@ def fit(
     cfg = load_config(settings.model_config, settings.overrides)
     options = FitOptions(out, fmts, focal_length, _image_size(image_size), render, camera_space)
     device = resolve_device(settings.device)
-    records, failed = _run(settings, keypoints, start, image, cfg, options, device)
+    records, failed = _run(settings, keypoints, start, image, cfg, options, device, convention)
     _report(settings, records, failed, out, cfg, json_out)
     if failed or any(r["problems"] for r in records):
+        raise typer.Exit(1)
+
+
+def refine_infer_output(settings, out: Path, formats: tuple[str, ...], render: bool, camera_space: bool, device,
+                        fit_settings: list[str] | tuple = ()) -> None:
+    """`expose infer --refine`: fit every ``keypoints.json`` under ``out`` (an image's folder, or a
+    video's frame folders) from the person files beside it, into ``refined/`` there (``--set fit.*``
+    / ``stageN.*`` of the command); a person or file that cannot be fitted is one line, exit status 1."""
+    from expose_cli.body_models.builders import build_smplx
+    from expose_cli.body_models.sparse_keypoints import SMPLXKeypoints
+    from expose_cli.fitting.config import load_config
+    from expose_cli.fitting.inputs import read_keypoint_input, read_start
+    from expose_cli.fitting.run import FitOptions, fit_input
+
+    files = sorted(out.rglob("keypoints.json"))
+    if not files:
+        info(settings, "refine: no keypoints.json (no person found); nothing fitted")
+        return
+    cfg = load_config(None, fit_settings)
+    layer = build_smplx(settings.tree).to(device)
+    model = SMPLXKeypoints(layer).to(device)
+    problems = 0
+    for path in track(files, description="refine", console=err_console, disable=settings.quiet):
+        try:
+            kin = read_keypoint_input(path)
+            start = read_start(path.parent, kin.persons, kin.frames)
+            options = FitOptions(path.parent / "refined", formats, None, None, render, camera_space)
+            record = fit_input(model, layer, cfg, kin, start, options, folder=path.parent / "refined")
+        except ExposeError as exc:
+            problems += 1
+            err_console.print(f"[red]{exc.message}[/red]", highlight=False)
+            continue
+        for line in record["problems"]:
+            problems += 1
+            err_console.print(f"[yellow]{line}[/yellow]", highlight=False)
+    info(settings, f"refine: {len(files)} keypoint file(s) fitted into refined/ beside them; {problems} problem(s)")
+    if problems:
         raise typer.Exit(1)
 
 

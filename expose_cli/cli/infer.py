@@ -25,6 +25,8 @@ from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  #
 SMOOTHING = ("none", "oneeuro", "savgol")
 SaveKeypointsOpt = Annotated[bool, typer.Option("--save-keypoints", help="Also write each person's whole-body 2D keypoints "
                                                 "(COCO-WholeBody, px) to keypoints.json (docs/keypoints.md).")]
+RefineOpt = Annotated[bool, typer.Option("--refine", help="Then fit SMPL-X to each person's whole-body keypoints "
+                                        "(`expose fit`, default config) from the estimate: <input>/refined/ (docs/fit.md).")]
 KeypointsOpt = Annotated[str, typer.Option("--keypoints", help="Keypoint network: auto (`expose fetch keypoints`) | "
                                            "onnx:PATH (RTMW / DWPose signature).")]
 
@@ -57,7 +59,7 @@ def infer(
     fps: Annotated[float, typer.Option("--fps", min=0.001, help="Frame rate of image sequences (--track).")] = 30.0,
     workers: Annotated[int | None, typer.Option("--workers", min=0, help="Processes decoding and cropping ahead of "
                                                                        "the model (0: a thread; default: half the CPUs, 0 on 2 CPUs or for one batch).")] = None,
-    save_keypoints: SaveKeypointsOpt = False, keypoints: KeypointsOpt = "auto",
+    save_keypoints: SaveKeypointsOpt = False, keypoints: KeypointsOpt = "auto", refine: RefineOpt = False,
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
@@ -68,13 +70,18 @@ def infer(
     device = resolve_device(settings.device)
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
     shard = _shard(distributed, track)
+    if refine and shard[1] > 1:
+        raise ExposeError("--refine runs in one process", hint="run `expose fit` on the outputs after torchrun", exit_code=2)
+    if refine and not {"npz", "json"} & set(fmts):
+        fmts = (*fmts, "npz")  # the fit starts from the person files
+    fit_settings = _fit_settings(settings) if refine else []
     items, workers = _discover(inputs, workers, batch_size)
     # heavy (torch): imported after the argument checks
     from expose_cli.inference.pipeline import InferOptions
     from expose_cli.inference.video import TrackOptions
     from expose_cli.models import load_model
 
-    box_table, kind, onnx_detector, keypoint_net = _persons(boxes, detector, keypoints if save_keypoints else None, settings, device)
+    box_table, kind, onnx_detector, keypoint_net = _persons(boxes, detector, keypoints if save_keypoints or refine else None, settings, device)
     if shard[1] > 1:
         device = distributed.start(device)  # this rank's GPU (LOCAL_RANK) or the CPU; joins the group
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
@@ -85,10 +92,26 @@ def infer(
                            every=every, max_frames=max_frames, precision="fp32",  # the predictor applies --precision
                            tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
                            track_images=bool(track), sequence_fps=fps, shard=shard, workers=workers, keypoints=keypoint_net)
-    if shard[1] == 1:
+    if shard[1] == 1 and refine:
+        from expose_cli.cli.fit import refine_infer_output
+
+        try:
+            run_and_report(settings, items, predictor, options)
+        finally:  # the inputs that were done are refined also when some failed
+            refine_infer_output(settings, out, fmts, render, camera_space, device, fit_settings)
+    elif shard[1] == 1:
         run_and_report(settings, items, predictor, options)
     else:
         _run_sharded(settings, items, predictor, options)
+
+
+def _fit_settings(settings) -> list[str]:
+    """``--set fit.*`` / ``stageN.*`` are the fit's (``--refine``); the model config keeps the rest."""
+    from expose_cli.fitting.config import SECTIONS
+
+    mine = [s for s in settings.overrides if s.split(".", 1)[0].strip() in SECTIONS]
+    settings.overrides = [s for s in settings.overrides if s not in mine]
+    return mine
 
 
 def _discover(inputs: list[str], workers: int | None, batch_size: int) -> tuple[list, int]:

@@ -3,10 +3,12 @@
 Keypoints (:class:`KeypointInput`): ``[P, F, 144, D]`` in the SMPL-X keypoint order (the
 ``smplx`` package's 144: joints, extra vertex joints, face landmarks), ``D = 2`` (pixels) or
 ``3`` (metres, camera frame), with a confidence per point (0 = missing) and a validity per person
-and frame. Read here: SMPL-X keypoint arrays, ``.npz`` (``keypoints`` [..., K, 3|4], optional
-``image_size`` [2] height, width and ``image``) or ``.json`` (the same keys), ``K`` 144, or the
-first 127 (no face contour) or 55 (the skeleton) of that order; leading axes none (one person),
-``[P]`` (persons) or ``[F, P]`` (frames x persons). The last column is the confidence.
+and frame. Every file the keypoint-file readers know (``body_models/keypoint_files.py``,
+docs/keypoints.md: `expose infer --save-keypoints` output, OpenPose, COCO-WholeBody, MMPose,
+arrays in COCO-WholeBody / OpenPose / H3.6M / COCO / SMPL-X order; a folder of per-frame files as
+a sequence), and a JSON of SMPL-X keypoints: ``{"keypoints": [..., K, 3|4]}`` (``K`` 144, or the
+first 127 or 55 of that order; leading axes none, ``[P]`` or ``[P, F]``; confidence last;
+optional ``image_size`` [height, width] and ``image``).
 
 Starts (:class:`Start`): an `expose infer` output folder (``person_NN.npz`` or ``.json`` per
 person; a sequence: ``frame_*/person_NN.*``), read as axis-angles, betas, expression and the camera
@@ -60,20 +62,6 @@ def _bad(path: Path, message: str, hint: str) -> ExposeError:
     return ExposeError(message, hint=hint, path=path, exit_code=2)
 
 
-def _load_arrays(path: Path) -> dict:
-    if not path.is_file():
-        raise _bad(path, "keypoint file not found", "check the path")
-    try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        if path.suffix.lower() == ".json":
-            return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise _bad(path, f"cannot read keypoints: {exc}", "give an .npz or .json keypoint file") from None
-    raise _bad(path, f"unknown keypoint file type {path.suffix!r}", "give an .npz or .json file (docs/fit.md)")
-
-
 def smplx_keypoints(path: Path, raw) -> np.ndarray:
     """``[..., K, C]`` -> ``[P, F, 144, C]`` (zeros where K < 144), checked: one line on a bad shape."""
     try:
@@ -82,7 +70,7 @@ def smplx_keypoints(path: Path, raw) -> np.ndarray:
         raise _bad(path, "keypoints are not a numeric array", "give [..., K, 3] (x, y, confidence) or "
                    "[..., K, 4] (x, y, z, confidence)") from None
     if points.ndim < 2 or points.ndim > 4 or points.shape[-1] not in (3, 4):
-        raise _bad(path, f"keypoints of shape {list(points.shape)}: expected [K, C], [P, K, C] or [F, P, K, C] "
+        raise _bad(path, f"keypoints of shape {list(points.shape)}: expected [K, C], [P, K, C] or [P, F, K, C] "
                    "with C = 3 (x, y px, confidence) or 4 (x, y, z m, confidence)", "see docs/fit.md, Inputs")
     if points.shape[-2] not in SMPLX_COUNTS:
         raise _bad(path, f"{points.shape[-2]} keypoints per person: not the SMPL-X keypoint order "
@@ -90,8 +78,6 @@ def smplx_keypoints(path: Path, raw) -> np.ndarray:
                    "convention `expose fit` reads (docs/fit.md)")
     if points.ndim < 4:  # [K, C] one person; [P, K, C] persons of one image
         points = points.reshape((-1, 1) + points.shape[-2:])
-    else:  # [F, P, K, C]: frames x persons -> persons x frames
-        points = points.transpose(1, 0, 2, 3)
     full = np.zeros((*points.shape[:2], 144, points.shape[-1]))
     full[:, :, :points.shape[2]] = points
     return full
@@ -117,17 +103,37 @@ def from_smplx_points(path: Path, points: np.ndarray, image_size=None, image: st
     return KeypointInput(path, clean[..., :-1], np.clip(clean[..., -1], 0.0, None), valid, problems, size, image)
 
 
-def read_keypoint_input(path: str | Path) -> KeypointInput:
-    """Read an SMPL-X keypoint ``.npz`` / ``.json`` (module docstring)."""
+def _smplx_json(path: Path) -> dict | None:
+    """The file's content when it is a JSON object with a ``keypoints`` array (SMPL-X order)."""
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise _bad(path, f"cannot read keypoints: {exc}", "give a JSON or NumPy keypoint file") from None
+    return data if isinstance(data, dict) and isinstance(data.get("keypoints"), list) else None
+
+
+def read_keypoint_input(path: str | Path, convention: str | None = None) -> KeypointInput:
+    """Read a keypoint file, or a folder of per-frame files, onto SMPL-X keypoints (module docstring);
+    ``convention`` names an array file's convention."""
+    from expose_cli.body_models.keypoint_files import read_keypoint_sequence, read_keypoints
+
     path = Path(path)
-    data = _load_arrays(path)
-    if not isinstance(data, dict) or "keypoints" not in data:
-        raise _bad(path, "no 'keypoints' entry", "give keypoints [..., K, 3|4] in the SMPL-X order (docs/fit.md)")
-    size = data.get("image_size")
-    image = data.get("image")
-    return from_smplx_points(path, smplx_keypoints(path, data["keypoints"]),
-                             None if size is None else np.asarray(size).reshape(-1)[:2],
-                             None if image is None else str(np.asarray(image).reshape(-1)[0]))
+    data = _smplx_json(path)
+    if data is not None:
+        size, image = data.get("image_size"), data.get("image")
+        return from_smplx_points(path, smplx_keypoints(path, data["keypoints"]),
+                                 None if size is None else np.asarray(size).reshape(-1)[:2],
+                                 None if image is None else str(image))
+    kf = read_keypoint_sequence(path, convention) if path.is_dir() else read_keypoints(path, convention)
+    points, valid = kf.persons_frames()
+    kin = from_smplx_points(path, points, kf.image_size, kf.image)
+    own = [line for line, (p, f) in zip(kin.problems, zip(*np.nonzero(~kin.valid), strict=True), strict=True)
+           if valid[p, f]]  # what the reader let through (e.g. no point of this convention seen)
+    kin.valid &= valid
+    kin.problems = list(kf.problems) + own
+    return kin
 
 
 @dataclass
