@@ -63,18 +63,13 @@ def infer(
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
-    fmts = _check_options(formats, smooth)
     from expose_cli.inference import distributed
     from expose_cli.inference.backends import check_choice, make_predictor
 
     device = resolve_device(settings.device)
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
     shard = _shard(distributed, track)
-    if refine and shard[1] > 1:
-        raise ExposeError("--refine runs in one process", hint="run `expose fit` on the outputs after torchrun", exit_code=2)
-    if refine and not {"npz", "json"} & set(fmts):
-        fmts = (*fmts, "npz")  # the fit starts from the person files
-    fit_settings = _fit_settings(settings) if refine else []
+    fmts, fit_settings = _refine_options(settings, refine, _check_options(formats, smooth), shard)
     items, workers = _discover(inputs, workers, batch_size)
     # heavy (torch): imported after the argument checks
     from expose_cli.inference.pipeline import InferOptions
@@ -92,26 +87,36 @@ def infer(
                            every=every, max_frames=max_frames, precision="fp32",  # the predictor applies --precision
                            tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
                            track_images=bool(track), sequence_fps=fps, shard=shard, workers=workers, keypoints=keypoint_net)
-    if shard[1] == 1 and refine:
-        from expose_cli.cli.fit import refine_infer_output
-
-        try:
-            run_and_report(settings, items, predictor, options)
-        finally:  # the inputs that were done are refined also when some failed
-            refine_infer_output(settings, out, fmts, render, camera_space, device, fit_settings)
-    elif shard[1] == 1:
-        run_and_report(settings, items, predictor, options)
+    if shard[1] == 1:
+        _run_local(settings, items, predictor, options, (fmts, render, camera_space, device, fit_settings) if refine else None)
     else:
         _run_sharded(settings, items, predictor, options)
 
 
-def _fit_settings(settings) -> list[str]:
-    """``--set fit.*`` / ``stageN.*`` are the fit's (``--refine``); the model config keeps the rest."""
+def _run_local(settings, items: list, predictor, options, refine: tuple | None) -> None:
+    """One process; then ``--refine`` (``refine``: formats, render, camera space, device, fit settings),
+    which also refines the inputs that were done when some failed."""
+    try:
+        run_and_report(settings, items, predictor, options)
+    finally:
+        if refine is not None:
+            from expose_cli.cli.fit import refine_infer_output
+
+            refine_infer_output(settings, options.out_dir, *refine)
+
+
+def _refine_options(settings, refine: bool, fmts: tuple[str, ...], shard) -> tuple[tuple[str, ...], list[str]]:
+    """``--refine``: one process; npz added when no parameter file is asked for (the fit starts from
+    them); ``--set fit.*`` / ``stageN.*`` are the fit's, the model config keeps the rest."""
+    if not refine:
+        return fmts, []
+    if shard[1] > 1:
+        raise ExposeError("--refine runs in one process", hint="run `expose fit` on the outputs after torchrun", exit_code=2)
     from expose_cli.fitting.config import SECTIONS
 
     mine = [s for s in settings.overrides if s.split(".", 1)[0].strip() in SECTIONS]
     settings.overrides = [s for s in settings.overrides if s not in mine]
-    return mine
+    return (fmts if {"npz", "json"} & set(fmts) else (*fmts, "npz")), mine
 
 
 def _discover(inputs: list[str], workers: int | None, batch_size: int) -> tuple[list, int]:
