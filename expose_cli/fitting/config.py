@@ -101,7 +101,7 @@ def preset(compat: str = "none") -> FitConfig:
         raise ExposeError(f"fit.compat must be one of {', '.join(COMPAT)}, not {compat!r}", exit_code=2)
     if compat == "mmhuman3d":
         return FitConfig(compat="mmhuman3d")
-    return FitConfig(keypoints2d_weight=20.0, keypoints3d_weight=1e4, sigma2d=100.0, sigma3d=0.5,
+    return FitConfig(keypoints2d_weight=20.0, keypoints3d_weight=1e4, sigma2d=20.0, sigma3d=0.5,
                      smooth_spine_weight=1.0, start_pull_weight=0.5)
 
 
