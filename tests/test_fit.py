@@ -94,7 +94,7 @@ def test_fit_command_fits_the_good_persons_and_names_the_bad(run_cli, standin_tr
                   "--out", tmp_path / "out", "--format", "npz,json,obj", "--render", "--image", tmp_path / "img.png",
                   *QUICK)
     assert res.exit_code == 1, res.output
-    assert "person 1: NaN or infinite keypoints" in res.stderr and "person 2 from" in res.stderr
+    assert "person 1: NaN or infinite" in res.stderr and "person 2 from" in res.stderr
     folder = tmp_path / "out" / "img"
     assert sorted(p.name for p in folder.iterdir()) == ["losses.json", "overlay.png", "person_00.json", "person_00.npz",
                                                         "person_00.obj"]
