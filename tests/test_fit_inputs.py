@@ -90,3 +90,18 @@ def test_other_conventions_come_in_smplx_order(tmp_path):
     kin = read_keypoint_input(tmp_path / "img_keypoints.json")
     assert kin.points.shape == (1, 1, 144, 2) and kin.points[0, 0, 17].tolist() == [10.0, 20.0]
     assert kin.confidence[0, 0, 17] == pytest.approx(0.9) and kin.confidence.sum() == pytest.approx(0.9)
+
+
+def test_one_betas_per_video_shares_as_documented():
+    import torch
+
+    from expose_cli.fitting.objective import expand_betas
+    from expose_cli.fitting.optimize import initial_params
+
+    start = {"betas": torch.arange(40.0).reshape(4, 10)}  # 2 persons x 2 frames, person-major
+    ours = initial_params(start, 4, load_config(None, ["fit.one_betas_per_video=true"]), persons=2)
+    assert ours["betas"].shape == (2, 10) and ours["betas"][1].tolist() == (torch.arange(20.0, 30.0) + 5).tolist()
+    assert expand_betas(ours["betas"], 4)[3].tolist() == ours["betas"][1].tolist()
+    mm = load_config(None, ["fit.compat=mmhuman3d", "fit.one_betas_per_video=true"])
+    assert initial_params(start, 4, mm, persons=2)["betas"].shape == (4, 10)  # a start turns it off
+    assert initial_params(None, 4, mm, persons=2)["betas"].shape == (1, 10)   # one for the whole batch
