@@ -108,6 +108,8 @@ def test_fit_command_fits_the_good_persons_and_names_the_bad(run_cli, standin_tr
     again = run_cli("--data-dir", standin_tree, "fit", tmp_path / "img.npz", "--start", tmp_path / "start",
                     "--out", tmp_path / "out", *QUICK)
     assert again.exit_code == 2 and "--overwrite" in again.output
+    missing = run_cli("--data-dir", standin_tree, "fit", tmp_path / "nope.npz", "--out", tmp_path / "o2")
+    assert missing.exit_code == 2 and "nope.npz" in missing.stderr and not (tmp_path / "o2").exists()
 
 
 def test_fit_command_3d_sequence_from_the_mean_pose_and_a_bad_file(run_cli, standin_tree, keypoint_model, tmp_path):

@@ -45,6 +45,9 @@ def _check(inputs: list[Path], out: Path, formats: str, start: Path | None, over
     if start is not None and not start.exists():
         raise ExposeError("start not found", path=start, exit_code=2,
                           hint="give an `expose infer` output folder, or leave --start out (mean pose)")
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        raise ExposeError(f"keypoint file not found: {', '.join(missing)}", hint="check the paths", exit_code=2)
     stems = [p.stem for p in inputs]
     if len(set(stems)) != len(stems):
         raise ExposeError("two inputs have the same file name; their outputs would collide", exit_code=2,
