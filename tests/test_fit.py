@@ -108,6 +108,10 @@ def test_fit_command_fits_the_good_persons_and_names_the_bad(run_cli, standin_tr
     again = run_cli("--data-dir", standin_tree, "fit", tmp_path / "img.npz", "--start", tmp_path / "start",
                     "--out", tmp_path / "out", *QUICK)
     assert again.exit_code == 2 and "--overwrite" in again.output
+    cv2.imwrite(str(tmp_path / "small.png"), np.full((200, 300, 3), 40, np.uint8))
+    other = run_cli("--data-dir", standin_tree, "fit", tmp_path / "img.npz", "--image", tmp_path / "small.png",
+                    "--out", tmp_path / "o3", *QUICK)
+    assert other.exit_code == 1 and "a file for another image?" in other.stderr
     missing = run_cli("--data-dir", standin_tree, "fit", tmp_path / "nope.npz", "--out", tmp_path / "o2")
     assert missing.exit_code == 2 and "nope.npz" in missing.stderr and not (tmp_path / "o2").exists()
 

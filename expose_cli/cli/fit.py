@@ -78,13 +78,15 @@ def _start_for(start: Path | None, path: Path, many: bool) -> Path | None:
 
 def _read_all(paths: list[Path], start: Path | None, image: Path | None, convention: str | None) -> tuple[list, list[str]]:
     """``(keypoints, start)`` per readable input; one line per input that cannot be used."""
-    from expose_cli.fitting.inputs import read_keypoint_input, read_start
+    from expose_cli.fitting.inputs import check_image, read_keypoint_input, read_start
 
     items, failed = [], []
     for path in paths:
         try:
             kin = read_keypoint_input(path, convention)
             if image is not None and len(paths) == 1:
+                size = check_image(kin, image)  # one line when the keypoints are of another image
+                kin.image_size = kin.image_size or size
                 kin.image = str(image)
             where = _start_for(start, path, len(paths) > 1)
             items.append((kin, None if where is None else read_start(where, kin.persons, kin.frames)))

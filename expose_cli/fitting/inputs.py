@@ -44,6 +44,7 @@ class KeypointInput:
     problems: list[str] = field(default_factory=list)
     image_size: tuple[int, int] | None = None  # height, width px
     image: str | None = None
+    source: object | None = None  # the keypoint-file reader's ``KeypointFile``, when one read it
 
     @property
     def persons(self) -> int:
@@ -133,7 +134,30 @@ def read_keypoint_input(path: str | Path, convention: str | None = None) -> Keyp
            if valid[p, f]]  # what the reader let through (e.g. no point of this convention seen)
     kin.valid &= valid
     kin.problems = list(kf.problems) + own
+    kin.source = kf
     return kin
+
+
+def check_image(kin: KeypointInput, image: str | Path) -> tuple[int, int]:
+    """The image's size (height, width); raises one line when the keypoints look like a file for
+    another image (another image named or sized in the file, most points outside it)."""
+    from expose_cli.body_models.keypoint_files import check_image as file_check
+    from expose_cli.io.images import read_image
+
+    try:
+        size = tuple(int(v) for v in read_image(image).shape[:2])
+    except (OSError, ValueError, ExposeError) as exc:
+        raise _bad(Path(image), f"cannot read the image: {exc}", "give an image file for --image") from None
+    if kin.source is not None:
+        lines = file_check(kin.source, size, image)
+    elif kin.image_size is not None and tuple(kin.image_size) != size:
+        lines = [f"{kin.path}: keypoints of a {kin.image_size[1]} x {kin.image_size[0]} image, {Path(image).name} "
+                 f"is {size[1]} x {size[0]}: a file for another image?"]
+    else:
+        lines = []
+    if lines:
+        raise ExposeError(lines[0], hint="give the keypoints of this image", exit_code=2)
+    return size
 
 
 @dataclass
