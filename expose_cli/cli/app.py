@@ -20,6 +20,7 @@ from expose_cli.cli import (
     evaluate,
     export,
     fetch,
+    fit,
     import_models,
     infer,
     preprocess,
@@ -93,6 +94,7 @@ doctor.register(app)
 evaluate.register(app)
 export.register(app)
 fetch.register(app)
+fit.register(app)
 import_models.register(app)
 infer.register(app)
 preprocess.register(app)

@@ -29,6 +29,8 @@ SkipExistingOpt = Annotated[bool, typer.Option("--resume", help="Continue an int
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the results of an earlier run in --out.")]
 SaveKeypointsOpt = Annotated[bool, typer.Option("--save-keypoints", help="Also write each person's whole-body 2D keypoints "
                                                 "(COCO-WholeBody, px) to keypoints.json (docs/keypoints.md).")]
+RefineOpt = Annotated[bool, typer.Option("--refine", help="Then fit SMPL-X to each person's whole-body keypoints "
+                                        "(`expose fit`, default config) from the estimate: <input>/refined/ (docs/fit.md).")]
 KeypointsOpt = Annotated[str, typer.Option("--keypoints", help="Keypoint network: auto (`expose fetch keypoints`) | "
                                            "onnx:PATH (RTMW / DWPose signature).")]
 
@@ -62,23 +64,23 @@ def infer(
     fps: Annotated[float, typer.Option("--fps", min=0.001, help="Frame rate of image sequences (--track).")] = 30.0,
     workers: Annotated[int | None, typer.Option("--workers", min=0, help="Processes decoding and cropping ahead of "
                                                                        "the model (0: a thread; default: half the CPUs, 0 on 2 CPUs or for one batch).")] = None,
-    save_keypoints: SaveKeypointsOpt = False, keypoints: KeypointsOpt = "auto",
+    save_keypoints: SaveKeypointsOpt = False, keypoints: KeypointsOpt = "auto", refine: RefineOpt = False,
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
-    fmts = _check_options(formats, smooth)
     from expose_cli.inference import distributed
     from expose_cli.inference.backends import check_choice, make_predictor
 
     device = resolve_device(settings.device)
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
     shard = _check_out(out, _shard(distributed, track), skip_existing, overwrite)
+    fmts, fit_settings = _refine_options(settings, refine, _check_options(formats, smooth), shard)
     items, workers = _discover(inputs, workers, batch_size)
     from expose_cli.inference.pipeline import InferOptions  # torch: after the argument checks
     from expose_cli.inference.video import TrackOptions
     from expose_cli.models import load_model
 
-    box_table, kind, onnx_detector, keypoint_net = _persons(boxes, detector, keypoints if save_keypoints else None, settings, device)
+    box_table, kind, onnx_detector, keypoint_net = _persons(boxes, detector, keypoints if save_keypoints or refine else None, settings, device)
     if shard[1] > 1:
         device = distributed.start(device)  # this rank's GPU (LOCAL_RANK) or the CPU; joins the group
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
@@ -90,7 +92,7 @@ def infer(
                            tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
                            track_images=bool(track), sequence_fps=fps, shard=shard, workers=workers, keypoints=keypoint_net)
     if shard[1] == 1:
-        run_and_report(settings, items, predictor, options)
+        _run_local(settings, items, predictor, options, (fmts, render, camera_space, device, fit_settings) if refine else None)
     else:
         _run_sharded(settings, items, predictor, options)
 
@@ -110,6 +112,32 @@ def _check_out(out: Path, shard: tuple[int, int], resume: bool, overwrite: bool)
         raise ExposeError("--out is a file, not a folder", path=out, exit_code=2, hint="choose a folder")
     check_writable(out / summary_name(shard), "--out")
     return shard
+
+
+def _run_local(settings, items: list, predictor, options, refine: tuple | None) -> None:
+    """One process; then ``--refine`` (``refine``: formats, render, camera space, device, fit settings),
+    which also refines the inputs that were done when some failed."""
+    try:
+        run_and_report(settings, items, predictor, options)
+    finally:
+        if refine is not None:
+            from expose_cli.cli.fit import refine_infer_output
+
+            refine_infer_output(settings, options.out_dir, *refine)
+
+
+def _refine_options(settings, refine: bool, fmts: tuple[str, ...], shard) -> tuple[tuple[str, ...], list[str]]:
+    """``--refine``: one process; npz added when no parameter file is asked for (the fit starts from
+    them); ``--set fit.*`` / ``stageN.*`` are the fit's, the model config keeps the rest."""
+    if not refine:
+        return fmts, []
+    if shard[1] > 1:
+        raise ExposeError("--refine runs in one process", hint="run `expose fit` on the outputs after torchrun", exit_code=2)
+    from expose_cli.fitting.config import SECTIONS
+
+    mine = [s for s in settings.overrides if s.split(".", 1)[0].strip() in SECTIONS]
+    settings.overrides = [s for s in settings.overrides if s not in mine]
+    return (fmts if {"npz", "json"} & set(fmts) else (*fmts, "npz")), mine
 
 
 def _discover(inputs: list[str], workers: int | None, batch_size: int) -> tuple[list, int]:
