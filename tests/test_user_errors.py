@@ -30,6 +30,27 @@ def test_hdf5_outputs_get_the_umask_mode_not_mkstemps_0600(tmp_path, run_cli, st
     assert stat.S_IMODE((tmp_path / "s" / "synth_hand_train.h5").stat().st_mode) == 0o644
 
 
+def test_preprocess_and_synth_refuse_an_unwritable_output_before_any_work(tmp_path, run_cli, standin_tree, monkeypatch):
+    """The output's folder is a file: one line naming it, exit 2, and no converter or renderer ran."""
+    import expose_cli.data.preprocess as P
+    import expose_cli.training.synth as S
+
+    def never(*args, **kwargs):
+        raise AssertionError("work started before the output was checked")
+
+    monkeypatch.setattr(P, "_convert_split", never)
+    monkeypatch.setattr(S, "HDF5Writer", never)
+    write_ehf(tmp_path / "EHF", frames=1)
+    (tmp_path / "file").write_text("a file, not a folder")
+    res = run_cli("-q", "preprocess", "ehf", "--root", tmp_path / "EHF", "--out", tmp_path / "file" / "ehf.h5")
+    assert res.exit_code == 2 and "is a file, not a folder" in one_error_line(res) and "ehf.h5" in res.stderr
+    res = run_cli("--data-dir", standin_tree, "-q", "synth", tmp_path / "file", "--kind", "hand", "--count", "1")
+    assert res.exit_code == 2 and "is a file, not a folder" in one_error_line(res)
+    res = run_cli("--data-dir", standin_tree, "-q", "synth", tmp_path / "s", "--kind", "hand", "--count", "1",
+                  "--json", tmp_path / "file" / "s.json")
+    assert res.exit_code == 2 and "--json" in one_error_line(res)
+
+
 # -- expose train ----------------------------------------------------------------------------------
 SMALL_BODY = ["--set", "body.hrnet_width=8", "--set", "body.feature_dim=64", "--set", "body.hidden=[32,32]"]
 

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from expose_cli.cli.common import console, err_console, get_settings, info
 from expose_cli.errors import ExposeError
+from expose_cli.io.outputs import check_writable
 from expose_cli.utils.atomic import write_json_atomic
 
 
@@ -41,6 +42,9 @@ def synth(
     settings = get_settings(ctx)
     if kind not in SYNTH_KINDS:
         raise ExposeError(f"unknown --kind {kind!r}", hint=f"use one of {', '.join(SYNTH_KINDS)}")
+    check_writable(out_dir / f"synth_{kind}_train.h5", "the output folder")  # before any rendering
+    if json_out is not None:
+        check_writable(json_out, "--json")
     progress = Progress(TextColumn(f"synth {kind}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err_console, disable=settings.quiet)
     with progress:

@@ -14,6 +14,7 @@ from expose_cli.data.converters import CONVERTERS
 from expose_cli.data.converters._common import BadInputFile
 from expose_cli.data.hdf5 import DropStats, HDF5Writer, SampleBlock
 from expose_cli.errors import ExposeError
+from expose_cli.io.outputs import check_writable
 from expose_cli.io.paths import DataTree
 from expose_cli.utils.stale import remove_stale_temps
 
@@ -204,6 +205,8 @@ def convert(name: str, tree: DataTree, root: Path | None = None, splits: list[st
     if not present:
         wanted = "; ".join(f"{s}: {expected_input(module, s)}" for s in splits)
         raise ExposeError(f"no raw input for any {name} split", path=root, hint=f"expected {wanted}")
+    for split in present:  # every output can be written: checked before the first split's work
+        check_writable(out or tree.preprocessed_file(name, split), f"the {name} {split} file")
     options = converter_options(name, tree, skip_bad)
     results = []
     for split in splits:
