@@ -297,3 +297,33 @@ def test_eval_report_folder_refused_before_any_work(tmp_path, run_cli):
     res = run_cli("--data-dir", tmp_path, "eval", "ehf", "--report", tmp_path / "a_file" / "report")
     assert res.exit_code == 2 and "not a folder you can write to" in res.output
     assert not (tmp_path / "preprocessed_datasets").exists()
+
+
+@needs_browser
+def test_fit_page_shows_the_fitted_persons(standin_tree, browser, run_cli, tmp_path):
+    """`expose fit` on a 2-person image (mean-pose start, a few iterations), then `expose view`:
+    the card opens both fitted meshes in 3D."""
+    import torch
+
+    from expose_cli.body_models.builders import build_smplx
+    from expose_cli.body_models.sparse_keypoints import SMPLXKeypoints
+    from expose_cli.io.paths import DataTree
+    from expose_cli.testing.fit_cases import make_case
+
+    case = make_case(SMPLXKeypoints(build_smplx(DataTree(standin_tree))), persons=2, seed=1)
+    points = torch.cat([case.noisy2d, case.confidence[..., None]], -1).numpy()
+    np.savez(tmp_path / "img.npz", keypoints=points, image_size=np.array([512, 512]))
+    cv2.imwrite(str(tmp_path / "img.png"), np.full((512, 512, 3), 60, np.uint8))
+    quick = [a for s in ("stage1.num_iter=1", "stage2.num_iter=1", "stage3.num_iter=1", "fit.max_iter=3")
+             for a in ("--set", s)]
+    res = run_cli("--data-dir", standin_tree, "-q", "fit", tmp_path / "img.npz", "--out", tmp_path / "fit",
+                  "--render", "--image", tmp_path / "img.png", *quick)
+    assert res.exit_code == 0, res.output
+    res = run_cli("view", tmp_path / "fit", "--no-open")
+    assert res.exit_code == 0, res.output
+    shot = _shots(tmp_path, "fit-image")
+    result = browser.open((tmp_path / "fit" / "index.html").as_uri() + "#image=0",
+                          "document.body.dataset.stage === 'ready'", shot)
+    _check_clean(result)
+    assert result["meshes"] == 2 and result["painted"] > 500, result
+    _keep(shot)

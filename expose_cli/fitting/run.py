@@ -132,7 +132,8 @@ def fit_input(model: nn.Module, layer: nn.Module, cfg: FitConfig, kin: KeypointI
     device = next(model.buffers()).device
     persons, problems = fittable(kin, start)
     camera = camera_for(kin, start, options)
-    record = {"input": str(kin.path), "persons": persons, "frames": kin.frames, "problems": problems, "files": []}
+    record = {"input": str(kin.path), "image": str(kin.image) if kin.image is not None else None, "persons": persons,
+              "frames": kin.frames, "problems": problems, "files": []}
     if not persons:
         return record
     targets = build_targets(kin, persons, camera, device)

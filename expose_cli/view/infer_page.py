@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from expose_cli.inference.inputs import IMAGE_EXTS
 from expose_cli.inference.render import track_colour
 from expose_cli.view.data import b64_f32, b64_u32, locate, small_arrays, url, write_item
 
@@ -61,7 +62,7 @@ def image_entry(root: Path, index: int, record: dict, faces: Faces) -> dict:
     source = Path(record["input"])
     entry = {"name": source.name, "persons": int(record.get("persons", 0)), "error": record.get("error"),
              "overlay": url(overlay, root) if overlay.is_file() else None,
-             "photo": url(source, root) if source.is_file() else None, "key": None}
+             "photo": url(source, root) if source.is_file() and source.suffix.lower() in IMAGE_EXTS else None, "key": None}
     persons, camera = [], None
     try:
         for i, path in enumerate(person_npz(record, root)):

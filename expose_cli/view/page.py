@@ -13,29 +13,33 @@ from expose_cli.errors import ExposeError
 from expose_cli.utils.atomic import atomic_path, write_text_atomic
 from expose_cli.view.data import ASSET_DIR, write_manifest
 
-KINDS = {"summary.json": "infer", "report.json": "eval", "log.jsonl": "train"}
+KINDS = {"summary.json": "infer", "fit.json": "fit", "report.json": "eval", "log.jsonl": "train"}
 ASSETS = ("three.min.js", "three.LICENSE", "viewer.js", "viewer.css")
 
 
 def folder_kind(root: Path) -> str:
-    """``infer``, ``eval`` or ``train``: from the file that kind of run leaves in its folder."""
+    """``infer``, ``fit``, ``eval`` or ``train``: from the file that kind of run leaves in its folder."""
     if not root.is_dir():
         raise ExposeError(f"{root} is not a folder", hint="give the --out folder of expose infer, eval --report or train",
                           exit_code=2)
     for name, kind in KINDS.items():
         if (root / name).is_file():
             return kind
-    raise ExposeError(f"{root} holds no summary.json, report.json or log.jsonl",
-                      hint="give the --out folder of expose infer, the --report folder of expose eval, "
+    raise ExposeError(f"{root} holds no summary.json, fit.json, report.json or log.jsonl",
+                      hint="give the --out folder of expose infer or fit, the --report folder of expose eval, "
                            "or the output folder of expose train", exit_code=2)
 
 
 def count_items(root: Path, kind: str) -> int:
-    """Units of work for the progress bar: images and videos of an infer folder, else 1."""
+    """Units of work for the progress bar: images and videos of an infer or fit folder, else 1."""
     if kind == "infer":
         from expose_cli.view.infer_page import count_items as infer_items
 
         return infer_items(root)
+    if kind == "fit":
+        from expose_cli.view.fit_page import count_items as fit_items
+
+        return fit_items(root)
     return 1
 
 
@@ -55,6 +59,10 @@ def _manifest(root: Path, kind: str, on_item: Callable[[], None] | None) -> dict
         from expose_cli.view.infer_page import infer_manifest
 
         return infer_manifest(root, on_item)
+    if kind == "fit":
+        from expose_cli.view.fit_page import fit_manifest
+
+        return fit_manifest(root, on_item)
     if kind == "eval":
         from expose_cli.view.eval_page import eval_manifest
 
