@@ -123,18 +123,9 @@ def test_infer_pipeline_on_the_gpu_equals_the_cpu(infer_tree, tmp_path):
 def test_train_with_validation_on_the_gpu(run_cli, standin_tree, tmp_path):
     """`expose --device cuda train` with a validation each epoch: the model is on the GPU, the
     validation's batches must go there too (it wraps the training model in a Predictor), twice."""
-    from expose_cli.testing.raw_datasets import write_freihand
-    from expose_cli.training.synth import write_synth
+    from tests.train_setup import hand_run_with_validation
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for entry in standin_tree.iterdir():
-        (data / entry.name).symlink_to(entry)
-    write_freihand(data / "datasets" / "FreiHand", unique=5, eval_samples=3)
-    assert run_cli("--data-dir", data, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0
-    h5 = write_synth(tmp_path / "synth", "hand", 4, DataTree(data), seed=0, size=64)
-    small = ["--set", "hand.resnet_width=8", "--set", "hand.hidden=[32,32]", "--set", f"data.members=['{h5}']",
-             "--set", "data.img_res=64", "--set", "train.val_limit=3"]
+    data, small = hand_run_with_validation(run_cli, standin_tree, tmp_path)
     res = run_cli("--data-dir", data, "--device", "cuda", *small, "train", "hand", "--out", tmp_path / "h",
                   "--init", "none", "--epochs", "2", "--val-every", "1", "--batch-size", "2", "--workers", "0",
                   "--precision", "bf16")

@@ -180,18 +180,9 @@ def test_full_model_trains_only_its_part_networks_from_the_part_checkpoints(run_
 def test_validation_runs_the_eval_protocol_and_keeps_the_best(run_cli, standin_tree, tmp_path):
     """Hand model, one epoch of 4 synthetic samples, validated on FreiHAND with `expose eval`'s
     protocol: a JSONL validation record with its metrics, and best.pth."""
-    from expose_cli.io.paths import DataTree
-    from expose_cli.testing.raw_datasets import write_freihand
+    from tests.train_setup import hand_run_with_validation
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for entry in standin_tree.iterdir():
-        (data / entry.name).symlink_to(entry)
-    write_freihand(data / "datasets" / "FreiHand", unique=5, eval_samples=3)
-    assert run_cli("--data-dir", data, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0
-    h5 = write_synth(tmp_path / "synth", "hand", 4, DataTree(data), seed=0, size=64)
-    small = ["--set", "hand.resnet_width=8", "--set", "hand.hidden=[32,32]", "--set", f"data.members=['{h5}']",
-             "--set", "data.img_res=64", "--set", "train.val_limit=3"]
+    data, small = hand_run_with_validation(run_cli, standin_tree, tmp_path)
     res = run_cli("--data-dir", data, *small, "train", "hand", "--out", tmp_path / "h", "--init", "none",
                   "--epochs", "1", "--val-every", "1", "--batch-size", "2", "--workers", "0")
     assert res.exit_code == 0, res.output

@@ -190,27 +190,6 @@ def person_arrays(params: dict[str, torch.Tensor], mesh: dict, faces: np.ndarray
     return out
 
 
-def write_person(stem: Path, arrays: dict, options: FitOptions) -> list[str]:
-    """``stem.<fmt>`` for each format, as `expose infer` writes them (atomic)."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    verts = arrays["vertices_camera"] if options.camera_space else arrays["vertices"]
-    files = []
-    for fmt in options.formats:
-        path = stem.with_suffix(f".{fmt}")
-        if fmt == "obj":
-            export.write_obj(path, verts, arrays["faces"])
-        elif fmt == "ply":
-            export.write_ply(path, verts, arrays["faces"])
-        elif fmt == "glb":
-            export.write_glb(path, verts, arrays["faces"])
-        elif fmt == "npz":
-            export.write_npz(path, arrays)
-        elif fmt == "json":
-            export.write_json(path, {k: v for k, v in arrays.items() if k not in ("vertices", "vertices_camera", "faces")})
-        files.append(str(path))
-    return files
-
-
 def write_fits(layer: nn.Module, params: dict[str, torch.Tensor], kin: KeypointInput, persons: list[int],
                camera: Camera | None, options: FitOptions, folder: Path) -> list[str]:
     """Every fitted person's files, and the overlay of the first frame's meshes (``render``)."""
@@ -220,7 +199,7 @@ def write_fits(layer: nn.Module, params: dict[str, torch.Tensor], kin: KeypointI
         for f in range(kin.frames):
             arrays = person_arrays(params, mesh, faces, i * kin.frames + f, camera)
             where = folder if kin.frames == 1 else folder / f"frame_{f:06d}"
-            files += write_person(where / f"person_{p:02d}", arrays, options)
+            files += export.write_person(where / f"person_{p:02d}", arrays, options.formats, options.camera_space)
             if f == 0:
                 meshes.append((arrays["vertices_camera"], faces))
     if options.render and camera is not None and kin.image is not None:

@@ -163,3 +163,29 @@ def write_json(path: str | Path, obj: dict) -> None:
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=1, default=default) + "\n")
+
+
+def write_person(stem: str | Path, arrays: dict, formats: tuple[str, ...], camera_space: bool = False) -> list[str]:
+    """One person's files ``stem.<fmt>`` for each of ``formats`` (atomic each), as `expose infer` and
+    `expose fit` write them: meshes of ``arrays["vertices_camera"]`` with ``camera_space``, else of
+    ``arrays["vertices"]`` (metres); ``npz`` every array; ``json`` every array but the mesh."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    verts = arrays["vertices_camera"] if camera_space else arrays["vertices"]
+    files = []
+    for fmt in formats:
+        path = stem.with_suffix(f".{fmt}")
+        if fmt == "obj":
+            write_obj(path, verts, arrays["faces"])
+        elif fmt == "ply":
+            write_ply(path, verts, arrays["faces"])
+        elif fmt == "glb":  # rotated into glTF's axes (+Y up, +Z toward the viewer)
+            write_glb(path, verts, arrays["faces"])
+        elif fmt == "npz":
+            write_npz(path, arrays)
+        elif fmt == "json":
+            write_json(path, {k: v for k, v in arrays.items() if k not in ("vertices", "vertices_camera", "faces")})
+        else:
+            raise ValueError(f"unknown output format {fmt!r}; known: {', '.join(FORMATS)}")
+        files.append(str(path))
+    return files

@@ -190,24 +190,7 @@ def _person_arrays(pred, axis_angle: dict, i: int, box, crop, image_size, option
 
 
 def _write_person(folder: Path, index: int, arrays: dict, options: InferOptions) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"person_{index:02d}"
-    verts = arrays["vertices_camera"] if options.camera_space else arrays["vertices"]
-    files = []
-    for fmt in options.formats:
-        path = stem.with_suffix(f".{fmt}")
-        if fmt == "obj":
-            export.write_obj(path, verts, arrays["faces"])
-        elif fmt == "ply":
-            export.write_ply(path, verts, arrays["faces"])
-        elif fmt == "glb":  # rotated into glTF's axes (+Y up, +Z toward the viewer)
-            export.write_glb(path, verts, arrays["faces"])
-        elif fmt == "npz":
-            export.write_npz(path, arrays)
-        elif fmt == "json":
-            export.write_json(path, {k: v for k, v in arrays.items() if k not in ("vertices", "vertices_camera", "faces")})
-        files.append(str(path))
-    return files
+    return export.write_person(folder / f"person_{index:02d}", arrays, options.formats, options.camera_space)
 
 
 def _read_result(path: Path) -> dict | None:
