@@ -89,9 +89,9 @@ def _keypoint_term(cfg: FitConfig, joints: torch.Tensor, targets: Targets, weigh
 
 
 def evaluate(model: nn.Module, cfg: FitConfig, stage: Stage, params: dict[str, torch.Tensor], targets: Targets,
-             start: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+             start: dict[str, torch.Tensor] | None = None, prior: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """Every weighted term per row (``[B]``), and ``total``, their sum. Terms with weight 0 are left out,
-    as MMHuman3D skips them."""
+    as MMHuman3D skips them; ``pose_prior`` only with a ``prior`` (``fit.pose_prior=gmm``)."""
     rows = params["global_orient"].shape[0]
     joints = model_keypoints(model, params)
     weight = part_weights(stage.body_weight, stage.hand_weight, stage.face_weight, stage.use_shoulder_hip_only,
@@ -105,6 +105,8 @@ def evaluate(model: nn.Module, cfg: FitConfig, stage: Stage, params: dict[str, t
         limits = joint_limit_penalty(params["body_pose"]).reshape(rows, -1).sum(dim=1)
         spine = cfg.smooth_spine_weight * losses.spine_smoothness(params["body_pose"], starts)
         terms["joint_prior"] = cfg.joint_prior_weight * (limits + spine)
+    if prior is not None and cfg.pose_prior_weight:
+        terms["pose_prior"] = cfg.pose_prior_weight * prior(params["body_pose"])
     if cfg.temporal_weight:
         frames = None if cfg.mmhuman3d else targets.frames
         terms["temporal"] = cfg.temporal_weight * losses.temporal_smoothness(params["body_pose"], frames)

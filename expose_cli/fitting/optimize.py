@@ -47,8 +47,9 @@ def relative_change(previous: float, current: float) -> float:
 
 def optimize_stage(model: nn.Module, cfg: FitConfig, stage: Stage, params: dict[str, torch.Tensor],
                    targets: Targets, start: dict[str, torch.Tensor] | None = None,
-                   on_step: Callable[[], None] | None = None) -> None:
-    """``stage.num_iter`` L-BFGS steps on the stage's parameters (updated in place)."""
+                   on_step: Callable[[], None] | None = None, prior: nn.Module | None = None) -> None:
+    """``stage.num_iter`` L-BFGS steps on the stage's parameters (updated in place); ``prior``: the
+    optional pose prior (:mod:`expose_cli.fitting.pose_prior`)."""
     fitted = stage.fitted()
     for name, value in params.items():
         value.requires_grad_(name in fitted)
@@ -60,7 +61,7 @@ def optimize_stage(model: nn.Module, cfg: FitConfig, stage: Stage, params: dict[
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = evaluate(model, cfg, stage, params, targets, start)["total"].sum()
+        loss = evaluate(model, cfg, stage, params, targets, start, prior)["total"].sum()
         loss.backward()
         return loss
 
@@ -77,7 +78,8 @@ def optimize_stage(model: nn.Module, cfg: FitConfig, stage: Stage, params: dict[
 
 
 def fit(model: nn.Module, cfg: FitConfig, targets: Targets, start: dict[str, torch.Tensor] | None, persons: int,
-        on_step: Callable[[], None] | None = None, pull: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        on_step: Callable[[], None] | None = None, pull: bool = True,
+        prior: nn.Module | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Run every epoch and stage from ``start`` (else zeros); returns ``(params, terms)``: the fitted
     parameters per row and the final loss terms per row (last stage's weights). ``pull``: the start
     is an estimate to pull towards (``start_pull_weight``; never in compat), not just a placement."""
@@ -86,9 +88,9 @@ def fit(model: nn.Module, cfg: FitConfig, targets: Targets, start: dict[str, tor
     anchor = None if start is None or not pull or cfg.mmhuman3d else {n: params_like(start, n, rows, targets) for n in SIZES}
     for _ in range(cfg.num_epochs):
         for stage in cfg.stages():
-            optimize_stage(model, cfg, stage, params, targets, anchor, on_step)
+            optimize_stage(model, cfg, stage, params, targets, anchor, on_step, prior)
     with torch.no_grad():
-        terms = evaluate(model, cfg, cfg.stages()[-1], params, targets, anchor)
+        terms = evaluate(model, cfg, cfg.stages()[-1], params, targets, anchor, prior)
     return params, terms
 
 

@@ -126,9 +126,11 @@ def _per_person(terms: dict[str, torch.Tensor], persons: list[int], frames: int)
 
 
 def fit_input(model: nn.Module, layer: nn.Module, cfg: FitConfig, kin: KeypointInput, start: Start | None,
-              options: FitOptions, on_step: Callable[[], None] | None = None, folder: Path | None = None) -> dict:
+              options: FitOptions, on_step: Callable[[], None] | None = None, folder: Path | None = None,
+              prior: nn.Module | None = None) -> dict:
     """Fit one input and write its files into ``folder`` (default ``out/<input stem>``); returns its
-    record (persons fitted, problems, losses, files). The device is the keypoint model's."""
+    record (persons fitted, problems, losses, files). The device is the keypoint model's; ``prior``
+    the optional pose prior (``fit.pose_prior=gmm``)."""
     device = next(model.buffers()).device
     persons, problems = fittable(kin, start)
     camera = camera_for(kin, start, options)
@@ -139,8 +141,8 @@ def fit_input(model: nn.Module, layer: nn.Module, cfg: FitConfig, kin: KeypointI
     rows = len(persons) * kin.frames
     init = _start_rows(start, persons, kin.frames, device) if start is not None else mean_start(model, targets, rows)
     with torch.no_grad():
-        before = evaluate(model, cfg, cfg.stages()[-1], init, targets, init)
-    params, after = fit(model, cfg, targets, init, len(persons), on_step, pull=start is not None)
+        before = evaluate(model, cfg, cfg.stages()[-1], init, targets, init, prior)
+    params, after = fit(model, cfg, targets, init, len(persons), on_step, pull=start is not None, prior=prior)
     params["betas"] = expand_betas(params["betas"], rows)
     record["losses"] = [{"person": p, "initial": b, "final": a} for p, b, a in
                         zip(persons, _per_person(before, persons, kin.frames), _per_person(after, persons, kin.frames),
