@@ -90,3 +90,34 @@ def test_2d_fit_cuts_the_error(smpl, person):
     _, px_before = _err(model, start, joints)
     _, px_after = _err(model, params, joints)
     assert px_after < 0.2 * px_before, (px_before, px_after)
+
+
+def test_fit_command_fits_smpl_to_h36m_keypoints(smpl, person, standin_tree, tmp_path, run_cli):
+    import json
+
+    import numpy as np
+
+    from expose_cli.body_models.keypoints import H36M17
+    from expose_cli.fitting.smpl import SMPL_JOINT_NAMES
+
+    joints = person[2][0].numpy()
+    points = np.zeros((1, 17, 4), dtype=np.float32)
+    for i, name in enumerate(H36M17):
+        if name in SMPL_JOINT_NAMES:
+            points[0, i] = [*joints[SMPL_JOINT_NAMES.index(name)], 1.0]
+    np.savez(tmp_path / "h36m.npz", keypoints=points)
+    quick = ["--set", "stage1.num_iter=1", "--set", "stage2.num_iter=3", "--set", "stage3.num_iter=6"]
+    bad = run_cli("--data-dir", standin_tree, "fit", tmp_path / "h36m.npz", "--body-model", "smplh", "--out", tmp_path / "o")
+    assert bad.exit_code == 2 and "--body-model must be smplx or smpl" in bad.stderr
+    res = run_cli("--data-dir", standin_tree, "fit", tmp_path / "h36m.npz", "--convention", "h36m", "--body-model", "smpl",
+                  "--out", tmp_path / "o", "--format", "npz,obj", *quick)
+    assert res.exit_code == 0, res.output
+    out = np.load(tmp_path / "o" / "h36m" / "person_00.npz")
+    assert out["body_pose_aa"].shape == (23, 3) and out["betas"].shape == (10,) and "left_hand_pose_aa" not in out
+    assert out["vertices"].shape == smpl[0].v_template.shape and (tmp_path / "o" / "h36m" / "person_00.obj").exists()
+    seen = [SMPL_JOINT_NAMES.index(n) for n in H36M17 if n in SMPL_JOINT_NAMES]
+    fitted = out["joints3d"][:24] + out["camera_translation"]
+    err_mm = np.linalg.norm(fitted[seen] - joints[seen], axis=-1).mean() * 1000
+    assert err_mm < 10, err_mm  # 4.8 mm measured
+    losses = json.loads((tmp_path / "o" / "h36m" / "losses.json").read_text())["losses"][0]
+    assert losses["final"]["keypoints3d"] < 0.3 * losses["initial"]["keypoints3d"]  # from the mean pose

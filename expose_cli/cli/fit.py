@@ -96,16 +96,26 @@ def _read_all(paths: list[Path], start: Path | None, image: Path | None, convent
     return items, failed
 
 
-def _run(settings, paths: list[Path], start: Path | None, image: Path | None, cfg, options, device, convention=None,
-         prior=None):
-    """Every input under a progress bar; an input that fails is one line, the others go on."""
-    from expose_cli.body_models.builders import build_smplx
+def _models(settings, body_model: str, device):
+    """``(layer, keypoint model)`` of the body model fitted: SMPL-X (144 keypoints) or SMPL (24 joints)."""
+    from expose_cli.body_models.builders import build_smpl, build_smplx
     from expose_cli.body_models.sparse_keypoints import SMPLXKeypoints
+    from expose_cli.fitting.smpl import SMPLJoints
+
+    if body_model == "smpl":
+        layer = build_smpl(settings.tree).to(device)
+        return layer, SMPLJoints(layer).to(device)
+    layer = build_smplx(settings.tree).to(device)
+    return layer, SMPLXKeypoints(layer).to(device)
+
+
+def _run(settings, paths: list[Path], start: Path | None, image: Path | None, cfg, options, device, convention=None,
+         prior=None, body_model: str = "smplx"):
+    """Every input under a progress bar; an input that fails is one line, the others go on."""
     from expose_cli.fitting.run import fit_input
 
     items, failed = _read_all(paths, start, image, convention)
-    layer = build_smplx(settings.tree).to(device)
-    model = SMPLXKeypoints(layer).to(device)
+    layer, model = _models(settings, body_model, device)
     steps = cfg.num_epochs * sum(s.num_iter for s in cfg.stages() if s.fitted())
     records = []
     progress = Progress(TextColumn("fit"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -169,8 +179,10 @@ def fit(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
     convention: Annotated[str | None, typer.Option("--convention", help="Of array files: coco_wholebody, openpose_137, "
                                                    "openpose_25, h36m, coco, smplx (default: by point count).")] = None,
+    body_model: Annotated[str, typer.Option("--body-model", help="smplx, or smpl (SMPLify: 24 joints, no hands "
+                                            "or face).")] = "smplx",
 ) -> None:
-    """Fit SMPL-X to 2D keypoints (with a camera) or 3D keypoints, persons and frames batched (docs/fit.md).
+    """Fit SMPL-X (or SMPL) to 2D keypoints (with a camera) or 3D keypoints, persons and frames batched (docs/fit.md).
     Config: MMHuman3D's SMPLify-X stages; --set fit.compat=mmhuman3d for its exact formulation,
     --set fit.<field>=... / stageN.<field>=..., or a TOML file with --model-config."""
     from expose_cli.fitting.config import load_config
@@ -178,12 +190,14 @@ def fit(
     from expose_cli.fitting.run import FitOptions
 
     settings = get_settings(ctx)
+    if body_model not in ("smplx", "smpl"):
+        raise ExposeError(f"--body-model must be smplx or smpl, not {body_model!r}", exit_code=2)
     cfg = load_config(settings.model_config, settings.overrides)
     device = resolve_device(settings.device)
     prior = load_pose_prior(cfg.pose_prior, settings.tree.gmm_prior, device)
     fmts = _check(keypoints, out, formats, start, overwrite)
     options = FitOptions(out, fmts, focal_length, _image_size(image_size), render, camera_space)
-    records, failed = _run(settings, keypoints, start, image, cfg, options, device, convention, prior)
+    records, failed = _run(settings, keypoints, start, image, cfg, options, device, convention, prior, body_model)
     _report(settings, records, failed, out, cfg, json_out)
     if failed or any(r["problems"] for r in records):
         raise typer.Exit(1)

@@ -75,3 +75,14 @@ def smplx_to_smpl_points(points: np.ndarray) -> np.ndarray:
     out = np.zeros(points.shape[:-2] + (NUM_SMPL_JOINTS, points.shape[-1]), dtype=points.dtype)
     out[..., :22, :] = points[..., :22, :]
     return out
+
+
+def smplx_start_to_smpl(start: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An `expose infer` start (SMPL-X parameters per row) as SMPL's: the 21 body joints' axis-angles
+    with SMPL's two hand joints at rest (0), orientation, translation and betas; hands, jaw and
+    expression dropped."""
+    out = {n: v for n, v in start.items() if n in SMPL_SIZES}
+    if "body_pose" in out and out["body_pose"].reshape(out["body_pose"].shape[0], -1).shape[1] == 63:
+        pose = out["body_pose"].reshape(out["body_pose"].shape[0], 63)
+        out["body_pose"] = torch.cat([pose, pose.new_zeros(pose.shape[0], 6)], dim=1)
+    return out
