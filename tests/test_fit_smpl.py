@@ -119,5 +119,7 @@ def test_fit_command_fits_smpl_to_h36m_keypoints(smpl, person, standin_tree, tmp
     fitted = out["joints3d"][:24] + out["camera_translation"]
     err_mm = np.linalg.norm(fitted[seen] - joints[seen], axis=-1).mean() * 1000
     assert err_mm < 10, err_mm  # 4.8 mm measured
+    summary = json.loads((tmp_path / "o" / "fit.json").read_text())
+    assert [r["body_model"] for r in summary["inputs"]] == ["smpl"]
     losses = json.loads((tmp_path / "o" / "h36m" / "losses.json").read_text())["losses"][0]
     assert losses["final"]["keypoints3d"] < 0.3 * losses["initial"]["keypoints3d"]  # from the mean pose

@@ -140,10 +140,11 @@ def fit_input(model: nn.Module, layer: nn.Module, cfg: FitConfig, kin: KeypointI
     device = next(model.buffers()).device
     persons, problems = fittable(kin, start)
     camera = camera_for(kin, start, options)
-    record = {"input": str(kin.path), "persons": persons, "frames": kin.frames, "problems": problems, "files": []}
+    smpl = isinstance(model, SMPLJoints)
+    record = {"input": str(kin.path), "body_model": "smpl" if smpl else "smplx", "persons": persons,
+              "frames": kin.frames, "problems": problems, "files": []}
     if not persons:
         return record
-    smpl = isinstance(model, SMPLJoints)
     targets = build_targets(kin, persons, camera, device, smpl)
     rows = len(persons) * kin.frames
     init = _start_rows(start, persons, kin.frames, device) if start is not None else mean_start(model, targets, rows)
@@ -157,7 +158,7 @@ def fit_input(model: nn.Module, layer: nn.Module, cfg: FitConfig, kin: KeypointI
                             strict=True)]
     folder = folder or options.out / kin.path.stem
     record["files"] = write_fits(layer, params, kin, persons, camera, options, folder)
-    write_json_atomic(folder / "losses.json", {k: record[k] for k in ("input", "persons", "frames", "problems", "losses")}
+    write_json_atomic(folder / "losses.json", {k: record[k] for k in ("input", "body_model", "persons", "frames", "problems", "losses")}
                       | {"compat": cfg.compat})
     record["files"].append(str(folder / "losses.json"))
     return record
