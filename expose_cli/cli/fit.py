@@ -178,7 +178,7 @@ def fit(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
     convention: Annotated[str | None, typer.Option("--convention", help="Of array files: coco_wholebody, openpose_137, "
-                                                   "openpose_25, h36m, coco, smplx (default: by point count).")] = None,
+                                                   "openpose_25, h36m, coco, smplx, smpl (default: by point count).")] = None,
     body_model: Annotated[str, typer.Option("--body-model", help="smplx, or smpl (SMPLify: 24 joints, no hands "
                                             "or face).")] = "smplx",
 ) -> None:

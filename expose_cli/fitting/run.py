@@ -20,7 +20,12 @@ from expose_cli.fitting.config import FitConfig
 from expose_cli.fitting.inputs import KeypointInput, Start
 from expose_cli.fitting.objective import Targets, evaluate, expand_betas, model_keypoints, sizes_for
 from expose_cli.fitting.optimize import fit
-from expose_cli.fitting.smpl import SMPLJoints, smplx_start_to_smpl, smplx_to_smpl_points
+from expose_cli.fitting.smpl import (
+    SMPLJoints,
+    smpl_points,
+    smplx_start_to_smpl,
+    smplx_to_smpl_points,
+)
 from expose_cli.geometry.procrustes import similarity_procrustes
 from expose_cli.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from expose_cli.inference import export
@@ -105,10 +110,12 @@ def mean_start(model: nn.Module, targets: Targets, rows: int) -> dict[str, torch
 
 def build_targets(kin: KeypointInput, persons: list[int], camera: Camera | None, device, smpl: bool = False) -> Targets:
     """The rows (persons x frames, person-major) of the chosen persons; an invalid frame's points count 0.
-    ``smpl``: SMPL's 24 joints (SMPL-X's first 22; SMPL's hand joints missing) instead of the 144."""
+    ``smpl``: SMPL's 24 joints (SMPL-X's first 22; SMPL's hand joints missing unless the input is an
+    array in SMPL's own order) instead of the 144."""
     both = np.concatenate([kin.points[persons], kin.confidence[persons][..., None]], axis=-1)
     if smpl:
-        both = smplx_to_smpl_points(both)
+        own = smpl_points(kin)  # an array in SMPL's order keeps its hand joints
+        both = smplx_to_smpl_points(both) if own is None else own[persons]
     points = torch.as_tensor(both[..., :-1], dtype=torch.float32, device=device)
     conf = torch.as_tensor(both[..., -1] * kin.valid[persons][..., None], dtype=torch.float32, device=device)
     count = points.shape[-2]

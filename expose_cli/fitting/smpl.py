@@ -68,6 +68,16 @@ def smpl_part_weights(body: float, shoulder_hip_only: bool = False, device=None,
     return torch.full((NUM_SMPL_JOINTS,), float(body), dtype=dtype, device=device)
 
 
+def smpl_points(kin) -> np.ndarray | None:
+    """``[P, F, 24, C]`` (last channel the confidence) as read from an array in SMPL's own order
+    (convention ``smpl``, hand joints included), or ``None`` for any other input."""
+    source = getattr(kin, "source", None)
+    if source is None or getattr(source, "convention", None) != "smpl":
+        return None
+    points = np.where(np.isfinite(source.points).all(axis=-1, keepdims=True), source.points, 0.0)
+    return points[:, None] if points.ndim == 3 else points
+
+
 def smplx_to_smpl_points(points: np.ndarray) -> np.ndarray:
     """``[..., 144, C]`` keypoints in SMPL-X order (the last channel the confidence) -> ``[..., 24, C]``
     in SMPL's: SMPL-X's first 22, and SMPL's hand joints missing (0), which no convention read
