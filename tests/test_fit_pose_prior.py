@@ -95,3 +95,21 @@ def test_fit_uses_the_prior_when_enabled_and_needs_it_installed(standin_tree, tm
     fitted = np.load(tmp_path / "o2" / "kp" / "person_00.npz")["body_pose_aa"].reshape(1, 63)
     want = 4.78 ** 2 * _hand_nll(np.concatenate([fitted[0], np.zeros(6)]), **arrays)
     assert final["pose_prior"] == pytest.approx(want, rel=1e-3, abs=1e-2)
+
+
+def test_prior_term_of_an_smpl_fit_uses_all_69_values(standin_tree):
+    from expose_cli.body_models.builders import build_smpl
+    from expose_cli.fitting.config import load_config
+    from expose_cli.fitting.objective import Targets, evaluate
+    from expose_cli.fitting.smpl import SMPLJoints
+
+    model = SMPLJoints(build_smpl(DataTree(standin_tree)))
+    arrays = standins.standin_gmm_arrays(components=2, seed=4)
+    gen = torch.Generator().manual_seed(1)
+    params = {"global_orient": torch.zeros(2, 3), "transl": torch.tensor([[0.0, 0.0, 5.0]] * 2),
+              "body_pose": 0.3 * torch.randn(2, 69, generator=gen), "betas": torch.zeros(2, 10)}
+    cfg = load_config(None, ["fit.pose_prior=gmm"])
+    targets = Targets(torch.zeros(2, 24, 3), torch.ones(2, 24))
+    terms = evaluate(model, cfg, cfg.stage2, params, targets, prior=GMMPosePrior(**arrays))
+    want = [4.78 ** 2 * _hand_nll(p, **arrays) for p in params["body_pose"].double().numpy()]
+    np.testing.assert_allclose(terms["pose_prior"].numpy(), want, rtol=1e-4)
