@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from expose_cli.body_models.gmm_prior import load_gmm_arrays
 from expose_cli.body_models.loading import (
     load_body_model_data,
     validate_body_model,
@@ -37,7 +38,7 @@ SMPL_NAMES = {
 class Target:
     """Where a recognised file goes: model kind (for validation) and destination path."""
 
-    kind: str  # smplx | mano | flame | smpl | aux
+    kind: str  # smplx | mano | flame | smpl | aux | gmm
     destination: Path
 
 
@@ -73,6 +74,8 @@ def recognise(name: str, tree: DataTree) -> Target | None:
     }
     if low in aux:
         return Target("aux", aux[low])
+    if low == "gmm_08.pkl":
+        return Target("gmm", tree.gmm_prior)
     return None
 
 
@@ -80,7 +83,7 @@ def recognise(name: str, tree: DataTree) -> Target | None:
 #: (an ``.npz`` is a zip archive of ``.npy`` members).
 MODEL_SUFFIXES = (".pkl", ".npz", ".npy")
 OFFICIAL_NAMES = ("SMPLX_NEUTRAL.npz, MANO_RIGHT.pkl, FLAME_NEUTRAL.pkl or generic_model.pkl, "
-                  "basicModel_f_lbs_10_207_0_v1.0.0.pkl, all_means.pkl, ...")
+                  "basicModel_f_lbs_10_207_0_v1.0.0.pkl, all_means.pkl, gmm_08.pkl, ...")
 
 
 @dataclass
@@ -209,6 +212,9 @@ class _Run:
     def _validate(tmp: Path, target: Target, display: str, dest: Path) -> dict | None:
         """The model's arrays, checked (``None`` for auxiliary files); a ``.npz`` loses pickled members."""
         if target.kind == "aux":
+            return None
+        if target.kind == "gmm":
+            load_gmm_arrays(tmp, display)
             return None
         data = load_body_model_data(tmp)
         validate_body_model(data, target.kind, display)

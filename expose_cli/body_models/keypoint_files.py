@@ -39,8 +39,9 @@ from expose_cli.utils.atomic import write_json_atomic
 FORMAT = "expose-keypoints"
 FORMAT_VERSION = 1
 #: Conventions an array file may be in, and the point counts they are recognised by.
-ARRAY_CONVENTIONS = ("coco_wholebody", "openpose_137", "openpose_25", "h36m", "coco", "smplx")
-_BY_COUNT = {133: "coco_wholebody", 137: "openpose_137", 25: "openpose_25", 144: "smplx", 127: "smplx", 55: "smplx"}
+ARRAY_CONVENTIONS = ("coco_wholebody", "openpose_137", "openpose_25", "h36m", "coco", "smplx", "smpl")
+_BY_COUNT = {133: "coco_wholebody", 137: "openpose_137", 25: "openpose_25", 144: "smplx", 127: "smplx", 55: "smplx",
+             24: "smpl"}
 _SMPLX_COUNTS = (55, 127, 144)
 _OPENPOSE_PARTS = (("pose_keypoints_2d", 25), ("hand_left_keypoints_2d", 21), ("hand_right_keypoints_2d", 21),
                    ("face_keypoints_2d", 70))

@@ -166,6 +166,8 @@ CONVENTIONS: Mapping[str, KeypointConvention] = MappingProxyType({
         KeypointConvention("face3d", tuple(FACE3D7)),
         KeypointConvention("pw3d", tuple(PW3D18)),
         KeypointConvention("spin_smplx", tuple(SPIN_SMPLX24)),
+        # SMPL's 24 joints: SMPL-X's first 22, then SMPL's own hand joints (no SMPL-X counterpart).
+        KeypointConvention("smpl", tuple(_SMPLX_144[:22]) + ("left_hand", "right_hand")),
         # datasets.md calls the H3.6M raw 17-joint order 'h36m_smplx'; it is the same order as 'h36m'.
         KeypointConvention("h36m_smplx", tuple(H36M17)),
     )

@@ -96,15 +96,26 @@ def _read_all(paths: list[Path], start: Path | None, image: Path | None, convent
     return items, failed
 
 
-def _run(settings, paths: list[Path], start: Path | None, image: Path | None, cfg, options, device, convention=None):
-    """Every input under a progress bar; an input that fails is one line, the others go on."""
-    from expose_cli.body_models.builders import build_smplx
+def _models(settings, body_model: str, device):
+    """``(layer, keypoint model)`` of the body model fitted: SMPL-X (144 keypoints) or SMPL (24 joints)."""
+    from expose_cli.body_models.builders import build_smpl, build_smplx
     from expose_cli.body_models.sparse_keypoints import SMPLXKeypoints
+    from expose_cli.fitting.smpl import SMPLJoints
+
+    if body_model == "smpl":
+        layer = build_smpl(settings.tree).to(device)
+        return layer, SMPLJoints(layer).to(device)
+    layer = build_smplx(settings.tree).to(device)
+    return layer, SMPLXKeypoints(layer).to(device)
+
+
+def _run(settings, paths: list[Path], start: Path | None, image: Path | None, cfg, options, device, convention=None,
+         prior=None, body_model: str = "smplx"):
+    """Every input under a progress bar; an input that fails is one line, the others go on."""
     from expose_cli.fitting.run import fit_input
 
     items, failed = _read_all(paths, start, image, convention)
-    layer = build_smplx(settings.tree).to(device)
-    model = SMPLXKeypoints(layer).to(device)
+    layer, model = _models(settings, body_model, device)
     steps = cfg.num_epochs * sum(s.num_iter for s in cfg.stages() if s.fitted())
     records = []
     progress = Progress(TextColumn("fit"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -114,7 +125,7 @@ def _run(settings, paths: list[Path], start: Path | None, image: Path | None, cf
         for kin, begin in items:
             done = progress.tasks[task].completed
             try:
-                record = fit_input(model, layer, cfg, kin, begin, options, lambda: progress.advance(task))
+                record = fit_input(model, layer, cfg, kin, begin, options, lambda: progress.advance(task), prior=prior)
             except ExposeError as exc:
                 failed.append(exc.message)
                 err_console.print(f"[red]{exc.message}[/red]" + (f" ({exc.hint})" if exc.hint else ""), highlight=False)
@@ -167,20 +178,26 @@ def fit(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
     convention: Annotated[str | None, typer.Option("--convention", help="Of array files: coco_wholebody, openpose_137, "
-                                                   "openpose_25, h36m, coco, smplx (default: by point count).")] = None,
+                                                   "openpose_25, h36m, coco, smplx, smpl (default: by point count).")] = None,
+    body_model: Annotated[str, typer.Option("--body-model", help="smplx, or smpl (SMPLify: 24 joints, no hands "
+                                            "or face).")] = "smplx",
 ) -> None:
-    """Fit SMPL-X to 2D keypoints (with a camera) or 3D keypoints, persons and frames batched (docs/fit.md).
+    """Fit SMPL-X (or SMPL) to 2D keypoints (with a camera) or 3D keypoints, persons and frames batched (docs/fit.md).
     Config: MMHuman3D's SMPLify-X stages; --set fit.compat=mmhuman3d for its exact formulation,
     --set fit.<field>=... / stageN.<field>=..., or a TOML file with --model-config."""
     from expose_cli.fitting.config import load_config
+    from expose_cli.fitting.pose_prior import load_pose_prior
     from expose_cli.fitting.run import FitOptions
 
     settings = get_settings(ctx)
-    fmts = _check(keypoints, out, formats, start, overwrite)
+    if body_model not in ("smplx", "smpl"):
+        raise ExposeError(f"--body-model must be smplx or smpl, not {body_model!r}", exit_code=2)
     cfg = load_config(settings.model_config, settings.overrides)
-    options = FitOptions(out, fmts, focal_length, _image_size(image_size), render, camera_space)
     device = resolve_device(settings.device)
-    records, failed = _run(settings, keypoints, start, image, cfg, options, device, convention)
+    prior = load_pose_prior(cfg.pose_prior, settings.tree.gmm_prior, device)
+    fmts = _check(keypoints, out, formats, start, overwrite)
+    options = FitOptions(out, fmts, focal_length, _image_size(image_size), render, camera_space)
+    records, failed = _run(settings, keypoints, start, image, cfg, options, device, convention, prior, body_model)
     _report(settings, records, failed, out, cfg, json_out)
     if failed or any(r["problems"] for r in records):
         raise typer.Exit(1)
@@ -195,6 +212,7 @@ def refine_infer_output(settings, out: Path, formats: tuple[str, ...], render: b
     from expose_cli.body_models.sparse_keypoints import SMPLXKeypoints
     from expose_cli.fitting.config import load_config
     from expose_cli.fitting.inputs import read_keypoint_input, read_start
+    from expose_cli.fitting.pose_prior import load_pose_prior
     from expose_cli.fitting.run import FitOptions, fit_input
 
     files = sorted(out.rglob("keypoints.json"))
@@ -202,6 +220,7 @@ def refine_infer_output(settings, out: Path, formats: tuple[str, ...], render: b
         info(settings, "refine: no keypoints.json (no person found); nothing fitted")
         return
     cfg = load_config(None, fit_settings)
+    prior = load_pose_prior(cfg.pose_prior, settings.tree.gmm_prior, device)
     layer = build_smplx(settings.tree).to(device)
     model = SMPLXKeypoints(layer).to(device)
     problems = 0
@@ -210,7 +229,7 @@ def refine_infer_output(settings, out: Path, formats: tuple[str, ...], render: b
             kin = read_keypoint_input(path)
             start = read_start(path.parent, kin.persons, kin.frames)
             options = FitOptions(path.parent / "refined", formats, None, None, render, camera_space)
-            record = fit_input(model, layer, cfg, kin, start, options, folder=path.parent / "refined")
+            record = fit_input(model, layer, cfg, kin, start, options, folder=path.parent / "refined", prior=prior)
         except ExposeError as exc:
             problems += 1
             err_console.print(f"[red]{exc.message}[/red]", highlight=False)

@@ -21,6 +21,7 @@ from expose_cli.errors import ExposeError
 from expose_cli.models.config import _coerce, parse_value, read_toml
 
 COMPAT = ("none", "mmhuman3d")
+POSE_PRIORS = ("none", "gmm")
 #: The parameters a stage may fit, in the order of ``Stage``'s ``fit_*`` flags.
 PARAMS = ("global_orient", "transl", "body_pose", "betas", "left_hand_pose", "right_hand_pose",
           "expression", "jaw_pose")
@@ -78,6 +79,8 @@ class FitConfig:
     smooth_spine_weight: float = 20.0  # on top of joint_prior_weight
     temporal_weight: float = 0.0
     start_pull_weight: float = 0.0
+    pose_prior: str = "none"        # "gmm": SMPLify's gmm_08.pkl (imported), MMHuman3D's MaxMixturePrior
+    pose_prior_weight: float = 4.78 ** 2  # MMHuman3D's loss_weight for it
     img_res: float = 224.0          # compat only: the normalisation size, independent of the camera
     one_betas_per_video: bool = False
     stage1: Stage = field(default_factory=lambda: smplifyx_stages()[0])
@@ -167,5 +170,8 @@ def check(cfg: FitConfig) -> None:
         raise ExposeError("fit.num_epochs and stageN.num_iter must be >= 0, fit.max_iter >= 1", exit_code=2)
     if cfg.lr <= 0 or cfg.sigma2d <= 0 or cfg.sigma3d <= 0 or cfg.img_res <= 1:
         raise ExposeError("fit.lr, fit.sigma2d and fit.sigma3d must be > 0, fit.img_res > 1", exit_code=2)
+    if cfg.pose_prior not in POSE_PRIORS:
+        raise ExposeError(f"fit.pose_prior must be one of {', '.join(POSE_PRIORS)}, not {cfg.pose_prior!r}",
+                          hint="gmm needs `expose import-body-models gmm_08.pkl` first", exit_code=2)
     if cfg.line_search not in ("strong_wolfe", "none"):
         raise ExposeError(f"fit.line_search must be strong_wolfe or none, not {cfg.line_search!r}", exit_code=2)

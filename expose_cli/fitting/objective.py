@@ -16,6 +16,7 @@ from expose_cli.fitting import losses
 from expose_cli.fitting.config import FitConfig, Stage
 from expose_cli.fitting.joint_limits import joint_limit_penalty
 from expose_cli.fitting.parts import part_weights
+from expose_cli.fitting.smpl import SMPL_SIZES, SMPLJoints, smpl_keypoints, smpl_part_weights
 from expose_cli.geometry.rotations import axis_angle_to_matrix
 
 #: Parameter sizes per row (axis-angles: 3 per joint).
@@ -57,10 +58,17 @@ def expand_betas(betas: torch.Tensor, rows: int) -> torch.Tensor:
     return betas.repeat_interleave(rows // betas.shape[0], dim=0)
 
 
+def sizes_for(model: nn.Module) -> dict[str, int]:
+    """The parameters (and sizes per row) a fit of ``model`` optimises: SMPL-X's or SMPL's."""
+    return SMPL_SIZES if isinstance(model, SMPLJoints) else SIZES
+
+
 def model_keypoints(model: nn.Module, params: dict[str, torch.Tensor]) -> torch.Tensor:
     """``[B, 144, 3]`` keypoints in the camera frame (metres) from a ``SMPLXKeypoints`` model (all
-    axis-angles turned into matrices in one call)."""
+    axis-angles turned into matrices in one call); ``[B, 24, 3]`` from an ``SMPLJoints`` model."""
     rows = params["global_orient"].shape[0]
+    if isinstance(model, SMPLJoints):
+        return smpl_keypoints(model, params, expand_betas(params["betas"], rows))
     names = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose")
     aa = torch.cat([params[n].reshape(rows, -1, 3) for n in names], dim=1)
     rot = axis_angle_to_matrix(aa)  # [B, 53, 3, 3]: 1 + 21 + 15 + 15 + 1
@@ -89,13 +97,16 @@ def _keypoint_term(cfg: FitConfig, joints: torch.Tensor, targets: Targets, weigh
 
 
 def evaluate(model: nn.Module, cfg: FitConfig, stage: Stage, params: dict[str, torch.Tensor], targets: Targets,
-             start: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+             start: dict[str, torch.Tensor] | None = None, prior: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """Every weighted term per row (``[B]``), and ``total``, their sum. Terms with weight 0 are left out,
-    as MMHuman3D skips them."""
+    as MMHuman3D skips them; ``pose_prior`` only with a ``prior`` (``fit.pose_prior=gmm``)."""
     rows = params["global_orient"].shape[0]
     joints = model_keypoints(model, params)
-    weight = part_weights(stage.body_weight, stage.hand_weight, stage.face_weight, stage.use_shoulder_hip_only,
-                          apply_body_to_torso=not cfg.mmhuman3d, device=joints.device, dtype=joints.dtype)
+    if isinstance(model, SMPLJoints):  # SMPLify applies body_weight to the torso in both presets
+        weight = smpl_part_weights(stage.body_weight, stage.use_shoulder_hip_only, joints.device, joints.dtype)
+    else:
+        weight = part_weights(stage.body_weight, stage.hand_weight, stage.face_weight, stage.use_shoulder_hip_only,
+                              apply_body_to_torso=not cfg.mmhuman3d, device=joints.device, dtype=joints.dtype)
     terms = {"keypoints2d" if targets.is_2d else "keypoints3d": _keypoint_term(cfg, joints, targets,
                                                                               weight * targets.confidence)}
     if cfg.shape_prior_weight:
@@ -105,11 +116,14 @@ def evaluate(model: nn.Module, cfg: FitConfig, stage: Stage, params: dict[str, t
         limits = joint_limit_penalty(params["body_pose"]).reshape(rows, -1).sum(dim=1)
         spine = cfg.smooth_spine_weight * losses.spine_smoothness(params["body_pose"], starts)
         terms["joint_prior"] = cfg.joint_prior_weight * (limits + spine)
+    if prior is not None and cfg.pose_prior_weight:
+        terms["pose_prior"] = cfg.pose_prior_weight * prior(params["body_pose"])
     if cfg.temporal_weight:
         frames = None if cfg.mmhuman3d else targets.frames
         terms["temporal"] = cfg.temporal_weight * losses.temporal_smoothness(params["body_pose"], frames)
     if cfg.start_pull_weight and start is not None:
         current = {**params, "betas": expand_betas(params["betas"], rows)}
-        terms["start_pull"] = cfg.start_pull_weight * losses.start_pull(current, start, PULLED)
+        pulled = tuple(n for n in PULLED if n in params)
+        terms["start_pull"] = cfg.start_pull_weight * losses.start_pull(current, start, pulled)
     terms["total"] = sum(terms.values())
     return terms

@@ -18,8 +18,14 @@ from torch import nn
 
 from expose_cli.fitting.config import FitConfig
 from expose_cli.fitting.inputs import KeypointInput, Start
-from expose_cli.fitting.objective import SIZES, Targets, evaluate, expand_betas, model_keypoints
+from expose_cli.fitting.objective import Targets, evaluate, expand_betas, model_keypoints, sizes_for
 from expose_cli.fitting.optimize import fit
+from expose_cli.fitting.smpl import (
+    SMPLJoints,
+    smpl_points,
+    smplx_start_to_smpl,
+    smplx_to_smpl_points,
+)
 from expose_cli.geometry.procrustes import similarity_procrustes
 from expose_cli.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from expose_cli.inference import export
@@ -79,7 +85,7 @@ def mean_start(model: nn.Module, targets: Targets, rows: int) -> dict[str, torch
     """The mean pose placed on the keypoints: 2D upright facing the camera (pi about x) at the depth
     where its visible keypoints' spread matches; 3D the rigid alignment of its keypoints to them."""
     dtype, device = targets.keypoints.dtype, targets.keypoints.device
-    params = {n: torch.zeros(rows, s, dtype=dtype, device=device) for n, s in SIZES.items()}
+    params = {n: torch.zeros(rows, s, dtype=dtype, device=device) for n, s in sizes_for(model).items()}
     seen = targets.confidence > 0
     if targets.is_2d:
         params["global_orient"][:, 0] = torch.pi
@@ -102,17 +108,24 @@ def mean_start(model: nn.Module, targets: Targets, rows: int) -> dict[str, torch
     return params
 
 
-def build_targets(kin: KeypointInput, persons: list[int], camera: Camera | None, device) -> Targets:
-    """The rows (persons x frames, person-major) of the chosen persons; an invalid frame's points count 0."""
-    points = torch.as_tensor(kin.points[persons], dtype=torch.float32, device=device)
-    conf = torch.as_tensor(kin.confidence[persons] * kin.valid[persons][..., None], dtype=torch.float32, device=device)
+def build_targets(kin: KeypointInput, persons: list[int], camera: Camera | None, device, smpl: bool = False) -> Targets:
+    """The rows (persons x frames, person-major) of the chosen persons; an invalid frame's points count 0.
+    ``smpl``: SMPL's 24 joints (SMPL-X's first 22; SMPL's hand joints missing unless the input is an
+    array in SMPL's own order) instead of the 144."""
+    both = np.concatenate([kin.points[persons], kin.confidence[persons][..., None]], axis=-1)
+    if smpl:
+        own = smpl_points(kin)  # an array in SMPL's order keeps its hand joints
+        both = smplx_to_smpl_points(both) if own is None else own[persons]
+    points = torch.as_tensor(both[..., :-1], dtype=torch.float32, device=device)
+    conf = torch.as_tensor(both[..., -1] * kin.valid[persons][..., None], dtype=torch.float32, device=device)
+    count = points.shape[-2]
     rows = len(persons) * kin.frames
     kw = {}
     if camera is not None:
         kw = {"focal": torch.full((rows,), camera.focal, device=device),
               "principal": torch.tensor([camera.principal], device=device).expand(rows, 2),
               "image_size": torch.tensor([camera.image_size], dtype=torch.float32, device=device).expand(rows, 2)}
-    return Targets(points.reshape(rows, 144, -1), conf.reshape(rows, 144), frames=kin.frames, **kw)
+    return Targets(points.reshape(rows, count, -1), conf.reshape(rows, count), frames=kin.frames, **kw)
 
 
 def _start_rows(start: Start, persons: list[int], frames: int, device) -> dict[str, torch.Tensor]:
@@ -126,29 +139,34 @@ def _per_person(terms: dict[str, torch.Tensor], persons: list[int], frames: int)
 
 
 def fit_input(model: nn.Module, layer: nn.Module, cfg: FitConfig, kin: KeypointInput, start: Start | None,
-              options: FitOptions, on_step: Callable[[], None] | None = None, folder: Path | None = None) -> dict:
+              options: FitOptions, on_step: Callable[[], None] | None = None, folder: Path | None = None,
+              prior: nn.Module | None = None) -> dict:
     """Fit one input and write its files into ``folder`` (default ``out/<input stem>``); returns its
-    record (persons fitted, problems, losses, files). The device is the keypoint model's."""
+    record (persons fitted, problems, losses, files). The device is the keypoint model's; ``prior``
+    the optional pose prior (``fit.pose_prior=gmm``)."""
     device = next(model.buffers()).device
     persons, problems = fittable(kin, start)
     camera = camera_for(kin, start, options)
-    record = {"input": str(kin.path), "image": str(kin.image) if kin.image is not None else None, "persons": persons,
+    smpl = isinstance(model, SMPLJoints)
+    record = {"input": str(kin.path), "image": str(kin.image) if kin.image is not None else None,
+              "body_model": "smpl" if smpl else "smplx", "persons": persons,
               "frames": kin.frames, "problems": problems, "files": []}
     if not persons:
         return record
-    targets = build_targets(kin, persons, camera, device)
+    targets = build_targets(kin, persons, camera, device, smpl)
     rows = len(persons) * kin.frames
     init = _start_rows(start, persons, kin.frames, device) if start is not None else mean_start(model, targets, rows)
+    init = smplx_start_to_smpl(init) if smpl else init
     with torch.no_grad():
-        before = evaluate(model, cfg, cfg.stages()[-1], init, targets, init)
-    params, after = fit(model, cfg, targets, init, len(persons), on_step, pull=start is not None)
+        before = evaluate(model, cfg, cfg.stages()[-1], init, targets, init, prior)
+    params, after = fit(model, cfg, targets, init, len(persons), on_step, pull=start is not None, prior=prior)
     params["betas"] = expand_betas(params["betas"], rows)
     record["losses"] = [{"person": p, "initial": b, "final": a} for p, b, a in
                         zip(persons, _per_person(before, persons, kin.frames), _per_person(after, persons, kin.frames),
                             strict=True)]
     folder = folder or options.out / kin.path.stem
     record["files"] = write_fits(layer, params, kin, persons, camera, options, folder)
-    write_json_atomic(folder / "losses.json", {k: record[k] for k in ("input", "persons", "frames", "problems", "losses")}
+    write_json_atomic(folder / "losses.json", {k: record[k] for k in ("input", "body_model", "persons", "frames", "problems", "losses")}
                       | {"compat": cfg.compat})
     record["files"].append(str(folder / "losses.json"))
     return record
@@ -158,12 +176,17 @@ def mesh_arrays(layer: nn.Module, params: dict[str, torch.Tensor]) -> tuple[dict
     """The SMPL-X layer's output for the fitted rows: rotation matrices per part, ``vertices`` and
     ``joints`` (body-model frame, metres), and the faces."""
     rows = params["global_orient"].shape[0]
-    rot = {n: axis_angle_to_matrix(params[n].reshape(rows, -1, 3)) for n in PARTS}
+    rot = {n: axis_angle_to_matrix(params[n].reshape(rows, -1, 3)) for n in PARTS if n in params}
+    faces = np.asarray(layer.faces, dtype=np.int64)
+    if "left_hand_pose" not in params:  # SMPL
+        with torch.no_grad():
+            out = layer(global_orient=rot["global_orient"], body_pose=rot["body_pose"], betas=params["betas"])
+        return {"rot": rot, "vertices": out.vertices, "joints": out.joints}, faces
     with torch.no_grad():
         out = layer(global_orient=rot["global_orient"], body_pose=rot["body_pose"],
                     left_hand_pose=rot["left_hand_pose"], right_hand_pose=rot["right_hand_pose"],
                     jaw_pose=rot["jaw_pose"], betas=params["betas"], expression=params["expression"])
-    return {"rot": rot, "vertices": out.vertices, "joints": out.joints}, np.asarray(layer.faces, dtype=np.int64)
+    return {"rot": rot, "vertices": out.vertices, "joints": out.joints}, faces
 
 
 def person_arrays(params: dict[str, torch.Tensor], mesh: dict, faces: np.ndarray, row: int,
@@ -171,10 +194,12 @@ def person_arrays(params: dict[str, torch.Tensor], mesh: dict, faces: np.ndarray
     """One row's fields, named and shaped as `expose infer`'s person files (docs/infer.md)."""
     f32 = lambda t: t[row].detach().cpu().numpy().astype(np.float32)  # noqa: E731
     out = {}
-    for name in PARTS:
+    for name in mesh["rot"]:  # SMPL: global_orient and body_pose only
         out[f"{name}_rotmat"] = f32(mesh["rot"][name])
         out[f"{name}_aa"] = f32(params[name].reshape(params[name].shape[0], -1, 3))
-    out["betas"], out["expression"] = f32(params["betas"]), f32(params["expression"])
+    out["betas"] = f32(params["betas"])
+    if "expression" in params:
+        out["expression"] = f32(params["expression"])
     out["camera_translation"] = f32(params["transl"])
     joints = f32(mesh["joints"])
     if camera is not None:

@@ -144,6 +144,12 @@ class DataTree:
         return self.smplx_dir / "all_means.pkl"
 
     @property
+    def gmm_prior(self) -> Path:
+        """``body_models/gmm_08.pkl``: SMPLify's optional GMM pose prior (8 Gaussians over SMPL's 69
+        body-pose values), installed by `expose import-body-models gmm_08.pkl`."""
+        return self.body_models / "gmm_08.pkl"
+
+    @property
     def all_means_root_copy(self) -> Path:
         return self.body_models / "all_means.pkl"
 

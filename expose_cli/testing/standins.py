@@ -528,3 +528,23 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
+
+
+def standin_gmm_arrays(components: int = 8, seed: int = 6, dim: int = 69) -> dict[str, np.ndarray]:
+    """A stand-in for SMPLify's ``gmm_08.pkl`` (same keys, shapes and dtype: ``means [M, 69]``,
+    ``covars [M, 69, 69]`` positive definite, ``weights [M]`` summing to 1); random, not SMPLify's."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, 0.2, (components, dim))
+    basis = rng.normal(0.0, 0.1, (components, dim, dim))
+    covars = basis @ basis.transpose(0, 2, 1) / dim + np.eye(dim) * rng.uniform(0.01, 0.05, (components, 1, 1))
+    weights = rng.uniform(0.5, 1.5, components)
+    return {"means": means, "covars": covars, "weights": weights / weights.sum()}
+
+
+def write_standin_gmm(path: Path, arrays: dict | None = None) -> Path:
+    """Pickle ``arrays`` (default :func:`standin_gmm_arrays`) as SMPLify ships its prior: a dict of
+    numpy arrays, pickle protocol 2."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(arrays if arrays is not None else standin_gmm_arrays(), protocol=2))
+    return path
