@@ -184,7 +184,7 @@ def test_train_page(browser, run_cli, tmp_path):
 
 def test_view_refuses_a_folder_of_no_known_kind(run_cli, tmp_path):
     res = run_cli("view", tmp_path, "--no-open")
-    assert res.exit_code == 2 and "summary.json, report.json or log.jsonl" in res.stderr
+    assert res.exit_code == 2 and "summary.json, fit.json, report.json or log.jsonl" in res.stderr
     assert not (tmp_path / "index.html").exists()
 
 
