@@ -509,7 +509,8 @@ def test_model_failure_is_per_input(infer_tree, tmp_path, run_cli, monkeypatch):
     _image(tmp_path / "later.jpg", 240, 300)
     out = tmp_path / "o"
     res = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "good.jpg", tmp_path / "bad.jpg",
-                  tmp_path / "later.jpg", "--out", out, "--detector", "full-image", "--format", "npz", "--batch-size", "4")
+                  tmp_path / "later.jpg", "--out", out, "--detector", "full-image", "--format", "npz", "--batch-size", "4",
+                  "--backend", "torch")  # the wrapper above is the predictor that runs (auto would rebuild it)
     assert res.exit_code == 1
     lines = [line for line in res.stderr.splitlines() if "bad.jpg" in line]
     assert len(lines) == 1 and "model failed: RuntimeError: simulated failure" in lines[0]

@@ -194,15 +194,17 @@ def test_eval_backends_and_the_fast_path_deviation_in_json(hand_eval_tree, tmp_p
     data = ["--data-dir", hand_eval_tree]
     assert run_cli(*data, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0
     results = {}
-    for name, extra in (("exact", []), ("ort", ["--backend", "onnxruntime"]), ("bf16", ["--precision", "bf16"])):
+    for name, extra in (("exact", ["--backend", "torch"]), ("auto", []),  # auto: openvino (make install)
+                        ("bf16", ["--backend", "torch", "--precision", "bf16"])):
         monkeypatch.setattr(backends, "cpu_has_bf16", lambda: True)
         res = run_cli(*data, "eval", "freihand", "--json", tmp_path / f"{name}.json", *extra)
         assert res.exit_code == 0, res.output
         results[name] = json.loads((tmp_path / f"{name}.json").read_text())
     ours = {k: {r["metric"]: r["ours"] for r in v["metrics"]} for k, v in results.items()}
-    assert ours["ort"] == pytest.approx(ours["exact"], abs=0.05)  # mm: the exact path on another runtime
+    assert ours["auto"] == pytest.approx(ours["exact"], abs=0.05)  # mm: the exact path on another runtime
     assert "fast_path_deviation" not in results["exact"]
-    assert results["ort"]["fast_path_deviation"]["max_mm"] < 0.01  # any path off torch fp32 is measured
+    assert (results["auto"]["backend"], results["auto"]["backend_asked"]) == ("openvino", "auto")
+    assert results["auto"]["fast_path_deviation"]["max_mm"] < 0.01  # any path off torch fp32 is measured
     dev = results["bf16"]["fast_path_deviation"]
     assert results["bf16"]["precision"] == "bf16" and dev["samples"] == 3 and 0 < dev["mean_mm"] <= dev["max_mm"]
     # without native bf16: a warning line, fp32 runs, and the results say so

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,7 +54,8 @@ def evaluate(
     save_predictions: Annotated[Path | None, typer.Option("--save-predictions", help="Save predictions (.h5).")] = None,
     from_predictions: Annotated[Path | None, typer.Option(
         "--from-predictions", help="Re-score saved predictions (no network); they must come from the --data file.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | openvino (CPU; extras).")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", help="auto (the fastest installed: openvino, onnxruntime, torch; "
+                                                        "torch on a GPU) | torch | onnxruntime | openvino.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast; its deviation goes "
                                                                  "into the results) | fp16 (GPU).")] = "fp32",
     report: Annotated[Path | None, typer.Option("--report", callback=_report_folder, help="Write a report folder for `expose view` (worst samples, errors).")] = None,
@@ -140,17 +142,24 @@ def _write_report(settings, folder: Path, run, result, info_d: dict, rows: list[
 def _load_model(path: Path, settings: Settings, backend: str = "torch", precision: str = "fp32", device=None):
     """The model on the chosen path; off the exact torch fp32 path, wrapped so that its first batch
     also runs the exact path (:class:`expose_cli.inference.backends.MeasuredPredictor`)."""
-    from expose_cli.inference.backends import measured_predictor
+    from expose_cli.inference.backends import default_cache, measured_predictor
     from expose_cli.models import load_model
 
     device = device if device is not None else resolve_device(settings.device)
     predictor = load_model(path, settings.tree, device, **settings.model_options())
-    return measured_predictor(predictor, backend, precision)
+    say = functools.partial(warn, settings)
+    cache = default_cache(settings.tree, warn=say) if backend != "torch" else None
+    return measured_predictor(predictor, backend, precision, cache=cache, warn=say)
 
 
 def _record_path(settings: Settings, predictor, backend: str, precision: str, info_d: dict) -> None:
-    """Backend and precision into the results; the fast path's measured deviation too, printed."""
-    info_d.update({"backend": backend, "precision": precision})
+    """The backend and precision that ran into the results (``--backend auto`` resolved, fallbacks
+    included), and a line naming them; the fast path's measured deviation too, printed."""
+    from expose_cli.inference.backends import runtime_info
+
+    ran = runtime_info(predictor)
+    info_d.update({"backend": ran["backend"], "precision": ran["precision"], "backend_asked": backend})
+    info(settings, f"ran on {ran['backend']} {ran['precision']} ({ran['device']})")
     deviation = getattr(predictor, "deviation", None)
     if deviation is not None:
         info_d["fast_path_deviation"] = {**deviation, "against": "torch fp32 (exact path)",

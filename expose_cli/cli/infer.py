@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -53,7 +54,8 @@ def infer(
     max_people: Annotated[int | None, typer.Option("--max-people", min=1, help="Largest N persons per image.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Persons per forward pass.")] = 8,
     precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast: CPU with bf16, GPU) | fp16 (GPU).")] = "fp32",
-    backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | openvino (CPU; extras).")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", help="auto (the fastest installed: openvino, onnxruntime, torch; "
+                                                        "torch on a GPU) | torch | onnxruntime | openvino.")] = "auto",
     every: Annotated[int, typer.Option("--every", min=1, help="Videos: every N-th frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Videos: at most N frames.")] = None,
     skip_existing: SkipExistingOpt = False, overwrite: OverwriteOpt = False,
@@ -69,7 +71,7 @@ def infer(
     """Recover SMPL-X meshes of the people in images and videos."""
     settings = get_settings(ctx)
     from expose_cli.inference import distributed
-    from expose_cli.inference.backends import check_choice, make_predictor
+    from expose_cli.inference.backends import check_choice
 
     device = resolve_device(settings.device)
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
@@ -78,13 +80,11 @@ def infer(
     items, workers = _discover(inputs, workers, batch_size)
     from expose_cli.inference.pipeline import InferOptions  # torch: after the argument checks
     from expose_cli.inference.video import TrackOptions
-    from expose_cli.models import load_model
 
     box_table, kind, onnx_detector, keypoint_net = _persons(boxes, detector, keypoints if save_keypoints or refine else None, settings, device)
     if shard[1] > 1:
         device = distributed.start(device)  # this rank's GPU (LOCAL_RANK) or the CPU; joins the group
-    predictor = load_model(ckpt, settings.tree, device, **settings.model_options())  # missing files fail here
-    predictor = make_predictor(predictor, backend, precision)  # the backbones' runtime and precision
+    predictor = _load_on_runtime(settings, ckpt, device, backend, precision)  # missing files fail here
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
                            render=render, views=views, boxes=box_table, detector=kind, detect=onnx_detector, min_score=min_score,
                            max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
@@ -138,6 +138,18 @@ def _refine_options(settings, refine: bool, fmts: tuple[str, ...], shard) -> tup
     mine = [s for s in settings.overrides if s.split(".", 1)[0].strip() in SECTIONS]
     settings.overrides = [s for s in settings.overrides if s not in mine]
     return (fmts if {"npz", "json"} & set(fmts) else (*fmts, "npz")), mine
+
+
+def _load_on_runtime(settings, ckpt: str, device, backend: str, precision: str):
+    """The model, its backbones on ``--backend`` (``auto``: the fastest installed) and
+    ``--precision``; ONNX graphs come from the data tree's cache."""
+    from expose_cli.inference.backends import default_cache, make_predictor
+    from expose_cli.models import load_model
+
+    predictor = load_model(ckpt, settings.tree, device, **settings.model_options())
+    say = functools.partial(warn, settings)
+    cache = default_cache(settings.tree, warn=say) if backend != "torch" else None
+    return make_predictor(predictor, backend, precision, cache=cache, warn=say)
 
 
 def _discover(inputs: list[str], workers: int | None, batch_size: int) -> tuple[list, int]:
@@ -290,8 +302,10 @@ def _report_summary(settings, summary: dict, out: Path) -> None:
             err_console.print(f"[yellow]{video['input']}[/yellow]: {video['error']}", highlight=False)
     persons = sum(r.get("persons", 0) for r in summary["inputs"])
     skipped = sum(1 for r in summary["inputs"] if r.get("skipped"))
+    runtime = summary.get("runtime")
+    ran = f"; ran on {runtime['backend']} {runtime['precision']} ({runtime['device']})" if runtime else ""
     info(settings, f"{len(summary['inputs'])} image(s)/frame(s) ({skipped} already done), {persons} person(s); "
-                   f"results in {out} (summary.json); {summary['failed']} failed")
+                   f"results in {out} (summary.json); {summary['failed']} failed{ran}")
     if summary["failed"]:
         raise typer.Exit(1)
 

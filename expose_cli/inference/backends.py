@@ -8,11 +8,18 @@ in float32, whatever the backend. So a backend changes only :meth:`Predictor._fe
 - fast path: ``--precision bf16`` (torch autocast or OpenVINO's bf16 inference precision), on a
   CPU with native bf16 (AVX512-BF16 or AMX) or a CUDA GPU; its deviation from the exact path is
   measured by ``benchmarks/bench_models.py`` and reported by ``expose eval --json``.
+
+``--backend auto`` (the default) takes the fastest runtime installed that keeps the asked
+precision: on the CPU OpenVINO, then ONNX Runtime, then torch; on a GPU torch.
+:func:`auto_order` is that choice, :func:`make_predictor` builds it (falling back to the next
+runtime, with a warning, when one fails to build) and :func:`runtime_info` says what runs.
+The exported graphs are kept in a :class:`expose_cli.inference.graph_cache.GraphCache`.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -23,9 +30,13 @@ import torch
 
 from expose_cli.errors import ExposeError
 from expose_cli.inference import onnx_export
+from expose_cli.inference.graph_cache import GraphCache, writable_folder
 from expose_cli.models import Prediction, Predictor
 
-BACKENDS = ("torch", "onnxruntime", "openvino")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+#: ``--backend auto`` on the CPU: the first of these installed (fastest first, all exact in fp32;
+#: docs/models.md has the figures). On a GPU it is torch.
+AUTO_ORDER = ("openvino", "onnxruntime", "torch")
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: Backend -> (module to import, the pip command that installs it).
 EXTRAS = {"onnxruntime": ("onnxruntime", "pip install 'expose-cli[onnx]'"),
@@ -40,6 +51,27 @@ def require(backend: str):
         return importlib.import_module(module)
     except ImportError:
         raise ExposeError(f"--backend {backend} needs the {module} and onnx packages: {command}") from None
+
+
+def installed(backend: str) -> bool:
+    """Whether ``backend`` can run here (torch always; the others need their package and onnx)."""
+    if backend == "torch":
+        return True
+    try:
+        require(backend)
+        return True
+    except ExposeError:
+        return False
+
+
+def auto_order(precision: str, device: torch.device) -> list[str]:
+    """The runtimes ``--backend auto`` tries, best first: on the CPU the installed ones of
+    :data:`AUTO_ORDER` that run ``precision`` (ONNX Runtime runs fp32 only), ending with torch;
+    on any other device torch alone."""
+    if device.type != "cpu":
+        return ["torch"]
+    usable = [b for b in AUTO_ORDER if not (b == "onnxruntime" and precision != "fp32")]
+    return [b for b in usable if installed(b)]
 
 
 def cpu_has_bf16() -> bool:
@@ -59,6 +91,8 @@ def check_choice(backend: str, precision: str, device: torch.device, warn: Calla
         raise ExposeError(f"unknown --backend {backend!r}", hint="use " + ", ".join(BACKENDS))
     if precision not in PRECISIONS:
         raise ExposeError(f"unknown --precision {precision!r}", hint="use fp32 or bf16 (fp16: CUDA only)")
+    if backend == "auto":
+        backend = "torch" if device.type != "cpu" or precision == "fp16" else auto_order(precision, device)[0]
     if backend != "torch" and device.type != "cpu":
         raise ExposeError(f"--backend {backend} runs on the CPU, not on {device}",
                           hint="use --device cpu, or --backend torch on the GPU")
@@ -135,13 +169,33 @@ def _openvino_runner(path: Path, threads: int, precision: str) -> Callable:
 
 
 def make_predictor(base: Predictor, backend: str = "torch", precision: str = "fp32",
-                   threads: int | None = None) -> Predictor:
+                   threads: int | None = None, cache: GraphCache | None = None,
+                   warn: Callable[[str], None] | None = None) -> Predictor:
     """``base`` itself for the exact torch path, else a :class:`BackendPredictor` (reduced
     precision: the backbones only; heads, attention and body models stay float32).
 
-    ``precision`` must have gone through :func:`check_choice`. ONNX Runtime and OpenVINO get the
-    backbones exported now (a few seconds for the full model) to a temporary folder.
+    ``precision`` must have gone through :func:`check_choice`. ONNX Runtime and OpenVINO read the
+    backbones' ONNX graphs from ``cache`` (exported there when missing, stale or damaged) or, with
+    no cache, from a temporary folder exported now. ``backend="auto"`` tries :func:`auto_order`
+    in turn: a runtime that fails to build is reported to ``warn`` (one line) and the next runs.
     """
+    if backend != "auto":
+        return _make_one(base, backend, precision, threads, cache)
+    order = auto_order(precision, base.device)
+    for i, candidate in enumerate(order):
+        if candidate == "torch":
+            return _make_one(base, candidate, precision, threads, cache)
+        try:
+            return _make_one(base, candidate, precision, threads, cache)
+        except Exception as exc:  # noqa: BLE001 - any runtime failure: the next runtime runs
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            (warn or (lambda m: warnings.warn(m, stacklevel=2)))(
+                f"--backend auto: {candidate} failed ({text}); running {order[i + 1]} instead")
+    raise AssertionError("unreachable: the order ends with torch")
+
+
+def _make_one(base: Predictor, backend: str, precision: str, threads: int | None,
+              cache: GraphCache | None) -> Predictor:
     names = [spec.prefix + "backbone" for spec in onnx_export.network_specs(base.net)]
     if backend == "torch":
         if precision == "fp32":
@@ -149,15 +203,54 @@ def make_predictor(base: Predictor, backend: str = "torch", precision: str = "fp
         return BackendPredictor(base, {n: _torch_autocast_runner(base, n, precision) for n in names}, backend, precision)
     require(backend)
     threads = threads or torch.get_num_threads()
-    folder = tempfile.TemporaryDirectory(prefix="expose-onnx-")
+    folder = None if cache is not None else tempfile.TemporaryDirectory(prefix="expose-onnx-")
     runners = {}
     for spec in onnx_export.network_specs(base.net):
-        path = onnx_export.export_network(base.net, spec, Path(folder.name) / f"{spec.name}_backbone.onnx",
-                                          role="backbone")
-        onnx_export.check_graph(path, base.kind, spec.name, "backbone")
+        path = _backbone_graph(base.net, spec, backend, cache, folder)
         runners[spec.prefix + "backbone"] = (_ort_runner(path, threads) if backend == "onnxruntime"
                                              else _openvino_runner(path, threads, precision))
     return BackendPredictor(base, runners, backend, precision, keep=folder)
+
+
+def _backbone_graph(net, spec: onnx_export.NetworkSpec, backend: str, cache: GraphCache | None,
+                    folder: tempfile.TemporaryDirectory | None) -> Path:
+    """The ONNX graph of one backbone: from ``cache`` (verified, exported when needed) or exported
+    into ``folder`` and checked."""
+    def export(path: Path) -> Path:
+        onnx_export.export_network(net, spec, path, opset=onnx_export.DEFAULT_OPSET, role="backbone")
+        onnx_export.check_graph(path, net.cfg.kind, spec.name, "backbone")
+        return path
+
+    if cache is None:
+        return export(Path(folder.name) / f"{spec.name}_backbone.onnx")
+    config = json.dumps(net.cfg.to_dict(), sort_keys=True)
+    parts = cache.key_parts(getattr(net, spec.prefix + "backbone"), f"{net.cfg.kind}.{spec.name}_backbone",
+                            config, onnx_export.DEFAULT_OPSET, backend)
+    return cache.graph(f"{net.cfg.kind}-{spec.name}", parts, export)
+
+
+def runtime_info(predictor) -> dict[str, str]:
+    """What runs the backbones of ``predictor``: ``{"backend", "precision", "device"}`` (the
+    runtime actually built, after ``auto`` and any fallback)."""
+    return {"backend": getattr(predictor, "backend", "torch"), "precision": getattr(predictor, "precision", "fp32"),
+            "device": str(getattr(predictor, "device", "cpu"))}
+
+
+def describe_runtime(info: dict[str, str]) -> str:
+    """``openvino fp32 on cpu``: the runtime for a closing line."""
+    return f"{info['backend']} {info['precision']} on {info['device']}"
+
+
+def default_cache(tree, warn: Callable[[str], None] | None = None) -> GraphCache | None:
+    """The graph cache of a data tree (``<data>/cache/onnx``), or ``None`` (graphs exported to a
+    temporary folder, one ``warn`` line) when that folder cannot be written."""
+    folder = Path(tree.root) / "cache" / "onnx"
+    if writable_folder(folder):
+        return GraphCache(folder, warn)
+    if warn is not None:
+        warn(f"{folder}: cannot write the graph cache there; exporting to a temporary folder "
+             "(check the folder's permissions to keep exports between runs)")
+    return None
 
 
 def vertex_deviation_mm(pred: Prediction, ref: Prediction) -> dict[str, float]:
@@ -185,8 +278,9 @@ class MeasuredPredictor:
         return pred
 
 
-def measured_predictor(base: Predictor, backend: str, precision: str):
+def measured_predictor(base: Predictor, backend: str, precision: str, cache: GraphCache | None = None,
+                       warn: Callable[[str], None] | None = None):
     """``base`` on the exact path (torch fp32); otherwise the fast predictor wrapped in a
     :class:`MeasuredPredictor` against ``base``."""
-    fast = make_predictor(base, backend, precision)
+    fast = make_predictor(base, backend, precision, cache=cache, warn=warn)
     return base if fast is base else MeasuredPredictor(fast, base)

@@ -38,6 +38,7 @@ import torch
 from expose_cli.geometry.cameras import crop_camera_to_full_translation
 from expose_cli.inference import boxes as box_utils
 from expose_cli.inference import export, loading
+from expose_cli.inference.backends import runtime_info
 from expose_cli.inference.distributed import summary_name
 from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
 from expose_cli.inference.keypoints_net import save_keypoints
@@ -683,6 +684,7 @@ class Summary:
     videos: dict[Path, dict] = field(default_factory=dict)  # video folder -> input, fps, overlay / error
     overlays: dict[Path, list[Path]] = field(default_factory=dict)  # video folder -> its frames' overlays
     complete: bool = False
+    runtime: dict | None = None  # what ran the backbones (backends.runtime_info)
     last_write: float = float("-inf")
     lock: threading.RLock = field(default_factory=threading.RLock)  # the inputs stage adds videos
 
@@ -691,6 +693,8 @@ class Summary:
             failed = sum(1 for r in self.records if r.get("error") and r["error"] != NO_PERSON)
             failed += sum(1 for v in self.videos.values() if v.get("error"))
             out = {"inputs": list(self.records), "failed": failed, "complete": self.complete}
+            if self.runtime is not None:
+                out["runtime"] = self.runtime
             if self.videos:
                 out["videos"] = [dict(v, output=str(folder)) for folder, v in self.videos.items()]
         return out
@@ -731,7 +735,8 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
     remove_stale_temps(options.out_dir, recursive=True)  # a killed run's; a running one's are kept
     if options.workers is None:
         options = dataclasses.replace(options, workers=loading.workers_for(items, options.batch_size))
-    summary = Summary(options.out_dir / summary_name(options.shard), summary_interval_s, on_unit)
+    summary = Summary(options.out_dir / summary_name(options.shard), summary_interval_s, on_unit,
+                      runtime=runtime_info(predictor))
     smplx_kind = predictor.kind in ("body", "expose")
     writers = Writers(options, np.asarray(predictor.body_model.faces, dtype=np.int64), summary,
                       predictor.body_model if smplx_kind else None,
