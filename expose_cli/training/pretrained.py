@@ -18,6 +18,7 @@ import torch
 
 from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.io.paths import DataTree
+from expose_cli.kinds import KINDS
 
 #: The converted ImageNet files in ``pretrained_models/`` (MMHuman3D's names) per backbone.
 IMAGENET_FILES = {"hrnet": "hrnet_pretrain.pth", "resnet18": "resnet18.pth"}
@@ -126,7 +127,7 @@ def initialise(net, kind: str, init: str, tree: DataTree, log: Callable[[str], N
         paths = {part: tree.pretrained_models / name for part, name, _ in PART_SOURCES}
         counts = init_full_from_parts(net, paths)
         return "initialised from the part checkpoints (" + ", ".join(f"{k} {v} tensors" for k, v in counts.items()) + ")"
-    name = IMAGENET_FILES["hrnet" if kind == "body" else "resnet18"]
+    name = IMAGENET_FILES[KINDS[kind].imagenet_backbone]
     n, total = init_backbone_from_imagenet(net.backbone, tree.pretrained_models / name)
     return f"backbone initialised from {name} ({n} of {total} tensors; the rest as built)"
 
@@ -141,6 +142,6 @@ def required_files(kind: str, init: str, tree: DataTree) -> list[tuple[Path, str
         return [(tree.pretrained_models / name, f"{part} checkpoint",
                  f"`expose fetch-models`, or train it: `expose train {part} ...` (or --init none)")
                 for part, name, _ in PART_SOURCES]
-    name = IMAGENET_FILES["hrnet" if kind == "body" else "resnet18"]
+    name = IMAGENET_FILES[KINDS[kind].imagenet_backbone]
     return [(tree.pretrained_models / name, "ImageNet backbone weights", "`expose fetch pretrained` (or --init none)")]
 
