@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from expose_cli.io.catalog import DATASETS
+
 GENDERS = ("neutral", "male", "female")
 
 #: The four published checkpoints, by short name -> file name in ``pretrained_models/``.
@@ -33,20 +35,9 @@ CHECKPOINT_FILES = {
     "expose": "expose.pth",
 }
 
-#: Raw dataset folders under ``datasets/`` (the seed's names), by the name ``expose preprocess`` uses.
-RAW_DATASET_DIRS = {
-    "coco": "coco",
-    "3dpw": "3DPW",
-    "ffhq": "ffhq",
-    "stirling": "stirling",
-    "freihand": "FreiHand",
-    "ehf": "EHF",
-    "curated-fits": "ExPose_curated_fits",
-    "spin-smplx": "spin_in_smplx",
-    "h36m-smplx": "h36m",
-    "lsp": "lsp",
-    "mpii": "mpii",
-}
+#: Raw dataset folders under ``datasets/`` (the seed's names), by the name ``expose preprocess`` uses
+#: (the catalog's), and the raw folders of downloads that no converter reads on their own.
+RAW_DATASET_DIRS = {**{d.name: d.raw_dir for d in DATASETS.values()}, "lsp": "lsp", "mpii": "mpii"}
 
 DEFAULT_DATA_DIR = Path("data")
 DATA_DIR_ENV = "EXPOSE_DATA_DIR"

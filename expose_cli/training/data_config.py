@@ -41,7 +41,7 @@ class AugmentConfig:
 class DataConfig:
     """What a training run reads.
 
-    ``members``: dataset names (see :data:`expose_cli.training.datasets.MEMBER_FILES`; any other name
+    ``members``: dataset names (see :data:`expose_cli.io.catalog.MEMBERS`; any other name
     ``X`` reads ``preprocessed_datasets/X_train.h5``, and a path ending in ``.h5`` is used as is).
     ``ratios``: mixing weights, one per member (normalised by their sum).
     ``img_res``: the square crop side (px). ``augment``: :class:`AugmentConfig`.

@@ -24,22 +24,13 @@ from torch.utils.data import Dataset
 
 from expose_cli.body_models.keypoints import convert_keypoints, get_convention
 from expose_cli.errors import ExposeError
+from expose_cli.io.catalog import MEMBERS
 from expose_cli.io.images import read_image
+from expose_cli.io.paths import DataTree
 from expose_cli.kinds import KINDS, Kind, kind_names
 from expose_cli.training.data_config import DataConfig
 from expose_cli.training.h5rows import H5Rows
 from expose_cli.training.sample import Record, SourceImage, make_sample
-
-#: Member name -> (files under ``preprocessed_datasets/``, the ``expose preprocess`` that makes them).
-MEMBER_FILES: dict[str, tuple[tuple[str, ...], str]] = {
-    "curated_fits": (("curated_fits_train.h5",), "expose preprocess curated-fits --split train"),
-    "spin_smplx": (tuple(f"spin_smplx_{s}.h5" for s in ("coco", "lsp", "lspet", "mpii")),
-                   "expose preprocess spin-smplx"),
-    "h36m_smplx": (("h36m_smplx_train.h5",), "expose preprocess h36m-smplx --split train"),
-    "freihand": (("freihand_train.h5",), "expose preprocess freihand --split train"),
-    "ffhq": (("ffhq_train.h5",), "expose preprocess ffhq --split train"),
-}
-
 
 PARAM_SHAPES = {"global_orient": (3,), "body_pose": (21, 3), "jaw_pose": (3,), "left_hand_pose": (15, 3),
                 "right_hand_pose": (15, 3)}
@@ -49,14 +40,15 @@ MAX_IMAGE_RETRIES = 10
 
 
 def member_files(name: str, data_dir: Path) -> tuple[list[Path], str]:
-    """The files of member ``name`` and the command that makes them (see :data:`MEMBER_FILES`)."""
+    """The files of member ``name`` and the command that makes them: a catalog dataset's training
+    splits (:data:`expose_cli.io.catalog.MEMBERS`), a path ending in ``.h5``, or ``<name>_train.h5``."""
     if name.endswith(".h5"):
         return [Path(name)], "expose preprocess"
-    pre = Path(data_dir) / "preprocessed_datasets"
-    if name in MEMBER_FILES:
-        files, command = MEMBER_FILES[name]
-        return [pre / f for f in files], command
-    return [pre / f"{name}_train.h5"], f"expose preprocess {name.replace('_', '-')} --split train"
+    tree = DataTree(Path(data_dir))
+    if name in MEMBERS:
+        entry = MEMBERS[name]
+        return [tree.preprocessed_file(entry.name, s) for s in entry.training_splits], entry.member_command
+    return [tree.preprocessed / f"{name}_train.h5"], f"expose preprocess {name.replace('_', '-')} --split train"
 
 
 def _image_candidates(raw_root: str, image_path: str, data_dir: Path | None) -> list[Path]:
