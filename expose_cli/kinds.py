@@ -28,6 +28,9 @@ class Kind:
     which starts from the part checkpoints). ``optimizer_groups``: the module groups that get an
     optimiser each (MMHuman3D's optimizer config keys), in order. ``config_section``: the section
     of :class:`expose_cli.models.config.ModelConfig` whose ``img_res`` is the model's crop side.
+    ``checkpoint_file``: its published checkpoint in ``pretrained_models/``. ``full_model_modules``:
+    the (backbone, head) it becomes inside the full model, which starts from its checkpoint
+    (``None``: the full model itself).
     """
 
     name: str
@@ -40,6 +43,8 @@ class Kind:
     imagenet_backbone: str | None
     optimizer_groups: tuple[str, ...]
     config_section: str
+    checkpoint_file: str
+    full_model_modules: tuple[str, str] | None
 
 
 _SMPLX = MappingProxyType({k: f"smplx/{k}" for k in ("global_orient", "body_pose", "jaw_pose", "left_hand_pose",
@@ -52,11 +57,14 @@ _PART_GROUPS = ("backbone", "head")
 
 #: Every model kind, by name, in the order the CLI lists them.
 KINDS: Mapping[str, Kind] = MappingProxyType({k.name: k for k in (
-    Kind("body", "smplx", "smplx", _SMPLX, 10, 10, 256, "hrnet", _PART_GROUPS, "body"),
-    Kind("hand", "mano", "mano", _MANO, 10, 10, 224, "resnet18", _PART_GROUPS, "hand"),
-    Kind("face", "flame_73", "flame", _FLAME, 100, 50, 256, "resnet18", _PART_GROUPS, "face"),
+    Kind("body", "smplx", "smplx", _SMPLX, 10, 10, 256, "hrnet", _PART_GROUPS, "body",
+         "hrnet_hmr_expose_body.pth", ("backbone", "head")),
+    Kind("hand", "mano", "mano", _MANO, 10, 10, 224, "resnet18", _PART_GROUPS, "hand",
+         "resnet18_hmr_expose_hand.pth", ("hand_backbone", "hand_head")),
+    Kind("face", "flame_73", "flame", _FLAME, 100, 50, 256, "resnet18", _PART_GROUPS, "face",
+         "resnet18_hmr_expose_face.pth", ("face_backbone", "face_head")),
     Kind("expose", "smplx", "smplx", _SMPLX, 10, 10, 256, None,
-         _PART_GROUPS + ("hand_backbone", "hand_head", "face_backbone", "face_head"), "body"),
+         _PART_GROUPS + ("hand_backbone", "hand_head", "face_backbone", "face_head"), "body", "expose.pth", None),
 )})
 
 

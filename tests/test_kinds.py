@@ -52,3 +52,28 @@ def test_each_kind_gets_one_optimiser_per_trainable_module_group(kind):
     for name in groups:
         trainable = sum(p.numel() for p in getattr(net, name).parameters() if p.requires_grad)
         assert trainable > 0
+
+
+def test_published_checkpoints_and_the_full_models_part_sources():
+    """MMHuman3D's file names; the full model starts from the three part checkpoints, body first."""
+    from expose_cli.io.paths import CHECKPOINT_FILES
+    from expose_cli.training.pretrained import PART_SOURCES
+
+    assert CHECKPOINT_FILES == {"body": "hrnet_hmr_expose_body.pth", "face": "resnet18_hmr_expose_face.pth",
+                                "hand": "resnet18_hmr_expose_hand.pth", "expose": "expose.pth"}
+    assert PART_SOURCES == (("body", "hrnet_hmr_expose_body.pth", ("backbone", "head")),
+                            ("hand", "resnet18_hmr_expose_hand.pth", ("hand_backbone", "hand_head")),
+                            ("face", "resnet18_hmr_expose_face.pth", ("face_backbone", "face_head")))
+
+
+def test_the_full_models_part_widths_are_read_back_from_its_modules():
+    """A full model whose hand and face networks differ in width: reading its state dict back finds
+    each part's widths in that part's modules (not the other's)."""
+    from expose_cli.models.checkpoint import infer_config
+    from expose_cli.models.network import ExPoseNet
+
+    cfg = small_config("expose")
+    cfg.hand.resnet_width, cfg.hand.hidden = 8, (24,)
+    cfg.face.resnet_width, cfg.face.hidden = 16, (40, 40)
+    back = infer_config(ExPoseNet(cfg).state_dict(), "expose")
+    assert (back.hand.resnet_width, back.hand.hidden, back.face.resnet_width, back.face.hidden) == (8, (24,), 16, (40, 40))

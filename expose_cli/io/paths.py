@@ -24,16 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from expose_cli.io.catalog import DATASETS
+from expose_cli.kinds import KINDS
 
 GENDERS = ("neutral", "male", "female")
 
-#: The four published checkpoints, by short name -> file name in ``pretrained_models/``.
-CHECKPOINT_FILES = {
-    "body": "hrnet_hmr_expose_body.pth",
-    "face": "resnet18_hmr_expose_face.pth",
-    "hand": "resnet18_hmr_expose_hand.pth",
-    "expose": "expose.pth",
-}
+#: The four published checkpoints, by short name (the kind) -> file name in ``pretrained_models/``.
+CHECKPOINT_FILES = {k.name: k.checkpoint_file for k in KINDS.values()}
 
 #: Raw dataset folders under ``datasets/`` (the seed's names), by the name ``expose preprocess`` uses
 #: (the catalog's), and the raw folders of downloads that no converter reads on their own.

@@ -23,9 +23,8 @@ from expose_cli.kinds import KINDS
 #: The converted ImageNet files in ``pretrained_models/`` (MMHuman3D's names) per backbone.
 IMAGENET_FILES = {"hrnet": "hrnet_pretrain.pth", "resnet18": "resnet18.pth"}
 #: The part checkpoints the full model starts from, and the prefixes they fill.
-PART_SOURCES = (("body", "hrnet_hmr_expose_body.pth", ("backbone", "head")),
-                ("hand", "resnet18_hmr_expose_hand.pth", ("hand_backbone", "hand_head")),
-                ("face", "resnet18_hmr_expose_face.pth", ("face_backbone", "face_head")))
+PART_SOURCES = tuple((k.name, k.checkpoint_file, k.full_model_modules) for k in KINDS.values()
+                     if k.full_model_modules is not None)
 #: Keys of the published ImageNet files that our backbones do not have: classifiers and, for
 #: timm's HRNet, its classification head and the stage ExPose does not run.
 DROPPED_PREFIXES = ("fc.", "classifier.", "incre_modules.", "downsamp_modules.", "final_layer.", "stage4.")
