@@ -7,6 +7,9 @@ the exported graphs and the backends must give its vertices within 0.5 mm.
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx  # make install gives the onnx, onnxruntime and openvino extras (tests/test_install.py)
@@ -226,3 +229,46 @@ def test_infer_with_a_missing_extra_is_one_line(standin_tree, tmp_path, run_cli,
     assert res.exit_code == 1
     assert res.stderr.strip() == ("error: --backend openvino needs the openvino and onnx packages: "
                                   "pip install 'expose-cli[openvino]'")
+
+
+ALT_STACK_CHECK = r"""
+import ctypes, faulthandler, gc, signal, sys, threading
+import numpy as np, onnx, torch
+from onnx import TensorProto, helper
+from expose_cli.inference.backends import _openvino_runner
+
+class Stack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+def alt_stack_mapped() -> bool:
+    s = Stack()
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(s)) == 0 and s.ss_sp
+    spans = (line.split()[0].split("-") for line in open("/proc/self/maps"))
+    return any(int(a, 16) <= s.ss_sp < int(b, 16) for a, b in spans)
+
+faulthandler.enable()  # as pytest and python -X faulthandler: the main thread gets an alternate stack
+x = helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 4])
+y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4])
+graph = helper.make_graph([helper.make_node("Relu", ["img"], ["out"])], "g", [x], [y])
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
+runners = [_openvino_runner(sys.argv[1], 1, "fp32")]
+assert runners[0](torch.tensor([[-1.0, 2.0, -3.0, 4.0]])).tolist() == [[0.0, 2.0, 0.0, 4.0]]
+dropper = threading.Thread(target=lambda: (runners.clear(), gc.collect()))  # freed elsewhere, as a pool does
+dropper.start(); dropper.join()
+assert alt_stack_mapped(), "the main thread's alternate signal stack was unmapped"
+seen = []
+signal.signal(signal.SIGUSR1, lambda *a: seen.append(1))
+signal.raise_signal(signal.SIGUSR1)  # handled on the alternate stack
+assert seen == [1]
+print("ok")
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/maps")
+def test_signals_after_an_openvino_predictor_is_freed_are_handled(tmp_path):
+    """OpenVINO's CPU plugin gives the thread that loads it an alternate signal stack and unmaps it
+    when the plugin is unloaded; a signal handled after that crashed the process (or wrote over
+    reused memory). A fresh process: this one has loaded the plugin already."""
+    proc = subprocess.run([sys.executable, "-c", ALT_STACK_CHECK, str(tmp_path / "relu.onnx")],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])

@@ -18,6 +18,8 @@ The exported graphs are kept in a :class:`expose_cli.inference.graph_cache.Graph
 
 from __future__ import annotations
 
+import functools
+
 import importlib
 import json
 import tempfile
@@ -152,9 +154,20 @@ def _ort_runner(path: Path, threads: int) -> Callable:
     return run
 
 
+@functools.cache
+def _openvino_core():
+    """The process's one OpenVINO ``Core``, kept until the process ends.
+
+    Loading OpenVINO's CPU plugin gives the loading thread an alternate signal stack of the
+    plugin's own, which unloading the plugin unmaps without undoing (OpenVINO 2026.4). With a
+    ``Core`` per predictor, the plugin unloaded as the last one was freed, and every later signal
+    (a child's SIGCHLD, SIGTERM, Ctrl-C) was handled on unmapped or reused memory: the process
+    crashed at a random later point. Kept loaded, that stack stays valid."""
+    return require("openvino").Core()
+
+
 def _openvino_runner(path: Path, threads: int, precision: str) -> Callable:
-    ov = require("openvino")
-    core = ov.Core()
+    core = _openvino_core()
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
               "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
     compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
