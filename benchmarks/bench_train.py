@@ -29,10 +29,11 @@ ALL = {"hand": (256, 200, 32, 1e-3, 90.0), "face": (256, 100, 32, 1e-3, 0.0), "b
 
 
 def make_config(kind: str, h5: Path, args):
+    from expose_cli.kinds import KINDS
     from expose_cli.training.config import check, parse_value, run_preset, set_field
 
     cfg = run_preset(kind, small=not args.full_size)
-    settings = {"data.members": [str(h5)], "data.ratios": [1.0], "data.img_res": args.img_res,
+    settings = {"data.members": [str(h5)], "data.ratios": [1.0], "data.img_res": args.img_res, f"{KINDS[kind].config_section}.img_res": args.img_res,
                 "train.batch_size": args.batch_size, "train.workers": args.workers, "train.init": "none",
                 "train.val_set": "none", "train.log_every": 1, "train.lr": args.lr, "train.epochs": 10**6,
                 "train.precision": args.precision, "train.last_every": 0}

@@ -138,10 +138,11 @@ def run_tests(plan: Plan) -> dict:
 # -- 2, 3. training --------------------------------------------------------------------------------
 
 def train_config(kind: str, precision: str, plan: Plan, data: dict, validate: bool):
+    from expose_cli.kinds import KINDS
     from expose_cli.training.config import check, run_preset, set_field
 
     cfg = run_preset(kind, small=plan.small)
-    settings = {"data.members": [str(data["h5"])], "data.ratios": [1.0], "data.img_res": plan.img_res,
+    settings = {"data.members": [str(data["h5"])], "data.ratios": [1.0], "data.img_res": plan.img_res, f"{KINDS[kind].config_section}.img_res": plan.img_res,
                 "train.batch_size": plan.batch, "train.workers": plan.train_workers, "train.init": "none",
                 "train.precision": precision, "train.last_every": 0, "train.save_every": 0, "train.log_every": 10,
                 "train.val_set": "3dpw" if validate else "none", "train.val_data": str(data["pw3d"]) if validate else "",

@@ -153,7 +153,7 @@ def test_train_killed_twice_and_resumed_gives_the_same_checkpoint(zygote, standi
     def args(out: Path, *extra: str) -> list:
         return ["--data-dir", standin_tree, "-q", "--set", "body.hrnet_width=8", "--set", "body.feature_dim=64",
                 "--set", "body.hidden=[32,32]", "--set", f"data.members=['{synth_body}']", "--set", "data.ratios=[1.0]",
-                "--set", "data.img_res=64", "--set", "train.val_set=none", "--set", "train.log_every=1",
+                "--set", "data.img_res=64", "--set", "body.img_res=64", "--set", "train.val_set=none", "--set", "train.log_every=1",
                 "--set", "train.last_every=1", "train", "body", "--out", out, "--init", "none", "--batch-size", "2",
                 "--workers", "0", "--max-steps", "4", *extra]  # 2 steps per epoch: a boundary crossed
 

@@ -100,10 +100,10 @@ def layer_violations(package: Path, order: dict[str, int]) -> list[str]:
 
 def test_doc_lists_the_layer_order():
     order = read_layer_order(DOC)
-    expected = ["__init__.py", "errors.py", "utils", "io", "geometry", "body_models", "models", "data",
+    expected = ["__init__.py", "errors.py", "kinds.py", "utils", "io", "geometry", "body_models", "models", "data",
                 "inference", "fitting", "evaluation", "training", "assets", "testing", "view", "cli", "__main__.py"]
     assert sorted(order, key=lambda k: (order[k], expected.index(k) if k in expected else 99)) == expected
-    assert order["errors.py"] == order["utils"] < order["io"] < order["geometry"] < order["cli"]
+    assert order["errors.py"] == order["kinds.py"] == order["utils"] < order["io"] < order["geometry"] < order["cli"]
 
 
 def test_no_module_imports_a_layer_above_its_own():

@@ -24,7 +24,7 @@ def synth_body(standin_tree, tmp_path_factory):
 
 def body_args(tree, h5, out, *extra):
     return ["--data-dir", str(tree), *SMALL_BODY, "--set", f"data.members=['{h5}']", "--set", "data.ratios=[1.0]",
-            "--set", "data.img_res=64", "--set", "train.val_set=none", "--set", "train.log_every=1",
+            "--set", "data.img_res=64", "--set", "body.img_res=64", "--set", "train.val_set=none", "--set", "train.log_every=1",
             "train", "body", "--out", str(out), "--init", "none", "--batch-size", "4", *extra]
 
 

@@ -225,7 +225,8 @@ def test_synth_command(run_cli, data_dir, tmp_path):
 
 
 def test_row_masks_are_per_sample():
-    from expose_cli.training.datasets import KIND_SPECS, row_record
+    from expose_cli.kinds import KINDS
+    from expose_cli.training.datasets import row_record
 
     row = {"bbox_xywh": np.array([10, 20, 30, 60], np.float32), "image_size": np.array([100, 200]),
            "keypoints2d": np.zeros((144, 3), np.float32), "keypoints3d": np.zeros((144, 4), np.float32),
@@ -233,8 +234,8 @@ def test_row_masks_are_per_sample():
                ("global_orient", 3), ("body_pose", (21, 3)), ("jaw_pose", 3), ("left_hand_pose", (15, 3)),
                ("right_hand_pose", (15, 3)), ("betas", 10), ("expression", 10))}}
     row["smplx/body_pose"] = np.full((21, 3), 0.1)
-    rec = row_record(row, KIND_SPECS["body"])
+    rec = row_record(row, KINDS["body"])
     assert rec.has["body_pose"] == 1 and rec.has["expression"] == 0  # zeros: the dataset lacks it (SPIN)
     assert np.allclose(rec.center, [25, 50]) and np.allclose(rec.scale, [60, 60])  # centre, max(w, h)
-    rec = row_record({**row, "has_smplx": False}, KIND_SPECS["body"])
+    rec = row_record({**row, "has_smplx": False}, KINDS["body"])
     assert all(v == 0 for v in rec.has.values())

@@ -47,7 +47,7 @@ FAMILY = {"hand": dict(pose_dims=1, orient_range=0.0, pitch=90.0, size=96),  # t
 def train_args(tree, kind, h5, out):
     count, steps, batch, lr = PLAN[kind]
     drop = max(1, (steps * 3 // 4) * batch // count)  # the epoch after 3/4 of the steps
-    sets = [f"data.members=['{h5}']", "data.ratios=[1.0]", f"train.milestones=[{drop}]", *LEARNABLE, *WIDTHS[kind]]
+    sets = [f"data.members=['{h5}']", "data.ratios=[1.0]", f"{kind}.img_res=64", f"train.milestones=[{drop}]", *LEARNABLE, *WIDTHS[kind]]
     return ["--data-dir", str(tree), *[a for s in sets for a in ("--set", s)], "train", kind, "--out", str(out),
             "--init", "none", "--lr", str(lr), "--batch-size", str(batch), "--max-steps", str(steps), "--workers", "0"]
 

@@ -66,7 +66,7 @@ def synth16(standin_tree, tmp_path_factory):
 
 def train_args(tree, h5, out, *extra, head=()):
     return ["--data-dir", str(tree), *head, *SMALL_BODY, "--set", f"data.members=['{h5}']", "--set", "data.ratios=[1.0]",
-            "--set", "data.img_res=64",
+            "--set", "data.img_res=64", "--set", "body.img_res=64",
             "train", "body", "--out", str(out), "--init", "none", "--batch-size", "4", "--workers", "0",
             "--val-every", "0", *extra]
 
@@ -121,6 +121,23 @@ def test_train_flags_that_no_run_can_use_are_refused_with_one_line(run_cli, stan
         assert res.exit_code == 2 and word in res.output, res.output
         one_error_line(res)
         assert not out.exists()
+
+
+def test_training_crops_of_another_side_than_the_model_declares_are_refused(run_cli, standin_tree, synth16, tmp_path):
+    """A model trained on 64 px crops would be saved declaring the preset's 256 (and inferred at 256):
+    refused before any work, naming both values; the same run with both at 64 is accepted."""
+    out = tmp_path / "run"
+    args = train_args(standin_tree, synth16, out, "--max-steps", "1")
+    args[args.index("body.img_res=64")] = "body.img_res=256"
+    res = run_cli(*args)
+    assert res.exit_code == 2, res.output
+    line = one_error_line(res)
+    assert "data.img_res is 64 px" in line and "body.img_res = 256 px" in line, line
+    assert not out.exists()
+    hand = run_cli("--data-dir", str(standin_tree), "--set", "data.img_res=256", "train", "hand", "--out", str(out),
+                   "--init", "none")
+    assert hand.exit_code == 2 and "hand.img_res = 224 px" in one_error_line(hand), hand.output
+    assert not out.exists()
 
 
 def documented_quickstart() -> list[list[str]]:

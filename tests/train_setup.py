@@ -20,4 +20,4 @@ def hand_run_with_validation(run_cli, standin_tree: Path, tmp_path: Path) -> tup
     assert run_cli("--data-dir", data, "-q", "preprocess", "freihand", "--split", "test").exit_code == 0
     h5 = write_synth(tmp_path / "synth", "hand", 4, DataTree(data), seed=0, size=64)
     return data, ["--set", "hand.resnet_width=8", "--set", "hand.hidden=[32,32]", "--set", f"data.members=['{h5}']",
-                  "--set", "data.img_res=64", "--set", "train.val_limit=3"]
+                  "--set", "data.img_res=64", "--set", "hand.img_res=64", "--set", "train.val_limit=3"]

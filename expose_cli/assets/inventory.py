@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from expose_cli.data.outputs import TRAINING_SPLITS, output_files, training_files
+from expose_cli.data.outputs import BENCHMARK_SPLITS, TRAINING_SPLITS, output_files, training_files
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
 
@@ -159,7 +159,7 @@ def requirements(tree: DataTree) -> list[Requirement]:
                                     _auxiliary(name)))
     for name, tasks in (("expose", ("infer", "eval")), ("body", ("eval",)), ("face", ("eval",)), ("hand", ("eval",))):
         reqs.append(Requirement(f"checkpoint '{name}'", tree.checkpoint(name), tasks, FETCH, _checkpoint(tree)))
-    for ds, split in (("ehf", "val"), ("3dpw", "test"), ("freihand", "test"), ("stirling", "HQ")):
+    for ds, split in BENCHMARK_SPLITS.items():
         reqs.append(_preprocessed(tree, output_files(ds, tree, (split,))[0], ds, f"{ds} {split}", ("eval",)))
     for ds in TRAINING_SPLITS:  # the files the converters write, from the data layer's one list
         for split, path in zip(TRAINING_SPLITS[ds], training_files(ds, tree), strict=True):

@@ -10,8 +10,7 @@ import typer
 from expose_cli.cli.common import get_settings, info
 from expose_cli.errors import ExposeError
 from expose_cli.io.outputs import check_writable
-
-KINDS = ("body", "hand", "face", "expose")
+from expose_cli.kinds import KINDS, kind_names
 
 export_app = typer.Typer(help="Export a model for other runtimes (ONNX).", no_args_is_help=True)
 
@@ -27,7 +26,7 @@ def onnx_command(
 ) -> None:
     """Write the networks of a checkpoint as ONNX with a dynamic batch axis (docs/export.md)."""
     if kind not in KINDS:
-        raise ExposeError(f"unknown model kind {kind!r}", hint="use " + ", ".join(KINDS))
+        raise ExposeError(f"unknown model kind {kind!r}", hint="use " + kind_names())
     settings = get_settings(ctx)
     from expose_cli.inference import onnx_export  # torch: only when a command runs
     from expose_cli.models import load_net

@@ -8,18 +8,16 @@ from pathlib import Path
 
 from expose_cli.data.converters import CONVERTERS
 from expose_cli.errors import ExposeError
+from expose_cli.io.catalog import DATASETS
 from expose_cli.io.paths import DataTree
 
 #: The splits of each dataset that training reads (training-reference §1: curated fits, SPIN's
 #: fits in all four of their files, Human3.6M train for the body; FreiHAND train for the hand;
-#: FFHQ for the face).
-TRAINING_SPLITS: dict[str, tuple[str, ...]] = {
-    "curated-fits": ("train",),
-    "spin-smplx": CONVERTERS["spin-smplx"].SPLITS,
-    "h36m-smplx": ("train",),
-    "freihand": ("train",),
-    "ffhq": ("train",),
-}
+#: FFHQ for the face), from the catalog.
+TRAINING_SPLITS: dict[str, tuple[str, ...]] = {d.name: d.training_splits for d in DATASETS.values()
+                                                if d.training_splits}
+#: The split of each benchmark dataset that `expose eval` scores, from the catalog.
+BENCHMARK_SPLITS: dict[str, str] = {d.name: d.benchmark_split for d in DATASETS.values() if d.benchmark_split}
 
 
 def output_files(name: str, tree: DataTree, splits: Iterable[str] | None = None) -> list[Path]:

@@ -6,11 +6,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
-from expose_cli.data.converters import CONVERTERS
+from expose_cli.data.converters import CONVERTERS, Converter
 from expose_cli.data.converters._common import BadInputFile
 from expose_cli.data.hdf5 import DropStats, HDF5Writer, SampleBlock
 from expose_cli.errors import ExposeError
@@ -117,26 +116,24 @@ def _limited(samples: Iterator[dict], limit: int, stats: DropStats) -> Iterator[
         yield sample
 
 
-def split_present(module: ModuleType, root: Path, split: str) -> bool:
-    """Whether the raw input of ``split`` is there (converters without ``split_present``: yes)."""
-    check = getattr(module, "split_present", None)
-    return True if check is None else bool(check(root, split))
+def split_present(module: Converter, root: Path, split: str) -> bool:
+    """Whether the raw input of ``split`` is there."""
+    return bool(module.split_present(root, split))
 
 
-def expected_input(module: ModuleType, split: str) -> str:
+def expected_input(module: Converter, split: str) -> str:
     """What a split's raw input looks like, for messages."""
-    describe = getattr(module, "expected_input", None)
-    return describe(split) if describe is not None else "its raw files"
+    return module.expected_input(split)
 
 
-def _convert_split(name: str, module: ModuleType, root: Path, split: str, path: Path, options: dict, *,
+def _convert_split(name: str, module: Converter, root: Path, split: str, path: Path, options: dict, *,
                    overwrite: bool, limit: int | None, on_sample: Callable[..., None] | None,
                    embed_images: bool, workers: int) -> ConvertResult:
     """One split into ``path`` (complete or absent); a killed run's temporary files beside it are removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent)
-    image_root = module.image_root(root) if hasattr(module, "image_root") else root
-    attrs = dict(module.file_attrs(options)) if hasattr(module, "file_attrs") else {}
+    image_root = module.image_root(root)
+    attrs = dict(module.file_attrs(options))
     if limit is not None:
         attrs["limit"] = limit
     writer = HDF5Writer(path, name, split, image_root, f"{name}-{module.VERSION}", overwrite=overwrite,

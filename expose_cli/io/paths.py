@@ -23,30 +23,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from expose_cli.io.catalog import DATASETS
+from expose_cli.kinds import KINDS
+
 GENDERS = ("neutral", "male", "female")
 
-#: The four published checkpoints, by short name -> file name in ``pretrained_models/``.
-CHECKPOINT_FILES = {
-    "body": "hrnet_hmr_expose_body.pth",
-    "face": "resnet18_hmr_expose_face.pth",
-    "hand": "resnet18_hmr_expose_hand.pth",
-    "expose": "expose.pth",
-}
+#: The four published checkpoints, by short name (the kind) -> file name in ``pretrained_models/``.
+CHECKPOINT_FILES = {k.name: k.checkpoint_file for k in KINDS.values()}
 
-#: Raw dataset folders under ``datasets/`` (the seed's names), by the name ``expose preprocess`` uses.
-RAW_DATASET_DIRS = {
-    "coco": "coco",
-    "3dpw": "3DPW",
-    "ffhq": "ffhq",
-    "stirling": "stirling",
-    "freihand": "FreiHand",
-    "ehf": "EHF",
-    "curated-fits": "ExPose_curated_fits",
-    "spin-smplx": "spin_in_smplx",
-    "h36m-smplx": "h36m",
-    "lsp": "lsp",
-    "mpii": "mpii",
-}
+#: Raw dataset folders under ``datasets/`` (the seed's names), by the name ``expose preprocess`` uses
+#: (the catalog's), and the raw folders of downloads that no converter reads on their own.
+RAW_DATASET_DIRS = {**{d.name: d.raw_dir for d in DATASETS.values()}, "lsp": "lsp", "mpii": "mpii"}
 
 DEFAULT_DATA_DIR = Path("data")
 DATA_DIR_ENV = "EXPOSE_DATA_DIR"

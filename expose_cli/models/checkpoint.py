@@ -20,6 +20,7 @@ import torch
 
 from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.io.paths import CHECKPOINT_FILES, DataTree
+from expose_cli.kinds import KINDS
 from expose_cli.models.config import ModelConfig, apply_overrides, preset
 from expose_cli.models.expose import ExPoseNet, Predictor
 from expose_cli.models.model import ExPoseModel
@@ -134,13 +135,12 @@ def infer_config(state: dict, kind: str) -> ModelConfig:
         cfg.body.hrnet_width = int(state["backbone.transition1.0.0.weight"].shape[0])
         cfg.body.feature_dim = int(state["backbone.conv_layers.0.conv3.weight"].shape[0])
         cfg.body.hidden = hidden("head")
-    part_prefix = {"hand": ("backbone", "head"), "face": ("backbone", "head")}
     if kind in ("hand", "expose"):
-        bb, hd = part_prefix["hand"] if kind == "hand" else ("hand_backbone", "hand_head")
+        bb, hd = ("backbone", "head") if kind == "hand" else KINDS["hand"].full_model_modules
         cfg.hand.resnet_width = int(state[f"{bb}.conv1.weight"].shape[0])
         cfg.hand.hidden = hidden(hd)
     if kind in ("face", "expose"):
-        bb, hd = part_prefix["face"] if kind == "face" else ("face_backbone", "face_head")
+        bb, hd = ("backbone", "head") if kind == "face" else KINDS["face"].full_model_modules
         cfg.face.resnet_width = int(state[f"{bb}.conv1.weight"].shape[0])
         cfg.face.hidden = hidden(hd)
         cfg.face.num_betas = int(state[f"{hd}.shape_idxs"].numel())

@@ -19,6 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from expose_cli.errors import ExposeError
+from expose_cli.kinds import KINDS, kind_names
 
 
 @dataclass
@@ -34,7 +35,7 @@ class BodyConfig:
     num_betas: int = 10
     num_expression: int = 10
     camera_mean_scale: float = 0.9
-    img_res: int = 256
+    img_res: int = KINDS["body"].img_res
 
 
 @dataclass
@@ -48,7 +49,7 @@ class HandConfig:
     num_stages: int = 3
     num_betas: int = 10
     camera_mean_scale: float = 0.9
-    img_res: int = 224
+    img_res: int = KINDS["hand"].img_res
 
 
 @dataclass
@@ -63,7 +64,7 @@ class FaceConfig:
     num_betas: int = 100
     num_expression: int = 50
     camera_mean_scale: float = 8.0
-    img_res: int = 256
+    img_res: int = KINDS["face"].img_res
 
 
 @dataclass
@@ -95,8 +96,7 @@ class ModelConfig:
     def img_res(self) -> int:
         """Side (px) of the square person crop the model takes: ``body.img_res`` for the body and the
         full model (whose hand and face crops are ``attention``'s), else the hand's or the face's."""
-        part = {"body": self.body, "expose": self.body, "hand": self.hand, "face": self.face}
-        return part[self.kind].img_res
+        return getattr(self, KINDS[self.kind].config_section).img_res
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -110,13 +110,10 @@ class ModelConfig:
         return cfg
 
 
-PRESETS = ("body", "hand", "face", "expose")
-
-
 def preset(name: str) -> ModelConfig:
     """The full-size config of a seed model: ``body``, ``hand``, ``face`` or ``expose``."""
-    if name not in PRESETS:
-        raise ExposeError(f"unknown model preset {name!r}", hint=f"use one of {', '.join(PRESETS)}")
+    if name not in KINDS:
+        raise ExposeError(f"unknown model preset {name!r}", hint=f"use one of {kind_names()}")
     return ModelConfig(kind=name)
 
 

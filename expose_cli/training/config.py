@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from expose_cli.errors import ExposeError
+from expose_cli.kinds import KINDS, kind_names
 from expose_cli.models.config import (
     ModelConfig,
     _coerce,
@@ -26,10 +27,6 @@ from expose_cli.models.config import (
     small_config,
 )
 
-KINDS = ("body", "hand", "face", "expose")
-#: The validation benchmark of each seed config (`expose eval` protocols).
-VAL_SETS = {"body": "3dpw", "hand": "freihand", "face": "stirling", "expose": "ehf"}
-BATCH_SIZES = {"body": 48, "hand": 64, "face": 64, "expose": 48}
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: Train fields that may be 0 (meaning this) but never negative.
 NON_NEGATIVE = {"max_steps": "no limit, all the epochs", "workers": "load data in the main process",
@@ -58,16 +55,10 @@ class LossConfig:
 
 
 def loss_preset(kind: str) -> LossConfig:
-    """The seed's losses: body all terms; hand 2D keypoints, wrist and finger rotations and the shape
-    prior; face 2D keypoints, head and jaw rotations, expression and the shape prior; the full model
-    the body's plus the two crop terms."""
-    if kind == "hand":
-        return LossConfig(keypoints3d=0.0, body_pose=0.0, jaw_pose=0.0, betas=0.0, expression=0.0)
-    if kind == "face":
-        return LossConfig(keypoints3d=0.0, body_pose=0.0, hand_pose=0.0, betas=0.0)
-    if kind == "expose":
-        return LossConfig(hand_crop=1.0, face_crop=1.0)
-    return LossConfig()
+    """The seed's loss weights of ``kind`` (``RECIPES[kind].loss`` of :mod:`expose_cli.training.recipes`)."""
+    from expose_cli.training.recipes import RECIPES
+
+    return LossConfig(**RECIPES[kind].loss)
 
 
 @dataclass
@@ -139,11 +130,13 @@ class RunConfig:
 def run_preset(kind: str, small: bool = False) -> RunConfig:
     """The seed's config of ``kind`` (``small``: tiny network widths of the same structure)."""
     if kind not in KINDS:
-        raise ExposeError(f"unknown model {kind!r}", hint=f"use one of {', '.join(KINDS)}")
+        raise ExposeError(f"unknown model {kind!r}", hint=f"use one of {kind_names()}")
+    from expose_cli.training.recipes import RECIPES
+
     model = small_config(kind) if small else preset(kind)
-    # The body's HRNet never uses its last stage-3 fusion into branch 1 (ExPose reads branches
-    # 2-4): DDP must look for unused parameters there, and only there.
-    train = TrainConfig(batch_size=BATCH_SIZES[kind], val_set=VAL_SETS[kind], find_unused_parameters=kind == "body")
+    recipe = RECIPES[kind]
+    train = TrainConfig(batch_size=recipe.batch_size, val_set=recipe.val_set,
+                        find_unused_parameters=recipe.find_unused_parameters)
     return RunConfig(kind, model, _data_preset(kind), train, loss_preset(kind))
 
 
@@ -250,3 +243,14 @@ def check(cfg: RunConfig) -> None:
             post_init()
         except ValueError as exc:
             raise ExposeError(f"data: {exc}", hint="give data.members and data.ratios of the same length") from None
+    _check_img_res(cfg)
+
+
+def _check_img_res(cfg: RunConfig) -> None:
+    """The training crops' side must be the one the model declares (its checkpoint records it and
+    inference crops at it): a model trained on 224 px crops is never saved declaring 256."""
+    section = KINDS[cfg.model.kind].config_section
+    if cfg.data.img_res != cfg.model.img_res:
+        raise ExposeError(f"data.img_res is {cfg.data.img_res} px but the {cfg.kind} model takes "
+                          f"{section}.img_res = {cfg.model.img_res} px crops", exit_code=2,
+                          hint=f"set data.img_res and {section}.img_res to the same side")

@@ -1,14 +1,12 @@
 """Typed configuration of the training data: members, mixing ratios, crop size, augmentations.
 
 Defaults are the seed's (MMHuman3D v0.11.0 ``configs/expose/*.py``); :func:`data_preset` gives the
-four models' recipes. Everything is a plain dataclass, overridable field by field (TOML, ``--set``).
+kinds' recipes (:mod:`expose_cli.training.recipes`). Everything is a plain dataclass, overridable field by field (TOML, ``--set``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-
-KINDS = ("body", "hand", "face", "expose")
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class AugmentConfig:
 class DataConfig:
     """What a training run reads.
 
-    ``members``: dataset names (see :data:`expose_cli.training.datasets.MEMBER_FILES`; any other name
+    ``members``: dataset names (see :data:`expose_cli.io.catalog.MEMBERS`; any other name
     ``X`` reads ``preprocessed_datasets/X_train.h5``, and a path ending in ``.h5`` is used as is).
     ``ratios``: mixing weights, one per member (normalised by their sum).
     ``img_res``: the square crop side (px). ``augment``: :class:`AugmentConfig`.
@@ -67,25 +65,17 @@ class DataConfig:
             raise ValueError("ratios must be non-negative with a positive sum")
 
 
-_HAND_FACE_ROTATION = dict(rot_factor=30.0, rot_prob=0.6, noise_factor=0.4)
-
-
 def data_preset(kind: str) -> DataConfig:
-    """The seed's data recipe for ``kind`` in ``body``, ``hand``, ``face``, ``expose`` (the full model)."""
-    if kind == "body":
-        return DataConfig()
-    if kind == "expose":
-        return DataConfig(members=("curated_fits",), ratios=(1.0,), img_res=256,
-                          augment=AugmentConfig(rotate_full_image=True))
-    if kind == "hand":
-        aug = AugmentConfig(jitter_factor=0.2, jitter_dist="uniform", flip_prob=0.0, scale_factor=0.2,
-                            low_res_factors=(1.0, 1.2, 1.5, 2.0, 3.0, 4.0), **_HAND_FACE_ROTATION)
-        return DataConfig(members=("freihand",), ratios=(1.0,), img_res=224, augment=aug)
-    if kind == "face":
-        aug = AugmentConfig(jitter_factor=0.2, jitter_dist="uniform", flip_prob=0.5, scale_factor=0.2,
-                            low_res_factors=(1.0, 1.2, 1.5, 2.0, 3.0, 4.0, 8.0), **_HAND_FACE_ROTATION)
-        return DataConfig(members=("ffhq",), ratios=(1.0,), img_res=256, augment=aug)
-    raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    """The seed's data recipe for ``kind`` in ``body``, ``hand``, ``face``, ``expose`` (the full model):
+    ``RECIPES[kind].data`` of :mod:`expose_cli.training.recipes`."""
+    from expose_cli.kinds import kind_names
+    from expose_cli.training.recipes import (
+        RECIPES,  # it builds its configs from this module's classes
+    )
+
+    if kind not in RECIPES:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {kind_names()}")
+    return RECIPES[kind].data
 
 
 def with_members(cfg: DataConfig, members: tuple[str, ...], ratios: tuple[float, ...] | None = None) -> DataConfig:

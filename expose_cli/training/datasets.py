@@ -15,7 +15,6 @@ report it (:func:`skipped_report`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -25,43 +24,14 @@ from torch.utils.data import Dataset
 
 from expose_cli.body_models.keypoints import convert_keypoints, get_convention
 from expose_cli.errors import ExposeError
+from expose_cli.io.catalog import MEMBERS
 from expose_cli.io.images import read_image
-from expose_cli.training.data_config import KINDS, DataConfig
+from expose_cli.io.paths import DataTree
+from expose_cli.kinds import KINDS, Kind, kind_names
+from expose_cli.training.data_config import DataConfig
 from expose_cli.training.h5rows import H5Rows
 from expose_cli.training.sample import Record, SourceImage, make_sample
 
-#: Member name -> (files under ``preprocessed_datasets/``, the ``expose preprocess`` that makes them).
-MEMBER_FILES: dict[str, tuple[tuple[str, ...], str]] = {
-    "curated_fits": (("curated_fits_train.h5",), "expose preprocess curated-fits --split train"),
-    "spin_smplx": (tuple(f"spin_smplx_{s}.h5" for s in ("coco", "lsp", "lspet", "mpii")),
-                   "expose preprocess spin-smplx"),
-    "h36m_smplx": (("h36m_smplx_train.h5",), "expose preprocess h36m-smplx --split train"),
-    "freihand": (("freihand_train.h5",), "expose preprocess freihand --split train"),
-    "ffhq": (("ffhq_train.h5",), "expose preprocess ffhq --split train"),
-}
-
-
-@dataclass(frozen=True)
-class KindSpec:
-    """What one model kind reads: keypoint convention, parameter group, and parameter sizes."""
-
-    convention: str
-    model: str  # smplx | mano | flame (the HDF5 group and its has_<model> flag)
-    params: dict[str, str]  # sample key -> HDF5 field
-    num_betas: int
-    num_expression: int
-
-
-_SMPLX = {k: f"smplx/{k}" for k in ("global_orient", "body_pose", "jaw_pose", "left_hand_pose",
-                                      "right_hand_pose", "betas", "expression")}
-KIND_SPECS = {
-    "body": KindSpec("smplx", "smplx", _SMPLX, 10, 10),
-    "expose": KindSpec("smplx", "smplx", _SMPLX, 10, 10),
-    "hand": KindSpec("mano", "mano", {"global_orient": "mano/global_orient",
-                                      "right_hand_pose": "mano/right_hand_pose", "betas": "mano/betas"}, 10, 10),
-    "face": KindSpec("flame_73", "flame", {"global_orient": "flame/global_orient", "jaw_pose": "flame/jaw_pose",
-                                           "betas": "flame/betas", "expression": "flame/expression"}, 100, 50),
-}
 PARAM_SHAPES = {"global_orient": (3,), "body_pose": (21, 3), "jaw_pose": (3,), "left_hand_pose": (15, 3),
                 "right_hand_pose": (15, 3)}
 HAS_KEYS = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose", "betas", "expression")
@@ -70,14 +40,15 @@ MAX_IMAGE_RETRIES = 10
 
 
 def member_files(name: str, data_dir: Path) -> tuple[list[Path], str]:
-    """The files of member ``name`` and the command that makes them (see :data:`MEMBER_FILES`)."""
+    """The files of member ``name`` and the command that makes them: a catalog dataset's training
+    splits (:data:`expose_cli.io.catalog.MEMBERS`), a path ending in ``.h5``, or ``<name>_train.h5``."""
     if name.endswith(".h5"):
         return [Path(name)], "expose preprocess"
-    pre = Path(data_dir) / "preprocessed_datasets"
-    if name in MEMBER_FILES:
-        files, command = MEMBER_FILES[name]
-        return [pre / f for f in files], command
-    return [pre / f"{name}_train.h5"], f"expose preprocess {name.replace('_', '-')} --split train"
+    tree = DataTree(Path(data_dir))
+    if name in MEMBERS:
+        entry = MEMBERS[name]
+        return [tree.preprocessed_file(entry.name, s) for s in entry.training_splits], entry.member_command
+    return [tree.preprocessed / f"{name}_train.h5"], f"expose preprocess {name.replace('_', '-')} --split train"
 
 
 def _image_candidates(raw_root: str, image_path: str, data_dir: Path | None) -> list[Path]:
@@ -98,7 +69,7 @@ def _core_joints(kind: str) -> list[str]:
     """Joints whose keypoints make a file useful for ``kind`` (body joints, hand joints, face landmarks)."""
     from smplx.joint_names import JOINT_NAMES
 
-    conv = get_convention(KIND_SPECS[kind].convention)
+    conv = get_convention(KINDS[kind].convention)
     if kind in ("body", "expose"):
         return list(JOINT_NAMES[:20])  # pelvis .. elbows: not the wrists a hand file has
     return list(conv.names[5:]) if kind == "face" else list(conv.names)
@@ -106,8 +77,8 @@ def _core_joints(kind: str) -> list[str]:
 
 def check_kind_content(rows: H5Rows, kind: str) -> None:
     """One-line error when a file has neither the kind's parameters nor keypoints of its joints."""
-    spec = KIND_SPECS[kind]
-    has_params = bool(np.any(rows.column(f"has_{spec.model}")))
+    spec = KINDS[kind]
+    has_params = bool(np.any(rows.column(f"has_{spec.body_model}")))
     names = get_convention("smplx").names
     present = np.zeros(len(names), bool)
     for mask in rows.masks.values():
@@ -116,8 +87,8 @@ def check_kind_content(rows: H5Rows, kind: str) -> None:
     has_kps = any(present[i] for i, n in enumerate(names) if n in core)
     if not (has_params or has_kps):
         raise ExposeError(
-            f"has nothing the {kind} model trains on: missing {spec.model}/* parameters "
-            f"(has_{spec.model} is false in every row) and 2D/3D keypoints of the {kind} joints",
+            f"has nothing the {kind} model trains on: missing {spec.body_model}/* parameters "
+            f"(has_{spec.body_model} is false in every row) and 2D/3D keypoints of the {kind} joints",
             path=rows.path, hint=f"train the {kind} model on another dataset (see docs/train.md)")
 
 
@@ -125,7 +96,7 @@ class Member:
     """One mixture member: one or more HDF5 files read as one list of rows."""
 
     def __init__(self, name: str, data_dir: Path, kind: str, images: str = "auto") -> None:
-        self.name, self.kind, self.spec = name, kind, KIND_SPECS[kind]
+        self.name, self.kind, self.spec = name, kind, KINDS[kind]
         self.data_dir = Path(data_dir)
         paths, command = member_files(name, data_dir)
         missing = [p for p in paths if not p.is_file()]
@@ -138,7 +109,7 @@ class Member:
 
     def _open(self, path: Path, images: str) -> H5Rows:
         spec = self.spec
-        fields = (*BASE_FIELDS, f"has_{spec.model}", *spec.params.values())
+        fields = (*BASE_FIELDS, f"has_{spec.body_model}", *spec.params.values())
         probe = H5Rows(path, fields)
         embedded = probe.has_embedded if images == "auto" else images == "embedded"
         if embedded:
@@ -177,14 +148,14 @@ class Member:
         raise ImageUnreadable(f"{rows.path}: image not found: {row['image_path']}")
 
 
-def row_record(row: dict, spec: KindSpec) -> Record:
+def row_record(row: dict, spec: Kind) -> Record:
     """A :class:`Record` from one HDF5 row: box centre/side, keypoints in the kind's convention,
     parameters, and per-sample ``has_*`` (the row's ``has_<model>`` and a group that is not all zero)."""
     x, y, w, h = (float(v) for v in row["bbox_xywh"])
     height, width = (int(v) for v in row["image_size"])
     kp2d = convert_keypoints(np.asarray(row["keypoints2d"], np.float64), "smplx", spec.convention)[0]
     kp3d = convert_keypoints(np.asarray(row["keypoints3d"], np.float64), "smplx", spec.convention)[0]
-    has_model = bool(row[f"has_{spec.model}"])
+    has_model = bool(row[f"has_{spec.body_model}"])
     shapes = {**PARAM_SHAPES, "betas": (spec.num_betas,), "expression": (spec.num_expression,)}
     params, has = {}, {}
     for key, shape in shapes.items():
@@ -213,7 +184,7 @@ class TrainDataset(Dataset):
     def __init__(self, cfg: DataConfig, data_dir: Path, kind: str, seed: int = 0, images: str = "auto",
                  train: bool = True) -> None:
         if kind not in KINDS:
-            raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+            raise ValueError(f"unknown model kind {kind!r}; expected one of {kind_names()}")
         self.cfg, self.kind, self.seed, self.train = cfg, kind, int(seed), train
         self.members = [Member(name, data_dir, kind, images) for name in cfg.members]
         self.offsets = np.cumsum([0] + [len(m) for m in self.members])

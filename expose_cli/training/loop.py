@@ -21,14 +21,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from expose_cli.errors import ExposeError
+from expose_cli.kinds import KINDS
 from expose_cli.models.model import ExPoseModel
 from expose_cli.training import distributed as D
 from expose_cli.training.checkpointing import rng_state, save_training_checkpoint, set_rng_state
 from expose_cli.training.config import RunConfig
 from expose_cli.training.objective import compute_losses, model_input
-
-#: The module groups that get an optimiser each (MMHuman3D's optimizer config keys).
-GROUPS = ("backbone", "head", "hand_backbone", "hand_head", "face_backbone", "face_head")
 
 
 @dataclass
@@ -48,7 +46,7 @@ def build_optimizers(net, cfg: RunConfig) -> dict[str, torch.optim.Adam]:
     """One Adam (lr, coupled weight decay) per module group that has trainable parameters."""
     t = cfg.train
     out = {}
-    for name in GROUPS:
+    for name in KINDS[cfg.kind].optimizer_groups:
         module = getattr(net, name, None)
         params = [p for p in module.parameters() if p.requires_grad] if module is not None else []
         if params:

@@ -14,13 +14,11 @@ import torch
 
 from expose_cli.body_models.keypoints import get_convention
 from expose_cli.geometry.cameras import weak_perspective_project
+from expose_cli.kinds import KINDS
 from expose_cli.models import attention
 from expose_cli.models.model import Prediction
 from expose_cli.training import losses as L
 from expose_cli.training.config import LossConfig
-
-#: The keypoint convention of each model's ``joints`` (and of its training samples).
-CONVENTION = {"body": "smplx", "expose": "smplx", "hand": "mano", "face": "flame_73"}
 
 
 @cache
@@ -82,7 +80,7 @@ def _crop_terms(pred: Prediction, batch: dict, cfg: LossConfig, parts: dict) -> 
 
 def compute_losses(pred: Prediction, batch: dict, cfg: LossConfig) -> dict[str, torch.Tensor]:
     """The weighted loss terms (each a scalar) of ``pred`` against ``batch``; zero weights are left out."""
-    parts = part_indices(CONVENTION[pred.kind])
+    parts = part_indices(KINDS[pred.kind].convention)
     img_res = batch["img"].shape[-1]
     terms: dict[str, torch.Tensor] = {}
     if cfg.keypoints2d:

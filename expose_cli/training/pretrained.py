@@ -18,13 +18,13 @@ import torch
 
 from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.io.paths import DataTree
+from expose_cli.kinds import KINDS
 
 #: The converted ImageNet files in ``pretrained_models/`` (MMHuman3D's names) per backbone.
 IMAGENET_FILES = {"hrnet": "hrnet_pretrain.pth", "resnet18": "resnet18.pth"}
 #: The part checkpoints the full model starts from, and the prefixes they fill.
-PART_SOURCES = (("body", "hrnet_hmr_expose_body.pth", ("backbone", "head")),
-                ("hand", "resnet18_hmr_expose_hand.pth", ("hand_backbone", "hand_head")),
-                ("face", "resnet18_hmr_expose_face.pth", ("face_backbone", "face_head")))
+PART_SOURCES = tuple((k.name, k.checkpoint_file, k.full_model_modules) for k in KINDS.values()
+                     if k.full_model_modules is not None)
 #: Keys of the published ImageNet files that our backbones do not have: classifiers and, for
 #: timm's HRNet, its classification head and the stage ExPose does not run.
 DROPPED_PREFIXES = ("fc.", "classifier.", "incre_modules.", "downsamp_modules.", "final_layer.", "stage4.")
@@ -126,7 +126,7 @@ def initialise(net, kind: str, init: str, tree: DataTree, log: Callable[[str], N
         paths = {part: tree.pretrained_models / name for part, name, _ in PART_SOURCES}
         counts = init_full_from_parts(net, paths)
         return "initialised from the part checkpoints (" + ", ".join(f"{k} {v} tensors" for k, v in counts.items()) + ")"
-    name = IMAGENET_FILES["hrnet" if kind == "body" else "resnet18"]
+    name = IMAGENET_FILES[KINDS[kind].imagenet_backbone]
     n, total = init_backbone_from_imagenet(net.backbone, tree.pretrained_models / name)
     return f"backbone initialised from {name} ({n} of {total} tensors; the rest as built)"
 
@@ -141,6 +141,6 @@ def required_files(kind: str, init: str, tree: DataTree) -> list[tuple[Path, str
         return [(tree.pretrained_models / name, f"{part} checkpoint",
                  f"`expose fetch-models`, or train it: `expose train {part} ...` (or --init none)")
                 for part, name, _ in PART_SOURCES]
-    name = IMAGENET_FILES["hrnet" if kind == "body" else "resnet18"]
+    name = IMAGENET_FILES[KINDS[kind].imagenet_backbone]
     return [(tree.pretrained_models / name, "ImageNet backbone weights", "`expose fetch pretrained` (or --init none)")]
 

@@ -16,8 +16,11 @@ import torch
 
 from expose_cli.io.paths import DataTree
 from expose_cli.training.config import RunConfig
+from expose_cli.training.recipes import RECIPES
 
-PRIMARY = {"3dpw": "PA-MPJPE", "freihand": "PA-MPJPE", "stirling": "3DRMSE", "ehf": "PA-PVE", "heldout": "PA-MPJPE"}
+#: The metric that picks ``best.pth`` on each validation set: the kinds' benchmarks (from their
+#: recipes) and a held-out file in the training format.
+PRIMARY = {**{r.val_set: r.primary_metric for r in RECIPES.values()}, "heldout": "PA-MPJPE"}
 
 
 def benchmark_validator(name: str, data: Path | None, tree: DataTree, limit: int | None) -> Callable:
@@ -58,9 +61,9 @@ def face_contour_indices(kind: str) -> np.ndarray:
     """Indices of the 17 face-contour keypoints in the keypoints of ``kind`` (none for hands):
     the points that the head's yaw picks from a look-up table, one row per degree."""
     from expose_cli.body_models.keypoints import FACE68, get_convention
-    from expose_cli.training.objective import CONVENTION
+    from expose_cli.kinds import KINDS
 
-    names = get_convention(CONVENTION[kind]).names
+    names = get_convention(KINDS[kind].convention).names
     return np.array([names.index(n) for n in FACE68[:17] if n in names], dtype=np.int64)
 
 

@@ -300,3 +300,13 @@ def _as_block(events: list, stats) -> Iterator[SampleBlock]:
             raise event
     if samples:
         yield SampleBlock({key: [s[key] for s in samples] for key in samples[0]})
+
+
+def image_root(root: Path) -> Path:
+    """The folder the image paths are relative to: the raw folder itself."""
+    return root
+
+
+def file_attrs(options: dict) -> dict:
+    """Extra attributes of the written file: none."""
+    return {}

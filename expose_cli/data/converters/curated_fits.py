@@ -86,3 +86,8 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             if "vertices" in data:
                 sample["vertices"] = data["vertices"][i]
             yield sample
+
+
+def file_attrs(options: dict) -> dict:
+    """Extra attributes of the written file: none."""
+    return {}

@@ -102,3 +102,13 @@ def _image_size(path: Path) -> tuple[int, int]:
     if img is None:
         raise ExposeError("cannot read image", path=path)
     return int(img.shape[0]), int(img.shape[1])
+
+
+def image_root(root: Path) -> Path:
+    """The folder the image paths are relative to: the raw folder itself."""
+    return root
+
+
+def file_attrs(options: dict) -> dict:
+    """Extra attributes of the written file: none."""
+    return {}

@@ -68,3 +68,13 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             "flame/global_orient": ann["global_pose"][i], "flame/jaw_pose": ann["jaw_pose"][i],
             "flame/betas": ann["betas"][i], "flame/expression": ann["expression"][i], "has_flame": True,
         }
+
+
+def image_root(root: Path) -> Path:
+    """The folder the image paths are relative to: the raw folder itself."""
+    return root
+
+
+def file_attrs(options: dict) -> dict:
+    """Extra attributes of the written file: none."""
+    return {}

@@ -165,3 +165,8 @@ def _image_ok(root: Path, prefix: str, image_id: int, stats, options: dict) -> b
         stats.drop("missing image")
         return False
     raise ExposeError("missing image", path=root / rel)
+
+
+def image_root(root: Path) -> Path:
+    """The folder the image paths are relative to: the raw folder itself."""
+    return root

@@ -186,3 +186,13 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
         return
     for subject, cdf in jobs:
         yield from _sequence(root, subject, cdf, stats, options)
+
+
+def image_root(root: Path) -> Path:
+    """The folder the image paths are relative to: the raw folder itself."""
+    return root
+
+
+def file_attrs(options: dict) -> dict:
+    """Extra attributes of the written file: none."""
+    return {}

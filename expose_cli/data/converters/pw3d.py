@@ -153,3 +153,13 @@ def _sequence_samples(root: Path, seq: dict, stats) -> Iterator[dict]:
                 "smpl/betas": betas, "has_smpl": True, "gender": gender,
                 "camera/K": K, "camera/R": R, "camera/T": cam_poses[f, :3, 3], "has_camera": True,
             }
+
+
+def image_root(root: Path) -> Path:
+    """The folder the image paths are relative to: the raw folder itself."""
+    return root
+
+
+def file_attrs(options: dict) -> dict:
+    """Extra attributes of the written file: none."""
+    return {}

@@ -79,3 +79,8 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             **smplx_pose_fields(np.asarray(data["pose"][i]).reshape(55, 3)),
         }
         yield sample
+
+
+def file_attrs(options: dict) -> dict:
+    """Extra attributes of the written file: none."""
+    return {}

@@ -92,3 +92,13 @@ def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]
             "bbox_xywh": np.array([0, 0, w - 1, h - 1], np.float32), "gender": 1 if gender == "M" else 2,
             "scan/vertices": vertices, "scan_landmarks": landmarks,
         }
+
+
+def image_root(root: Path) -> Path:
+    """The folder the image paths are relative to: the raw folder itself."""
+    return root
+
+
+def file_attrs(options: dict) -> dict:
+    """Extra attributes of the written file: none."""
+    return {}
