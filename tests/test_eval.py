@@ -583,6 +583,7 @@ def stirling_rows(tree, n=2):
     verts, joints = np.round(verts * 64000) / 64000, np.round(joints * 64000) / 64000
     lm = joints[:, FLAME_TO_FACE3D]
     on_surface = np.unique(load_body_model_data(tree.flame_model())["f"])  # the stand-in has a few loose vertices
+    on_surface = on_surface[::8]  # a scan sparser than the mesh: the stand-in's random faces are slow to search
     far = np.full((20, 3), 5.0)  # scan points far outside the face region: cropped away
     rows = [{"scan/vertices": np.concatenate([verts[i, on_surface], far]) * 1000, "scan_landmarks": lm[i] * 1000, "gender": 1}
             for i in range(n)]
