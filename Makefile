@@ -11,8 +11,12 @@ install:
 		|| $(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[dev]"
 
+# Two pytest processes of one thread each (pytest-xdist; a file's tests stay in one process):
+# 1.6x faster than one process of two threads on a 2-core machine. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test:
-	OMP_NUM_THREADS=2 $(PYTHON) -m pytest -q -p no:cacheprovider tests
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
 
 lint:
 	$(PYTHON) -m ruff check expose_cli tests benchmarks
