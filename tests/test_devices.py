@@ -132,7 +132,7 @@ def test_a_training_step_follows_the_model(standin_tree, tmp_path):
     cfg = run_preset("hand", small=True)
     cfg.train.workers = 0
     model = hand_model(DataTree(standin_tree))
-    trainer = Trainer(cfg, model, [], None, None, tmp_path, log=lambda line: None)
+    trainer = Trainer(cfg, model, [], None, None, tmp_path)
     guard(trainer.model)
     trainer.model.to("meta")
     batch = {"img": torch.zeros(2, 3, 64, 64), "crop_transform": torch.eye(3)[:2].expand(2, 2, 3),

@@ -25,17 +25,12 @@ FLAG_FIELDS = {"epochs": "train.epochs", "max_steps": "train.max_steps", "batch_
                "seed": "train.seed", "init": "train.init"}
 
 
-def resolve_config(kind: str, settings: Settings, out: Path, resume: bool, flags: dict):
-    """The run's config: preset or saved config, then TOML, ``--set`` and the flags."""
+def resolve_config(kind: str, settings: Settings, resume, flags: dict):
+    """The run's config: preset or the config saved in ``resume`` (a ``ResumeState``), then TOML,
+    ``--set`` and the flags."""
     from expose_cli.training.config import RunConfig, apply_settings, check, run_preset, set_field
 
-    if resume:
-        from expose_cli.training.checkpointing import load_training_checkpoint
-
-        obj = load_training_checkpoint(out / "last.pth", kind)
-        cfg = RunConfig.from_dict(obj["meta"]["expose_run_config"])
-    else:
-        cfg = run_preset(kind)
+    cfg = RunConfig.from_dict(resume.run_config) if resume is not None else run_preset(kind)
     apply_settings(cfg, settings.model_config, settings.overrides)
     for name, value in flags.items():
         if value is not None:
@@ -93,14 +88,14 @@ def print_summary(trainer, status: str) -> None:
     console.print(table)
 
 
-def _run(cfg, settings: Settings, out: Path, resume: bool, argv: list[str]) -> None:
+def _run(cfg, settings: Settings, out: Path, resume, argv: list[str]) -> None:
     import torch
 
+    from expose_cli.cli.common import resolve_device
     from expose_cli.training import distributed as D
     from expose_cli.training.run import run
 
-    device = None if settings.device == "auto" else settings.device
-    dist = D.init(device)
+    dist = D.init(resolve_device(settings.device))
     try:
         trainer, status = run(cfg, settings.tree, out, resume, argv, dist, log=lambda m: info(settings, m))
     except torch.cuda.OutOfMemoryError as exc:
@@ -145,12 +140,15 @@ def train(
     flags = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, workers=workers, lr=lr,
                  precision=precision, grad_clip=grad_clip, val_every=val_every, save_every=save_every, seed=seed,
                  init=init)
-    cfg = resolve_config(kind, settings, out, resume, flags)
+    from expose_cli.training.checkpointing import ResumeState
+
+    state = ResumeState.load(out / "last.pth", kind) if resume else None  # read once: config, weights, loop
+    cfg = resolve_config(kind, settings, state, flags)
     if dry:
         world = int(os.environ["WORLD_SIZE"]) if D.launched_by_torchrun() else nproc
         dry_run(cfg, settings, world)
         return
-    _run(cfg, settings, out, resume, argv)
+    _run(cfg, settings, out, state, argv)
 
 
 def check_flags(settings: Settings, max_steps: int | None, nproc: int) -> None:
