@@ -100,6 +100,43 @@ def test_a_hook_sees_each_point_of_the_run_in_order(run_cli, standin_tree, synth
                     ("after_train max_steps", 6, 1)]
 
 
+def test_a_loss_term_added_as_documented_reaches_config_log_and_summary(run_cli, standin_tree, synth_body, tmp_path,
+                                                                        monkeypatch):
+    """docs/architecture.md's "A loss term": a LossConfig field and a compute_losses term, nothing
+    else. `--set loss.toy=2` reaches the run's config.json and checkpoint, each step's log record
+    (whose loss is the sum of its terms) and the summary."""
+    import dataclasses
+
+    from expose_cli.training import config, loop, objective
+
+    monkeypatch.setattr(config, "LossConfig",
+                        dataclasses.make_dataclass("LossConfig", [("toy", float, 0.0)], bases=(config.LossConfig,)))
+    real = objective.compute_losses
+
+    def with_toy(pred, batch, cfg):
+        terms = real(pred, batch, cfg)
+        if cfg.toy:
+            terms["toy"] = cfg.toy * (pred.betas.square().mean() + 1.0)
+        return terms
+
+    monkeypatch.setattr(objective, "compute_losses", with_toy)
+    monkeypatch.setattr(loop, "compute_losses", with_toy)  # the loop's name for it
+    res = run_cli("--set", "loss.toy=2", *body_args(standin_tree, synth_body, tmp_path / "t", "--max-steps", "2",
+                                                    "--workers", "0"))
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["loss"]["toy"] == 2.0
+    saved = torch.load(tmp_path / "t" / "last.pth", weights_only=True)["meta"]["expose_run_config"]
+    assert saved["loss"]["toy"] == 2.0
+    log = [json.loads(x) for x in (tmp_path / "t" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    for record in log:
+        terms = {k: v for k, v in record.items() if k not in ("type", "epoch", "step", "lr", "samples_per_s",
+                                                             "skipped", "loss")}
+        assert record["toy"] >= 2.0 and set(terms) > {"toy", "keypoints2d"}
+        assert record["loss"] == pytest.approx(sum(terms.values()), rel=1e-5)
+    assert "last toy" in res.output
+
+
 def test_the_checkpoint_loads_in_expose_infer_unchanged(run_cli, standin_tree, synth_body, tmp_path):
     from expose_cli.io.paths import DataTree
     from expose_cli.models import load_model
