@@ -20,7 +20,8 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistInfo:
-    """This process's place: ``rank`` of ``world_size``, ``local_rank`` on its node, its device."""
+    """This process's place: ``rank`` of ``world_size``, ``local_rank`` on its node, and the device it
+    puts the model on (the trainer then reads the model's device from its weights)."""
 
     rank: int = 0
     world_size: int = 1
