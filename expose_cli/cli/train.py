@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from expose_cli.cli.common import Settings, console, get_settings, info
 from expose_cli.errors import ExposeError, Interrupted
+
+if TYPE_CHECKING:
+    from expose_cli.training.checkpointing import ResumeState
 
 #: Flag -> config field; a flag given on the command line wins over TOML and --set.
 FLAG_FIELDS = {"epochs": "train.epochs", "max_steps": "train.max_steps", "batch_size": "train.batch_size",
@@ -25,9 +28,8 @@ FLAG_FIELDS = {"epochs": "train.epochs", "max_steps": "train.max_steps", "batch_
                "seed": "train.seed", "init": "train.init"}
 
 
-def resolve_config(kind: str, settings: Settings, resume, flags: dict):
-    """The run's config: preset or the config saved in ``resume`` (a ``ResumeState``), then TOML,
-    ``--set`` and the flags."""
+def resolve_config(kind: str, settings: Settings, resume: ResumeState | None, flags: dict):
+    """The run's config: preset or the config saved in ``resume``, then TOML, ``--set`` and the flags."""
     from expose_cli.training.config import RunConfig, apply_settings, check, run_preset, set_field
 
     cfg = RunConfig.from_dict(resume.run_config) if resume is not None else run_preset(kind)
@@ -88,7 +90,7 @@ def print_summary(trainer, status: str) -> None:
     console.print(table)
 
 
-def _run(cfg, settings: Settings, out: Path, resume, argv: list[str]) -> None:
+def _run(cfg, settings: Settings, out: Path, resume: ResumeState | None, argv: list[str]) -> None:
     import torch
 
     from expose_cli.cli.common import resolve_device
@@ -131,6 +133,7 @@ def train(
 ) -> None:
     """Train one of the four ExPose models with the seed's recipe (see docs/train.md)."""
     from expose_cli.training import distributed as D
+    from expose_cli.training.checkpointing import ResumeState
 
     settings = get_settings(ctx)
     check_flags(settings, max_steps, nproc)
@@ -140,8 +143,6 @@ def train(
     flags = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, workers=workers, lr=lr,
                  precision=precision, grad_clip=grad_clip, val_every=val_every, save_every=save_every, seed=seed,
                  init=init)
-    from expose_cli.training.checkpointing import ResumeState
-
     state = ResumeState.load(out / "last.pth", kind) if resume else None  # read once: config, weights, loop
     cfg = resolve_config(kind, settings, state, flags)
     if dry:
