@@ -167,8 +167,9 @@ def build_trainer(cfg, plan: Plan, data: dict, out: Path, validate: bool):
     dataset = build_train_dataset(cfg.data, tree.root, cfg.kind, 0)
     sampler = MixedSampler(dataset, cfg.data.ratios, seed=0, length=plan.val_every * plan.batch)
     validator = build_validation(cfg, tree) if validate else None
-    return Trainer(cfg, R.build_model(cfg, tree), dataset, sampler, collate, out, D.DistInfo(device=plan.device),
-                   validator, log=lambda line: None)
+    info = D.DistInfo(device=torch.device(plan.device))
+    return Trainer(cfg, R.build_model(cfg, tree), dataset, sampler, collate, out, info,
+                   R.build_hooks(cfg, out, info, validator, log=lambda line: None))
 
 
 def train_figures(kind: str, precision: str, plan: Plan, data: dict, out: Path, steps: int, validate: bool) -> dict:
@@ -176,9 +177,14 @@ def train_figures(kind: str, precision: str, plan: Plan, data: dict, out: Path, 
     cfg = train_config(kind, precision, plan, data, validate)
     trainer = build_trainer(cfg, plan, data, out, validate)
     step_s, val_s, save_s = [], [], []
-    trainer.step, trainer.save = timed(trainer.step, step_s), timed(trainer.save, save_s)
-    if trainer.validate is not None:
-        trainer.validate = timed(trainer.validate, val_s)
+    from expose_cli.training.checkpointer import Checkpointer
+    from expose_cli.training.hooks import Validation
+
+    checkpointer = next(h for h in trainer.hooks if isinstance(h, Checkpointer))
+    validation = next(h for h in trainer.hooks if isinstance(h, Validation))
+    trainer.step, checkpointer.save = timed(trainer.step, step_s), timed(checkpointer.save, save_s)
+    if validation.validate is not None:
+        validation.validate = timed(validation.validate, val_s)
     if plan.warmup:
         cfg.train.max_steps = plan.warmup
         trainer.fit()
@@ -188,9 +194,9 @@ def train_figures(kind: str, precision: str, plan: Plan, data: dict, out: Path, 
     tic = time.perf_counter()
     trainer.fit()
     wall = time.perf_counter() - tic
-    ran, parts = len(step_s), getattr(trainer, "last_parts", {})  # no parts: every step was skipped
+    ran, parts = len(step_s), trainer.last_parts  # no parts: every step was skipped
     finite = trainer.progress.skipped == 0 and bool(parts) and all(math.isfinite(v) for v in parts.values())
-    vals = list(trainer.history)
+    vals = list(validation.history)
     return {"steps": ran, "batch": plan.batch, "precision": precision,
             "step_samples_per_s": round(ran * plan.batch / sum(step_s), 1),
             "run_samples_per_s": round(ran * plan.batch / max(wall - sum(val_s) - sum(save_s), 1e-9), 1),

@@ -132,10 +132,23 @@ def test_a_training_step_follows_the_model(standin_tree, tmp_path):
     cfg = run_preset("hand", small=True)
     cfg.train.workers = 0
     model = hand_model(DataTree(standin_tree))
-    trainer = Trainer(cfg, model, [], None, None, tmp_path, log=lambda line: None)
+    trainer = Trainer(cfg, model, [], None, None, tmp_path)
     guard(trainer.model)
     trainer.model.to("meta")
     batch = {"img": torch.zeros(2, 3, 64, 64), "crop_transform": torch.eye(3)[:2].expand(2, 2, 3),
              "scale": torch.full((2, 2), 64.0)}
     with pytest.raises(Reached):
         trainer.step(batch)
+
+
+def test_training_places_its_process_on_a_torch_device(monkeypatch):
+    """`expose train` carries a ``torch.device`` as infer and eval do; a bare ``cuda`` is the first
+    GPU, an index is kept (nothing is allocated: no GPU needed)."""
+    from expose_cli.training import distributed as D
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert D.init(torch.device("cpu")).device == torch.device("cpu")
+    assert D.init(torch.device("cuda")).device == torch.device("cuda", 0)
+    assert D.init(torch.device("cuda", 1)).device == torch.device("cuda", 1)
+    assert isinstance(D.init().device, torch.device) and D.DistInfo().device == torch.device("cpu")

@@ -32,16 +32,26 @@ def weights(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def test_resume_gives_bit_identical_weights(run_cli, standin_tree, synth_body, tmp_path):
+def test_resume_gives_bit_identical_weights(run_cli, standin_tree, synth_body, tmp_path, monkeypatch):
     """N + N steps with a resume between == 2N steps straight (dropout and augmentations on,
-    2 workers, an epoch boundary crossed: 16 samples / batch 4 = 4 steps per epoch)."""
+    2 workers, an epoch boundary crossed: 16 samples / batch 4 = 4 steps per epoch); the resume
+    reads last.pth once (config, weights and loop state from one load)."""
     straight = run_cli(*body_args(standin_tree, synth_body, tmp_path / "a", "--max-steps", "6", "--workers", "2"))
     assert straight.exit_code == 0, straight.output
     first = run_cli(*body_args(standin_tree, synth_body, tmp_path / "b", "--max-steps", "3", "--workers", "2"))
     assert first.exit_code == 0, first.output
+    loads, real_load = [], torch.load
+
+    def counting_load(f, *args, **kwargs):
+        loads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
     again = run_cli(*body_args(standin_tree, synth_body, tmp_path / "b", "--max-steps", "6", "--workers", "2",
                                "--resume"))
+    monkeypatch.setattr(torch, "load", real_load)
     assert again.exit_code == 0, again.output
+    assert loads == [str(tmp_path / "b" / "last.pth")]
     a, b = weights(tmp_path / "a" / "last.pth"), weights(tmp_path / "b" / "last.pth")
     assert a.keys() == b.keys()
     for key in a:
@@ -52,6 +62,79 @@ def test_resume_gives_bit_identical_weights(run_cli, standin_tree, synth_body, t
     assert [r["step"] for r in log if r["type"] == "train"] == [1, 2, 3, 4, 5, 6]
     assert (tmp_path / "b" / "config.json").is_file()
     assert "--resume" in (tmp_path / "b" / "README.txt").read_text()
+
+
+def test_a_hook_sees_each_point_of_the_run_in_order(run_cli, standin_tree, synth_body, tmp_path, monkeypatch):
+    """A hook added as docs/architecture.md says (a HookBase subclass, one more entry in
+    run.build_hooks' list) is called at each point: 16 samples / batch 4 = 4 steps an epoch, so
+    --max-steps 6 runs one whole epoch (whose after_epoch already counts it: epoch 1), two steps of
+    the next, then after_train with the status; (point, step, epoch) as the hook reads them."""
+    from expose_cli.training import run as R
+    from expose_cli.training.hooks import HookBase
+
+    seen = []
+
+    class Recorder(HookBase):
+        def before_train(self, trainer):
+            seen.append(("before_train", trainer.progress.step, trainer.progress.epoch))
+
+        def before_epoch(self, trainer):
+            seen.append(("before_epoch", trainer.progress.step, trainer.progress.epoch))
+
+        def after_step(self, trainer, parts, rate):
+            assert parts is not None and set(parts) >= {"loss", "keypoints2d"} and rate > 0
+            seen.append(("after_step", trainer.progress.step, trainer.progress.epoch))
+
+        def after_epoch(self, trainer):
+            seen.append(("after_epoch", trainer.progress.step, trainer.progress.epoch))
+
+        def after_train(self, trainer, status):
+            seen.append((f"after_train {status}", trainer.progress.step, trainer.progress.epoch))
+
+    real = R.build_hooks
+    monkeypatch.setattr(R, "build_hooks", lambda *args, **kwargs: [*real(*args, **kwargs), Recorder()])
+    res = run_cli(*body_args(standin_tree, synth_body, tmp_path / "h", "--max-steps", "6", "--workers", "0"))
+    assert res.exit_code == 0, res.output
+    assert seen == [("before_train", 0, 0), ("before_epoch", 0, 0), *[("after_step", s, 0) for s in (1, 2, 3, 4)],
+                    ("after_epoch", 4, 1), ("before_epoch", 4, 1), ("after_step", 5, 1), ("after_step", 6, 1),
+                    ("after_train max_steps", 6, 1)]
+
+
+def test_a_loss_term_added_as_documented_reaches_config_log_and_summary(run_cli, standin_tree, synth_body, tmp_path,
+                                                                        monkeypatch):
+    """docs/architecture.md's "A loss term": a LossConfig field and a compute_losses term, nothing
+    else. `--set loss.toy=2` reaches the run's config.json and checkpoint, each step's log record
+    (whose loss is the sum of its terms) and the summary."""
+    import dataclasses
+
+    from expose_cli.training import config, loop, objective
+
+    monkeypatch.setattr(config, "LossConfig",
+                        dataclasses.make_dataclass("LossConfig", [("toy", float, 0.0)], bases=(config.LossConfig,)))
+    real = objective.compute_losses
+
+    def with_toy(pred, batch, cfg):
+        terms = real(pred, batch, cfg)
+        if cfg.toy:
+            terms["toy"] = cfg.toy * (pred.betas.square().mean() + 1.0)
+        return terms
+
+    monkeypatch.setattr(objective, "compute_losses", with_toy)
+    monkeypatch.setattr(loop, "compute_losses", with_toy)  # the loop's name for it
+    res = run_cli("--set", "loss.toy=2", *body_args(standin_tree, synth_body, tmp_path / "t", "--max-steps", "2",
+                                                    "--workers", "0"))
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["loss"]["toy"] == 2.0
+    saved = torch.load(tmp_path / "t" / "last.pth", weights_only=True)["meta"]["expose_run_config"]
+    assert saved["loss"]["toy"] == 2.0
+    log = [json.loads(x) for x in (tmp_path / "t" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    for record in log:
+        terms = {k: v for k, v in record.items() if k not in ("type", "epoch", "step", "lr", "samples_per_s",
+                                                             "skipped", "loss")}
+        assert record["toy"] >= 2.0 and set(terms) > {"toy", "keypoints2d"}
+        assert record["loss"] == pytest.approx(sum(terms.values()), rel=1e-5)
+    assert "last toy" in res.output
 
 
 def test_the_checkpoint_loads_in_expose_infer_unchanged(run_cli, standin_tree, synth_body, tmp_path):

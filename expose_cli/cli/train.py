@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from expose_cli.cli.common import Settings, console, get_settings, info
 from expose_cli.errors import ExposeError, Interrupted
+
+if TYPE_CHECKING:
+    from expose_cli.training.checkpointing import ResumeState
 
 #: Flag -> config field; a flag given on the command line wins over TOML and --set.
 FLAG_FIELDS = {"epochs": "train.epochs", "max_steps": "train.max_steps", "batch_size": "train.batch_size",
@@ -25,17 +28,11 @@ FLAG_FIELDS = {"epochs": "train.epochs", "max_steps": "train.max_steps", "batch_
                "seed": "train.seed", "init": "train.init"}
 
 
-def resolve_config(kind: str, settings: Settings, out: Path, resume: bool, flags: dict):
-    """The run's config: preset or saved config, then TOML, ``--set`` and the flags."""
+def resolve_config(kind: str, settings: Settings, resume: ResumeState | None, flags: dict):
+    """The run's config: preset or the config saved in ``resume``, then TOML, ``--set`` and the flags."""
     from expose_cli.training.config import RunConfig, apply_settings, check, run_preset, set_field
 
-    if resume:
-        from expose_cli.training.checkpointing import load_training_checkpoint
-
-        obj = load_training_checkpoint(out / "last.pth", kind)
-        cfg = RunConfig.from_dict(obj["meta"]["expose_run_config"])
-    else:
-        cfg = run_preset(kind)
+    cfg = RunConfig.from_dict(resume.run_config) if resume is not None else run_preset(kind)
     apply_settings(cfg, settings.model_config, settings.overrides)
     for name, value in flags.items():
         if value is not None:
@@ -93,14 +90,14 @@ def print_summary(trainer, status: str) -> None:
     console.print(table)
 
 
-def _run(cfg, settings: Settings, out: Path, resume: bool, argv: list[str]) -> None:
+def _run(cfg, settings: Settings, out: Path, resume: ResumeState | None, argv: list[str]) -> None:
     import torch
 
+    from expose_cli.cli.common import resolve_device
     from expose_cli.training import distributed as D
     from expose_cli.training.run import run
 
-    device = None if settings.device == "auto" else settings.device
-    dist = D.init(device)
+    dist = D.init(resolve_device(settings.device))
     try:
         trainer, status = run(cfg, settings.tree, out, resume, argv, dist, log=lambda m: info(settings, m))
     except torch.cuda.OutOfMemoryError as exc:
@@ -136,6 +133,7 @@ def train(
 ) -> None:
     """Train one of the four ExPose models with the seed's recipe (see docs/train.md)."""
     from expose_cli.training import distributed as D
+    from expose_cli.training.checkpointing import ResumeState
 
     settings = get_settings(ctx)
     check_flags(settings, max_steps, nproc)
@@ -145,12 +143,13 @@ def train(
     flags = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, workers=workers, lr=lr,
                  precision=precision, grad_clip=grad_clip, val_every=val_every, save_every=save_every, seed=seed,
                  init=init)
-    cfg = resolve_config(kind, settings, out, resume, flags)
+    state = ResumeState.load(out / "last.pth", kind) if resume else None  # read once: config, weights, loop
+    cfg = resolve_config(kind, settings, state, flags)
     if dry:
         world = int(os.environ["WORLD_SIZE"]) if D.launched_by_torchrun() else nproc
         dry_run(cfg, settings, world)
         return
-    _run(cfg, settings, out, resume, argv)
+    _run(cfg, settings, out, state, argv)
 
 
 def check_flags(settings: Settings, max_steps: int | None, nproc: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,21 @@ def load_training_checkpoint(path: Path, kind: str) -> dict:
     if int(obj["resume"].get("version", 0)) > RESUME_VERSION:
         raise ExposeError("checkpoint written by a newer expose", path=path, hint="pip install -U expose-cli")
     return obj
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """What ``--resume`` continues from, read once from the run's checkpoint: the run config it was
+    saved with, the weights (MMHuman3D's key names) and the loop's state (optimisers, schedulers,
+    grad scaler, progress, every rank's generators; see :mod:`expose_cli.training.checkpointer`)."""
+
+    path: Path
+    run_config: dict
+    state_dict: dict
+    loop: dict
+
+    @classmethod
+    def load(cls, path: Path, kind: str) -> ResumeState:
+        """``path`` checked by :func:`load_training_checkpoint` (one clear error for anything else)."""
+        obj = load_training_checkpoint(path, kind)
+        return cls(Path(path), obj["meta"]["expose_run_config"], obj["state_dict"], obj["resume"])

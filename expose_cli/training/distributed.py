@@ -20,12 +20,13 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistInfo:
-    """This process's place: ``rank`` of ``world_size``, ``local_rank`` on its node, its device."""
+    """This process's place: ``rank`` of ``world_size``, ``local_rank`` on its node, and the device it
+    puts the model on (the trainer then reads the model's device from its weights)."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: str = "cpu"
+    device: torch.device = torch.device("cpu")
 
     @property
     def is_main(self) -> bool:
@@ -40,19 +41,21 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
-def init(device: str | None = None) -> DistInfo:
+def init(device: torch.device | None = None) -> DistInfo:
     """Join torchrun's process group when launched by it (else a single process) and pick the
     device: ``cuda:LOCAL_RANK`` when CUDA is there, else the CPU (gloo)."""
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
-        return DistInfo(device=device if device != "cuda" else "cuda:0")
+        cuda = device.type == "cuda" and device.index is None
+        return DistInfo(device=torch.device("cuda", 0) if cuda else device)
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-    if device.startswith("cuda"):
+    if device.type == "cuda":
         torch.cuda.set_device(local)
-        device = f"cuda:{local}"
+        device = torch.device("cuda", local)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistInfo(rank, world, local, device)
 
 
@@ -70,7 +73,7 @@ def all_reduce_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return out / info.world_size
 
 
-def all_true(flag: bool, info: DistInfo, device: str = "cpu") -> bool:
+def all_true(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -> bool:
     """``flag`` on every process (so that all of them skip a step together, or none does)."""
     if not info.enabled:
         return flag

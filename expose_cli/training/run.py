@@ -12,6 +12,7 @@ import json
 import shlex
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,10 @@ from expose_cli.training import distributed as D
 from expose_cli.training.config import RunConfig
 from expose_cli.utils.atomic import write_json_atomic, write_text_atomic
 from expose_cli.utils.stale import remove_stale_temps
+
+if TYPE_CHECKING:
+    from expose_cli.training.checkpointing import ResumeState
+    from expose_cli.training.hooks import HookBase
 
 
 def data_files(cfg: RunConfig, data_dir: Path) -> list[tuple[Path, str, str]]:
@@ -154,7 +159,7 @@ def summary_rows(trainer, status: str) -> list[tuple[str, str]]:
     # (lr schedule, validation, epoch_K.pth) follows on --resume.
     done = p.epoch + int(p.epoch_step >= len(trainer.loader))
     rows = [("status", status), ("epochs", f"{done} complete, step {p.step}"), ("skipped steps", str(p.skipped))]
-    for key, value in (getattr(trainer, "last_parts", None) or {}).items():
+    for key, value in trainer.last_parts.items():
         rows.append((f"last {key}", f"{value:.4g}"))
     if p.best is not None:
         rows.append(("best validation", f"{p.best:.2f} (epoch {p.best_epoch})"))
@@ -162,9 +167,9 @@ def summary_rows(trainer, status: str) -> list[tuple[str, str]]:
     return rows
 
 
-def check_device(cfg: RunConfig, device: str) -> None:
+def check_device(cfg: RunConfig, device: torch.device) -> None:
     """Settings this process's device cannot run, refused before any work."""
-    if cfg.train.precision == "fp16" and not device.startswith("cuda"):
+    if cfg.train.precision == "fp16" and device.type != "cuda":
         raise ExposeError(f"--precision fp16 needs a CUDA GPU; this run is on {device}", exit_code=2,
                           hint="use --precision bf16 or fp32 on the CPU")
 
@@ -182,50 +187,63 @@ def discard_failed_run(out: Path, existed: bool) -> None:
         out.rmdir()
 
 
-def run(cfg: RunConfig, tree: DataTree, out: Path, resume: bool = False, argv: list[str] | None = None,
+def run(cfg: RunConfig, tree: DataTree, out: Path, resume: ResumeState | None = None, argv: list[str] | None = None,
         info: D.DistInfo | None = None, log: Callable[[str], None] = print):
-    """The whole run; returns ``(trainer, status)``. Everything that can be checked (files, device,
-    the ``--init`` checkpoint, the data) is, before the run directory is written."""
-    from expose_cli.training.checkpointing import load_training_checkpoint
+    """The whole run; returns ``(trainer, status)``. ``resume``: the run's ``last.pth``, read once
+    (:meth:`ResumeState.load`; the config came from it too). Everything that can be checked (files,
+    device, the ``--init`` checkpoint, the data) is, before the run directory is written."""
     from expose_cli.training.pretrained import initialise
     from expose_cli.training.validation import build_validation
 
     info = info or D.DistInfo()
     out = Path(out)
-    resume_path = out / "last.pth" if resume else None
     check_device(cfg, info.device)
     if info.is_main:
-        check_run_dir(out, resume)
-    preflight(cfg, tree, resume_path)
-    state = load_training_checkpoint(resume_path, cfg.kind) if resume_path is not None else None
+        check_run_dir(out, resume is not None)
+    preflight(cfg, tree, resume.path if resume is not None else None)
     validate = build_validation(cfg, tree) if info.is_main else None  # its files are checked here, before any write
     seed_everything(cfg.train.seed, info.rank)
     model = build_model(cfg, tree)
-    line = initialise(model.net, cfg.kind, cfg.train.init, tree, log) if state is None else None
+    line = initialise(model.net, cfg.kind, cfg.train.init, tree, log) if resume is None else None
     dataset, sampler, collate = build_data(cfg, tree.root, info)
     existed = out.exists()
     if info.is_main:
         remove_stale_temps(out)  # a killed run's half-written checkpoint; a running one's are kept
-        prepare_run_dir(out, resume)
+        prepare_run_dir(out, resume is not None)
         write_run_files(out, cfg, argv or ["train", cfg.kind, "--out", str(out)])
         if line:
             log(line)
     D.barrier(info)
     try:
-        return _fit(cfg, model, (dataset, sampler, collate), out, info, validate, log, state)
+        return _fit(cfg, model, (dataset, sampler, collate), out, info, validate, log, resume)
     except Exception:
-        if info.is_main and not resume:
+        if info.is_main and resume is None:
             discard_failed_run(out, existed)
         raise
 
 
-def _fit(cfg, model, data, out: Path, info: D.DistInfo, validate, log, state):
+def build_hooks(cfg: RunConfig, out: Path, info: D.DistInfo, validate: Callable | None,
+                log: Callable[[str], None] = print) -> list[HookBase]:
+    """The run's hooks, in the order the loop calls them: the progress bar, ``log.jsonl`` (and
+    TensorBoard), validation (``best.pth``), then the checkpoints (``last.pth``, ``epoch_K.pth``)."""
+    from expose_cli.training.checkpointer import Checkpointer
+    from expose_cli.training.hooks import MetricLog, ProgressBar, Validation
+
+    metric_log = MetricLog(out, info, cfg.train.log_every)
+    checkpointer = Checkpointer(out)
+    return [ProgressBar(), metric_log, Validation(validate, cfg.train.val_every, metric_log, checkpointer, info, log),
+            checkpointer]
+
+
+def _fit(cfg, model, data, out: Path, info: D.DistInfo, validate, log, resume: ResumeState | None):
+    from expose_cli.training.checkpointer import restore_training_state
+    from expose_cli.training.hooks import LOG_FILE
     from expose_cli.training.loop import Trainer
 
-    trainer = Trainer(cfg, model, *data, out, info, validate, log)
-    if state is not None:
-        trainer.load_resume(state)
+    trainer = Trainer(cfg, model, *data, out, info, build_hooks(cfg, out, info, validate, log))
+    if resume is not None:
+        restore_training_state(trainer, resume)
         if info.is_main:
-            trim_log(trainer.jsonl, trainer.progress.step)
-            log(f"resumed from {out / 'last.pth'} at epoch {trainer.progress.epoch + 1}, step {trainer.progress.step}")
+            trim_log(out / LOG_FILE, trainer.progress.step)
+            log(f"resumed from {resume.path} at epoch {trainer.progress.epoch + 1}, step {trainer.progress.step}")
     return trainer, trainer.fit()
