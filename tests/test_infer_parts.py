@@ -175,6 +175,21 @@ def test_run_inference_marks_an_interrupted_run_incomplete(tmp_path, monkeypatch
     assert {k: summary[k] for k in ("inputs", "failed", "complete")} == {"inputs": [], "failed": 0, "complete": False}
 
 
+
+@pytest.mark.parametrize("crop, detect, words", [
+    (L.CropSpec(img_res=64), None, "not the model's"),  # 64 px crops for a 32 px model
+    (L.CropSpec(img_res=32, keep_full_image=True), None, "not the model's"),  # the body model takes no full image
+    (L.CropSpec(img_res=32, detector="hog"), lambda image: [], "detector is 'hog'"),  # the callable would never run
+])
+def test_a_crop_spec_that_does_not_fit_the_predictor_is_refused(tmp_path, crop, detect, words):
+    """The caller builds the crop spec (``loading.crop_spec``); one that disagrees with the predictor
+    is refused before anything is written."""
+    predictor = SimpleNamespace(body_model=SimpleNamespace(faces=np.zeros((1, 3))), kind="body", img_res=32)
+    assert L.crop_spec(predictor) == L.CropSpec(img_res=32, keep_full_image=False, detector="hog")
+    with pytest.raises(ValueError, match=words):
+        P.run_inference([], predictor, O.InferOptions(out_dir=tmp_path / "out", crop=crop, detect=detect))
+    assert not (tmp_path / "out").exists()
+
 # -- the model's input size comes from its config ----------------------------------------------------
 
 @pytest.mark.parametrize("kind, override, res", [
