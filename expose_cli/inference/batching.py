@@ -69,7 +69,6 @@ class Batches:
             yield self.open.popleft()
 
 
-
 # -- forward: the model on a batch, per-input failures isolated ------------------------------------
 
 def _to_float32(x, device=None):
@@ -92,7 +91,6 @@ def prediction_to_float32(pred, device=None):
         if f.name != "training":
             setattr(pred, f.name, _to_float32(getattr(pred, f.name), device))
     return pred
-
 
 
 def forward(predictor: Predictor, crops: list[PersonCrop]) -> Prediction:

@@ -50,7 +50,6 @@ class Unit:
     tracked: list | None = None  # such a unit's persons as its tracks use them (from its tracking.npz)
 
 
-
 def iter_units(items: list[InputItem], options: InferOptions, summary: Summary | None = None) -> Iterator[Unit]:
     """Images and video frames in order (a video's frames decoded here, one after the other);
     ``summary`` receives each video's folder -> input and fps."""
@@ -73,7 +72,6 @@ def iter_units(items: list[InputItem], options: InferOptions, summary: Summary |
                 yield Unit(item, folder, error=message(exc))
 
 
-
 def read_result(path: Path) -> dict | None:
     """A unit's ``result.json`` from an earlier run, or ``None`` when absent or unreadable."""
     try:
@@ -81,7 +79,6 @@ def read_result(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and record.get("error") in (None, NO_PERSON) else None
-
 
 
 def sequence_folder(unit: Unit, options: InferOptions) -> Path | None:
@@ -92,7 +89,6 @@ def sequence_folder(unit: Unit, options: InferOptions) -> Path | None:
     if options.track_images and unit.item.root is not None:
         return options.out_dir / f"{unit.item.root.name}_tracks"
     return None
-
 
 
 def earlier_record(unit: Unit, options: InferOptions) -> dict | None:
@@ -118,7 +114,6 @@ def units_to_run(items: list[InputItem], options: InferOptions, summary: Summary
     for unit in iter_units(items, options, summary):
         unit.record = earlier_record(unit, options)
         yield unit
-
 
 
 def read_ahead(units: Iterable[Unit], options: InferOptions, spec: CropSpec, ahead: int = 2) -> Iterator[Unit]:

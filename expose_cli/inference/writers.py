@@ -60,10 +60,8 @@ def person_arrays(pred, axis_angle: dict, i: int, box, crop, image_size, options
     return out
 
 
-
 def _write_person(folder: Path, index: int, arrays: dict, options: InferOptions) -> list[str]:
     return export.write_person(folder / f"person_{index:02d}", arrays, options.formats, options.camera_space)
-
 
 
 @dataclass
@@ -283,7 +281,6 @@ class WritePool:
                     executor.shutdown(wait=True)
 
 
-
 def _save_keypoints(unit: Unit, network: Callable[[np.ndarray, list], np.ndarray]) -> None:
     """``keypoints.json`` beside the unit's person files (``--save-keypoints``, docs/keypoints.md);
     a failure is the unit's error."""
@@ -295,7 +292,6 @@ def _save_keypoints(unit: Unit, network: Callable[[np.ndarray, list], np.ndarray
         unit.files.append(str(path))
     except Exception as exc:  # noqa: BLE001
         unit.error = f"keypoints failed: {message(exc)}"
-
 
 
 def write_video(path: Path, frames: list[Path], fps: float) -> None:
