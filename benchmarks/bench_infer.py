@@ -31,7 +31,8 @@ from conditions import conditions  # benchmarks/conditions.py
 
 from expose_cli.inference.inputs import discover_inputs
 from expose_cli.inference.loading import default_workers
-from expose_cli.inference.pipeline import InferOptions, run_inference
+from expose_cli.inference.options import InferOptions
+from expose_cli.inference.pipeline import run_inference
 from expose_cli.inference.render import render_overlay
 from expose_cli.models import build_predictor, collate, crop_person
 from expose_cli.testing.checkpoints import random_net

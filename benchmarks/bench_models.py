@@ -27,7 +27,12 @@ import numpy as np
 import torch
 from conditions import cpu_model  # benchmarks/conditions.py
 
-from expose_cli.inference.backends import EXTRAS, cpu_has_bf16, make_predictor, vertex_deviation_mm
+from expose_cli.inference.backends import (
+    RUNTIMES,
+    cpu_has_bf16,
+    make_predictor,
+    vertex_deviation_mm,
+)
 from expose_cli.models import Predictor, build_predictor, collate, crop_person
 from expose_cli.testing.calibration import calibrate_batchnorm
 from expose_cli.testing.checkpoints import random_net
@@ -54,7 +59,7 @@ def plain_predictor(fast: Predictor) -> Predictor:
 
 def available(backend: str) -> bool:
     try:
-        __import__(EXTRAS[backend][0])
+        __import__(RUNTIMES[backend].module)
         __import__("onnx")
         return True
     except ImportError:

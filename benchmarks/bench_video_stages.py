@@ -27,7 +27,9 @@ from conditions import conditions  # benchmarks/conditions.py
 
 from expose_cli.inference.backends import make_predictor, runtime_info
 from expose_cli.inference.inputs import discover_inputs
-from expose_cli.inference.pipeline import InferOptions, run_inference
+from expose_cli.inference.loading import crop_spec
+from expose_cli.inference.options import InferOptions
+from expose_cli.inference.pipeline import run_inference
 from expose_cli.inference.video import TrackOptions
 from expose_cli.models import build_predictor, collate, crop_person
 from expose_cli.testing.checkpoints import random_net
@@ -65,8 +67,8 @@ def model_alone(predictor, clip: Path, frames: int, batch: int) -> float:
 
 def end_to_end(predictor, clip: Path, out: Path, render: bool, batch: int) -> tuple[float, dict]:
     """Wall seconds of ``run_inference`` on the clip, and each stage's summed seconds."""
-    options = InferOptions(out_dir=out, formats=("npz",), render=render, detector="full-image", batch_size=batch,
-                           tracks=TrackOptions(), workers=0)
+    options = InferOptions(out_dir=out, formats=("npz",), render=render, crop=crop_spec(predictor, detector="full-image"),
+                           batch_size=batch, tracks=TrackOptions(), workers=0)
     t0 = time.perf_counter()
     run_inference(discover_inputs([str(clip)]), predictor, options)
     wall = time.perf_counter() - t0

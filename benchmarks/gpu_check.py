@@ -248,17 +248,20 @@ def infer_figures(plan: Plan, predictor, data: dict, work: Path) -> dict:
     import shutil
 
     from expose_cli.inference.inputs import discover_inputs
-    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.inference.loading import crop_spec
+    from expose_cli.inference.options import InferOptions
+    from expose_cli.inference.pipeline import run_inference
 
     folder = work / "infer_in"
     folder.mkdir(exist_ok=True)
     for i in range(plan.infer_images):
         shutil.copy(data["images"][i % len(data["images"])], folder / f"{i:04d}.jpg")
-    warm = InferOptions(out_dir=work / "infer_warm", detector="full-image", formats=("npz",), batch_size=8, workers=0)
+    crop = crop_spec(predictor, detector="full-image")
+    warm = InferOptions(out_dir=work / "infer_warm", crop=crop, formats=("npz",), batch_size=8, workers=0)
     run_inference(discover_inputs(sorted(folder.iterdir())[:8]), predictor, warm)  # fused copies, cuDNN search
     out = {}
     for fmt in ("npz", "obj"):
-        options = InferOptions(out_dir=work / f"infer_{fmt}", detector="full-image", formats=(fmt,), batch_size=8,
+        options = InferOptions(out_dir=work / f"infer_{fmt}", crop=crop, formats=(fmt,), batch_size=8,
                                workers=plan.infer_workers)
         tic = time.perf_counter()
         summary = run_inference(discover_inputs([folder]), predictor, options)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 #: progress-file prefix of each hook, and what it wraps (module, attribute, how)
 HOOKS = {
-    "unit": ("expose_cli.inference.pipeline", "Summary.add"),
+    "unit": ("expose_cli.inference.summary", "Summary.add"),
     "step": ("expose_cli.training.hooks", "MetricLog.after_step"),  # logged, before last_every's save
     "rows": ("expose_cli.data.hdf5", "HDF5Writer.append_block", "HDF5Writer.append"),
     "batch": ("expose_cli.evaluation.benchmark", "predictions"),

@@ -3,6 +3,7 @@ and the cache of exported graphs under the data tree (hit, miss, stale, damaged)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -65,7 +66,7 @@ def test_auto_falls_back_with_one_line(monkeypatch, small_ckpts, standin_tree, t
     def broken(*args, **kwargs):
         raise RuntimeError("no CPU plugin\nsecond line")
 
-    monkeypatch.setattr(backends, "_openvino_runner", broken)
+    monkeypatch.setitem(backends.RUNTIMES, "openvino", dataclasses.replace(backends.RUNTIMES["openvino"], runner=broken))
     said = []
     fast = backends.make_predictor(body_predictor(small_ckpts, standin_tree), "auto", "fp32", threads=1,
                                    cache=GraphCache(tmp_path), warn=said.append)

@@ -112,7 +112,7 @@ def test_eval_follows_a_model_moved_after_its_fused_backbones_were_made(freihand
 
 def test_infer_batches_go_to_the_weights_device_with_their_full_images(standin_tree):
     """`expose infer`'s forward on the full model: crops and full images on the weights' device."""
-    from expose_cli.inference.pipeline import forward
+    from expose_cli.inference.batching import forward
 
     predictor = build_predictor(random_net("expose", small=True), DataTree(standin_tree))
     img = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)

@@ -102,7 +102,9 @@ def test_infer_pipeline_on_the_gpu_equals_the_cpu(infer_tree, tmp_path):
     import cv2
 
     from expose_cli.inference.inputs import discover_inputs
-    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.inference.loading import crop_spec
+    from expose_cli.inference.options import InferOptions
+    from expose_cli.inference.pipeline import run_inference
     from expose_cli.models import load_model
 
     (tmp_path / "in").mkdir()
@@ -112,8 +114,8 @@ def test_infer_pipeline_on_the_gpu_equals_the_cpu(infer_tree, tmp_path):
     for device in ("cpu", "cuda"):
         predictor = load_model("expose", DataTree(infer_tree), device)
         summary = run_inference(discover_inputs([tmp_path / "in"]), predictor,
-                                InferOptions(out_dir=tmp_path / device, detector="full-image", formats=("npz",),
-                                             batch_size=2, workers=2))
+                                InferOptions(out_dir=tmp_path / device, crop=crop_spec(predictor, detector="full-image"),
+                                             formats=("npz",), batch_size=2, workers=2))
         assert summary["failed"] == 0 and [r["persons"] for r in summary["inputs"]] == [1, 1, 1]
         out[device] = [np.load(tmp_path / device / str(i) / "person_00.npz")["vertices"] for i in range(3)]
     for a, b in zip(out["cpu"], out["cuda"], strict=True):  # cuDNN/TF32 kernels: as the model test above

@@ -371,7 +371,7 @@ def test_ckpt_kinds(infer_tree, tmp_path, run_cli, kind, n_verts, part):
 @pytest.mark.parametrize("override, res", [(None, 224), ("hand.img_res=160", 160)])
 def test_set_img_res_changes_the_crops(infer_tree, tmp_path, run_cli, monkeypatch, override, res):
     """``--set hand.img_res=N``: the hand model's input crops are N x N pixels (224 by default)."""
-    from expose_cli.inference import pipeline
+    from expose_cli.inference import batching
     from expose_cli.io.paths import DataTree
 
     assert DataTree(infer_tree).checkpoint("hand").is_file()
@@ -382,8 +382,8 @@ def test_set_img_res_changes_the_crops(infer_tree, tmp_path, run_cli, monkeypatc
         sizes.append(tuple(batch.img.shape[-2:]))
         return batch
 
-    real_collate = pipeline.collate
-    monkeypatch.setattr(pipeline, "collate", collate)
+    real_collate = batching.collate
+    monkeypatch.setattr(batching, "collate", collate)
     _image(tmp_path / "p.jpg")
     (tmp_path / "b.json").write_text(json.dumps({"p.jpg": [[60, 40, 180, 160]]}))
     res_args = [] if override is None else ["--set", override]
@@ -522,7 +522,9 @@ def test_model_failure_is_per_input(infer_tree, tmp_path, run_cli, monkeypatch):
 
 
 def test_interrupted_run_leaves_summary_and_resumes(infer_tree, tmp_path):
-    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.inference.loading import crop_spec
+    from expose_cli.inference.options import InferOptions
+    from expose_cli.inference.pipeline import run_inference
     from expose_cli.io.paths import DataTree
     from expose_cli.models import load_model
 
@@ -532,7 +534,8 @@ def test_interrupted_run_leaves_summary_and_resumes(infer_tree, tmp_path):
     items = discover_inputs([tmp_path / "in"])
     predictor = load_model("expose", DataTree(infer_tree), "cpu")
     out = tmp_path / "o"
-    opts = InferOptions(out_dir=out, detector="full-image", formats=("npz",), batch_size=1, skip_existing=True)
+    opts = InferOptions(out_dir=out, crop=crop_spec(predictor, detector="full-image"), formats=("npz",), batch_size=1,
+                        skip_existing=True)
 
     def stop_after_first(record):
         raise KeyboardInterrupt
@@ -554,20 +557,26 @@ def test_interrupted_run_leaves_summary_and_resumes(infer_tree, tmp_path):
 
 
 def test_reduced_precision_through_the_api(infer_tree, tmp_path):
-    """bf16 autocast (on CPU here; the CLI allows it only on CUDA): every output back in float32."""
-    from expose_cli.inference.pipeline import InferOptions, run_inference
+    """bf16 through the API as through the CLI: the predictor applies it (``make_predictor``, torch
+    autocast in the backbones; the heads and body model in float32): every output float32."""
+    from expose_cli.inference.backends import make_predictor
+    from expose_cli.inference.loading import crop_spec
+    from expose_cli.inference.options import InferOptions
+    from expose_cli.inference.pipeline import run_inference
     from expose_cli.io.paths import DataTree
     from expose_cli.models import load_model
 
     _image(tmp_path / "in.jpg")
-    predictor = load_model("expose", DataTree(infer_tree), "cpu")
+    base = load_model("expose", DataTree(infer_tree), "cpu")
     out = {}
     for precision in ("fp32", "bf16"):
         out[precision] = tmp_path / precision
+        predictor = make_predictor(base, "torch", precision)
         summary = run_inference(discover_inputs([tmp_path / "in.jpg"]), predictor,
-                                InferOptions(out_dir=out[precision], detector="full-image", precision=precision,
+                                InferOptions(out_dir=out[precision], crop=crop_spec(predictor, detector="full-image"),
                                              formats=("npz", "json", "glb")))
         assert summary["failed"] == 0 and summary["inputs"][0]["persons"] == 1, summary
+        assert summary["runtime"]["precision"] == precision
     a, b = (np.load(out[p] / "in" / "person_00.npz") for p in ("fp32", "bf16"))
     for key in b.files:
         if b[key].dtype.kind == "f":
@@ -579,7 +588,7 @@ def test_reduced_precision_through_the_api(infer_tree, tmp_path):
 def test_prediction_to_float32():
     import torch
 
-    from expose_cli.inference.pipeline import prediction_to_float32
+    from expose_cli.inference.batching import prediction_to_float32
     from expose_cli.models.expose import Prediction
 
     bf = torch.ones(2, 3, dtype=torch.bfloat16)

@@ -30,13 +30,15 @@ def _images(folder: Path) -> dict:
 
 
 def _run(tree: Path, images: Path, out: Path, boxes: dict, workers: int, write_threads: int) -> dict:
-    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.inference.loading import crop_spec
+    from expose_cli.inference.options import InferOptions
+    from expose_cli.inference.pipeline import run_inference
     from expose_cli.io.paths import DataTree
     from expose_cli.models import load_model
 
     predictor = load_model("expose", DataTree(tree), "cpu")
-    options = InferOptions(out_dir=out, boxes=boxes, detector="full-image", formats=("npz", "obj", "ply", "glb"),
-                           batch_size=2, workers=workers, write_threads=write_threads)
+    options = InferOptions(out_dir=out, boxes=boxes, crop=crop_spec(predictor, detector="full-image"),
+                           formats=("npz", "obj", "ply", "glb"), batch_size=2, workers=workers, write_threads=write_threads)
     return run_inference(discover_inputs([images]), predictor, options)
 
 
@@ -93,7 +95,10 @@ def test_broken_image_and_writer_error_with_workers(infer_tree, tmp_path, run_cl
 def test_a_failing_unit_stops_the_finishing(tmp_path, threads):
     """An error while finishing a unit (here: the progress callback) reaches the caller; no later
     unit gets its record (nor ``result.json``), so a resumed run does them again."""
-    from expose_cli.inference import pipeline as P
+    from expose_cli.inference import options as O
+    from expose_cli.inference import summary as S
+    from expose_cli.inference import units as U
+    from expose_cli.inference import writers as W
     from expose_cli.inference.inputs import InputItem
 
     seen = []
@@ -103,11 +108,11 @@ def test_a_failing_unit_stops_the_finishing(tmp_path, threads):
         if record["input"] == "b.jpg":
             raise KeyboardInterrupt
 
-    summary = P.Summary(tmp_path / "summary.json", on_unit=on_unit)
-    writers = P.Writers(P.InferOptions(out_dir=tmp_path), np.zeros((0, 3), np.int64), summary)
-    with pytest.raises(KeyboardInterrupt), P.WritePool(writers, threads, limit=100) as pool:
+    summary = S.Summary(tmp_path / "summary.json", on_unit=on_unit)
+    writers = W.Writers(O.InferOptions(out_dir=tmp_path), np.zeros((0, 3), np.int64), summary)
+    with pytest.raises(KeyboardInterrupt), W.WritePool(writers, threads, limit=100) as pool:
         for name in ("a", "b", "c", "d"):
-            unit = P.Unit(InputItem(Path(f"{name}.jpg"), "image"), tmp_path / name)
+            unit = U.Unit(InputItem(Path(f"{name}.jpg"), "image"), tmp_path / name)
             unit.out_dir.mkdir()
             pool.unit(unit)
     assert seen == ["a.jpg", "b.jpg"]

@@ -52,7 +52,9 @@ def infer_runs(infer_tree, tmp_path_factory):
     90-degree view, and a 2-frame video (one track) with a 270-degree view."""
     from expose_cli.inference.boxes import load_boxes
     from expose_cli.inference.inputs import discover_inputs
-    from expose_cli.inference.pipeline import InferOptions, run_inference
+    from expose_cli.inference.loading import crop_spec
+    from expose_cli.inference.options import InferOptions
+    from expose_cli.inference.pipeline import run_inference
     from expose_cli.inference.video import TrackOptions
     from expose_cli.io.paths import DataTree
     from expose_cli.models import load_model
@@ -65,7 +67,8 @@ def infer_runs(infer_tree, tmp_path_factory):
     run_inference(discover_inputs([tmp / "pair.jpg"]), predictor, InferOptions(
         tmp / "images", views=(90.0,), boxes=load_boxes(tmp / "b.json"), **common))
     run_inference(discover_inputs([_video(tmp / "walk.avi")]), predictor, InferOptions(
-        tmp / "video", views=(270.0,), detector="full-image", tracks=TrackOptions(motion=False), **common))
+        tmp / "video", views=(270.0,), crop=crop_spec(predictor, detector="full-image"), tracks=TrackOptions(motion=False),
+        **common))
     return tmp / "images", tmp / "video"
 
 

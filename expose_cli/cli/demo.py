@@ -51,7 +51,7 @@ def run_demo_inference(settings: Settings, tree: DataTree, images: Path, boxes: 
     from expose_cli.cli.infer import run_and_report
     from expose_cli.inference.boxes import load_boxes
     from expose_cli.inference.inputs import discover_inputs
-    from expose_cli.inference.pipeline import InferOptions
+    from expose_cli.inference.options import InferOptions
     from expose_cli.models import load_model
 
     items = discover_inputs([images])

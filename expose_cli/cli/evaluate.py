@@ -68,15 +68,16 @@ def evaluate(
     bench = B.get_benchmark(benchmark)
     _check_outputs(json_out, per_sample, save_predictions)
     from expose_cli.inference import distributed
+    from expose_cli.utils.shard import Shard
 
-    shard = distributed.shard_from_env() if from_predictions is None else (0, 1)  # torchrun: samples by rank
+    shard = Shard.from_env() if from_predictions is None else Shard()  # torchrun: samples by rank
     device = None
     if from_predictions is None:  # a missing extra or a bad choice: before any file is read
         from expose_cli.inference.backends import check_choice
 
         device = resolve_device(settings.device)
         precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
-        if shard[1] > 1:
+        if shard.sharded:
             device = distributed.start(device)
     # Everything checked and loaded before any network work: the data file (exists, right dataset),
     # the checkpoint (exists) or the predictions, the files scoring needs, the model and its body
@@ -87,12 +88,12 @@ def evaluate(
         info_d = B.provenance(run, _config_overrides(settings))
         with _progress(settings, run) as tick:
             preds = B.predictions(run, info_d, batch_size, workers, tick, shard)
-        if shard[1] > 1:  # rank 0 scores everything; the others stop here
+        if shard.sharded:  # rank 0 scores everything; the others stop here
             preds = distributed.gather_predictions(preds)
             distributed.barrier_and_stop()
             if preds is None:
                 return
-            info_d["processes"] = shard[1]
+            info_d["processes"] = shard.world_size
         if run.predictor is not None:
             _record_path(settings, run.predictor, backend, precision, info_d)
         if save_predictions is not None:

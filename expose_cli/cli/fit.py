@@ -18,8 +18,7 @@ from rich.table import Table
 
 from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device
 from expose_cli.errors import ExposeError
-
-FORMATS = ("obj", "ply", "glb", "npz", "json")
+from expose_cli.inference.export import FORMATS
 
 
 def _image_size(text: str | None) -> tuple[int, int] | None:

@@ -23,6 +23,7 @@ from expose_cli.inference.boxes import NO_PERSON, load_boxes  # noqa: E402
 from expose_cli.inference.export import FORMATS  # noqa: E402
 from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  # noqa: E402
 from expose_cli.io.outputs import check_writable  # noqa: E402
+from expose_cli.utils.shard import Shard  # noqa: E402
 
 SMOOTHING = ("none", "oneeuro", "savgol")
 SkipExistingOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip inputs already done "
@@ -75,29 +76,30 @@ def infer(
 
     device = resolve_device(settings.device)
     precision = check_choice(backend, precision, device, warn=lambda m: warn(settings, m))
-    shard = _check_out(out, _shard(distributed, track), skip_existing, overwrite)
+    shard = _check_out(out, _shard(track), skip_existing, overwrite)
     fmts, fit_settings = _refine_options(settings, refine, _check_options(formats, smooth), shard)
     items, workers = _discover(inputs, workers, batch_size)
-    from expose_cli.inference.pipeline import InferOptions  # torch: after the argument checks
+    from expose_cli.inference.loading import crop_spec  # torch: after the argument checks
+    from expose_cli.inference.options import InferOptions
     from expose_cli.inference.video import TrackOptions
 
     box_table, kind, onnx_detector, keypoint_net = _persons(boxes, detector, keypoints if save_keypoints or refine else None, settings, device)
-    if shard[1] > 1:
+    if shard.sharded:
         device = distributed.start(device)  # this rank's GPU (LOCAL_RANK) or the CPU; joins the group
-    predictor = _load_on_runtime(settings, ckpt, device, backend, precision)  # missing files fail here
+    predictor = _load_on_runtime(settings, ckpt, device, backend, precision)  # missing files fail here; runs --precision
+    crop = crop_spec(predictor, detector=kind, min_score=min_score, max_people=max_people)
     options = InferOptions(out_dir=out, formats=fmts, camera_space=camera_space, focal_length=focal_length,
-                           render=render, views=views, boxes=box_table, detector=kind, detect=onnx_detector, min_score=min_score,
-                           max_people=max_people, batch_size=batch_size, skip_existing=skip_existing,
-                           every=every, max_frames=max_frames, precision="fp32",  # the predictor applies --precision
+                           render=render, views=views, crop=crop, boxes=box_table, detect=onnx_detector,
+                           batch_size=batch_size, skip_existing=skip_existing, every=every, max_frames=max_frames,
                            tracks=None if track is False else TrackOptions(smooth=smooth, motion=motion),
                            track_images=bool(track), sequence_fps=fps, shard=shard, workers=workers, keypoints=keypoint_net)
-    if shard[1] == 1:
+    if not shard.sharded:
         _run_local(settings, items, predictor, options, (fmts, render, camera_space, device, fit_settings) if refine else None)
     else:
         _run_sharded(settings, items, predictor, options)
 
 
-def _check_out(out: Path, shard: tuple[int, int], resume: bool, overwrite: bool) -> tuple[int, int]:
+def _check_out(out: Path, shard: Shard, resume: bool, overwrite: bool) -> Shard:
     """An --out holding an earlier run's results is continued (--resume) or replaced
     (--overwrite), never overwritten silently (as preprocess, synth, export and fetch). Returns ``shard``."""
     from expose_cli.inference.distributed import summary_name
@@ -131,7 +133,7 @@ def _refine_options(settings, refine: bool, fmts: tuple[str, ...], shard) -> tup
     them); ``--set fit.*`` / ``stageN.*`` are the fit's, the model config keeps the rest."""
     if not refine:
         return fmts, []
-    if shard[1] > 1:
+    if shard.sharded:
         raise ExposeError("--refine runs in one process", hint="run `expose fit` on the outputs after torchrun", exit_code=2)
     from expose_cli.fitting.config import SECTIONS
 
@@ -166,10 +168,10 @@ def _discover(inputs: list[str], workers: int | None, batch_size: int) -> tuple[
     return items, workers
 
 
-def _shard(distributed, track: bool | None) -> tuple[int, int]:
-    """This process's ``(RANK, WORLD_SIZE)`` under torchrun, else ``(0, 1)``."""
-    shard = distributed.shard_from_env()
-    if shard[1] > 1 and track:
+def _shard(track: bool | None) -> Shard:
+    """This process's shard (``RANK``, ``WORLD_SIZE``) under torchrun, else ``Shard(0, 1)``."""
+    shard = Shard.from_env()
+    if shard.sharded and track:
         raise ExposeError("--track follows persons through a whole image folder in one process",
                           hint="run it without torchrun, or leave --track off (videos are tracked per process)")
     return shard
@@ -201,15 +203,14 @@ def _run_sharded(settings, items: list, predictor, options) -> None:
     """Under torchrun: every rank its share of the inputs; then rank 0 merges the summaries."""
     from expose_cli.inference import distributed
 
-    rank, world = options.shard
     try:
         run_and_report(settings, items, predictor, options)
     except typer.Exit:
         pass  # failures are in the merged summary; the exit status follows it
     finally:
         distributed.barrier_and_stop()
-    if rank == 0:
-        merged = distributed.merge_summaries(options.out_dir, world, [str(item.path) for item in items])
+    if options.shard.is_main:
+        merged = distributed.merge_summaries(options.out_dir, options.shard.world_size, [str(item.path) for item in items])
         _report_summary(settings, merged, options.out_dir)
 
 
@@ -221,8 +222,7 @@ def run_and_report(settings, items: list, predictor, options) -> None:
     progress = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err_console, disable=settings.quiet)
     with progress:
-        rank, world = options.shard
-        total = _count_units(items[rank::world], options.every, options.max_frames)
+        total = _count_units(items[options.shard.rank::options.shard.world_size], options.every, options.max_frames)
         report = _Report(progress, progress.add_task("infer", total=total, rate=""))
         try:
             summary = run_inference(items, predictor, options, report.on_unit)

@@ -25,6 +25,7 @@ from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.evaluation import runner
 from expose_cli.io import hashing
 from expose_cli.io.paths import DataTree
+from expose_cli.utils.shard import Shard
 
 if TYPE_CHECKING:
     from expose_cli.models import Predictor
@@ -176,7 +177,7 @@ def provenance(run: BenchmarkRun, model_config: dict | None = None) -> dict:
 
 
 def predictions(run: BenchmarkRun, info: dict, batch_size: int = 8, workers: int = 2,
-                on_batch: Callable[[int], None] | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, np.ndarray]:
+                on_batch: Callable[[int], None] | None = None, shard: Shard = Shard()) -> dict[str, np.ndarray]:
     """The saved predictions, checked to belong to the data file, or the model's on the file's
     samples (``info`` gets the speed, ``samples_per_s``; ``on_batch`` the count of each batch)."""
     if run.saved is not None:

@@ -16,6 +16,7 @@ from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.evaluation import protocols
 from expose_cli.io.paths import DataTree
+from expose_cli.utils.shard import Shard
 
 
 @dataclass
@@ -41,10 +42,10 @@ def read_ahead_window(batch_size: int, workers: int) -> int:
 
 def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: int | None,
             on_batch: Callable[[int], None] | None = None, workers: int = 2,
-            shard: tuple[int, int] = (0, 1)) -> dict[str, np.ndarray]:
+            shard: Shard = Shard()) -> dict[str, np.ndarray]:
     """Run ``predictor`` on the file's samples (crops from the stored boxes); vertices and joints.
 
-    ``shard=(rank, processes)``: only the samples ``rank, rank + processes, ...`` (their indices in
+    ``shard``: only the samples ``rank, rank + world_size, ...`` (their indices in
     ``sample_index``), for a run split across processes (torchrun).
 
     ``workers`` threads decode and crop the next samples while the model runs, at most
@@ -58,7 +59,7 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
 
     raw_root = Path(str(reader.attrs["raw_root"]))
     total = len(reader) if limit is None else min(limit, len(reader))
-    order = np.arange(shard[0], total, shard[1])
+    order = np.arange(shard.rank, total, shard.world_size)
     n = len(order)
     paths = reader.column("image_path")[:total].astype(str)[order]
     boxes = reader.column("bbox_xywh")[:total][order]
@@ -98,7 +99,7 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
         finally:
             for fut in pending:
                 fut.cancel()
-    return _predictions(verts, joints, j14, paths, order, shard[1] > 1)
+    return _predictions(verts, joints, j14, paths, order, shard.sharded)
 
 
 def _predictions(verts: list, joints: list, j14: list, paths: np.ndarray, order: np.ndarray,

@@ -24,6 +24,7 @@ import json
 import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,19 +35,70 @@ from expose_cli.inference import onnx_export
 from expose_cli.inference.graph_cache import GraphCache, writable_folder
 from expose_cli.models import Prediction, Predictor
 
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
-#: ``--backend auto`` on the CPU: the first of these installed (fastest first, all exact in fp32;
-#: docs/models.md has the figures). On a GPU it is torch.
-AUTO_ORDER = ("openvino", "onnxruntime", "torch")
 PRECISIONS = ("fp32", "bf16", "fp16")
-#: Backend -> (module to import, the pip command that installs it).
-EXTRAS = {"onnxruntime": ("onnxruntime", "pip install 'expose-cli[onnx]'"),
-          "openvino": ("openvino", "pip install 'expose-cli[openvino]'")}
+
+
+def _ort_runner(path: Path, threads: int, precision: str) -> Callable:
+    """ONNX Runtime's CPU session of the graph at ``path`` (fp32)."""
+    session = onnx_export.ort_session(path, threads)
+
+    def run(img: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(img.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(session.run(None, {"img": array})[0])
+
+    return run
+
+
+@functools.cache
+def _openvino_core():
+    """The process's one OpenVINO ``Core``, kept until the process ends.
+
+    Loading OpenVINO's CPU plugin gives the loading thread an alternate signal stack of the
+    plugin's own, which unloading the plugin unmaps without undoing (OpenVINO 2026.4). With a
+    ``Core`` per predictor, the plugin unloaded as the last one was freed, and every later signal
+    (a child's SIGCHLD, SIGTERM, Ctrl-C) was handled on unmapped or reused memory: the process
+    crashed at a random later point. Kept loaded, that stack stays valid."""
+    return require("openvino").Core()
+
+
+def _openvino_runner(path: Path, threads: int, precision: str) -> Callable:
+    """OpenVINO's CPU plugin compiling the graph at ``path`` (fp32, or bf16 inference precision)."""
+    core = _openvino_core()
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+              "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(img: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(img.detach().cpu().numpy(), dtype=np.float32)
+        request.infer({0: array})
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+
+    return run
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime the backbones can run on besides torch, on the CPU, from their exported ONNX graphs."""
+
+    module: str  # the package to import
+    install: str  # the pip command that installs it (and onnx)
+    precisions: tuple[str, ...]  # what it runs
+    runner: Callable[[Path, int, str], Callable[[torch.Tensor], torch.Tensor]]  # (graph, threads, precision) -> img -> features
+
+
+#: The runtimes besides torch, fastest first (``--backend auto`` on the CPU takes the first installed
+#: that runs the asked precision, then torch; all exact in fp32; docs/models.md has the figures).
+RUNTIMES: dict[str, Runtime] = {
+    "openvino": Runtime("openvino", "pip install 'expose-cli[openvino]'", ("fp32", "bf16"), _openvino_runner),
+    "onnxruntime": Runtime("onnxruntime", "pip install 'expose-cli[onnx]'", ("fp32",), _ort_runner),
+}
+BACKENDS = ("auto", "torch", *sorted(RUNTIMES))
 
 
 def require(backend: str):
     """The backend's module, or one line naming the pip command that installs it."""
-    module, command = EXTRAS[backend]
+    module, command = RUNTIMES[backend].module, RUNTIMES[backend].install
     try:
         importlib.import_module("onnx")
         return importlib.import_module(module)
@@ -67,12 +119,10 @@ def installed(backend: str) -> bool:
 
 def auto_order(precision: str, device: torch.device) -> list[str]:
     """The runtimes ``--backend auto`` tries, best first: on the CPU the installed ones of
-    :data:`AUTO_ORDER` that run ``precision`` (ONNX Runtime runs fp32 only), ending with torch;
-    on any other device torch alone."""
+    :data:`RUNTIMES` that run ``precision``, then torch; on any other device torch alone."""
     if device.type != "cpu":
         return ["torch"]
-    usable = [b for b in AUTO_ORDER if not (b == "onnxruntime" and precision != "fp32")]
-    return [b for b in usable if installed(b)]
+    return [b for b, runtime in RUNTIMES.items() if precision in runtime.precisions and installed(b)] + ["torch"]
 
 
 def cpu_has_bf16() -> bool:
@@ -103,9 +153,10 @@ def check_choice(backend: str, precision: str, device: torch.device, warn: Calla
         return precision
     if precision == "fp16":
         raise ExposeError("--precision fp16 needs a CUDA device", hint="use --precision bf16 or fp32 on CPU")
-    if backend == "onnxruntime" and precision == "bf16":
-        raise ExposeError("--backend onnxruntime runs fp32 only on CPU",
-                          hint="use --backend openvino or torch for --precision bf16")
+    if backend in RUNTIMES and precision not in RUNTIMES[backend].precisions:
+        others = [b for b, runtime in RUNTIMES.items() if precision in runtime.precisions]
+        raise ExposeError(f"--backend {backend} runs {' / '.join(RUNTIMES[backend].precisions)} only on CPU",
+                          hint=f"use --backend {' or '.join([*others, 'torch'])} for --precision {precision}")
     if precision == "bf16" and not cpu_has_bf16():
         message = "--precision bf16: this CPU has no native bf16 (AVX512-BF16, AMX): running fp32"
         (warn or (lambda m: warnings.warn(m, stacklevel=3)))(message)
@@ -139,43 +190,6 @@ def _torch_autocast_runner(predictor: Predictor, name: str, precision: str) -> C
         with torch.autocast(predictor.device.type, dtype=dtype):  # where the weights are now
             features = Predictor._features(predictor, name, img)
         return features.float()
-
-    return run
-
-
-def _ort_runner(path: Path, threads: int) -> Callable:
-    session = onnx_export.ort_session(path, threads)
-
-    def run(img: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(img.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(session.run(None, {"img": array})[0])
-
-    return run
-
-
-@functools.cache
-def _openvino_core():
-    """The process's one OpenVINO ``Core``, kept until the process ends.
-
-    Loading OpenVINO's CPU plugin gives the loading thread an alternate signal stack of the
-    plugin's own, which unloading the plugin unmaps without undoing (OpenVINO 2026.4). With a
-    ``Core`` per predictor, the plugin unloaded as the last one was freed, and every later signal
-    (a child's SIGCHLD, SIGTERM, Ctrl-C) was handled on unmapped or reused memory: the process
-    crashed at a random later point. Kept loaded, that stack stays valid."""
-    return require("openvino").Core()
-
-
-def _openvino_runner(path: Path, threads: int, precision: str) -> Callable:
-    core = _openvino_core()
-    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-              "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-    request = compiled.create_infer_request()
-
-    def run(img: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(img.detach().cpu().numpy(), dtype=np.float32)
-        request.infer({0: array})
-        return torch.from_numpy(request.get_output_tensor(0).data.copy())
 
     return run
 
@@ -219,8 +233,7 @@ def _make_one(base: Predictor, backend: str, precision: str, threads: int | None
     runners = {}
     for spec in onnx_export.network_specs(base.net):
         path = _backbone_graph(base.net, spec, backend, cache, folder)
-        runners[spec.prefix + "backbone"] = (_ort_runner(path, threads) if backend == "onnxruntime"
-                                             else _openvino_runner(path, threads, precision))
+        runners[spec.prefix + "backbone"] = RUNTIMES[backend].runner(path, threads, precision)
     return BackendPredictor(base, runners, backend, precision, keep=folder)
 
 

@@ -1,6 +1,6 @@
 """`expose infer` across processes: ``torchrun --nproc-per-node N -m expose_cli infer ...``.
 
-torchrun starts N copies with ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set. Rank ``r`` takes the
+torchrun starts N copies with ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set (:class:`Shard`). Rank ``r`` takes the
 inputs ``r, r + N, r + 2N, ...`` (output folders are named from the whole list, so they are the
 ones a single process would use), runs on ``cuda:LOCAL_RANK`` (or the CPU), writes its own files
 and ``summary.rank<r>.json``; after a barrier rank 0 merges them into ``summary.json`` in input
@@ -15,22 +15,12 @@ from pathlib import Path
 
 from expose_cli.errors import ExposeError
 from expose_cli.utils.atomic import write_json_atomic
+from expose_cli.utils.shard import Shard
 
 
-def shard_from_env() -> tuple[int, int]:
-    """``(rank, world size)`` that torchrun set; ``(0, 1)`` for a plain run."""
-    try:
-        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        raise ExposeError("RANK / WORLD_SIZE must be integers (set by torchrun)") from None
-    if not 0 <= rank < world:
-        raise ExposeError(f"RANK {rank} is outside WORLD_SIZE {world}")
-    return rank, world
-
-
-def summary_name(shard: tuple[int, int]) -> str:
+def summary_name(shard: Shard) -> str:
     """``summary.json`` for one process, ``summary.rank<r>.json`` for rank ``r`` of several."""
-    return "summary.json" if shard[1] == 1 else f"summary.rank{shard[0]}.json"
+    return f"summary.rank{shard.rank}.json" if shard.sharded else "summary.json"
 
 
 def start(device):
@@ -59,7 +49,7 @@ def merge_summaries(out_dir: Path, world: int, inputs: list[str]) -> dict:
     order = {path: i for i, path in reversed(list(enumerate(inputs)))}
     records, videos, failed, complete = [], [], 0, True
     for rank in range(world):
-        path = out_dir / summary_name((rank, world))
+        path = out_dir / summary_name(Shard(rank, world))
         try:
             part = json.loads(path.read_text())
         except (OSError, ValueError) as exc:

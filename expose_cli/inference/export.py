@@ -1,5 +1,7 @@
 """Mesh and parameter files: OBJ, PLY (binary), GLB (glTF 2.0 binary), NPZ, JSON. All atomic.
 
+:data:`FORMATS` is the table of output formats (``--format`` name -> writer).
+
 Axes: the network's meshes are in the camera frame of OpenCV (x right, y down, z forward, away
 from the camera). OBJ, PLY and NPZ keep that frame. glTF is +Y up with the viewer on +Z, so GLB
 files get the vertices rotated 180 degrees about x (``(x, y, z) -> (x, -y, -z)``, a rotation: the
@@ -10,13 +12,13 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from expose_cli.utils.atomic import atomic_path
 
-FORMATS = ("obj", "ply", "glb", "npz", "json")
 CAMERA_TO_GLTF = np.diag([1.0, -1.0, -1.0])  # 180 degrees about x: OpenCV camera frame -> glTF (+Y up, +Z to the viewer)
 
 
@@ -165,27 +167,40 @@ def write_json(path: str | Path, obj: dict) -> None:
         tmp.write_text(json.dumps(obj, indent=1, default=default) + "\n")
 
 
+#: One person's file in one format: ``(path, arrays, vertices)``, ``vertices`` the mesh to write
+#: (``arrays["vertices_camera"]`` with ``--camera-space``, else ``arrays["vertices"]``, metres).
+Writer = Callable[[Path, dict, np.ndarray], None]
+
+
+def _json_parameters(path: Path, arrays: dict, vertices: np.ndarray) -> None:
+    """Every array but the mesh (vertices and faces) as JSON lists."""
+    write_json(path, {k: v for k, v in arrays.items() if k not in ("vertices", "vertices_camera", "faces")})
+
+
+#: The output formats, ``--format NAME`` -> its writer (the file is ``person_NN.NAME``): the one table
+#: `expose infer`, `expose fit` and their ``--format`` checks read.
+FORMATS: dict[str, Writer] = {
+    "obj": lambda path, arrays, vertices: write_obj(path, vertices, arrays["faces"]),
+    "ply": lambda path, arrays, vertices: write_ply(path, vertices, arrays["faces"]),
+    "glb": lambda path, arrays, vertices: write_glb(path, vertices, arrays["faces"]),  # rotated into glTF's axes
+    "npz": lambda path, arrays, vertices: write_npz(path, arrays),
+    "json": _json_parameters,
+}
+
+
 def write_person(stem: str | Path, arrays: dict, formats: tuple[str, ...], camera_space: bool = False) -> list[str]:
-    """One person's files ``stem.<fmt>`` for each of ``formats`` (atomic each), as `expose infer` and
-    `expose fit` write them: meshes of ``arrays["vertices_camera"]`` with ``camera_space``, else of
-    ``arrays["vertices"]`` (metres); ``npz`` every array; ``json`` every array but the mesh."""
+    """One person's files ``stem.<fmt>`` for each of ``formats`` (atomic each, written by
+    :data:`FORMATS`), as `expose infer` and `expose fit` write them: meshes of
+    ``arrays["vertices_camera"]`` with ``camera_space``, else of ``arrays["vertices"]`` (metres)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     verts = arrays["vertices_camera"] if camera_space else arrays["vertices"]
     files = []
     for fmt in formats:
-        path = stem.with_suffix(f".{fmt}")
-        if fmt == "obj":
-            write_obj(path, verts, arrays["faces"])
-        elif fmt == "ply":
-            write_ply(path, verts, arrays["faces"])
-        elif fmt == "glb":  # rotated into glTF's axes (+Y up, +Z toward the viewer)
-            write_glb(path, verts, arrays["faces"])
-        elif fmt == "npz":
-            write_npz(path, arrays)
-        elif fmt == "json":
-            write_json(path, {k: v for k, v in arrays.items() if k not in ("vertices", "vertices_camera", "faces")})
-        else:
+        writer = FORMATS.get(fmt)
+        if writer is None:
             raise ValueError(f"unknown output format {fmt!r}; known: {', '.join(FORMATS)}")
+        path = stem.with_suffix(f".{fmt}")
+        writer(path, arrays, verts)
         files.append(str(path))
     return files

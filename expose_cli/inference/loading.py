@@ -44,6 +44,24 @@ class CropSpec:
     max_people: int | None = None
 
 
+
+def crop_spec(predictor, detector: str = "hog", box_scale: float = 1.25, min_score: float = 0.0,
+              max_people: int | None = None) -> CropSpec:
+    """The crops ``predictor`` takes (its input side, px; the full model also samples the whole
+    image), persons found by ``detector`` (hog | full-image | onnx), boxes enlarged ``box_scale``
+    times, those scored under ``min_score`` dropped, the ``max_people`` largest kept."""
+    return CropSpec(img_res=predictor.img_res, box_scale=box_scale, keep_full_image=predictor.kind == "expose",
+                    detector=detector, min_score=min_score, max_people=max_people)
+
+
+def check_crop_spec(spec: CropSpec, predictor) -> None:
+    """``spec`` must crop what ``predictor`` takes (a ``ValueError`` otherwise)."""
+    wanted = crop_spec(predictor)
+    if (spec.img_res, spec.keep_full_image) != (wanted.img_res, wanted.keep_full_image):
+        raise ValueError(f"the crop spec ({spec.img_res} px, full image {spec.keep_full_image}) is not the model's "
+                         f"({wanted.img_res} px, full image {wanted.keep_full_image}); build it with crop_spec(predictor)")
+
+
 @dataclass
 class Loaded:
     """One image through :func:`load`. ``boxes is None`` with no error: the boxes are still to be

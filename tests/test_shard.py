@@ -1,0 +1,37 @@
+"""``Shard``: this process's share of a torchrun run, read from ``RANK`` / ``WORLD_SIZE`` (one type
+for `expose infer` and `expose eval`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from expose_cli.errors import ExposeError
+from expose_cli.inference.distributed import summary_name
+from expose_cli.utils.shard import Shard
+
+
+def test_a_plain_run_is_one_shard(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    shard = Shard.from_env()
+    assert shard == Shard(0, 1) and not shard.sharded and shard.is_main
+    assert summary_name(shard) == "summary.json"
+    assert all(shard.takes(p) for p in range(5))
+
+
+def test_torchrun_rank_takes_every_world_size_th_input(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    shard = Shard.from_env()
+    assert shard == Shard(1, 3) and shard.sharded and not shard.is_main
+    assert [p for p in range(8) if shard.takes(p)] == [1, 4, 7]  # infer's inputs, eval's samples
+    assert summary_name(shard) == "summary.rank1.json"
+
+
+@pytest.mark.parametrize("rank, world, words", [("3", "3", "outside WORLD_SIZE"), ("one", "2", "must be integers"),
+                                                ("0", "0", "outside WORLD_SIZE")])
+def test_a_bad_environment_is_one_line(monkeypatch, rank, world, words):
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", world)
+    with pytest.raises(ExposeError, match=words):
+        Shard.from_env()
