@@ -19,7 +19,6 @@ The exported graphs are kept in a :class:`expose_cli.inference.graph_cache.Graph
 from __future__ import annotations
 
 import functools
-
 import importlib
 import json
 import tempfile
