@@ -150,7 +150,7 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 DEPRECATED = {("fetch", "--force"): "--overwrite", ("fetch-models", "--force"): "--overwrite",
               ("import-body-models", "--force"): "--overwrite", ("synth", "--embed"): "--embed-images",
               ("synth", "--no-embed"): "--no-embed-images",
-              ("infer", "--skip-existing"): "--resume"}
+              ("infer", "--skip-existing"): "--resume", ("eval", "--workers"): "--threads"}
 
 
 def deprecated_aliases(argv: list[str]) -> list[str]:

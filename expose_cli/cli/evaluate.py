@@ -16,7 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from expose_cli.cli.common import (
+    BackendOpt,
+    BatchSizeOpt,
+    CkptOpt,
+    JsonOpt,
+    LimitOpt,
+    PrecisionOpt,
     Settings,
+    ThreadsOpt,
     console,
     err_console,
     get_settings,
@@ -44,20 +51,18 @@ def _report_folder(folder: Path | None) -> Path | None:
 def evaluate(
     ctx: typer.Context,
     benchmark: Annotated[str, typer.Argument(help="ehf | freihand | 3dpw | stirling")],
-    ckpt: Annotated[str | None, typer.Option("--ckpt", help="Checkpoint path or name (default: the benchmark's model).")] = None,
+    ckpt: CkptOpt = None,
     data: Annotated[Path | None, typer.Option("--data", help="Preprocessed .h5 (default: from the data tree).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads decoding images ahead of the model.")] = 2,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N samples.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+    batch_size: BatchSizeOpt = 8,
+    threads: ThreadsOpt = 2,
+    limit: LimitOpt = None,
+    json_out: JsonOpt = None,
     per_sample: Annotated[Path | None, typer.Option("--per-sample", help="Write per-sample metrics as CSV.")] = None,
     save_predictions: Annotated[Path | None, typer.Option("--save-predictions", help="Save predictions (.h5).")] = None,
     from_predictions: Annotated[Path | None, typer.Option(
         "--from-predictions", help="Re-score saved predictions (no network); they must come from the --data file.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto (the fastest installed: openvino, onnxruntime, torch; "
-                                                        "torch on a GPU) | torch | onnxruntime | openvino.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast; its deviation goes "
-                                                                 "into the results) | fp16 (GPU).")] = "fp32",
+    backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "fp32",
     report: Annotated[Path | None, typer.Option("--report", callback=_report_folder, help="Write a report folder for `expose view` (worst samples, errors).")] = None,
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
@@ -86,7 +91,7 @@ def evaluate(
                         load_model=lambda path: _load_model(path, settings, backend, precision, device))
         info_d = B.provenance(run, _config_overrides(settings))
         with _progress(settings, run) as tick:
-            preds = B.predictions(run, info_d, batch_size, workers, tick, shard)
+            preds = B.predictions(run, info_d, batch_size, threads, tick, shard)
         if shard[1] > 1:  # rank 0 scores everything; the others stop here
             preds = distributed.gather_predictions(preds)
             distributed.barrier_and_stop()

@@ -16,7 +16,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device
+from expose_cli.cli.common import (
+    FormatOpt,
+    JsonOpt,
+    OverwriteOpt,
+    console,
+    err_console,
+    get_settings,
+    info,
+    resolve_device,
+)
 from expose_cli.errors import ExposeError
 
 FORMATS = ("obj", "ply", "glb", "npz", "json")
@@ -167,7 +176,7 @@ def fit(
     start: Annotated[Path | None, typer.Option("--start", help="`expose infer` output to start from (one input: "
                                                "its folder; several: the --out of infer). Default: the mean pose.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per input).")] = Path("fit_out"),
-    formats: Annotated[str, typer.Option("--format", help="Comma-separated: obj, ply, glb, npz, json.")] = "npz,json",
+    formats: FormatOpt = "npz,json",
     focal_length: Annotated[float | None, typer.Option("--focal-length", min=1.0, help="Focal length (px) of 2D "
                                                        "keypoints' camera (default: the start's, else 5000).")] = None,
     image_size: Annotated[str | None, typer.Option("--image-size", help="HEIGHT,WIDTH px of 2D keypoints' image "
@@ -175,8 +184,8 @@ def fit(
     image: Annotated[Path | None, typer.Option("--image", help="The image, for --render (one input).")] = None,
     render: Annotated[bool, typer.Option("--render", help="Save overlay.png (2D keypoints with an image).")] = False,
     camera_space: Annotated[bool, typer.Option("--camera-space", help="Meshes placed in the camera frame.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
+    overwrite: OverwriteOpt = False,
+    json_out: JsonOpt = None,
     convention: Annotated[str | None, typer.Option("--convention", help="Of array files: coco_wholebody, openpose_137, "
                                                    "openpose_25, h36m, coco, smplx, smpl (default: by point count).")] = None,
     body_model: Annotated[str, typer.Option("--body-model", help="smplx, or smpl (SMPLify: 24 joints, no hands "
