@@ -112,6 +112,24 @@ def debug(settings: Settings, message: str) -> None:
         err_console.print(f"[dim]{message}[/dim]")
 
 
+def flag_speller(command: Any = None):
+    """How the CLI writes an option reference of an error (``expose_cli.errors.option``): the long
+    flag of ``command``'s parameter of that name (a click command), else ``--name``. Library code
+    names options; only the CLI spells them as flags."""
+    flags = {p.name: next((o for o in p.opts if o.startswith("--")), None)
+             for p in getattr(command, "params", []) if getattr(p, "opts", None)}
+
+    def spell(name: str) -> str:
+        return flags.get(name.replace("-", "_")) or f"--{name}"
+
+    return spell
+
+
+def error_text(exc: ExposeError, command: Any = None) -> tuple[str, str | None]:
+    """``exc``'s (message, hint) as the CLI prints them: option references written as flags."""
+    return exc.text(flag_speller(command))
+
+
 def resolve_device(spec: str) -> Any:
     """``auto`` -> ``cuda`` when available else ``cpu``; ``cpu``; ``cuda`` / ``cuda:N``.
 

@@ -22,6 +22,7 @@ from expose_cli.cli.common import (
     OverwriteOpt,
     console,
     err_console,
+    error_text,
     get_settings,
     info,
     resolve_device,
@@ -100,8 +101,9 @@ def _read_all(paths: list[Path], start: Path | None, image: Path | None, convent
             where = _start_for(start, path, len(paths) > 1)
             items.append((kin, None if where is None else read_start(where, kin.persons, kin.frames)))
         except ExposeError as exc:
-            failed.append(exc.message)
-            err_console.print(f"[red]{exc.message}[/red]" + (f" ({exc.hint})" if exc.hint else ""), highlight=False)
+            message, hint = error_text(exc)
+            failed.append(message)
+            err_console.print(f"[red]{message}[/red]" + (f" ({hint})" if hint else ""), highlight=False)
     return items, failed
 
 
@@ -136,8 +138,9 @@ def _run(settings, paths: list[Path], start: Path | None, image: Path | None, cf
             try:
                 record = fit_input(model, layer, cfg, kin, begin, options, lambda: progress.advance(task), prior=prior)
             except ExposeError as exc:
-                failed.append(exc.message)
-                err_console.print(f"[red]{exc.message}[/red]" + (f" ({exc.hint})" if exc.hint else ""), highlight=False)
+                message, hint = error_text(exc)
+                failed.append(message)
+                err_console.print(f"[red]{message}[/red]" + (f" ({hint})" if hint else ""), highlight=False)
                 continue
             finally:
                 progress.update(task, completed=done + steps)
@@ -241,7 +244,7 @@ def refine_infer_output(settings, out: Path, formats: tuple[str, ...], render: b
             record = fit_input(model, layer, cfg, kin, start, options, folder=path.parent / "refined", prior=prior)
         except ExposeError as exc:
             problems += 1
-            err_console.print(f"[red]{exc.message}[/red]", highlight=False)
+            err_console.print(f"[red]{error_text(exc)[0]}[/red]", highlight=False)
             continue
         for line in record["problems"]:
             problems += 1

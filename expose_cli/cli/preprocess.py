@@ -19,6 +19,8 @@ from expose_cli.cli.common import (
     WorkersOpt,
     console,
     err_console,
+    error_text,
+    flag_speller,
     get_settings,
     info,
     warn,
@@ -26,7 +28,7 @@ from expose_cli.cli.common import (
 from expose_cli.data.converters import CONVERTERS
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.data.preprocess import convert
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, render
 from expose_cli.io.paths import DataTree
 from expose_cli.utils.atomic import write_json_atomic
 
@@ -115,10 +117,11 @@ class _SplitBars:
 
 def _report_failure(table: Table, dataset: str, exc: ExposeError) -> None:
     """A dataset of `all` that failed: its error and hint now, a FAILED row in the table."""
-    err_console.print(f"[bold red]error:[/bold red] {dataset}: {exc.message}", highlight=False)
-    if exc.hint:
-        err_console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
-    table.add_row(dataset, "-", "-", "-", f"FAILED: {exc.reason}")
+    message, hint = error_text(exc)
+    err_console.print(f"[bold red]error:[/bold red] {dataset}: {message}", highlight=False)
+    if hint:
+        err_console.print(f"[yellow]hint:[/yellow] {hint}", highlight=False)
+    table.add_row(dataset, "-", "-", "-", f"FAILED: {render(exc.raw_reason, flag_speller())}")
 
 
 def _add_rows(table: Table, results: list) -> None:

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from expose_cli.data.hdf5_chunks import write_rows
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.utils.atomic import move_into_place, temp_path_for
 
 FORMAT_NAME = "expose-hdf5"
@@ -136,7 +136,7 @@ class HDF5Writer:
                  attrs: dict | None = None) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
-            raise ExposeError("output exists", path=self.path, hint="pass --overwrite to replace it")
+            raise ExposeError("output exists", path=self.path, hint=f"pass {option('overwrite')} to replace it")
         self.tmp = temp_path_for(self.path)
         self.file = h5py.File(self.tmp, "w")
         self.file.attrs.update({

@@ -21,7 +21,7 @@ import numpy as np
 
 from expose_cli import __version__
 from expose_cli.data.hdf5 import HDF5Reader
-from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.errors import ExposeError, MissingFileError, option
 from expose_cli.evaluation import runner
 from expose_cli.io import hashing
 from expose_cli.io.paths import DataTree
@@ -149,7 +149,7 @@ def prepare(bench: Benchmark, reader: HDF5Reader, tree: DataTree, *, ckpt: str |
         run.predictor = load_model(run.checkpoint)
         if run.predictor.kind not in bench.kinds:
             raise ExposeError(f"{run.checkpoint} is a {run.predictor.kind!r} model; {bench.name} needs "
-                              f"{' or '.join(bench.kinds)}", hint=f"use --ckpt {bench.default_ckpt}")
+                              f"{' or '.join(bench.kinds)}", hint=f"use {option('ckpt')} {bench.default_ckpt}")
     return run
 
 

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from expose_cli.body_models.keypoints import convert_keypoints, get_convention
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.data.validity import stale_reason
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.io.catalog import MEMBERS
 from expose_cli.io.images import read_image
 from expose_cli.io.paths import DataTree
@@ -120,7 +120,7 @@ class Member:
         embedded = rows.has_embedded if images == "auto" else images == "embedded"
         if embedded:
             fields = (*fields, "image_jpeg", "image_crop_affine")
-        rows.require(fields, hint="re-run `expose preprocess` (with --embed-images for image_jpeg)")
+        rows.require(fields, hint=f"re-run `expose preprocess` (with {option('embed-images')} for image_jpeg)")
         check_kind_content(rows, self.kind)
         return rows
 
@@ -220,7 +220,7 @@ class TrainDataset(Dataset):
                 skipped += 1
                 if skipped > MAX_IMAGE_RETRIES:
                     raise ExposeError(f"{skipped} unreadable images in a row in member {member.name!r}; last: {exc}",
-                                      hint="check --data-dir / the raw image folder, or re-run `expose preprocess "
+                                      hint=f"check {option('data-dir')} / the raw image folder, or re-run `expose preprocess "
                                            "--embed-images`") from exc
                 row = int(rng.integers(len(member)))
         sample = make_sample(rec, src, self.cfg.augment, self.cfg.img_res, rng,
