@@ -31,6 +31,7 @@ from expose_cli.cli.common import (
     resolve_device,
     warn,
 )
+from expose_cli.io.catalog import DATASETS
 from expose_cli.io.outputs import check_writable
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 from expose_cli.utils.stale import remove_stale_temps
@@ -50,7 +51,7 @@ def _report_folder(folder: Path | None) -> Path | None:
 
 def evaluate(
     ctx: typer.Context,
-    benchmark: Annotated[str, typer.Argument(help="ehf | freihand | 3dpw | stirling")],
+    benchmark: Annotated[str, typer.Argument(help=" | ".join(d.name for d in DATASETS.values() if d.benchmark_split))],
     ckpt: CkptOpt = None,
     data: Annotated[Path | None, typer.Option("--data", help="Preprocessed .h5 (default: from the data tree).")] = None,
     batch_size: BatchSizeOpt = 8,
@@ -121,7 +122,7 @@ def _report(settings, bench, run, result, info_d: dict, num_samples: int, json_o
     ``--report`` folder (``report``: the folder and the predictions)."""
     from expose_cli.evaluation import protocols
 
-    rows = _print_table(result, run.subset)
+    rows = _print_table(result, run.subset, bench)
     if report[0] is not None:
         _write_report(settings, report[0], run, result, info_d, rows, report[1])
     if json_out is not None:
@@ -201,11 +202,11 @@ def _progress(settings: Settings, run) -> Iterator[Callable[[int], None] | None]
         yield tick
 
 
-def _print_table(result, subset: str | None) -> list[dict]:
+def _print_table(result, subset: str | None, bench) -> list[dict]:
     """Our means next to the published ones (the JSON rows returned)."""
     from expose_cli.evaluation import protocols
 
-    published = protocols.published_for(result.benchmark, subset)
+    published = bench.published_for(subset)
     title = f"{result.benchmark}{'' if subset is None else ' ' + subset} ({len(result.image_paths)} samples)"
     table = Table(title=title)
     for col in ("metric", "unit", "ours", "published", "difference"):
@@ -226,7 +227,7 @@ def _print_table(result, subset: str | None) -> list[dict]:
         prefix = next((p for p, k in protocols.PREFIXES.items() if k == key), "no prefix")
         console.print(f"{prefix.strip()}: {protocols.PROTOCOLS[key]}", highlight=False)
     if subset is not None and not published:
-        console.print(f"the seed publishes Stirling {', '.join(protocols.STIRLING_PUBLISHED_SUBSETS)} only: "
+        console.print(f"the seed publishes {bench.name.capitalize()} {', '.join(bench.published_subsets or ())} only: "
                       f"no published {subset} value to compare with", highlight=False)
     return rows
 
