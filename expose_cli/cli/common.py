@@ -38,8 +38,9 @@ def _at_least(least: int, what: str):
 BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", callback=_at_least(1, "batch-size"),
                                                   help="Persons (crops) per forward pass, per process.")]
 WorkersOpt = Annotated[int | None, typer.Option(
-    "--workers", callback=_at_least(0, "workers"), help="Worker processes loading and preparing data in parallel, per process (0: none, the "
-                             "main process does it; default: the command's, see docs/<command>.md).")]
+    "--workers", callback=_at_least(0, "workers"),
+    help="Worker processes loading and preparing data in parallel, per process (0: none, the main process does "
+         "it; default: the command's, see docs/<command>.md).")]
 ThreadsOpt = Annotated[int | None, typer.Option(
     "--threads", min=1, help="Threads decoding and encoding images in parallel (default: the command's, see "
                              "docs/<command>.md).")]
