@@ -4,8 +4,8 @@ crop + collate) at 256 px from raw images and from embedded crops, with 1 and 2 
 Data: a synthetic body set (stand-in SMPL-X, 512 px images) of UNIQUE rendered samples, whose rows
 are repeated into a file of ROWS rows (random access over a realistically long file). Prints
 samples/s and each worker's peak resident memory, and the HDF5 row-read times side by side:
-today's ``HDF5Reader`` vs the training reader (:class:`~expose_cli.training.h5rows.H5Rows`, only the
-body fields, handles looked up once), on format 1 (256-row chunks) and format 2 (16-row chunks).
+the reader's every-field rows vs its training rows (``HDF5Reader.require``: only the body fields),
+on format 1 (256-row chunks) and format 2 (16-row chunks).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import torch
 from conditions import cpu_model  # benchmarks/conditions.py
 
 from expose_cli.data.hdf5 import HDF5Reader, HDF5Writer
+from expose_cli.kinds import KINDS
 from expose_cli.testing.standins import write_standin_data_tree
 from expose_cli.training.data_config import data_preset, with_members
-from expose_cli.training.datasets import BASE_FIELDS, KIND_SPECS, build_train_dataset, collate
-from expose_cli.training.h5rows import H5Rows
+from expose_cli.training.datasets import BASE_FIELDS, build_train_dataset, collate
 from expose_cli.training.mixing import MixedSampler
 from expose_cli.training.synth import write_synth
 
@@ -82,7 +82,7 @@ def time_rows(read, n: int, rng) -> float:
 
 
 def bench_rows(v2: Path, v1: Path) -> dict:
-    fields = (*BASE_FIELDS, "has_smplx", *KIND_SPECS["body"].params.values())
+    fields = (*BASE_FIELDS, "has_smplx", *KINDS["body"].params.values())
     out = {}
     reader = HDF5Reader(v1)
     out["HDF5Reader as before (tree walk per row), format 1"] = time_rows(
@@ -94,8 +94,9 @@ def bench_rows(v2: Path, v1: Path) -> dict:
         reader = HDF5Reader(path)
         out[f"HDF5Reader, all fields, {name}"] = time_rows(reader.__getitem__, 100, rng)
         reader.close()
-        rows = H5Rows(path, fields)
-        out[f"H5Rows, body fields, {name}"] = time_rows(rows.row, 400, rng)
+        rows = HDF5Reader(path, fields)
+        out[f"HDF5Reader.row, body fields, {name}"] = time_rows(rows.row, 400, rng)
+        rows.close()
     return out
 
 

@@ -158,3 +158,64 @@ def test_global_options_also_after_the_subcommand(tmp_path, run_cli):
 
     paths = [row["path"] for row in json.loads(doctor_json.read_text())]
     assert paths and all(p.startswith(str(tmp_path / "tree")) for p in paths)  # the data dir given after "doctor"
+
+
+def _options_by_name() -> dict[str, list[tuple[str, str | None]]]:
+    """``--name`` -> [(command, help)] over every command of the app (click objects)."""
+    import typer
+
+    from expose_cli.cli.app import app
+
+    found: dict[str, list[tuple[str, str | None]]] = {}
+    stack = [("", typer.main.get_command(app))]
+    while stack:
+        name, cmd = stack.pop()
+        stack.extend((f"{name} {n}".strip(), c) for n, c in getattr(cmd, "commands", {}).items())
+        for param in cmd.params:
+            if getattr(param, "param_type_name", "") == "option":
+                for opt in param.opts:
+                    found.setdefault(opt, []).append((name, param.help))
+    return found
+
+
+def test_shared_options_are_declared_once_with_one_help():
+    """Each option of cli/common.py's shared Annotated types reads the same help in every command
+    that takes it (and at least two commands take it); no command declares it another way."""
+    import typing
+
+    from expose_cli.cli import common
+
+    shared = {name: typing.get_args(value)[1] for name, value in vars(common).items()
+              if name.endswith("Opt") and typing.get_origin(value) is typing.Annotated}
+    assert {"CkptOpt", "BatchSizeOpt", "WorkersOpt", "PrecisionOpt", "ThreadsOpt"} <= set(shared)
+    found = _options_by_name()
+    for name, info in shared.items():
+        opt = info.default  # typer: the first name given, in an Annotated declaration
+        uses = found.get(opt, [])
+        assert len({cmd for cmd, _ in uses}) >= 2, (name, uses)
+        assert all(text == info.help for _, text in uses), (name, [u for u in uses if u[1] != info.help])
+    commands = {cmd for cmd, _ in found["--precision"]}
+    assert {"infer", "eval", "train"} <= commands and {"infer", "eval", "train"} <= {c for c, _ in found["--batch-size"]}
+    assert {c for c, _ in found["--workers"]} == {"infer", "train", "preprocess"}  # processes, everywhere
+    assert {c for c, _ in found["--threads"]} == {"eval", "preprocess"}
+    assert {"infer", "eval", "export onnx"} <= {c for c, _ in found["--ckpt"]}
+
+
+def test_evals_old_workers_is_a_hidden_alias_of_threads(run_cli, tmp_path):
+    from expose_cli.cli.app import deprecated_aliases
+
+    assert deprecated_aliases(["eval", "ehf", "--workers", "3"]) == ["eval", "ehf", "--threads", "3"]
+    assert deprecated_aliases(["infer", "a.jpg", "--workers", "3"]) == ["infer", "a.jpg", "--workers", "3"]
+    res = run_cli("--data-dir", tmp_path, "eval", "no-such-benchmark", "--workers", "3")
+    assert "warning: --workers is deprecated: use --threads" in res.stderr
+    assert "No such option" not in res.stderr and "no-such-benchmark" in res.stderr  # parsed; failed later
+    assert "--workers" not in run_cli("eval", "-h", env={"COLUMNS": "220", "TERM": "dumb"}).stdout
+
+
+def test_shared_range_checks_are_one_line_in_every_command(run_cli, tmp_path):
+    for args, line in ((["infer", "x.jpg", "--batch-size", "0"], "error: --batch-size must be >= 1, not 0"),
+                       (["eval", "ehf", "--workers", "-1"], "warning: --workers is deprecated: use --threads"),
+                       (["train", "body", "--out", tmp_path / "r", "--workers", "-1"], "error: --workers must be >= 0, not -1")):
+        res = run_cli("--data-dir", tmp_path, *args)
+        assert res.exit_code == 2 and line in res.stderr.splitlines(), (args, res.stderr)
+    assert not (tmp_path / "r").exists()

@@ -297,7 +297,7 @@ def test_ehf_rows_and_zero_on_truth(standin_tree):
     gt = smplx_truth(DataTree(standin_tree))
     layout = _ehf_layout()
     m = _ehf(gt, gt, layout)
-    assert list(m) == [*protocols.PUBLISHED["ehf"], *protocols.H4W_ROWS]
+    assert list(m) == [*protocols.EHF_ROWS, *protocols.H4W_ROWS]
     for name, v in m.items():
         assert np.all(np.abs(v) <= ZERO), name
 

@@ -144,7 +144,7 @@ def test_bad_keypoint_models(tmp_path):
                       dynamo=False)
     with pytest.raises(ExposeError, match="SimCC outputs"):
         kn.load_keypoint_net(tmp_path / "hm.onnx")
-    with pytest.raises(ExposeError, match="unknown --keypoints"):
+    with pytest.raises(ExposeError, match="unknown keypoints"):  # Python: the parameter; the CLI: --keypoints
         kn.resolve_keypoint_net("rtmw", tmp_path / "none.onnx")
     with pytest.raises(ExposeError, match="no keypoint model installed"):
         kn.resolve_keypoint_net("auto", tmp_path / "none.onnx")

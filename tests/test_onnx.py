@@ -150,6 +150,7 @@ def test_bf16_path_runs_reduced_and_reports_its_deviation(small_ckpts, standin_t
 def test_backend_choice_errors(monkeypatch):
     import builtins
 
+    from expose_cli.cli.common import error_text
     from expose_cli.inference import backends
 
     cpu = torch.device("cpu")
@@ -161,7 +162,7 @@ def test_backend_choice_errors(monkeypatch):
     assert backends.check_choice("openvino", "bf16", cpu) == "bf16"
     with pytest.raises(ExposeError, match="fp16 needs a CUDA device"):
         backends.check_choice("torch", "fp16", cpu)
-    with pytest.raises(ExposeError, match="unknown --backend 'tensorrt'"):
+    with pytest.raises(ExposeError, match="unknown backend 'tensorrt'"):  # the CLI: --backend (test_flag_hints)
         backends.check_choice("tensorrt", "fp32", cpu)
     real_import = builtins.__import__
 
@@ -174,7 +175,8 @@ def test_backend_choice_errors(monkeypatch):
     monkeypatch.delitem(__import__("sys").modules, "openvino", raising=False)
     with pytest.raises(ExposeError) as info:
         backends.require("openvino")
-    assert info.value.message == ("--backend openvino needs the openvino and onnx packages: "
+    assert error_text(info.value)[0] == (  # as the CLI prints it (Python: "backend openvino ...")
+                                  "--backend openvino needs the openvino and onnx packages: "
                                   "pip install 'expose-cli[openvino]'") and info.value.hint is None
 
 

@@ -335,6 +335,7 @@ def test_embed_images(tmp_path, run_cli):
     out = tmp_path / "e.h5"
     res = run_cli("-q", "preprocess", "ehf", "--root", root, "--out", out, "--embed-images", "--workers", "2")
     assert res.exit_code == 0, res.output
+    assert "warning: --workers with --embed-images is deprecated: use --threads" in res.stderr  # the old spelling
     with HDF5Reader(out) as r:
         row = r[0]
     crop = cv2.imdecode(row["image_jpeg"], cv2.IMREAD_COLOR)

@@ -239,3 +239,32 @@ def test_row_masks_are_per_sample():
     assert np.allclose(rec.center, [25, 50]) and np.allclose(rec.scale, [60, 60])  # centre, max(w, h)
     rec = row_record({**row, "has_smplx": False}, KINDS["body"])
     assert all(v == 0 for v in rec.has.values())
+
+
+def test_one_reader_for_training_and_evaluation(data_dir):
+    """Training reads through the data layer's HDF5Reader: the same rows, the same bytes, as the
+    evaluation's every-field rows and as plain h5py; no handle left open for forked workers."""
+    import pickle
+
+    from expose_cli.data.hdf5 import HDF5Reader
+
+    path = data_dir / "preprocessed_datasets" / "synth_body_train.h5"
+    ds = build_train_dataset(_cfg(), data_dir, "body", seed=0, images="embedded")
+    rows = ds.members[0].files[0]
+    assert type(rows) is HDF5Reader and rows._file is None  # checked at construction, nothing open
+    assert "image_jpeg" in rows.row_fields and "smplx/expression" in rows.row_fields
+    with HDF5Reader(path) as every, h5py.File(path) as raw:
+        for i in (0, 7, 9):
+            train_row, eval_row = rows.row(i), every[i]
+            assert set(train_row) == set(rows.row_fields) and set(train_row) < set(eval_row)
+            for name, value in train_row.items():
+                expected = raw[name][i]
+                expected = expected.decode() if isinstance(expected, bytes) else expected
+                assert np.array_equal(value, expected) and np.array_equal(eval_row[name], expected), name
+                assert np.asarray(value).tobytes() == np.asarray(expected).tobytes()
+    copy = pickle.loads(pickle.dumps(rows))  # a spawned worker: its own handle, the same rows
+    assert copy._file is None and np.array_equal(copy.row(3)["keypoints2d"], rows.row(3)["keypoints2d"])
+    copy.close()
+    rows.close()
+    with pytest.raises(ExposeError, match=r"synth_body_train\.h5: lacks the fields nope"):
+        HDF5Reader(path).require(("image_path", "nope"))

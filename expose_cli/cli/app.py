@@ -28,7 +28,7 @@ from expose_cli.cli import (
     train,
     view,
 )
-from expose_cli.cli.common import Settings, err_console
+from expose_cli.cli.common import Settings, err_console, error_text
 from expose_cli.cli.interrupts import interrupted_line, sigterm_as_interrupt
 from expose_cli.errors import ExposeError, Interrupted
 from expose_cli.io.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
@@ -150,7 +150,7 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 DEPRECATED = {("fetch", "--force"): "--overwrite", ("fetch-models", "--force"): "--overwrite",
               ("import-body-models", "--force"): "--overwrite", ("synth", "--embed"): "--embed-images",
               ("synth", "--no-embed"): "--no-embed-images",
-              ("infer", "--skip-existing"): "--resume"}
+              ("infer", "--skip-existing"): "--resume", ("eval", "--workers"): "--threads"}
 
 
 def deprecated_aliases(argv: list[str]) -> list[str]:
@@ -198,6 +198,19 @@ def _command_name(argv: list[str]) -> str | None:
     return argv[i] if i < len(argv) else None
 
 
+def _subcommand(argv: list[str]):
+    """The click command ``argv`` runs (a group's subcommand too), or None."""
+    cmd, i = typer.main.get_command(app), 0
+    while i < len(argv) and argv[i].startswith("-"):  # the global options, hoisted in front
+        i += 2 if argv[i] in _GLOBAL_VALUE_OPTIONS else 1
+    for name in argv[i:i + 2]:  # "infer", or "export onnx"
+        sub = getattr(cmd, "commands", {}).get(name)
+        if sub is None:
+            break
+        cmd = sub
+    return cmd
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``expose`` script: run the app, turn errors into one clear line.
 
@@ -216,10 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     except ExposeError as exc:
         if verbose:
             err_console.print_exception()
+        message, hint = error_text(exc, _subcommand(argv))  # option references written as this command's flags
         # escape: a message's own brackets ("pip install 'expose-cli[onnx]'") are not rich markup
-        err_console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False)
-        if exc.hint:
-            err_console.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
+        if hint:
+            err_console.print(f"[yellow]hint:[/yellow] {escape(hint)}", highlight=False)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code

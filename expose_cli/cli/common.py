@@ -1,11 +1,16 @@
-"""What every subcommand shares: the global settings, the consoles, device choice, JSON output."""
+"""What every subcommand shares: the global settings, the consoles, device choice, JSON output, and
+the options more than one command takes, declared once below (one name, one meaning, one help).
+
+A command takes a shared option as ``batch_size: BatchSizeOpt = 8``: the default stays the
+command's; the help is the same everywhere (tests/test_cli_app.py checks it).
+"""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +18,44 @@ from rich.markup import escape
 
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
+
+#: Options shared by several commands. Defaults are each command's (docs/<command>.md).
+CkptOpt = Annotated[str | None, typer.Option(
+    "--ckpt", help="Checkpoint: a .pth file, or a model name: expose, body, hand, face (default: the command's model).")]
+
+
+def _at_least(least: int, what: str):
+    """A typer callback refusing values below ``least`` with one line (exit 2), in every command."""
+
+    def check(value: int | None) -> int | None:
+        if value is not None and value < least:
+            raise ExposeError(f"--{what} must be >= {least}, not {value}", hint=f"use {least} or more", exit_code=2)
+        return value
+
+    return check
+
+
+BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", callback=_at_least(1, "batch-size"),
+                                                  help="Persons (crops) per forward pass, per process.")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", callback=_at_least(0, "workers"),
+    help="Worker processes loading and preparing data in parallel, per process (0: none, the main process does "
+         "it; default: the command's, see docs/<command>.md).")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", min=1, help="Threads decoding and encoding images in parallel (default: the command's, see "
+                             "docs/<command>.md).")]
+PrecisionOpt = Annotated[str | None, typer.Option(
+    "--precision", help="fp32 (exact) | bf16 (fast on CPUs with bf16 and on GPUs) | fp16 (CUDA GPUs only).")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="auto (the fastest installed: openvino, onnxruntime, torch; "
+                                                        "torch on a GPU) | torch | onnxruntime | openvino.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")]
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace existing outputs (an earlier run's, or files already installed or downloaded).")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Continue an interrupted run into the same output, keeping the work it finished.")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="At most N samples (the first N of each split).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (the same seed gives the same result).")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Comma-separated: obj, ply, glb, npz, json.")]
 
 #: Results (tables) go to stdout; messages, progress and errors to stderr.
 # Tables printed to a pipe or file are not squeezed into 80 columns.
@@ -68,6 +111,24 @@ def debug(settings: Settings, message: str) -> None:
     """Print only with ``--verbose``."""
     if settings.verbose > 0:
         err_console.print(f"[dim]{message}[/dim]")
+
+
+def flag_speller(command: Any = None):
+    """How the CLI writes an option reference of an error (``expose_cli.errors.option``): the long
+    flag of ``command``'s parameter of that name (a click command), else ``--name``. Library code
+    names options; only the CLI spells them as flags."""
+    flags = {p.name: next((o for o in p.opts if o.startswith("--")), None)
+             for p in getattr(command, "params", []) if getattr(p, "opts", None)}
+
+    def spell(name: str) -> str:
+        return flags.get(name.replace("-", "_")) or f"--{name}"
+
+    return spell
+
+
+def error_text(exc: ExposeError, command: Any = None) -> tuple[str, str | None]:
+    """``exc``'s (message, hint) as the CLI prints them: option references written as flags."""
+    return exc.text(flag_speller(command))
 
 
 def resolve_device(spec: str) -> Any:

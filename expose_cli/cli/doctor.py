@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from expose_cli.assets.inventory import TASKS, inspect_tree
-from expose_cli.cli.common import console, get_settings, info
+from expose_cli.cli.common import JsonOpt, console, get_settings, info
 from expose_cli.errors import ExposeError
 from expose_cli.utils.atomic import write_json_atomic
 
@@ -19,7 +18,7 @@ STYLE = {"ok": "green", "missing": "yellow", "invalid": "red"}
 def doctor(
     ctx: typer.Context,
     task: Annotated[str | None, typer.Option("--for", help="infer | eval | train: exit 1 when it cannot run.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
+    json_out: JsonOpt = None,
 ) -> None:
     """List every data-tree file the commands need: present, loadable, and where it comes from."""
     settings = get_settings(ctx)

@@ -16,7 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from expose_cli.cli.common import (
+    BackendOpt,
+    BatchSizeOpt,
+    CkptOpt,
+    JsonOpt,
+    LimitOpt,
+    PrecisionOpt,
     Settings,
+    ThreadsOpt,
     console,
     err_console,
     get_settings,
@@ -24,6 +31,7 @@ from expose_cli.cli.common import (
     resolve_device,
     warn,
 )
+from expose_cli.io.catalog import DATASETS
 from expose_cli.io.outputs import check_writable
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 from expose_cli.utils.stale import remove_stale_temps
@@ -43,21 +51,19 @@ def _report_folder(folder: Path | None) -> Path | None:
 
 def evaluate(
     ctx: typer.Context,
-    benchmark: Annotated[str, typer.Argument(help="ehf | freihand | 3dpw | stirling")],
-    ckpt: Annotated[str | None, typer.Option("--ckpt", help="Checkpoint path or name (default: the benchmark's model).")] = None,
+    benchmark: Annotated[str, typer.Argument(help=" | ".join(d.name for d in DATASETS.values() if d.benchmark_split))],
+    ckpt: CkptOpt = None,
     data: Annotated[Path | None, typer.Option("--data", help="Preprocessed .h5 (default: from the data tree).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads decoding images ahead of the model.")] = 2,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N samples.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+    batch_size: BatchSizeOpt = 8,
+    threads: ThreadsOpt = 2,
+    limit: LimitOpt = None,
+    json_out: JsonOpt = None,
     per_sample: Annotated[Path | None, typer.Option("--per-sample", help="Write per-sample metrics as CSV.")] = None,
     save_predictions: Annotated[Path | None, typer.Option("--save-predictions", help="Save predictions (.h5).")] = None,
     from_predictions: Annotated[Path | None, typer.Option(
         "--from-predictions", help="Re-score saved predictions (no network); they must come from the --data file.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto (the fastest installed: openvino, onnxruntime, torch; "
-                                                        "torch on a GPU) | torch | onnxruntime | openvino.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast; its deviation goes "
-                                                                 "into the results) | fp16 (GPU).")] = "fp32",
+    backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "fp32",
     report: Annotated[Path | None, typer.Option("--report", callback=_report_folder, help="Write a report folder for `expose view` (worst samples, errors).")] = None,
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
@@ -87,7 +93,7 @@ def evaluate(
                         load_model=lambda path: _load_model(path, settings, backend, precision, device))
         info_d = B.provenance(run, _config_overrides(settings))
         with _progress(settings, run) as tick:
-            preds = B.predictions(run, info_d, batch_size, workers, tick, shard)
+            preds = B.predictions(run, info_d, batch_size, threads, tick, shard)
         if shard.sharded:  # rank 0 scores everything; the others stop here
             preds = distributed.gather_predictions(preds)
             distributed.barrier_and_stop()
@@ -117,7 +123,7 @@ def _report(settings, bench, run, result, info_d: dict, num_samples: int, json_o
     ``--report`` folder (``report``: the folder and the predictions)."""
     from expose_cli.evaluation import protocols
 
-    rows = _print_table(result, run.subset)
+    rows = _print_table(result, run.subset, bench)
     if report[0] is not None:
         _write_report(settings, report[0], run, result, info_d, rows, report[1])
     if json_out is not None:
@@ -197,11 +203,11 @@ def _progress(settings: Settings, run) -> Iterator[Callable[[int], None] | None]
         yield tick
 
 
-def _print_table(result, subset: str | None) -> list[dict]:
+def _print_table(result, subset: str | None, bench) -> list[dict]:
     """Our means next to the published ones (the JSON rows returned)."""
     from expose_cli.evaluation import protocols
 
-    published = protocols.published_for(result.benchmark, subset)
+    published = bench.published_for(subset)
     title = f"{result.benchmark}{'' if subset is None else ' ' + subset} ({len(result.image_paths)} samples)"
     table = Table(title=title)
     for col in ("metric", "unit", "ours", "published", "difference"):
@@ -222,7 +228,7 @@ def _print_table(result, subset: str | None) -> list[dict]:
         prefix = next((p for p, k in protocols.PREFIXES.items() if k == key), "no prefix")
         console.print(f"{prefix.strip()}: {protocols.PROTOCOLS[key]}", highlight=False)
     if subset is not None and not published:
-        console.print(f"the seed publishes Stirling {', '.join(protocols.STIRLING_PUBLISHED_SUBSETS)} only: "
+        console.print(f"the seed publishes {bench.name.capitalize()} {', '.join(bench.published_subsets or ())} only: "
                       f"no published {subset} value to compare with", highlight=False)
     return rows
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from expose_cli.cli.common import get_settings, info
+from expose_cli.cli.common import CkptOpt, OverwriteOpt, get_settings, info
 from expose_cli.errors import ExposeError
 from expose_cli.io.outputs import check_writable
 from expose_cli.kinds import KINDS, kind_names
@@ -20,9 +20,9 @@ def onnx_command(
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="body | hand | face | expose")],
     out: Annotated[Path, typer.Option("--out", "-o", help="A .onnx file (body, hand, face) or a folder.")],
-    ckpt: Annotated[str | None, typer.Option("--ckpt", help="Checkpoint path or name (default: KIND).")] = None,
+    ckpt: CkptOpt = None,
     opset: Annotated[int, typer.Option("--opset", min=13, help="ONNX opset of the graphs.")] = 17,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing .onnx files.")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Write the networks of a checkpoint as ONNX with a dynamic batch axis (docs/export.md)."""
     if kind not in KINDS:

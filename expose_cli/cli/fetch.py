@@ -26,18 +26,24 @@ from expose_cli.assets.download import (
     file_status,
 )
 from expose_cli.assets.manifest import Asset, default_manifest, models_assets, select
-from expose_cli.cli.common import Settings, console, err_console, get_settings, info
+from expose_cli.cli.common import (
+    JsonOpt,
+    OverwriteOpt,
+    Settings,
+    console,
+    err_console,
+    get_settings,
+    info,
+)
 from expose_cli.errors import ExposeError
 from expose_cli.io.paths import DataTree
 from expose_cli.utils.atomic import write_json_atomic
 
 MirrorOpt = Annotated[str | None, typer.Option("--mirror", envvar="EXPOSE_MIRROR", help="Base URL replacing the origin; the path of each asset is kept.")]
-ForceOpt = Annotated[bool, typer.Option("--overwrite", help="Download again even when present and verified.")]
 DryOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would be downloaded, download nothing.")]
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", min=1, max=16, help="Parallel downloads.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds without data before a try fails.")]
 RetriesOpt = Annotated[int, typer.Option("--retries", min=0, help="Retries of transient failures (backoff 1 s, doubling).")]
-JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")]
 
 
 def run_fetch(
@@ -144,7 +150,7 @@ def _options(mirror, force, timeout, retries) -> DownloadOptions:
 def fetch_models(
     ctx: typer.Context,
     only: Annotated[list[str] | None, typer.Option("--only", help="Only these assets (repeatable).")] = None,
-    mirror: MirrorOpt = None, force: ForceOpt = False, dry_run: DryOpt = False, jobs: JobsOpt = 2,
+    mirror: MirrorOpt = None, force: OverwriteOpt = False, dry_run: DryOpt = False, jobs: JobsOpt = 2,
     timeout: TimeoutOpt = 30.0, retries: RetriesOpt = 3, json_out: JsonOpt = None,
 ) -> None:
     """Download the four checkpoints and the auxiliary body-model files of the seed."""
@@ -161,7 +167,7 @@ def fetch(
     ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(help="Assets or groups (checkpoints, auxiliary, logs, pretrained, all).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="Table of every asset with its status.")] = False,
-    mirror: MirrorOpt = None, force: ForceOpt = False, dry_run: DryOpt = False, jobs: JobsOpt = 2,
+    mirror: MirrorOpt = None, force: OverwriteOpt = False, dry_run: DryOpt = False, jobs: JobsOpt = 2,
     timeout: TimeoutOpt = 30.0, retries: RetriesOpt = 3, json_out: JsonOpt = None,
 ) -> None:
     """Download any asset of the manifest, or list them all with `--list`."""

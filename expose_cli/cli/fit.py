@@ -16,7 +16,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from expose_cli.cli.common import console, err_console, get_settings, info, resolve_device
+from expose_cli.cli.common import (
+    FormatOpt,
+    JsonOpt,
+    OverwriteOpt,
+    console,
+    err_console,
+    error_text,
+    get_settings,
+    info,
+    resolve_device,
+)
 from expose_cli.errors import ExposeError
 from expose_cli.inference.export import FORMATS
 
@@ -90,8 +100,9 @@ def _read_all(paths: list[Path], start: Path | None, image: Path | None, convent
             where = _start_for(start, path, len(paths) > 1)
             items.append((kin, None if where is None else read_start(where, kin.persons, kin.frames)))
         except ExposeError as exc:
-            failed.append(exc.message)
-            err_console.print(f"[red]{exc.message}[/red]" + (f" ({exc.hint})" if exc.hint else ""), highlight=False)
+            message, hint = error_text(exc)
+            failed.append(message)
+            err_console.print(f"[red]{message}[/red]" + (f" ({hint})" if hint else ""), highlight=False)
     return items, failed
 
 
@@ -126,8 +137,9 @@ def _run(settings, paths: list[Path], start: Path | None, image: Path | None, cf
             try:
                 record = fit_input(model, layer, cfg, kin, begin, options, lambda: progress.advance(task), prior=prior)
             except ExposeError as exc:
-                failed.append(exc.message)
-                err_console.print(f"[red]{exc.message}[/red]" + (f" ({exc.hint})" if exc.hint else ""), highlight=False)
+                message, hint = error_text(exc)
+                failed.append(message)
+                err_console.print(f"[red]{message}[/red]" + (f" ({hint})" if hint else ""), highlight=False)
                 continue
             finally:
                 progress.update(task, completed=done + steps)
@@ -166,7 +178,7 @@ def fit(
     start: Annotated[Path | None, typer.Option("--start", help="`expose infer` output to start from (one input: "
                                                "its folder; several: the --out of infer). Default: the mean pose.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per input).")] = Path("fit_out"),
-    formats: Annotated[str, typer.Option("--format", help="Comma-separated: obj, ply, glb, npz, json.")] = "npz,json",
+    formats: FormatOpt = "npz,json",
     focal_length: Annotated[float | None, typer.Option("--focal-length", min=1.0, help="Focal length (px) of 2D "
                                                        "keypoints' camera (default: the start's, else 5000).")] = None,
     image_size: Annotated[str | None, typer.Option("--image-size", help="HEIGHT,WIDTH px of 2D keypoints' image "
@@ -174,8 +186,8 @@ def fit(
     image: Annotated[Path | None, typer.Option("--image", help="The image, for --render (one input).")] = None,
     render: Annotated[bool, typer.Option("--render", help="Save overlay.png (2D keypoints with an image).")] = False,
     camera_space: Annotated[bool, typer.Option("--camera-space", help="Meshes placed in the camera frame.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
+    overwrite: OverwriteOpt = False,
+    json_out: JsonOpt = None,
     convention: Annotated[str | None, typer.Option("--convention", help="Of array files: coco_wholebody, openpose_137, "
                                                    "openpose_25, h36m, coco, smplx, smpl (default: by point count).")] = None,
     body_model: Annotated[str, typer.Option("--body-model", help="smplx, or smpl (SMPLify: 24 joints, no hands "
@@ -231,7 +243,7 @@ def refine_infer_output(settings, out: Path, formats: tuple[str, ...], render: b
             record = fit_input(model, layer, cfg, kin, start, options, folder=path.parent / "refined", prior=prior)
         except ExposeError as exc:
             problems += 1
-            err_console.print(f"[red]{exc.message}[/red]", highlight=False)
+            err_console.print(f"[red]{error_text(exc)[0]}[/red]", highlight=False)
             continue
         for line in record["problems"]:
             problems += 1

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from expose_cli.assets.importer import import_body_models
-from expose_cli.cli.common import console, get_settings, info
+from expose_cli.cli.common import JsonOpt, OverwriteOpt, console, get_settings, info
 from expose_cli.errors import ExposeError
 from expose_cli.utils.atomic import write_json_atomic
 
@@ -17,8 +17,8 @@ from expose_cli.utils.atomic import write_json_atomic
 def import_models(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Zip archives, folders or files as downloaded.")],
-    force: Annotated[bool, typer.Option("--overwrite", help="Replace files already installed.")] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
+    force: OverwriteOpt = False,
+    json_out: JsonOpt = None,
 ) -> None:
     """Install official body-model downloads (zips or files) into the data tree."""
     settings = get_settings(ctx)

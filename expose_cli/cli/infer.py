@@ -17,7 +17,21 @@ import cv2  # noqa: E402
 import typer  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
-from expose_cli.cli.common import err_console, get_settings, info, resolve_device, warn  # noqa: E402
+from expose_cli.cli.common import (  # noqa: E402
+    BackendOpt,
+    BatchSizeOpt,
+    CkptOpt,
+    FormatOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    ResumeOpt,
+    WorkersOpt,
+    err_console,
+    get_settings,
+    info,
+    resolve_device,
+    warn,
+)
 from expose_cli.errors import ExposeError  # noqa: E402
 from expose_cli.inference.boxes import NO_PERSON, load_boxes  # noqa: E402
 from expose_cli.inference.export import FORMATS  # noqa: E402
@@ -26,9 +40,6 @@ from expose_cli.io.outputs import check_writable  # noqa: E402
 from expose_cli.utils.shard import Shard  # noqa: E402
 
 SMOOTHING = ("none", "oneeuro", "savgol")
-SkipExistingOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip inputs already done "
-                                                "(old name: --skip-existing).")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the results of an earlier run in --out.")]
 SaveKeypointsOpt = Annotated[bool, typer.Option("--save-keypoints", help="Also write each person's whole-body 2D keypoints "
                                                 "(COCO-WholeBody, px) to keypoints.json (docs/keypoints.md).")]
 RefineOpt = Annotated[bool, typer.Option("--refine", help="Then fit SMPL-X to each person's whole-body keypoints "
@@ -41,8 +52,8 @@ def infer(
     ctx: typer.Context,
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns or videos.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per input).")] = Path("out"),
-    ckpt: Annotated[str, typer.Option("--ckpt", help="Checkpoint path or name: expose, body, hand, face.")] = "expose",
-    formats: Annotated[str, typer.Option("--format", help="Comma-separated: obj, ply, glb, npz, json.")] = "obj,npz",
+    ckpt: CkptOpt = "expose",
+    formats: FormatOpt = "obj,npz",
     camera_space: Annotated[bool, typer.Option("--camera-space", help="Meshes placed in the camera of the image.")] = False,
     focal_length: Annotated[float, typer.Option("--focal-length", help="Focal length (px) of the full-perspective camera.")] = 5000.0,
     render: Annotated[bool, typer.Option("--render", help="Save the mesh drawn over the image (PNG; MP4 for videos).")] = False,
@@ -53,20 +64,18 @@ def infer(
     min_score: Annotated[float, typer.Option("--min-score", help="Drop boxes scored lower (HOG: SVM margin, about 0-3; "
                                                                  "boxes file: its scores, e.g. 0-1).")] = 0.0,
     max_people: Annotated[int | None, typer.Option("--max-people", min=1, help="Largest N persons per image.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Persons per forward pass.")] = 8,
-    precision: Annotated[str, typer.Option("--precision", help="fp32 (exact) | bf16 (fast: CPU with bf16, GPU) | fp16 (GPU).")] = "fp32",
-    backend: Annotated[str, typer.Option("--backend", help="auto (the fastest installed: openvino, onnxruntime, torch; "
-                                                        "torch on a GPU) | torch | onnxruntime | openvino.")] = "auto",
+    batch_size: BatchSizeOpt = 8,
+    precision: PrecisionOpt = "fp32",
+    backend: BackendOpt = "auto",
     every: Annotated[int, typer.Option("--every", min=1, help="Videos: every N-th frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Videos: at most N frames.")] = None,
-    skip_existing: SkipExistingOpt = False, overwrite: OverwriteOpt = False,
+    skip_existing: ResumeOpt = False, overwrite: OverwriteOpt = False,
     track: Annotated[bool | None, typer.Option("--track/--no-track", help="Person ids across frames (on for videos; "
                                                                           "--track also treats each image folder as a sequence).")] = None,
     smooth: Annotated[str, typer.Option("--smooth", help="Tracks: none | oneeuro | savgol (zero-phase, default).")] = "savgol",
     motion: Annotated[bool, typer.Option("--motion/--no-motion", help="Tracks: motion.npz (AMASS) and motion.bvh per track.")] = True,
     fps: Annotated[float, typer.Option("--fps", min=0.001, help="Frame rate of image sequences (--track).")] = 30.0,
-    workers: Annotated[int | None, typer.Option("--workers", min=0, help="Processes decoding and cropping ahead of "
-                                                                       "the model (0: a thread; default: half the CPUs, 0 on 2 CPUs or for one batch).")] = None,
+    workers: WorkersOpt = None,
     save_keypoints: SaveKeypointsOpt = False, keypoints: KeypointsOpt = "auto", refine: RefineOpt = False,
 ) -> None:
     """Recover SMPL-X meshes of the people in images and videos."""

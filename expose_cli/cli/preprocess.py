@@ -10,11 +10,25 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from expose_cli.cli.common import console, err_console, get_settings, info
+from expose_cli.cli.common import (
+    JsonOpt,
+    LimitOpt,
+    OverwriteOpt,
+    ResumeOpt,
+    ThreadsOpt,
+    WorkersOpt,
+    console,
+    err_console,
+    error_text,
+    flag_speller,
+    get_settings,
+    info,
+    warn,
+)
 from expose_cli.data.converters import CONVERTERS
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.data.preprocess import convert
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, render
 from expose_cli.io.paths import DataTree
 from expose_cli.utils.atomic import write_json_atomic
 
@@ -25,13 +39,12 @@ def preprocess(
     root: Annotated[Path | None, typer.Option("--root", help="Raw dataset folder (default: data/datasets/<name>).")] = None,
     split: Annotated[list[str] | None, typer.Option("--split", help="Split(s) to convert (default: all).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output .h5 (one split only).")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N samples per split.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: keep the splits already "
-                                                          "written, convert the rest.")] = False,
+    limit: LimitOpt = None,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable samples (counted) instead of stopping.")] = False,
     embed_images: Annotated[bool, typer.Option("--embed-images", help="Store each person's image crop (JPEG) in the file.")] = False,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Threads for the image work (--embed-images; default 4); otherwise processes reading Human3.6M's masks (default 1; at most the CPU count).")] = None,
+    workers: WorkersOpt = None, threads: ThreadsOpt = None,
 ) -> None:
     """Convert a raw dataset into the uniform HDF5 layout (docs/hdf5-schema.md).
 
@@ -43,7 +56,10 @@ def preprocess(
     if resume and overwrite:
         raise ExposeError("--resume keeps the files already written, --overwrite replaces them",
                           hint="choose one of them", exit_code=2)
-    workers = workers or (4 if embed_images else 1)
+    if embed_images and workers is not None and threads is None:  # the old spelling of --threads here
+        warn(settings, "--workers with --embed-images is deprecated: use --threads")
+        threads = workers
+    workers = (threads or 4) if embed_images else (workers or 1)  # image threads, or Human3.6M's processes
     every = name == "all"
     names = _dataset_names(name, settings.tree, root, split, out)
     table = Table(title="expose preprocess")
@@ -101,10 +117,11 @@ class _SplitBars:
 
 def _report_failure(table: Table, dataset: str, exc: ExposeError) -> None:
     """A dataset of `all` that failed: its error and hint now, a FAILED row in the table."""
-    err_console.print(f"[bold red]error:[/bold red] {dataset}: {exc.message}", highlight=False)
-    if exc.hint:
-        err_console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
-    table.add_row(dataset, "-", "-", "-", f"FAILED: {exc.reason}")
+    message, hint = error_text(exc)
+    err_console.print(f"[bold red]error:[/bold red] {dataset}: {message}", highlight=False)
+    if hint:
+        err_console.print(f"[yellow]hint:[/yellow] {hint}", highlight=False)
+    table.add_row(dataset, "-", "-", "-", f"FAILED: {render(exc.raw_reason, flag_speller())}")
 
 
 def _add_rows(table: Table, results: list) -> None:
@@ -122,7 +139,7 @@ def inspect(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="A file written by `expose preprocess`.")],
     samples: Annotated[int, typer.Option("--samples", min=0, help="How many rows to show.")] = 2,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the description as JSON.")] = None,
+    json_out: JsonOpt = None,
 ) -> None:
     """Print a preprocessed file's attributes, fields, shapes, counts and a few rows."""
     with HDF5Reader(path) as reader:

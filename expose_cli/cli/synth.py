@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from expose_cli.cli.common import console, err_console, get_settings, info
+from expose_cli.cli.common import (
+    JsonOpt,
+    OverwriteOpt,
+    SeedOpt,
+    console,
+    err_console,
+    get_settings,
+    info,
+)
 from expose_cli.errors import ExposeError
 from expose_cli.io.outputs import check_writable
 from expose_cli.utils.atomic import write_json_atomic
@@ -21,15 +29,15 @@ def synth(
     kind: Annotated[str, typer.Option("--kind", help="body (SMPL-X), hand (MANO) or face (FLAME).")] = "body",
     count: Annotated[int, typer.Option("--count", min=1, help="Number of samples.")] = 256,
     size: Annotated[int, typer.Option("--size", min=32, help="Image side (px).")] = 256,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed: same set).")] = 0,
+    seed: SeedOpt = 0,
     embed: Annotated[bool, typer.Option("--embed-images/--no-embed-images", help="Also store each image (JPEG) in the file.")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
+    overwrite: OverwriteOpt = False,
     pose_dims: Annotated[int, typer.Option("--pose-dims", min=0, help="0: independent random joints; K > 0: poses "
                                            "from K fixed directions (a family a small network learns fast).")] = 0,
     orient_range: Annotated[float, typer.Option("--orient-range", min=0.0, max=180.0,
                                                 help="Yaw range +- degrees (the tilt scales with it).")] = 60.0,
     pitch: Annotated[float, typer.Option("--pitch", help="Turn about x, degrees (90: a stand-in hand's palm).")] = 0.0,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
+    json_out: JsonOpt = None,
 ) -> None:
     """Render random SMPL-X bodies / MANO hands / FLAME faces (body models from --data-dir) with
     their keypoints, parameters and boxes: a small training set that tests and benchmarks use.

@@ -15,7 +15,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from expose_cli.cli.common import Settings, console, get_settings, info
+from expose_cli.cli.common import (
+    BatchSizeOpt,
+    PrecisionOpt,
+    ResumeOpt,
+    SeedOpt,
+    Settings,
+    WorkersOpt,
+    console,
+    get_settings,
+    info,
+)
 from expose_cli.errors import ExposeError, Interrupted
 
 if TYPE_CHECKING:
@@ -116,18 +126,18 @@ def train(
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="body | hand | face | expose (the full model)")],
     out: Annotated[Path, typer.Option("--out", help="Run directory (new or empty unless --resume).")],
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pth.")] = False,
+    resume: ResumeOpt = False,
     init: Annotated[str | None, typer.Option("--init", help="auto (ImageNet / part checkpoints) | none | CKPT.pth")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N steps in all.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Per process.")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Data loading processes per process.")] = None,
+    batch_size: BatchSizeOpt = None,
+    workers: WorkersOpt = None,
     lr: Annotated[float | None, typer.Option("--lr")] = None,
-    precision: Annotated[str | None, typer.Option("--precision", help="fp32 | bf16 | fp16 (GPU)")] = None,
+    precision: PrecisionOpt = None,
     grad_clip: Annotated[float | None, typer.Option("--grad-clip", help="Max gradient norm (0: off).")] = None,
     val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N epochs (0: never).")] = None,
     save_every: Annotated[int | None, typer.Option("--save-every", help="epoch_K.pth every N epochs.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    seed: SeedOpt = None,
     nproc: Annotated[int, typer.Option("--nproc", help="Processes (GPUs) on this machine: runs torchrun.")] = 1,
     dry: Annotated[bool, typer.Option("--dry-run", help="Print config, data and steps per epoch; train nothing.")] = False,
 ) -> None:

@@ -3,13 +3,14 @@
 One file per dataset and split, one row per person. Converters yield flat sample dicts whose keys
 are the dataset paths (``"smplx/body_pose"``); :class:`HDF5Writer` appends them in blocks (bounded
 memory), chunked and compressed, to a temporary file renamed when complete. :class:`HDF5Reader`
-reads rows back for training and evaluation.
+(the one reader) reads rows back for training, evaluation and inspection.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import h5py
 import numpy as np
 
 from expose_cli.data.hdf5_chunks import write_rows
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.utils.atomic import move_into_place, temp_path_for
 
 FORMAT_NAME = "expose-hdf5"
@@ -135,7 +136,7 @@ class HDF5Writer:
                  attrs: dict | None = None) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
-            raise ExposeError("output exists", path=self.path, hint="pass --overwrite to replace it")
+            raise ExposeError("output exists", path=self.path, hint=f"pass {option('overwrite')} to replace it")
         self.tmp = temp_path_for(self.path)
         self.file = h5py.File(self.tmp, "w")
         self.file.attrs.update({
@@ -291,60 +292,127 @@ def check_header(path: Path, attrs) -> None:
 
 
 class HDF5Reader:
-    """Rows of a preprocessed file, as dicts of numpy arrays."""
+    """Rows of one preprocessed file, as dicts of numpy arrays: the one reader of the layout, for
+    evaluation, inspection and training alike.
 
-    def __init__(self, path: str | Path) -> None:
+    The header (format, version), length, keypoint masks and attributes are read at construction
+    (one-line errors); the file is then opened lazily in the process that reads rows, so forked or
+    spawned DataLoader workers each open their own handle (one inherited through ``fork`` is never
+    used). Dataset handles are looked up once. ``fields``: the per-row fields :meth:`row` returns by
+    default (all when empty); :meth:`require` checks and sets them.
+    """
+
+    def __init__(self, path: str | Path, fields: tuple[str, ...] = ()) -> None:
         self.path = Path(path)
+        if not self.path.is_file():
+            raise ExposeError("file not found", path=self.path)
         try:
-            self.file = h5py.File(self.path, "r")
+            with h5py.File(self.path, "r") as f:
+                self.attrs = {k: _plain(v) for k, v in f.attrs.items()}
+                check_header(self.path, self.attrs)
+                self.length = int(f["image_path"].shape[0]) if "image_path" in f else 0
+                self.masks = {k: np.asarray(f[k][()], bool) for k in ("keypoints2d_mask", "keypoints3d_mask") if k in f}
+                self.has_embedded = "image_jpeg" in f and "image_crop_affine" in f
+                self._names = _dataset_names(f)
         except OSError as exc:
             raise ExposeError(f"cannot open as HDF5: {exc}", path=self.path) from exc
-        check_header(self.path, self.file.attrs)
-        self.attrs = dict(self.file.attrs)
-        self._handles: list[tuple[str, h5py.Dataset]] | None = None
+        self.row_fields: tuple[str, ...] = ()
+        self._pid: int | None = None
+        self._file: h5py.File | None = None
+        self._datasets: dict[str, h5py.Dataset] = {}
+        self.require(fields)
+
+    def require(self, fields: tuple[str, ...], hint: str | None = None) -> HDF5Reader:
+        """Make ``fields`` the default of :meth:`row` (all per-row fields when empty); raise, naming
+        them, when the file lacks any. ``hint``: what to do about it."""
+        missing = [name for name in fields if name not in self._names]
+        if missing:
+            raise ExposeError(f"lacks the fields {', '.join(missing)}", path=self.path, hint=hint)
+        self.row_fields = tuple(fields) or tuple(n for n in self._names if n not in _NOT_ROWS)
+        return self
 
     def __len__(self) -> int:
-        return int(self.file["image_path"].shape[0])
+        return self.length
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._names
 
     @property
     def dataset(self) -> str:
         return str(self.attrs["dataset"])
 
+    @property
+    def file(self) -> h5py.File:
+        """The file, open in this process (a handle opened before a fork is dropped, not shared)."""
+        if self._pid != os.getpid() or self._file is None:
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=4 * 2**20)
+            self._datasets, self._pid = {}, os.getpid()
+        return self._file
+
     def fields(self) -> list[str]:
-        out = []
-        self.file.visititems(lambda name, obj: out.append(name) if isinstance(obj, h5py.Dataset) else None)
-        return sorted(out)
+        """Every dataset of the file, sorted."""
+        return list(self._names)
 
     def column(self, name: str) -> np.ndarray:
-        return self.file[name][()]
+        """A whole column; read through a handle opened for the call unless one is open here (so a
+        file-level check in the parent leaves no handle for DataLoader workers to inherit)."""
+        if self._pid == os.getpid() and self._file is not None:
+            return self._file[name][()]
+        with h5py.File(self.path, "r") as f:
+            return f[name][()]
 
     def scan(self, index: int) -> np.ndarray:
         off = self.file["scan/offsets"]
         return self.file["scan/vertices"][int(off[index]):int(off[index + 1])]
 
-    def _row_datasets(self) -> list[tuple[str, h5py.Dataset]]:
-        """The per-row datasets, looked up once (a walk of the file's tree per row cost ~20 ms)."""
-        if self._handles is None:
-            skip = ("scan/vertices", "scan/offsets", "keypoints2d_mask", "keypoints3d_mask")
-            self._handles = [(name, self.file[name]) for name in self.fields() if name not in skip]
-        return self._handles
+    def row(self, index: int, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """``{field: value}`` of row ``index`` for ``fields`` (default :attr:`row_fields`);
+        ``image_path`` comes back as ``str``, ``image_jpeg`` as a ``uint8`` array."""
+        f, handles = self.file, self._datasets  # handles looked up once: h5py's lookup is ~0.1 ms
+        out: dict[str, Any] = {}
+        for name in fields or self.row_fields:
+            ds = handles.get(name)
+            if ds is None:
+                ds = handles[name] = f[name]
+            value = ds[index]
+            out[name] = value.decode() if isinstance(value, bytes) else value
+        return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        """Every per-row field of row ``index`` (and ``scan/vertices``, where the file has scans)."""
         if not 0 <= index < len(self):
             raise IndexError(index)
-        row: dict[str, Any] = {}
-        for name, ds in self._row_datasets():
-            value = ds[index]
-            row[name] = value.decode() if isinstance(value, bytes) else value
-        if "scan/offsets" in self.file:
+        row = self.row(index, tuple(n for n in self._names if n not in _NOT_ROWS))
+        if "scan/offsets" in self._names:
             row["scan/vertices"] = self.scan(index)
         return row
 
     def close(self) -> None:
-        self.file.close()
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file, self._datasets, self._pid = None, {}, None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.update(_file=None, _datasets={}, _pid=None)  # spawned workers open their own handle
+        return state
 
     def __enter__(self) -> HDF5Reader:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+#: Datasets that are not one value per row.
+_NOT_ROWS = frozenset({"scan/vertices", "scan/offsets", "keypoints2d_mask", "keypoints3d_mask"})
+
+
+def _dataset_names(f: h5py.File) -> list[str]:
+    out: list[str] = []
+    f.visititems(lambda name, obj: out.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return sorted(out)
+
+
+def _plain(value):
+    return value.decode() if isinstance(value, bytes) else value

@@ -12,7 +12,7 @@ import numpy as np
 from expose_cli.data.converters import CONVERTERS, Converter
 from expose_cli.data.converters._common import BadInputFile
 from expose_cli.data.hdf5 import DropStats, HDF5Writer, SampleBlock
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.io.outputs import check_writable
 from expose_cli.io.paths import DataTree
 from expose_cli.utils.stale import remove_stale_temps
@@ -165,7 +165,7 @@ def _convert_split(name: str, module: Converter, root: Path, split: str, path: P
         if isinstance(exc, UNEXPECTED):
             raise ExposeError(
                 f"{name} split {split!r}: unexpected {type(exc).__name__} while converting: {exc}", path=root,
-                hint="the raw data has a form this converter does not check for; --skip-bad skips the "
+                hint=f"the raw data has a form this converter does not check for; {option('skip-bad')} skips the "
                      "files and samples it can check; if the data is intact, please report a bug "
                      "(run with -v for the traceback)") from exc
         raise
@@ -190,14 +190,14 @@ def convert(name: str, tree: DataTree, root: Path | None = None, splits: list[st
     root = Path(root) if root is not None else tree.raw_dataset(name)
     if not root.is_dir():
         raise ExposeError("raw dataset folder not found", path=root,
-                          hint="download it (`expose fetch --list` shows where from) or pass --root")
+                          hint=f"download it (`expose fetch --list` shows where from) or pass {option('root')}")
     requested = bool(splits)
     splits = list(splits) if splits else list(module.SPLITS)
     bad = [s for s in splits if s not in module.SPLITS]
     if bad:
         raise ExposeError(f"{name} has no split {bad[0]!r}", hint=f"splits: {', '.join(module.SPLITS)}")
     if out is not None and len(splits) > 1:
-        raise ExposeError("--out names one file, but several splits are converted", hint="add --split")
+        raise ExposeError(f"{option('out')} names one file, but several splits are converted", hint=f"add {option('split')}")
     present = splits if requested else [s for s in splits if split_present(module, root, s)]
     if not present:
         wanted = "; ".join(f"{s}: {expected_input(module, s)}" for s in splits)

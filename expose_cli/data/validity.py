@@ -10,7 +10,7 @@ import numpy as np
 
 from expose_cli.data.converters import CONVERTERS
 from expose_cli.data.hdf5 import HDF5Reader
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.io.paths import DataTree
 
 #: dataset -> {converter version: what is wrong with its files}.
@@ -93,5 +93,5 @@ def check_training_file(path: Path, data_dir: Path | None = None, sample: int = 
         return
     raise ExposeError(f"{check.checked - check.resolved} of {check.checked} image paths checked do not open under "
                       f"{check.root} (e.g. {check.first_missing})", path=path,
-                      hint="put the dataset's images back, pass the data tree holding them (--data-dir), "
-                           "or re-run `expose preprocess` (--embed-images stores the crops in the file)")
+                      hint=f"put the dataset's images back, pass the data tree holding them ({option('data-dir')}), "
+                           f"or re-run `expose preprocess` ({option('embed-images')} stores the crops in the file)")

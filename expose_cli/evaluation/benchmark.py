@@ -1,7 +1,11 @@
 """The seed's benchmarks, and one scoring run of a benchmark.
 
-A :class:`Benchmark` names its data file (dataset and split), the model that runs it, its protocol,
-and the two functions that differ per benchmark: loading the files scoring needs, and scoring. A
+A :class:`Benchmark` is everything of one benchmark, in one entry of :data:`BENCHMARKS`: its data
+file (dataset; the split is the dataset catalog's ``benchmark_split``), the model that runs it, its
+protocol, the seed's published numbers, the fields scoring reads, and the two functions that differ
+per benchmark: loading the files scoring needs, and scoring (its metrics). `expose eval` runs any
+entry the same way (checks, provenance, predictions, the ranks' gather, score); docs/architecture.md,
+"How to add", lists what a new one touches. A
 :class:`BenchmarkRun` is everything checked and loaded before any network work (the data file, the
 model or the saved predictions, the scoring files); :func:`provenance` hashes what the numbers
 come from; :func:`predictions` runs the model or re-scores saved predictions; :func:`score` gives
@@ -21,9 +25,10 @@ import numpy as np
 
 from expose_cli import __version__
 from expose_cli.data.hdf5 import HDF5Reader
-from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.errors import ExposeError, MissingFileError, option
 from expose_cli.evaluation import runner
 from expose_cli.io import hashing
+from expose_cli.io.catalog import DATASETS
 from expose_cli.io.paths import DataTree
 from expose_cli.utils.shard import Shard
 
@@ -36,45 +41,68 @@ class Benchmark:
     """One benchmark of the seed."""
 
     name: str
-    dataset: str  # the data file's dataset attribute
-    split: str  # the split `expose preprocess` writes by default
-    default_ckpt: str  # checkpoint name run without --ckpt
+    dataset: str  # the data file's dataset attribute (a dataset of io/catalog.py with a benchmark_split)
+    default_ckpt: str  # checkpoint name run without a checkpoint given
     kinds: tuple[str, ...]  # model kinds that can run it
     protocol: str  # how it is scored, in words (printed and saved with the results)
     load_assets: Callable[[HDF5Reader, DataTree, int], dict]  # (reader, tree, samples) -> scoring files
     score: Callable[[HDF5Reader, dict, dict], dict[str, np.ndarray]]  # (reader, preds, assets) -> metrics
-    subset_from_file: bool = False  # the data file's split attribute is the subset published numbers follow
+    #: The seed's published numbers as it prints them (its precision: ``14.6`` is not ``14.60``).
+    published: dict[str, str] = field(default_factory=dict)
+    #: Subsets (the data file's split attribute) the published numbers are of; None: the file's
+    #: subset is not reported (only Stirling's file decides it: HQ or LQ, the seed publishes HQ).
+    published_subsets: tuple[str, ...] | None = None
     needs: tuple[str, ...] = ()  # the file's ground-truth fields that scoring reads (checked before any work)
+
+    @property
+    def split(self) -> str:
+        """The split `expose preprocess` writes for it: the dataset catalog's ``benchmark_split``."""
+        return str(DATASETS[self.dataset].benchmark_split)
+
+    @property
+    def subset_from_file(self) -> bool:
+        """Whether the data file's split attribute is the subset published numbers follow."""
+        return self.published_subsets is not None
+
+    def published_for(self, subset: str | None = None) -> dict[str, str]:
+        """The seed's values (as printed) a run on ``subset`` compares with (none for a subset the
+        seed does not publish)."""
+        if self.published_subsets is not None and subset not in self.published_subsets:
+            return {}
+        return self.published
 
 
 BENCHMARKS = {
     "ehf": Benchmark(
-        "ehf", "ehf", "val", "expose", ("expose",),
+        "ehf", "ehf", "expose", ("expose",),
         "MMHuman3D: 55 J_regressor joints + 21 vertices; body/hand joints and all/hand/face vertices "
         "PA-aligned per part; box = dataset box, square, no extra scaling. "
         "H4W rows (Hand4Whole EHF.evaluate): PVE all/hands/face translated to pelvis/wrists/neck "
         "(J_regressor 0/20,21/12), PA-PVE all/hands/face, body PA-MPJPE on SMPLX_to_J14, hands PA-MPJPE "
         "(wrist, 15 finger joints, 5 tips); hands = mean of left and right",
-        runner.ehf_assets, runner.score_ehf, needs=("vertices",)),
+        runner.ehf_assets, runner.score_ehf, needs=("vertices",),
+        published={"BODY PA-MPJPE": "55.70", "RIGHT_HAND PA-MPJPE": "14.6", "LEFT_HAND PA-MPJPE": "14.4",
+                   "PA-PVE": "56.65", "RIGHT_HAND PA-PVE": "14.6", "LEFT_HAND PA-PVE": "14.5", "FACE PA-PVE": "6.90"}),
     "freihand": Benchmark(
-        "freihand", "freihand", "test", "hand", ("hand",),
+        "freihand", "freihand", "hand", ("hand",),
         "MMHuman3D: 21 joints root-relative PA-MPJPE; PA-PVE against the MANO mesh of the ground-truth "
         "parameters. FH- rows (FreiHAND challenge): PA-PVE and F@5/15 mm against the official "
         "evaluation_verts.json",
-        runner.freihand_assets, runner.score_freihand,
+        runner.freihand_assets, runner.score_freihand, published={"PA-MPJPE": "10.03", "PA-PVE": "9.61"},
         needs=("keypoints3d", "vertices", "has_mano", "mano/global_orient", "mano/right_hand_pose", "mano/betas")),
     "3dpw": Benchmark(
-        "3dpw", "3dpw", "test", "body", ("body", "expose"),
+        "3dpw", "3dpw", "body", ("body", "expose"),
         "MMHuman3D: prediction SMPLX_to_J14; ground truth NEUTRAL SMPL for every subject -> J_regressor_h36m "
         "-> H36M_TO_J14; both centred on the mean of the hips; MPJPE and PA-MPJPE. G- rows (HMR/SPIN/VIBE): "
         "ground truth from the gendered SMPL ('m' male, else female)",
-        runner.pw3d_assets, runner.score_3dpw, needs=("gender", "smpl/global_orient", "smpl/body_pose", "smpl/betas")),
+        runner.pw3d_assets, runner.score_3dpw, published={"MPJPE": "92.59", "PA-MPJPE": "60.43"},
+        needs=("gender", "smpl/global_orient", "smpl/body_pose", "smpl/betas")),
     "stirling": Benchmark(
-        "stirling", "stirling", "HQ", "face", ("face",),
+        "stirling", "stirling", "face", ("face",),
         "MMHuman3D/FG2018: predicted mesh similarity-aligned to the scan by 7 landmarks, scan cropped to "
         "the face region, mean scan-to-mesh distance ('3DRMSE'); the data file decides the subset (HQ/LQ); "
         "the seed publishes HQ only",
-        runner.stirling_assets, runner.score_stirling, subset_from_file=True,
+        runner.stirling_assets, runner.score_stirling, published={"3DRMSE": "2.40"}, published_subsets=("HQ",),  # stirling_ESRC3D_HQ.npz
         needs=("scan_landmarks", "scan/vertices", "scan/offsets")),
 }
 
@@ -150,7 +178,7 @@ def prepare(bench: Benchmark, reader: HDF5Reader, tree: DataTree, *, ckpt: str |
         run.predictor = load_model(run.checkpoint)
         if run.predictor.kind not in bench.kinds:
             raise ExposeError(f"{run.checkpoint} is a {run.predictor.kind!r} model; {bench.name} needs "
-                              f"{' or '.join(bench.kinds)}", hint=f"use --ckpt {bench.default_ckpt}")
+                              f"{' or '.join(bench.kinds)}", hint=f"use {option('ckpt')} {bench.default_ckpt}")
     return run
 
 

@@ -19,19 +19,10 @@ EHF_BODY = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 1
 EHF_LEFT_HAND = np.array(sorted(list(range(25, 40)) + [66, 67, 68, 69, 70, 20]))
 EHF_RIGHT_HAND = np.array(sorted(list(range(40, 55)) + [71, 72, 73, 74, 75, 21]))
 
-#: The seed's published numbers as it prints them (its precision: ``14.6`` is not ``14.60``).
-#: Stirling is per subset: the seed publishes the HQ subset only (``stirling_ESRC3D_HQ.npz``).
-PUBLISHED_TEXT = {
-    "ehf": {"BODY PA-MPJPE": "55.70", "RIGHT_HAND PA-MPJPE": "14.6", "LEFT_HAND PA-MPJPE": "14.4", "PA-PVE": "56.65",
-            "RIGHT_HAND PA-PVE": "14.6", "LEFT_HAND PA-PVE": "14.5", "FACE PA-PVE": "6.90"},
-    "freihand": {"PA-MPJPE": "10.03", "PA-PVE": "9.61"},
-    "3dpw": {"MPJPE": "92.59", "PA-MPJPE": "60.43"},
-    "stirling": {"3DRMSE": "2.40"},
-}
-#: The same as numbers.
-PUBLISHED = {bench: {k: float(v) for k, v in rows.items()} for bench, rows in PUBLISHED_TEXT.items()}
-#: Stirling subsets the seed publishes a number for.
-STIRLING_PUBLISHED_SUBSETS = ("HQ",)
+#: EHF's rows in MMHuman3D's protocol, in the order printed (the seed's published numbers are of
+#: these; expose_cli/evaluation/benchmark.py holds them).
+EHF_ROWS = ("BODY PA-MPJPE", "RIGHT_HAND PA-MPJPE", "LEFT_HAND PA-MPJPE", "PA-PVE", "RIGHT_HAND PA-PVE",
+            "LEFT_HAND PA-PVE", "FACE PA-PVE")
 #: Units of the rows that are not millimetres.
 UNITS = {"FH-F@5mm": "fraction", "FH-F@15mm": "fraction"}
 
@@ -46,14 +37,6 @@ PROTOCOLS = {
 }
 #: Row-name prefix -> protocol.
 PREFIXES = {"H4W ": "hand4whole", "G-": "gendered", "FH-": "freihand"}
-
-
-def published_for(benchmark: str, subset: str | None = None) -> dict[str, str]:
-    """The seed's values (as printed) that a run of ``benchmark`` (``subset`` for Stirling) compares
-    with: none for a Stirling subset the seed does not publish."""
-    if benchmark == "stirling" and subset not in STIRLING_PUBLISHED_SUBSETS:
-        return {}
-    return PUBLISHED_TEXT[benchmark]
 
 
 def unit(metric: str) -> str:
@@ -131,7 +114,7 @@ def ehf_metrics(pred_vertices, gt_vertices, j_regressor, left_hand_ids, right_ha
         reg = torch.as_tensor(np.asarray(j14_regressor), dtype=torch.float64)
         out["H4W BODY PA-MPJPE"] = M.pa_mpjpe(torch.einsum("jv,bvc->bjc", reg, pv), torch.einsum("jv,bvc->bjc", reg, gv))
     out["H4W HANDS PA-MPJPE"] = (M.part_pa_error(pj, gj, H4W_LEFT_HAND) + M.part_pa_error(pj, gj, H4W_RIGHT_HAND)) / 2
-    order = [*PUBLISHED["ehf"], *H4W_ROWS]
+    order = [*EHF_ROWS, *H4W_ROWS]
     return {k: out[k].numpy() for k in order if k in out}
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.hdf5 import HDF5Reader
-from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.errors import ExposeError, MissingFileError, option
 from expose_cli.evaluation import protocols
 from expose_cli.io.paths import DataTree
 from expose_cli.utils.shard import Shard
@@ -305,7 +305,7 @@ def match_predictions(preds: dict[str, np.ndarray], attrs: dict[str, str], reade
                       limit: int | None, path: Path) -> dict[str, np.ndarray]:
     """Check saved predictions belong to ``reader``'s file (same sha256 when recorded, and the same
     image of every row) and keep the first ``limit`` of them. Refuses otherwise."""
-    hint = "pass the --data file the predictions were made from, or run without --from-predictions"
+    hint = f"pass the {option('data')} file the predictions were made from, or run without {option('from-predictions')}"
     saved = attrs.get("data_sha256")
     if saved and saved != data_sha256:
         raise ExposeError(f"predictions were made from another data file (sha256 {saved[:12]}..., "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 
 SMPLX_COUNTS = (144, 127, 55)
 #: infer's field -> the fit's parameter.
@@ -147,7 +147,7 @@ def check_image(kin: KeypointInput, image: str | Path) -> tuple[int, int]:
     try:
         size = tuple(int(v) for v in read_image(image).shape[:2])
     except (OSError, ValueError, ExposeError) as exc:
-        raise _bad(Path(image), f"cannot read the image: {exc}", "give an image file for --image") from None
+        raise _bad(Path(image), f"cannot read the image: {exc}", f"give an image file for {option('image')}") from None
     if kin.source is not None:
         lines = file_check(kin.source, size, image)
     elif kin.image_size is not None and tuple(kin.image_size) != size:
@@ -197,7 +197,7 @@ def read_start(path: str | Path, persons: int, frames: int) -> Start:
     root = Path(path)
     if not root.exists():
         raise _bad(root, "start not found", "give the `expose infer` output folder of this input, or leave "
-                   "--start out to start from the mean pose")
+                   f"{option('start')} out to start from the mean pose")
     folders = [root.parent] if root.is_file() else _frame_folders(root)
     if len(folders) != frames:
         raise _bad(root, f"{len(folders)} frame(s) of starts for {frames} frame(s) of keypoints",

@@ -73,10 +73,10 @@ def camera_for(kin: KeypointInput, start: Start | None, options: FitOptions) -> 
         return None
     size = options.image_size or kin.image_size or (start.image_size if start is not None else None)
     if size is None:
-        from expose_cli.errors import ExposeError
+        from expose_cli.errors import ExposeError, option
 
         raise ExposeError("2D keypoints without an image size", path=kin.path, exit_code=2,
-                          hint="give --image-size HEIGHT,WIDTH (or start from the `expose infer` output of the image)")
+                          hint=f"give {option('image-size')} HEIGHT,WIDTH (or start from the `expose infer` output of the image)")
     focal = options.focal_length or (start.focal_length if start is not None else None) or 5000.0
     return Camera(float(focal), (int(size[0]), int(size[1])))
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.inference import onnx_export
 from expose_cli.inference.graph_cache import GraphCache, writable_folder
 from expose_cli.models import Prediction, Predictor
@@ -103,7 +103,7 @@ def require(backend: str):
         importlib.import_module("onnx")
         return importlib.import_module(module)
     except ImportError:
-        raise ExposeError(f"--backend {backend} needs the {module} and onnx packages: {command}") from None
+        raise ExposeError(f"{option('backend')} {backend} needs the {module} and onnx packages: {command}") from None
 
 
 def installed(backend: str) -> bool:
@@ -139,24 +139,24 @@ def check_choice(backend: str, precision: str, device: torch.device, warn: Calla
     """Validate ``--backend``/``--precision`` for ``device``; returns the precision that will run
     (bf16 on a CPU without native bf16: ``warn`` gets one line and fp32 runs)."""
     if backend not in BACKENDS:
-        raise ExposeError(f"unknown --backend {backend!r}", hint="use " + ", ".join(BACKENDS))
+        raise ExposeError(f"unknown {option('backend')} {backend!r}", hint="use " + ", ".join(BACKENDS))
     if precision not in PRECISIONS:
-        raise ExposeError(f"unknown --precision {precision!r}", hint="use fp32 or bf16 (fp16: CUDA only)")
+        raise ExposeError(f"unknown {option('precision')} {precision!r}", hint="use fp32 or bf16 (fp16: CUDA only)")
     if backend == "auto":
         backend = "torch" if device.type != "cpu" or precision == "fp16" else auto_order(precision, device)[0]
     if backend != "torch" and device.type != "cpu":
-        raise ExposeError(f"--backend {backend} runs on the CPU, not on {device}",
-                          hint="use --device cpu, or --backend torch on the GPU")
+        raise ExposeError(f"{option('backend')} {backend} runs on the CPU, not on {device}",
+                          hint=f"use {option('device')} cpu, or {option('backend')} torch on the GPU")
     if backend != "torch":
         require(backend)  # a missing extra stops here, before any file is read
     if device.type == "cuda":
         return precision
     if precision == "fp16":
-        raise ExposeError("--precision fp16 needs a CUDA device", hint="use --precision bf16 or fp32 on CPU")
+        raise ExposeError(f"{option('precision')} fp16 needs a CUDA device", hint=f"use {option('precision')} bf16 or fp32 on CPU")
     if backend in RUNTIMES and precision not in RUNTIMES[backend].precisions:
         others = [b for b, runtime in RUNTIMES.items() if precision in runtime.precisions]
-        raise ExposeError(f"--backend {backend} runs {' / '.join(RUNTIMES[backend].precisions)} only on CPU",
-                          hint=f"use --backend {' or '.join([*others, 'torch'])} for --precision {precision}")
+        raise ExposeError(f"{option('backend')} {backend} runs {' / '.join(RUNTIMES[backend].precisions)} only on CPU",
+                          hint=f"use {option('backend')} {' or '.join([*others, 'torch'])} for {option('precision')} {precision}")
     if precision == "bf16" and not cpu_has_bf16():
         message = "--precision bf16: this CPU has no native bf16 (AVX512-BF16, AMX): running fp32"
         (warn or (lambda m: warnings.warn(m, stacklevel=3)))(message)

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.inference.boxes import nms
 
 #: MMDetection's BGR normalisation for RTMDet / YOLOX-style detectors.
@@ -147,7 +147,7 @@ def resolve_detector(spec: str, default_onnx: Path) -> tuple[str, OnnxPersonDete
     if spec.startswith("onnx:"):
         return "onnx", load_onnx_detector(spec[5:]), None
     if spec != "auto":
-        raise ExposeError(f"unknown --detector {spec!r}", hint="use auto, hog, full-image or onnx:PATH")
+        raise ExposeError(f"unknown {option('detector')} {spec!r}", hint="use auto, hog, full-image or onnx:PATH")
     if not Path(default_onnx).is_file():
         return "hog", None, (f"no person detector at {default_onnx}: using OpenCV's HOG, which misses and invents "
                              "people; `expose fetch detector` installs a real one")

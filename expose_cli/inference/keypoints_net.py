@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from expose_cli.body_models.keypoint_files import write_keypoints_json
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 
 #: MMPose's RGB normalisation of RTMPose / RTMW / DWPose inputs (pixels, 0-255).
 RGB_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
@@ -40,7 +40,7 @@ BOX_PADDING = 1.25
 SIMCC_SPLIT_RATIO = 2.0  # used when the graph leaves the SimCC lengths free
 NUM_KEYPOINTS = 133  # COCO-WholeBody
 ONNX_INSTALL = "pip install 'expose-cli[onnx]'  (or: pip install onnxruntime)"
-FETCH_HINT = "run `expose fetch keypoints`, or give --keypoints onnx:PATH"
+FETCH_HINT = f"run `expose fetch keypoints`, or give {option('keypoints')} onnx:PATH"
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def resolve_keypoint_net(spec: str, default_onnx: Path, device="cpu") -> OnnxKey
     if spec.startswith("onnx:"):
         return load_keypoint_net(spec[5:], providers_for(device))
     if spec != "auto":
-        raise ExposeError(f"unknown --keypoints {spec!r}", hint="use auto or onnx:PATH", exit_code=2)
+        raise ExposeError(f"unknown {option('keypoints')} {spec!r}", hint="use auto or onnx:PATH", exit_code=2)
     if not Path(default_onnx).is_file():
         raise ExposeError("no keypoint model installed", hint=FETCH_HINT, path=default_onnx, exit_code=2)
     return load_keypoint_net(default_onnx, providers_for(device))

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from expose_cli import __version__
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.models.model import module_device
 from expose_cli.utils.atomic import atomic_path
 
@@ -148,7 +148,7 @@ def export_onnx(net, out: Path, opset: int = DEFAULT_OPSET) -> list[Path]:
     if out.suffix.lower() == ".onnx":
         if len(specs) > 1:
             raise ExposeError(f"the full model exports as three networks (body, hand, face): {out} must be a folder",
-                              hint=f"use --out {out.with_suffix('')}")
+                              hint=f"use {option('out')} {out.with_suffix('')}")
         return [export_network(net, specs[0], out, opset)]
     out.mkdir(parents=True, exist_ok=True)
     return [export_network(net, spec, out / f"{spec.name}.onnx", opset) for spec in specs]
@@ -194,6 +194,6 @@ def ort_session(path: Path, threads: int):
         if "opset" in text.lower():
             _, opset = graph_metadata(path)
             raise ExposeError(f"uses ONNX opset {opset}, newer than onnxruntime {ort.__version__} reads", path=path,
-                              hint="upgrade onnxruntime, or export again with a lower --opset") from None
+                              hint=f"upgrade onnxruntime, or export again with a lower {option('opset')}") from None
         raise ExposeError(f"onnxruntime cannot load it: {text.splitlines()[0] if text else type(exc).__name__}",
                           path=path) from None

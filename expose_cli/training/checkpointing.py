@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.models.checkpoint import FORMAT, FORMAT_VERSION, _safe_torch_load
 from expose_cli.utils.atomic import atomic_path
 
@@ -68,7 +68,7 @@ def load_training_checkpoint(path: Path, kind: str) -> dict:
     (damaged, foreign, another model, no resume state) is one clear error."""
     path = Path(path)
     if not path.is_file():
-        raise ExposeError("resume checkpoint not found", path=path, hint="give the run's last.pth (or omit --resume)")
+        raise ExposeError("resume checkpoint not found", path=path, hint=f"give the run's last.pth (or omit {option('resume')})")
     obj = _safe_torch_load(path)
     if obj.get("format") != FORMAT or "resume" not in obj:
         raise ExposeError("not a checkpoint of `expose train` with a resume state", path=path,

@@ -23,13 +23,14 @@ import torch
 from torch.utils.data import Dataset
 
 from expose_cli.body_models.keypoints import convert_keypoints, get_convention
-from expose_cli.errors import ExposeError
+from expose_cli.data.hdf5 import HDF5Reader
+from expose_cli.data.validity import stale_reason
+from expose_cli.errors import ExposeError, option
 from expose_cli.io.catalog import MEMBERS
 from expose_cli.io.images import read_image
 from expose_cli.io.paths import DataTree
 from expose_cli.kinds import KINDS, Kind, kind_names
 from expose_cli.training.data_config import DataConfig
-from expose_cli.training.h5rows import H5Rows
 from expose_cli.training.sample import Record, SourceImage, make_sample
 
 PARAM_SHAPES = {"global_orient": (3,), "body_pose": (21, 3), "jaw_pose": (3,), "left_hand_pose": (15, 3),
@@ -75,7 +76,7 @@ def _core_joints(kind: str) -> list[str]:
     return list(conv.names[5:]) if kind == "face" else list(conv.names)
 
 
-def check_kind_content(rows: H5Rows, kind: str) -> None:
+def check_kind_content(rows: HDF5Reader, kind: str) -> None:
     """One-line error when a file has neither the kind's parameters nor keypoints of its joints."""
     spec = KINDS[kind]
     has_params = bool(np.any(rows.column(f"has_{spec.body_model}")))
@@ -107,22 +108,26 @@ class Member:
         if self.offsets[-1] == 0:
             raise ExposeError("has no rows", path=paths[0], hint=f"re-run `{command}`")
 
-    def _open(self, path: Path, images: str) -> H5Rows:
+    def _open(self, path: Path, images: str) -> HDF5Reader:
+        """The file's reader, checked (header, converter version, fields, content), its rows
+        limited to the kind's fields (and the embedded crops where they are used)."""
         spec = self.spec
+        rows = HDF5Reader(path)
+        stale = stale_reason(rows.attrs)
+        if stale is not None:
+            raise ExposeError(stale, path=path)
         fields = (*BASE_FIELDS, f"has_{spec.body_model}", *spec.params.values())
-        probe = H5Rows(path, fields)
-        embedded = probe.has_embedded if images == "auto" else images == "embedded"
+        embedded = rows.has_embedded if images == "auto" else images == "embedded"
         if embedded:
             fields = (*fields, "image_jpeg", "image_crop_affine")
-        rows = H5Rows(path, fields)
-        rows.embedded = embedded
+        rows.require(fields, hint=f"re-run `expose preprocess` (with {option('embed-images')} for image_jpeg)")
         check_kind_content(rows, self.kind)
         return rows
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def locate(self, index: int) -> tuple[H5Rows, int]:
+    def locate(self, index: int) -> tuple[HDF5Reader, int]:
         f = int(np.searchsorted(self.offsets, index, side="right") - 1)
         return self.files[f], index - int(self.offsets[f])
 
@@ -132,8 +137,8 @@ class Member:
         row = rows.row(i)
         return row_record(row, self.spec), self._image(rows, row)
 
-    def _image(self, rows: H5Rows, row: dict) -> SourceImage:
-        if rows.embedded:
+    def _image(self, rows: HDF5Reader, row: dict) -> SourceImage:
+        if "image_jpeg" in row:  # the embedded crop (chosen in _open)
             data = np.asarray(row["image_jpeg"], np.uint8)
             image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
             if image is None:
@@ -215,7 +220,7 @@ class TrainDataset(Dataset):
                 skipped += 1
                 if skipped > MAX_IMAGE_RETRIES:
                     raise ExposeError(f"{skipped} unreadable images in a row in member {member.name!r}; last: {exc}",
-                                      hint="check --data-dir / the raw image folder, or re-run `expose preprocess "
+                                      hint=f"check {option('data-dir')} / the raw image folder, or re-run `expose preprocess "
                                            "--embed-images`") from exc
                 row = int(rng.integers(len(member)))
         sample = make_sample(rec, src, self.cfg.augment, self.cfg.img_res, rng,

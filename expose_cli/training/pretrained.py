@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.errors import ExposeError, MissingFileError, option
 from expose_cli.io.paths import DataTree
 from expose_cli.kinds import KINDS
 
@@ -115,11 +115,11 @@ def initialise(net, kind: str, init: str, tree: DataTree, log: Callable[[str], N
 
         path = Path(init)
         if not path.is_file():
-            raise MissingFileError(path, "--init checkpoint", "give an existing .pth file, 'auto' or 'none'")
+            raise MissingFileError(path, f"{option('init')} checkpoint", "give an existing .pth file, 'auto' or 'none'")
         try:
             load_state(net, load_state_file(path), "init")
         except ExposeError as exc:
-            raise ExposeError(f"--init checkpoint: {exc.reason}", path=path, exit_code=2,
+            raise ExposeError(f"{option('init')} checkpoint: {exc.reason}", path=path, exit_code=2,
                               hint=f"give a {kind} checkpoint of the same widths, 'auto' or 'none'") from None
         return f"initialised from {path}"
     if kind == "expose":
@@ -136,11 +136,11 @@ def required_files(kind: str, init: str, tree: DataTree) -> list[tuple[Path, str
     if init == "none":
         return []
     if init != "auto":
-        return [(Path(init), "--init checkpoint", "give an existing .pth file, 'auto' or 'none'")]
+        return [(Path(init), f"{option('init')} checkpoint", "give an existing .pth file, 'auto' or 'none'")]
     if kind == "expose":
         return [(tree.pretrained_models / name, f"{part} checkpoint",
-                 f"`expose fetch-models`, or train it: `expose train {part} ...` (or --init none)")
+                 f"`expose fetch-models`, or train it: `expose train {part} ...` (or {option('init')} none)")
                 for part, name, _ in PART_SOURCES]
     name = IMAGENET_FILES[KINDS[kind].imagenet_backbone]
-    return [(tree.pretrained_models / name, "ImageNet backbone weights", "`expose fetch pretrained` (or --init none)")]
+    return [(tree.pretrained_models / name, "ImageNet backbone weights", f"`expose fetch pretrained` (or {option('init')} none)")]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from expose_cli.errors import ExposeError, MissingFileError
+from expose_cli.errors import ExposeError, MissingFileError, option
 from expose_cli.io.paths import DataTree
 from expose_cli.training import distributed as D
 from expose_cli.training.config import RunConfig
@@ -59,9 +59,9 @@ def validation_files(cfg: RunConfig, tree: DataTree) -> list[tuple[Path, str, st
     t = cfg.train
     if not t.val_set or t.val_set == "none" or not t.val_every:
         return []
-    off = "or train without validation: --val-every 0"
+    off = f"or train without validation: {option('val-every')} 0"
     if t.val_data:
-        return [(Path(t.val_data), f"{t.val_set} validation data", f"check --set train.val_data, {off}")]
+        return [(Path(t.val_data), f"{t.val_set} validation data", f"check {option('set')} train.val_data, {off}")]
     if t.val_set == "heldout":
         return []  # build_validation says that heldout needs train.val_data
     from expose_cli.evaluation.benchmark import get_benchmark
@@ -88,7 +88,7 @@ def check_run_dir(out: Path, resume: bool) -> None:
     """``out`` must be new or empty unless resuming (then it must hold the run)."""
     if not resume and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExposeError("run directory is not empty", path=out, exit_code=2,
-                          hint="choose a new --out, or add --resume to continue the run in it")
+                          hint=f"choose a new {option('out')}, or add {option('resume')} to continue the run in it")
 
 
 def prepare_run_dir(out: Path, resume: bool) -> None:
@@ -170,8 +170,8 @@ def summary_rows(trainer, status: str) -> list[tuple[str, str]]:
 def check_device(cfg: RunConfig, device: torch.device) -> None:
     """Settings this process's device cannot run, refused before any work."""
     if cfg.train.precision == "fp16" and device.type != "cuda":
-        raise ExposeError(f"--precision fp16 needs a CUDA GPU; this run is on {device}", exit_code=2,
-                          hint="use --precision bf16 or fp32 on the CPU")
+        raise ExposeError(f"{option('precision')} fp16 needs a CUDA GPU; this run is on {device}", exit_code=2,
+                          hint=f"use {option('precision')} bf16 or fp32 on the CPU")
 
 
 def discard_failed_run(out: Path, existed: bool) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.utils.atomic import atomic_path, write_text_atomic
 from expose_cli.view.data import ASSET_DIR, write_manifest
 
@@ -20,13 +20,13 @@ ASSETS = ("three.min.js", "three.LICENSE", "viewer.js", "viewer.css")
 def folder_kind(root: Path) -> str:
     """``infer``, ``fit``, ``eval`` or ``train``: from the file that kind of run leaves in its folder."""
     if not root.is_dir():
-        raise ExposeError(f"{root} is not a folder", hint="give the --out folder of expose infer, eval --report or train",
+        raise ExposeError(f"{root} is not a folder", hint=f"give the {option('out')} folder of expose infer, eval {option('report')} or train",
                           exit_code=2)
     for name, kind in KINDS.items():
         if (root / name).is_file():
             return kind
     raise ExposeError(f"{root} holds no summary.json, fit.json, report.json or log.jsonl",
-                      hint="give the --out folder of expose infer or fit, the --report folder of expose eval, "
+                      hint=f"give the {option('out')} folder of expose infer or fit, the {option('report')} folder of expose eval, "
                            "or the output folder of expose train", exit_code=2)
 
 

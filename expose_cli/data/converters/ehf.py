@@ -18,7 +18,7 @@ import numpy as np
 
 from expose_cli.body_models.keypoints import convert_keypoints
 from expose_cli.data.ply import read_ply_vertices
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 
 SPLITS = ("val",)
 VERSION = "1"
@@ -65,7 +65,7 @@ def expected_input(split: str) -> str:
 def iter_samples(root: Path, split: str, stats, options: dict) -> Iterator[dict]:
     images = sorted(root.glob("*_img.jpg"))
     if not images:
-        raise ExposeError("no NN_img.jpg files", path=root, hint="point --root at the unzipped EHF folder")
+        raise ExposeError("no NN_img.jpg files", path=root, hint=f"point {option('root')} at the unzipped EHF folder")
     R = camera_rotation()
     K = np.array([[FOCAL, 0, CENTER[0]], [0, FOCAL, CENTER[1]], [0, 0, 1]], np.float32)
     for img_path in images:
