@@ -35,3 +35,17 @@ def test_a_bad_environment_is_one_line(monkeypatch, rank, world, words):
     monkeypatch.setenv("WORLD_SIZE", world)
     with pytest.raises(ExposeError, match=words):
         Shard.from_env()
+
+
+def test_a_training_process_is_a_shard_of_the_same_type():
+    """Train, eval and infer carry one type: training's DistInfo is a Shard with a device."""
+    import torch
+
+    from expose_cli.training.distributed import DistInfo
+
+    info = DistInfo(1, 2, local_rank=1, device=torch.device("cpu"))
+    assert isinstance(info, Shard) and info.sharded and not info.is_main
+    assert [p for p in range(6) if info.takes(p)] == [1, 3, 5]  # the inputs rank 1 of 2 takes
+    assert not DistInfo().sharded and DistInfo().device == torch.device("cpu")
+    with pytest.raises(ExposeError, match="RANK 2 is outside WORLD_SIZE 2"):
+        DistInfo(2, 2)

@@ -26,7 +26,7 @@ def training_state(trainer: Trainer) -> dict:
     """Everything but the weights that a resume restores (every rank's generators gathered)."""
     info = trainer.info
     rngs = [rng_state()]
-    if info.enabled:
+    if info.sharded:
         rngs = [None] * info.world_size
         torch.distributed.all_gather_object(rngs, rng_state())
     return {"optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},

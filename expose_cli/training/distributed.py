@@ -17,24 +17,17 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from expose_cli.utils.shard import Shard
+
 
 @dataclass(frozen=True)
-class DistInfo:
-    """This process's place: ``rank`` of ``world_size``, ``local_rank`` on its node, and the device it
-    puts the model on (the trainer then reads the model's device from its weights)."""
+class DistInfo(Shard):
+    """A training process's share (:class:`~expose_cli.utils.shard.Shard`, the type infer and eval
+    use: ``rank`` of ``world_size``), its ``local_rank`` on its node, and the device it puts the model
+    on (the trainer then reads the model's device from its weights)."""
 
-    rank: int = 0
-    world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
 
 
 def launched_by_torchrun() -> bool:
@@ -66,7 +59,7 @@ def shutdown() -> None:
 
 def all_reduce_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """The mean of ``values`` over all processes (unchanged in a single process)."""
-    if not info.enabled:
+    if not info.sharded:
         return values
     out = values.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
@@ -75,7 +68,7 @@ def all_reduce_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 def all_true(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -> bool:
     """``flag`` on every process (so that all of them skip a step together, or none does)."""
-    if not info.enabled:
+    if not info.sharded:
         return flag
     t = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
@@ -83,13 +76,13 @@ def all_true(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -> 
 
 
 def barrier(info: DistInfo) -> None:
-    if info.enabled:
+    if info.sharded:
         dist.barrier()
 
 
 def broadcast_object(obj, info: DistInfo):
     """Rank 0's ``obj`` on every process."""
-    if not info.enabled:
+    if not info.sharded:
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=0)

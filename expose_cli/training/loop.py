@@ -96,7 +96,7 @@ class Trainer:
         self.last_parts: dict[str, float] = {}  # the last finite step's loss terms (all processes)
 
     def _wrap(self, model: ExPoseModel) -> torch.nn.Module:
-        if not self.info.enabled:
+        if not self.info.sharded:
             return model
         ids = [self.info.local_rank] if model.device.type == "cuda" else None
         # Buffers (BatchNorm statistics under norm_eval, the body models) never change: no broadcast
