@@ -264,7 +264,7 @@ def test_infer_errors_before_work(infer_tree, tmp_path, run_cli):
     res = run_cli("--data-dir", infer_tree, "--device", "cpu", "infer", folder, "--precision", "fp16")
     assert res.exit_code == 1 and "needs a CUDA device" in res.stderr
     res = run_cli("--data-dir", infer_tree, "infer", folder, "--format", "stl")
-    assert res.exit_code == 1 and "unknown --format stl" in res.stderr
+    assert res.exit_code == 2 and "unknown --format stl" in res.stderr
 
 
 def test_no_person_found(infer_tree, tmp_path, run_cli):

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from expose_cli.errors import ExposeError
+from expose_cli.inference import export
 from expose_cli.io.paths import DataTree
 
 #: Options shared by several commands. Defaults are each command's (docs/<command>.md).
@@ -55,7 +56,7 @@ ResumeOpt = Annotated[bool, typer.Option(
     "--resume", help="Continue an interrupted run into the same output, keeping the work it finished.")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="At most N samples (the first N of each split).")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (the same seed gives the same result).")]
-FormatOpt = Annotated[str, typer.Option("--format", help="Comma-separated: obj, ply, glb, npz, json.")]
+FormatOpt = Annotated[str, typer.Option("--format", help=f"Comma-separated: {', '.join(export.FORMATS)}.")]
 
 #: Results (tables) go to stdout; messages, progress and errors to stderr.
 # Tables printed to a pipe or file are not squeezed into 80 columns.
@@ -159,3 +160,14 @@ def resolve_device(spec: str) -> Any:
                 )
         return torch.device(spec)
     raise ExposeError(f"unknown device {spec!r}", hint="use auto, cpu, cuda or cuda:N")
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """The ``--format`` list of `expose infer` and `expose fit`: names of
+    :data:`expose_cli.inference.export.FORMATS`; an unknown one is a usage error (exit 2)."""
+    fmts = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    bad = [f for f in fmts if f not in export.FORMATS]
+    if bad or not fmts:
+        raise ExposeError(f"unknown --format {', '.join(bad) or repr(text)}",
+                          hint=f"choose from {', '.join(export.FORMATS)}", exit_code=2)
+    return fmts

@@ -25,10 +25,10 @@ from expose_cli.cli.common import (
     error_text,
     get_settings,
     info,
+    parse_formats,
     resolve_device,
 )
 from expose_cli.errors import ExposeError
-from expose_cli.inference.export import FORMATS
 
 
 def _image_size(text: str | None) -> tuple[int, int] | None:
@@ -46,11 +46,7 @@ def _image_size(text: str | None) -> tuple[int, int] | None:
 
 def _check(inputs: list[Path], out: Path, formats: str, start: Path | None, overwrite: bool) -> tuple[str, ...]:
     """Arguments, paths and permissions, before any work: one line each."""
-    fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
-        raise ExposeError(f"unknown --format {', '.join(bad) or formats!r}", hint=f"choose from {', '.join(FORMATS)}",
-                          exit_code=2)
+    fmts = parse_formats(formats)
     if start is not None and not start.exists():
         raise ExposeError("start not found", path=start, exit_code=2,
                           hint="give an `expose infer` output folder, or leave --start out (mean pose)")

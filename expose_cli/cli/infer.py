@@ -29,12 +29,12 @@ from expose_cli.cli.common import (  # noqa: E402
     err_console,
     get_settings,
     info,
+    parse_formats,
     resolve_device,
     warn,
 )
 from expose_cli.errors import ExposeError  # noqa: E402
 from expose_cli.inference.boxes import NO_PERSON, load_boxes  # noqa: E402
-from expose_cli.inference.export import FORMATS  # noqa: E402
 from expose_cli.inference.inputs import discover_inputs, video_frame_estimate  # noqa: E402
 from expose_cli.io.outputs import check_writable  # noqa: E402
 from expose_cli.utils.shard import Shard  # noqa: E402
@@ -243,10 +243,7 @@ def run_and_report(settings, items: list, predictor, options) -> None:
 def _check_options(formats: str, smooth: str) -> tuple[str, ...]:
     """The --format list; refuses an unknown format or smoothing (--precision and --backend:
     ``backends.check_choice``; --detector: when resolved)."""
-    fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
-        raise ExposeError(f"unknown --format {', '.join(bad) or repr(formats)}", hint=f"choose from {', '.join(FORMATS)}")
+    fmts = parse_formats(formats)
     if smooth not in SMOOTHING:
         raise ExposeError(f"unknown --smooth {smooth!r}", hint=f"use {', '.join(SMOOTHING)}")
     return fmts
