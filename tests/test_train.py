@@ -281,6 +281,7 @@ def test_non_finite_losses_stop_the_run_with_one_line(run_cli, standin_tree, syn
     res = run_cli("--model-config", toml, *body_args(standin_tree, synth_body, tmp_path / "n", "--max-steps", "5",
                                                      "--workers", "0"))
     assert res.exit_code != 0 and "2 non-finite losses in a row" in res.output and "keypoints2d" in res.output
+    assert "lower --lr, add --grad-clip, or use --precision fp32" in res.output  # the CLI spells the options
     assert "Traceback" not in res.output
 
 

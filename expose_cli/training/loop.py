@@ -20,7 +20,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from expose_cli.errors import ExposeError
+from expose_cli.errors import ExposeError, option
 from expose_cli.kinds import KINDS
 from expose_cli.models.model import ExPoseModel
 from expose_cli.models.network import ExPoseNet
@@ -62,7 +62,7 @@ def autocast_context(precision: str, device: torch.device):
         return contextlib.nullcontext()
     dev = "cuda" if device.type == "cuda" else "cpu"
     if dev == "cpu" and precision == "fp16":
-        raise ExposeError("fp16 needs a GPU", hint="use --precision bf16 or fp32 on the CPU")
+        raise ExposeError("fp16 needs a GPU", hint=f"use {option('precision')} bf16 or fp32 on the CPU")
     return torch.autocast(dev, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
@@ -154,7 +154,7 @@ class Trainer:
         if p.bad_in_row >= self.cfg.train.max_bad_steps:
             bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v).all()) or "the sum"
             raise ExposeError(f"{p.bad_in_row} non-finite losses in a row (at step {p.step}; non-finite: {bad})",
-                              hint="lower --lr, add --grad-clip, or use --precision fp32; "
+                              hint=f"lower {option('lr')}, add {option('grad-clip')}, or use {option('precision')} fp32; "
                                    f"resume from {self.out_dir / 'last.pth'}")
 
     # -- epochs --------------------------------------------------------------------------------------
