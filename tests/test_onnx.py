@@ -127,6 +127,7 @@ def test_backends_give_torch_vertices(backend, small_ckpts, standin_tree):
     batch = person_batch(kind)
     ref, pred = base(batch), fast(batch)
     assert fast is not base and fast.backend == backend
+    assert fast.base is base and fast.net is base.net and fast.device == base.device  # wraps it, sharing its modules
     assert (pred.vertices - ref.vertices).norm(dim=-1).max() < HALF_MM
     if kind == "expose":
         torch.testing.assert_close(pred.hand_boxes["left"]["center"], ref.hand_boxes["left"]["center"], atol=0.05, rtol=0)

@@ -33,7 +33,7 @@ import torch
 from expose_cli.errors import ExposeError, option
 from expose_cli.inference import onnx_export
 from expose_cli.inference.graph_cache import GraphCache, writable_folder
-from expose_cli.models import Prediction, Predictor
+from expose_cli.models import ModelInput, Prediction, Predictor
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -164,23 +164,39 @@ def check_choice(backend: str, precision: str, device: torch.device, warn: Calla
     return precision
 
 
-class BackendPredictor(Predictor):
-    """A :class:`Predictor` whose backbones run through ``runners[name](img) -> features``.
-
-    It shares the networks, body models and buffers of ``base``; only inference changes
-    (training mode runs the torch modules as usual).
-    """
+class BackendPredictor:
+    """``base`` (a :class:`Predictor`) with its backbones run through ``runners[name](img) ->
+    features``: it holds ``base`` and runs ``base``'s model with those features; every other
+    attribute (networks, body models, device, crop size) is ``base``'s. In training mode the torch
+    modules run as usual."""
 
     def __init__(self, base: Predictor, runners: dict[str, Callable[[torch.Tensor], torch.Tensor]],
                  backend: str, precision: str, keep: object = None) -> None:
-        self.__dict__.update(base.__dict__)
-        self.runners, self.backend, self.precision = runners, backend, precision
+        self.base, self.runners, self.backend, self.precision = base, runners, backend, precision
         self._keep = keep  # e.g. the temporary folder of the exported graphs
 
+    def __getattr__(self, name: str):
+        if name == "base":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
     def _features(self, name: str, img: torch.Tensor) -> torch.Tensor:
-        if self.net.training:
-            return super()._features(name, img)
+        if self.base.net.training:
+            return self.base._features(name, img)
         return self.runners[name](img)
+
+    def __call__(self, batch: ModelInput) -> Prediction:
+        with torch.inference_mode():
+            return self.predict(batch.to(self.device, non_blocking=True))
+
+    def to(self, device) -> BackendPredictor:
+        """``base`` moved (the torch-autocast runners follow it; the ONNX runners stay on the CPU)."""
+        self.base.to(device)
+        return self
+
+    def predict(self, batch: ModelInput) -> Prediction:
+        """``base``'s model with these backbones (no ``inference_mode`` here, as :meth:`Predictor.predict`)."""
+        return self.base.model(batch, features=self._features)
 
 
 def _torch_autocast_runner(predictor: Predictor, name: str, precision: str) -> Callable:
