@@ -30,7 +30,11 @@ class Kind:
     of :class:`expose_cli.models.config.ModelConfig` whose ``img_res`` is the model's crop side.
     ``checkpoint_file``: its published checkpoint in ``pretrained_models/``. ``full_model_modules``:
     the (backbone, head) it becomes inside the full model, which starts from its checkpoint
-    (``None``: the full model itself).
+    (``None``: the full model itself). ``parts``: the kinds whose networks it holds, in the order
+    the full model runs them (a part model: itself; see :func:`part_modules` for their module
+    names). ``core_joints``: the slice of its convention's joint names whose keypoints make a
+    training file useful for it (the body: pelvis .. elbows, not the wrists a hand file has; the
+    face: the landmarks after the five head, neck, jaw and eye joints).
     """
 
     name: str
@@ -45,6 +49,13 @@ class Kind:
     config_section: str
     checkpoint_file: str
     full_model_modules: tuple[str, str] | None
+    parts: tuple[str, ...]
+    core_joints: slice
+
+    @property
+    def keeps_full_image(self) -> bool:
+        """Whether its crops keep the whole image: a kind of several parts crops them from it."""
+        return len(self.parts) > 1
 
 
 _SMPLX = MappingProxyType({k: f"smplx/{k}" for k in ("global_orient", "body_pose", "jaw_pose", "left_hand_pose",
@@ -58,16 +69,25 @@ _PART_GROUPS = ("backbone", "head")
 #: Every model kind, by name, in the order the CLI lists them.
 KINDS: Mapping[str, Kind] = MappingProxyType({k.name: k for k in (
     Kind("body", "smplx", "smplx", _SMPLX, 10, 10, 256, "hrnet", _PART_GROUPS, "body",
-         "hrnet_hmr_expose_body.pth", ("backbone", "head")),
+         "hrnet_hmr_expose_body.pth", ("backbone", "head"), ("body",), slice(0, 20)),
     Kind("hand", "mano", "mano", _MANO, 10, 10, 224, "resnet18", _PART_GROUPS, "hand",
-         "resnet18_hmr_expose_hand.pth", ("hand_backbone", "hand_head")),
+         "resnet18_hmr_expose_hand.pth", ("hand_backbone", "hand_head"), ("hand",), slice(None)),
     Kind("face", "flame_73", "flame", _FLAME, 100, 50, 256, "resnet18", _PART_GROUPS, "face",
-         "resnet18_hmr_expose_face.pth", ("face_backbone", "face_head")),
+         "resnet18_hmr_expose_face.pth", ("face_backbone", "face_head"), ("face",), slice(5, None)),
     Kind("expose", "smplx", "smplx", _SMPLX, 10, 10, 256, None,
-         _PART_GROUPS + ("hand_backbone", "hand_head", "face_backbone", "face_head"), "body", "expose.pth", None),
+         _PART_GROUPS + ("hand_backbone", "hand_head", "face_backbone", "face_head"), "body", "expose.pth", None,
+         ("body", "hand", "face"), slice(0, 20)),
 )})
 
 
 def kind_names() -> str:
     """The kinds as a comma-separated list, for error hints."""
     return ", ".join(KINDS)
+
+
+def part_modules(kind: str) -> dict[str, tuple[str, str]]:
+    """The (backbone, head) module names of each part network a ``kind`` model holds, by part: a
+    part model's own network is ``backbone``/``head``, the full model's parts are their
+    ``full_model_modules``."""
+    return {part: ("backbone", "head") if part == kind else KINDS[part].full_model_modules
+            for part in KINDS[kind].parts}

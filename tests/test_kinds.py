@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from expose_cli.kinds import KINDS
+from expose_cli.kinds import KINDS, part_modules
 from expose_cli.models.config import preset, small_config
 from expose_cli.training.config import LossConfig, loss_preset, run_preset
 from expose_cli.training.data_config import data_preset
@@ -77,3 +77,40 @@ def test_the_full_models_part_widths_are_read_back_from_its_modules():
     cfg.face.resnet_width, cfg.face.hidden = 16, (40, 40)
     back = infer_config(ExPoseNet(cfg).state_dict(), "expose")
     assert (back.hand.resnet_width, back.hand.hidden, back.face.resnet_width, back.face.hidden) == (8, (24,), 16, (40, 40))
+
+
+PARTS = {  # kind: (part, backbone module, head module) in the order the full model runs them, by hand
+    "body": (("body", "backbone", "head"),),
+    "hand": (("hand", "backbone", "head"),),
+    "face": (("face", "backbone", "head"),),
+    "expose": (("body", "backbone", "head"), ("hand", "hand_backbone", "hand_head"),
+               ("face", "face_backbone", "face_head")),
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_kinds_parts_are_the_modules_its_network_and_checkpoint_hold(kind):
+    """The parts table names the modules the network builds, which are its checkpoint's key
+    prefixes; only the full model keeps the whole image (it crops hands and face from it)."""
+    from expose_cli.models.network import ExPoseNet
+
+    assert [(p, *m) for p, m in part_modules(kind).items()] == list(PARTS[kind])
+    net = ExPoseNet(small_config(kind))
+    modules = {m for _, bb, hd in PARTS[kind] for m in (bb, hd)}
+    assert {name for name, _ in net.named_children()} == modules
+    assert {key.split(".")[0] for key in net.state_dict()} == modules
+    assert KINDS[kind].keeps_full_image == (kind == "expose")
+
+
+def test_the_joints_a_kind_trains_on():
+    """Body (and full) model: SMPL-X pelvis .. elbows; hand: all 21 MANO joints; face: the 68
+    landmarks after FLAME-73's head, neck, jaw and eyes."""
+    from expose_cli.training.datasets import _core_joints
+
+    body = _core_joints("body")
+    assert body == _core_joints("expose") and len(body) == 20
+    assert (body[0], body[-2], body[-1]) == ("pelvis", "left_elbow", "right_elbow")
+    hand = _core_joints("hand")
+    assert len(hand) == 21 and hand[0] == "right_wrist"
+    face = _core_joints("face")
+    assert len(face) == 68 and face[0] == "right_eye_brow1"

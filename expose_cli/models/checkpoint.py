@@ -20,7 +20,7 @@ import torch
 
 from expose_cli.errors import ExposeError, MissingFileError
 from expose_cli.io.paths import CHECKPOINT_FILES, DataTree
-from expose_cli.kinds import KINDS
+from expose_cli.kinds import KINDS, part_modules
 from expose_cli.models.config import ModelConfig, apply_overrides, preset
 from expose_cli.models.expose import ExPoseNet, Predictor
 from expose_cli.models.model import ExPoseModel
@@ -131,20 +131,18 @@ def infer_config(state: dict, kind: str) -> ModelConfig:
             i += 1
         return tuple(widths)
 
-    if kind in ("body", "expose"):
-        cfg.body.hrnet_width = int(state["backbone.transition1.0.0.weight"].shape[0])
-        cfg.body.feature_dim = int(state["backbone.conv_layers.0.conv3.weight"].shape[0])
-        cfg.body.hidden = hidden("head")
-    if kind in ("hand", "expose"):
-        bb, hd = ("backbone", "head") if kind == "hand" else KINDS["hand"].full_model_modules
-        cfg.hand.resnet_width = int(state[f"{bb}.conv1.weight"].shape[0])
-        cfg.hand.hidden = hidden(hd)
-    if kind in ("face", "expose"):
-        bb, hd = ("backbone", "head") if kind == "face" else KINDS["face"].full_model_modules
-        cfg.face.resnet_width = int(state[f"{bb}.conv1.weight"].shape[0])
-        cfg.face.hidden = hidden(hd)
-        cfg.face.num_betas = int(state[f"{hd}.shape_idxs"].numel())
-        cfg.face.num_expression = int(state[f"{hd}.expression_idxs"].numel())
+    for part, (bb, hd) in part_modules(kind).items():
+        spec = KINDS[part]
+        section = getattr(cfg, spec.config_section)
+        if spec.imagenet_backbone == "hrnet":
+            section.hrnet_width = int(state[f"{bb}.transition1.0.0.weight"].shape[0])
+            section.feature_dim = int(state[f"{bb}.conv_layers.0.conv3.weight"].shape[0])
+        else:
+            section.resnet_width = int(state[f"{bb}.conv1.weight"].shape[0])
+        section.hidden = hidden(hd)
+        if spec.body_model == "flame":  # FLAME's shape and expression sizes vary: its head's buffers say
+            section.num_betas = int(state[f"{hd}.shape_idxs"].numel())
+            section.num_expression = int(state[f"{hd}.expression_idxs"].numel())
     return cfg
 
 
@@ -277,7 +275,7 @@ def new_net(cfg: ModelConfig, tree: DataTree | None = None) -> ExPoseNet:
     aux = Auxiliary(tree or DataTree())
     parts = {p.name: p for p in (*BODY_PARTS, *HAND_PARTS) if p.use_mean}
     means = {name: torch.as_tensor(aux.mean_rot6d(name, p.num_joints), dtype=torch.float32) for name, p in parts.items()}
-    shape_mean = torch.as_tensor(aux.shape_mean(), dtype=torch.float32) if cfg.kind in ("body", "expose") else None
+    shape_mean = torch.as_tensor(aux.shape_mean(), dtype=torch.float32) if "body" in KINDS[cfg.kind].parts else None
     return ExPoseNet(cfg, means, shape_mean)
 
 
@@ -286,10 +284,11 @@ def build_model(net: ExPoseNet, tree: DataTree) -> ExPoseModel:
     from expose_cli.body_models import build_flame, build_mano, build_smplx
     from expose_cli.body_models.auxiliary import Auxiliary
 
-    if net.kind in ("body", "expose"):
+    body_model = KINDS[net.kind].body_model
+    if body_model == "smplx":
         body = build_smplx(tree, num_betas=net.cfg.body.num_betas, num_expression=net.cfg.body.num_expression)
         return ExPoseModel(net, body, Auxiliary(tree).smplx_to_j14())
-    if net.kind == "hand":
+    if body_model == "mano":
         return ExPoseModel(net, build_mano(tree, "right", num_betas=net.cfg.hand.num_betas))
     return ExPoseModel(net, build_flame(tree, net.cfg.face.num_betas, net.cfg.face.num_expression))
 
