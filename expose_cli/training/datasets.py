@@ -68,12 +68,8 @@ class ImageUnreadable(Exception):
 
 def _core_joints(kind: str) -> list[str]:
     """Joints whose keypoints make a file useful for ``kind`` (body joints, hand joints, face landmarks)."""
-    from smplx.joint_names import JOINT_NAMES
-
-    conv = get_convention(KINDS[kind].convention)
-    if kind in ("body", "expose"):
-        return list(JOINT_NAMES[:20])  # pelvis .. elbows: not the wrists a hand file has
-    return list(conv.names[5:]) if kind == "face" else list(conv.names)
+    spec = KINDS[kind]
+    return list(get_convention(spec.convention).names[spec.core_joints])
 
 
 def check_kind_content(rows: HDF5Reader, kind: str) -> None:
@@ -224,7 +220,7 @@ class TrainDataset(Dataset):
                                            "--embed-images`") from exc
                 row = int(rng.integers(len(member)))
         sample = make_sample(rec, src, self.cfg.augment, self.cfg.img_res, rng,
-                             with_full_image=self.kind == "expose", train=self.train)
+                             with_full_image=KINDS[self.kind].keeps_full_image, train=self.train)
         if member.name in self.cfg.skip_keypoints2d:  # as a file without 2D keypoints (the seed's H3.6M)
             sample["keypoints2d"] = torch.zeros_like(sample["keypoints2d"])
             sample["has_keypoints2d"] = torch.zeros_like(sample["has_keypoints2d"])
