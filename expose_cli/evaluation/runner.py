@@ -16,6 +16,7 @@ from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.errors import ExposeError, MissingFileError, option
 from expose_cli.evaluation import protocols
 from expose_cli.io.paths import DataTree
+from expose_cli.kinds import KINDS
 from expose_cli.utils.shard import Shard
 
 
@@ -64,7 +65,7 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
     paths = reader.column("image_path")[:total].astype(str)[order]
     boxes = reader.column("bbox_xywh")[:total][order]
     res = predictor.img_res  # the model's input crop (its config's img_res)
-    keep_full = predictor.kind == "expose"
+    keep_full = KINDS[predictor.kind].keeps_full_image
 
     def load(i: int):
         return crop_person(read_image(raw_root / paths[i]), boxes[i], img_res=res, scale_factor=1.0,

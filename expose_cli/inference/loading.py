@@ -28,6 +28,7 @@ import torch
 from expose_cli.errors import ExposeError
 from expose_cli.inference import boxes as box_utils
 from expose_cli.io.images import read_image
+from expose_cli.kinds import KINDS
 from expose_cli.models import PersonCrop, crop_person
 from expose_cli.models.inputs import normalize_image
 
@@ -50,7 +51,7 @@ def crop_spec(predictor, detector: str = "hog", box_scale: float = 1.25, min_sco
     """The crops ``predictor`` takes (its input side, px; the full model also samples the whole
     image), persons found by ``detector`` (hog | full-image | onnx), boxes enlarged ``box_scale``
     times, those scored under ``min_score`` dropped, the ``max_people`` largest kept."""
-    return CropSpec(img_res=predictor.img_res, box_scale=box_scale, keep_full_image=predictor.kind == "expose",
+    return CropSpec(img_res=predictor.img_res, box_scale=box_scale, keep_full_image=KINDS[predictor.kind].keeps_full_image,
                     detector=detector, min_score=min_score, max_people=max_people)
 
 

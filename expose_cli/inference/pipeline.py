@@ -37,6 +37,7 @@ from expose_cli.inference.summary import Summary
 from expose_cli.inference.units import read_ahead, units_to_run
 from expose_cli.inference.video import VideoTracks
 from expose_cli.inference.writers import WritePool, Writers
+from expose_cli.kinds import KINDS
 from expose_cli.models import PersonCrop, Prediction, Predictor
 from expose_cli.utils.stale import remove_stale_temps
 
@@ -58,7 +59,7 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
         options = dataclasses.replace(options, workers=loading.workers_for(items, options.batch_size))
     summary = Summary(options.out_dir / summary_name(options.shard), summary_interval_s, on_unit,
                       runtime=runtime_info(predictor))
-    smplx_kind = predictor.kind in ("body", "expose")
+    smplx_kind = KINDS[predictor.kind].body_model == "smplx"
     writers = Writers(options, np.asarray(predictor.body_model.faces, dtype=np.int64), summary,
                       predictor.body_model if smplx_kind else None,
                       VideoTracks(options.tracks) if options.tracks is not None else None)

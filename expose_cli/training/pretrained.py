@@ -122,7 +122,7 @@ def initialise(net, kind: str, init: str, tree: DataTree, log: Callable[[str], N
             raise ExposeError(f"{option('init')} checkpoint: {exc.reason}", path=path, exit_code=2,
                               hint=f"give a {kind} checkpoint of the same widths, 'auto' or 'none'") from None
         return f"initialised from {path}"
-    if kind == "expose":
+    if KINDS[kind].imagenet_backbone is None:  # the full model: from the part checkpoints
         paths = {part: tree.pretrained_models / name for part, name, _ in PART_SOURCES}
         counts = init_full_from_parts(net, paths)
         return "initialised from the part checkpoints (" + ", ".join(f"{k} {v} tensors" for k, v in counts.items()) + ")"
@@ -137,7 +137,7 @@ def required_files(kind: str, init: str, tree: DataTree) -> list[tuple[Path, str
         return []
     if init != "auto":
         return [(Path(init), f"{option('init')} checkpoint", "give an existing .pth file, 'auto' or 'none'")]
-    if kind == "expose":
+    if KINDS[kind].imagenet_backbone is None:
         return [(tree.pretrained_models / name, f"{part} checkpoint",
                  f"`expose fetch-models`, or train it: `expose train {part} ...` (or {option('init')} none)")
                 for part, name, _ in PART_SOURCES]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from expose_cli.io.paths import DataTree
+from expose_cli.kinds import KINDS
 from expose_cli.training.config import RunConfig
 from expose_cli.training.recipes import RECIPES
 
@@ -92,9 +93,10 @@ def mean_prediction(model, inputs):
     """The prediction of the heads' mean parameters (no network), through the body model."""
     head = model.net.head
     out = head.decode(head.regressor.mean_param.expand(inputs.img.shape[0], -1))
-    if model.kind == "hand":
+    body_model = KINDS[model.kind].body_model
+    if body_model == "mano":
         return model._hand(out)
-    if model.kind == "face":
+    if body_model == "flame":
         return model._face(out)
     return model._body(inputs, out, model._plain_features)
 
