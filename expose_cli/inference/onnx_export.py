@@ -31,6 +31,7 @@ from torch import nn
 
 from expose_cli import __version__
 from expose_cli.errors import ExposeError, option
+from expose_cli.kinds import part_modules
 from expose_cli.models.model import module_device
 from expose_cli.utils.atomic import atomic_path
 
@@ -51,12 +52,9 @@ class NetworkSpec:
 
 def network_specs(net) -> list[NetworkSpec]:
     """The networks of ``net`` (an ``ExPoseNet``) in the order the full model runs them."""
-    cfg = net.cfg
-    if cfg.kind == "expose":
-        att = cfg.attention
-        return [NetworkSpec("body", "", cfg.body.img_res, False), NetworkSpec("hand", "hand_", att.hand_crop_size, True),
-                NetworkSpec("face", "face_", att.face_crop_size, True)]
-    return [NetworkSpec(cfg.kind, "", net.img_res, False)]
+    sides = net.cfg.crop_sides()  # the full model's hand and face networks are conditioned on the body's
+    return [NetworkSpec(part, backbone.removesuffix("backbone"), sides[part], backbone != "backbone")
+            for part, (backbone, _) in part_modules(net.cfg.kind).items()]
 
 
 def output_names(head) -> list[str]:

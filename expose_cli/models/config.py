@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from expose_cli.errors import ExposeError
-from expose_cli.kinds import KINDS, kind_names
+from expose_cli.kinds import KINDS, kind_names, part_modules
 
 
 @dataclass
@@ -97,6 +97,15 @@ class ModelConfig:
         """Side (px) of the square person crop the model takes: ``body.img_res`` for the body and the
         full model (whose hand and face crops are ``attention``'s), else the hand's or the face's."""
         return getattr(self, KINDS[self.kind].config_section).img_res
+
+    def crop_sides(self) -> dict[str, int]:
+        """The side (px) of the square crop each part network takes, by part, in the order the model
+        runs them: the model's own network takes :attr:`img_res`, the full model's hand and face
+        networks ``attention``'s crops."""
+        att = self.attention
+        part_crop = {"hand": att.hand_crop_size, "face": att.face_crop_size}
+        return {part: self.img_res if backbone == "backbone" else part_crop[part]
+                for part, (backbone, _) in part_modules(self.kind).items()}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from expose_cli.kinds import part_modules
 from expose_cli.models.inputs import MEAN_RGB, STD_RGB
 
 #: ImageNet normalisation of the crops (RGB, 0-255 scale), as :func:`expose_cli.models.crop_person`.
@@ -33,9 +34,8 @@ def natural_images(n: int, res: int, seed: int = 0) -> torch.Tensor:
 def calibrate_batchnorm(net: nn.Module, batches: int = 3, batch_size: int = 8, seed: int = 0) -> nn.Module:
     """Set the running statistics of every backbone BatchNorm of ``net`` (an ``ExPoseNet``) from
     ``batches`` batches of :func:`natural_images`; returns ``net`` in eval mode."""
-    sizes = {"backbone": net.img_res}
-    if net.kind == "expose":
-        sizes.update(hand_backbone=net.cfg.attention.hand_crop_size, face_backbone=net.cfg.attention.face_crop_size)
+    sides = net.cfg.crop_sides()
+    sizes = {backbone: sides[part] for part, (backbone, _) in part_modules(net.kind).items()}
     for name, res in sizes.items():
         backbone = getattr(net, name)
         norms = [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
