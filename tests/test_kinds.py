@@ -100,6 +100,8 @@ def test_a_kinds_parts_are_the_modules_its_network_and_checkpoint_hold(kind):
     assert {name for name, _ in net.named_children()} == modules
     assert {key.split(".")[0] for key in net.state_dict()} == modules
     assert KINDS[kind].keeps_full_image == (kind == "expose")
+    sides = {"body": 256, "hand": 224, "face": 256}  # px: the seed's crops (the full model's parts: its attention's)
+    assert preset(kind).crop_sides() == {part: sides[part] for part, _, _ in PARTS[kind]}
 
 
 def test_the_joints_a_kind_trains_on():
