@@ -34,7 +34,8 @@ class Kind:
     the full model runs them (a part model: itself; see :func:`part_modules` for their module
     names). ``core_joints``: the slice of its convention's joint names whose keypoints make a
     training file useful for it (the body: pelvis .. elbows, not the wrists a hand file has; the
-    face: the landmarks after the five head, neck, jaw and eye joints).
+    face: the landmarks after the five head, neck, jaw and eye joints). ``model_variant``: the
+    variant of its body-model file (a gender, or MANO's side).
     """
 
     name: str
@@ -51,6 +52,7 @@ class Kind:
     full_model_modules: tuple[str, str] | None
     parts: tuple[str, ...]
     core_joints: slice
+    model_variant: str
 
     @property
     def keeps_full_image(self) -> bool:
@@ -69,14 +71,14 @@ _PART_GROUPS = ("backbone", "head")
 #: Every model kind, by name, in the order the CLI lists them.
 KINDS: Mapping[str, Kind] = MappingProxyType({k.name: k for k in (
     Kind("body", "smplx", "smplx", _SMPLX, 10, 10, 256, "hrnet", _PART_GROUPS, "body",
-         "hrnet_hmr_expose_body.pth", ("backbone", "head"), ("body",), slice(0, 20)),
+         "hrnet_hmr_expose_body.pth", ("backbone", "head"), ("body",), slice(0, 20), "neutral"),
     Kind("hand", "mano", "mano", _MANO, 10, 10, 224, "resnet18", _PART_GROUPS, "hand",
-         "resnet18_hmr_expose_hand.pth", ("hand_backbone", "hand_head"), ("hand",), slice(None)),
+         "resnet18_hmr_expose_hand.pth", ("hand_backbone", "hand_head"), ("hand",), slice(None), "right"),
     Kind("face", "flame_73", "flame", _FLAME, 100, 50, 256, "resnet18", _PART_GROUPS, "face",
-         "resnet18_hmr_expose_face.pth", ("face_backbone", "face_head"), ("face",), slice(5, None)),
+         "resnet18_hmr_expose_face.pth", ("face_backbone", "face_head"), ("face",), slice(5, None), "neutral"),
     Kind("expose", "smplx", "smplx", _SMPLX, 10, 10, 256, None,
          _PART_GROUPS + ("hand_backbone", "hand_head", "face_backbone", "face_head"), "body", "expose.pth", None,
-         ("body", "hand", "face"), slice(0, 20)),
+         ("body", "hand", "face"), slice(0, 20), "neutral"),
 )})
 
 

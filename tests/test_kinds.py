@@ -116,3 +116,13 @@ def test_the_joints_a_kind_trains_on():
     assert len(hand) == 21 and hand[0] == "right_wrist"
     face = _core_joints("face")
     assert len(face) == 68 and face[0] == "right_eye_brow1"
+
+
+def test_the_body_model_file_each_kind_checks_before_training(tmp_path):
+    """SMPL-X neutral for the body and full model, MANO right for the hand, FLAME neutral for the face."""
+    from expose_cli.io.paths import DataTree
+    from expose_cli.training.run import body_model_files
+
+    names = {kind: body_model_files(kind, DataTree(tmp_path))[0][0].name for kind in KINDS}
+    assert names == {"body": "SMPLX_NEUTRAL.npz", "hand": "MANO_RIGHT.npz", "face": "FLAME_NEUTRAL.npz",
+                     "expose": "SMPLX_NEUTRAL.npz"}

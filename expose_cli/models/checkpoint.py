@@ -284,12 +284,12 @@ def build_model(net: ExPoseNet, tree: DataTree) -> ExPoseModel:
     from expose_cli.body_models import build_flame, build_mano, build_smplx
     from expose_cli.body_models.auxiliary import Auxiliary
 
-    body_model = KINDS[net.kind].body_model
-    if body_model == "smplx":
+    spec = KINDS[net.kind]
+    if spec.body_model == "smplx":
         body = build_smplx(tree, num_betas=net.cfg.body.num_betas, num_expression=net.cfg.body.num_expression)
         return ExPoseModel(net, body, Auxiliary(tree).smplx_to_j14())
-    if body_model == "mano":
-        return ExPoseModel(net, build_mano(tree, "right", num_betas=net.cfg.hand.num_betas))
+    if spec.body_model == "mano":
+        return ExPoseModel(net, build_mano(tree, spec.model_variant, num_betas=net.cfg.hand.num_betas))
     return ExPoseModel(net, build_flame(tree, net.cfg.face.num_betas, net.cfg.face.num_expression))
 
 

@@ -14,16 +14,13 @@ from pathlib import Path
 
 import torch
 
+from expose_cli.kinds import KINDS
 from expose_cli.models.config import ModelConfig, preset, small_config
 from expose_cli.models.expose import ExPoseNet
 from expose_cli.utils.atomic import atomic_path
 
-CONFIG_NAMES = {
-    "body": "hrnet_hmr_expose_body",
-    "face": "resnet18_hmr_expose_face",
-    "hand": "resnet18_hmr_expose_hand",
-    "expose": "expose",
-}
+#: MMHuman3D's config name of each kind (its published checkpoint's file name).
+CONFIG_NAMES = {k.name: Path(k.checkpoint_file).stem for k in KINDS.values()}
 
 
 def reference_layout(config_name: str) -> dict[str, list[int]]:
@@ -90,12 +87,12 @@ def mmhuman3d_state_dict(net: ExPoseNet, config_name: str, seed: int = 0) -> dic
             else:
                 out[key] = torch.randn(shape, generator=gen) * 0.01
     if small:  # unused parts in the small width, so the same skip rules are exercised
-        width = net.cfg.body.hrnet_width if config_name in ("body", "expose") else None
+        width = net.cfg.body.hrnet_width if "body" in KINDS[config_name].parts else None
         if width is not None:
             out["backbone.stage4.0.branches.0.0.conv1.weight"] = torch.randn(width, width, 3, 3, generator=gen)
             out["backbone.final_layer.weight"] = torch.randn(24, width, 1, 1, generator=gen)
             out["backbone.downsample_stage_1.0.weight"] = torch.randn(width, width, 3, 3, generator=gen)
-    if config_name == "expose":  # frozen BatchNorm: no counters in backbone/head
+    if net.frozen_body:  # the full model's frozen BatchNorm: no counters in backbone/head
         out = {k: v for k, v in out.items() if not (k.startswith(("backbone.", "head.")) and k.endswith("num_batches_tracked"))}
     return out
 

@@ -19,6 +19,7 @@ import torch
 
 from expose_cli.errors import ExposeError, MissingFileError, option
 from expose_cli.io.paths import DataTree
+from expose_cli.kinds import KINDS
 from expose_cli.training import distributed as D
 from expose_cli.training.config import RunConfig
 from expose_cli.utils.atomic import write_json_atomic, write_text_atomic
@@ -46,8 +47,7 @@ def data_files(cfg: RunConfig, data_dir: Path) -> list[tuple[Path, str, str]]:
 def body_model_files(kind: str, tree: DataTree) -> list[tuple[Path, str, str]]:
     from expose_cli.body_models.builders import model_candidates
 
-    model = {"body": ("smplx", "neutral"), "expose": ("smplx", "neutral"), "hand": ("mano", "right"),
-             "face": ("flame", "neutral")}[kind]
+    model = (KINDS[kind].body_model, KINDS[kind].model_variant)
     cands = model_candidates(tree, *model)
     hint = "`expose import-body-models FILE.zip` (see `expose doctor`)"
     found = next((p for p in cands if p.is_file()), cands[0])
