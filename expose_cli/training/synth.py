@@ -26,6 +26,7 @@ from expose_cli.data.preprocess import embed_image
 from expose_cli.geometry.rotations import axis_angle_to_matrix
 from expose_cli.inference.render import render_shaded
 from expose_cli.io.paths import DataTree
+from expose_cli.kinds import KINDS
 from expose_cli.models.expose import MANO_TIP_VERTICES
 
 SYNTH_KINDS = ("body", "hand", "face")
@@ -95,9 +96,9 @@ def family_params(kind: str, n: int, rng: np.random.Generator, pose_dims: int) -
     shape (and the parameters the family does not span) zero."""
     coeffs = rng.uniform(-1.0, 1.0, (n, pose_dims))
     spanned = {name: np.tensordot(coeffs, d, axes=1) for name, d in family_directions(kind, pose_dims).items()}
-    names = {"body": ("body_pose", "jaw_pose", "left_hand_pose", "right_hand_pose", "betas", "expression"),
-             "hand": ("right_hand_pose", "betas"), "face": ("jaw_pose", "betas", "expression")}[kind]
-    sizes = {"betas": (100,) if kind == "face" else (10,), "expression": (50,) if kind == "face" else (10,)}
+    spec = KINDS[kind]
+    names = [k for k in spec.params if k != "global_orient"]  # the kind's sample parameters but the orientation
+    sizes = {"betas": (spec.num_betas,), "expression": (spec.num_expression,)}
     return {k: spanned[k] if k in spanned else np.zeros((n, *sizes.get(k, _SHAPES.get(k, ())))) for k in names}
 
 
