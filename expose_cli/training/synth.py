@@ -200,14 +200,11 @@ def render_sample(kind: str, verts: np.ndarray, joints: np.ndarray, faces: np.nd
     return image, fields
 
 
-_GROUP = {"body": "smplx", "hand": "mano", "face": "flame"}
-
-
 def _param_fields(kind: str, params: dict[str, np.ndarray], i: int) -> dict:
-    group = _GROUP[kind]
+    group = KINDS[kind].body_model
     out = {f"{group}/{k}": np.asarray(v[i], np.float32) for k, v in params.items()}
     out[f"has_{group}"] = True
-    if kind == "hand":
+    if KINDS[kind].model_variant == "right":  # a right hand (MANO's side)
         out["is_right"] = True
     return out
 
