@@ -98,7 +98,8 @@ def test_infer_killed_twice_and_resumed_equals_one_run(zygote, infer_tree, tmp_p
 
     def args(out: Path, *extra: str) -> list:
         return ["--data-dir", infer_tree, "-q", "--set", "body.img_res=64", "infer", video, photos, "--ckpt", "body",
-                "--detector", f"onnx:{model}", "--format", "npz,json", "--batch-size", "3", "--out", out, *extra]
+                "--detector", f"onnx:{model}", "--format", "npz,json", "--batch-size", "3", "--render", "--out", out,
+                *extra]  # --render: overlay.mp4 is written as frames come, so a resumed run re-reads the earlier ones
 
     ref = run_cli(*args(tmp_path / "ref"))
     assert ref.exit_code == 0, ref.output

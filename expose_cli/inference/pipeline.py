@@ -69,6 +69,7 @@ def run_inference(items: list[InputItem], predictor: Predictor, options: InferOp
         writers.videos()
         summary.complete = True
     finally:
+        writers.overlay_videos.drop()  # an interrupted run's unfinished overlay.mp4
         summary.write(force=True)
     return summary.as_dict()
 

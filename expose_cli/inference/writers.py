@@ -21,6 +21,7 @@ from expose_cli.inference.batching import Queued
 from expose_cli.inference.keypoints_net import save_keypoints
 from expose_cli.inference.loading import message
 from expose_cli.inference.options import InferOptions
+from expose_cli.inference.overlay_video import OverlayVideos
 from expose_cli.inference.render import render_views
 from expose_cli.inference.summary import Summary, unit_record
 from expose_cli.inference.units import Unit, sequence_folder
@@ -74,6 +75,7 @@ class Writers:
     body_model: object = None  # SMPL-X layer for motion files (body and full model), else None
     tracks: VideoTracks | None = None
     seen: dict[Path, int] = field(default_factory=dict)  # frames of each tracked sequence so far
+    overlay_videos: OverlayVideos = field(default_factory=OverlayVideos)  # each video's overlay.mp4, as it comes
 
     def person(self, queued: Queued, pred: Prediction, axis_angle: dict, row: int) -> PersonFiles:
         """One person's files (``options.formats``); touches nothing shared (it runs in a pool)."""
@@ -116,7 +118,7 @@ class Writers:
             track_ids, unit.error = None, f"writing tracking.npz failed: {message(exc)}"
         if self.options.render and unit.image is not None and (unit.results or unit.frame is not None):
             try:  # video frames always get one (the plain frame without persons): the overlay video has them all
-                self.summary.add_overlay(unit, self._overlay(unit, track_ids))
+                self._add_overlay(unit, *self._overlay(unit, track_ids))
             except Exception as exc:  # noqa: BLE001
                 unit.error = unit.error or f"rendering failed: {message(exc)}"
         unit.timings["write_s"] = unit.timings.get("write_s", 0.0) + time.perf_counter() - t0
@@ -142,7 +144,7 @@ class Writers:
                 "(options changed?); run again without --resume into a new --out")
         overlay = unit.out_dir / "overlay.png"
         if overlay.is_file():
-            self.summary.add_overlay(unit, overlay)
+            self._add_overlay(unit, overlay)
         self.summary.add(unit.record)
         return unit.record
 
@@ -167,7 +169,18 @@ class Writers:
             write_frame_persons(unit.out_dir, persons)
         return ids
 
-    def _overlay(self, unit: Unit, track_ids: list[int] | None = None) -> Path:
+    def _add_overlay(self, unit: Unit, png: Path, bgr: np.ndarray | None = None) -> None:
+        """A frame's overlay into the summary and (a video's frame) into its ``overlay.mp4``."""
+        self.summary.add_overlay(unit, png)
+        if unit.video_dir is None:
+            return
+        try:
+            fps = self.summary.videos.get(unit.video_dir, {}).get("fps", 25.0)
+            self.overlay_videos.add(unit.video_dir, png, fps, bgr)
+        except Exception:  # noqa: BLE001 - the video is then written from the PNGs at the end
+            self.overlay_videos.give_up(unit.video_dir)
+
+    def _overlay(self, unit: Unit, track_ids: list[int] | None = None) -> tuple[Path, np.ndarray]:
         meshes = [(r["vertices_camera"], self.faces) for r in unit.results]
         labels = None
         if track_ids is not None:
@@ -175,12 +188,12 @@ class Writers:
         overlay = (render_views(unit.image, meshes, self.options.focal_length, self.options.views,
                                 colour_ids=track_ids, labels=labels)
                    if meshes or self.options.views else unit.image)  # a video's frames: all the same width
-        path = unit.out_dir / "overlay.png"
+        path, bgr = unit.out_dir / "overlay.png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)
         with atomic_path(path) as tmp:
-            if not cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
+            if not cv2.imwrite(str(tmp), bgr):
                 raise OSError(f"cannot write {path}")
         unit.files.append(str(path))
-        return path
+        return path, bgr
 
     def finish_tracks(self) -> None:
         """Each tracked video's ``tracks.json`` and per-track files; a failure is the video's error."""
@@ -199,7 +212,7 @@ class Writers:
             video = self.summary.videos.setdefault(folder, {})
             path = folder / "overlay.mp4"
             try:
-                write_video(path, sorted(frames), video.get("fps", 25.0))
+                self.overlay_videos.finish(folder, frames, video.get("fps", 25.0))
                 video["overlay"] = str(path)
             except Exception as exc:  # noqa: BLE001
                 video["error"] = f"overlay video failed: {message(exc)}"
@@ -294,20 +307,3 @@ def _save_keypoints(unit: Unit, network: Callable[[np.ndarray, list], np.ndarray
         unit.error = f"keypoints failed: {message(exc)}"
 
 
-def write_video(path: Path, frames: list[Path], fps: float) -> None:
-    """The overlay PNGs of a video's frames as an MP4 (mp4v), written atomically."""
-    first = cv2.imread(str(frames[0]))
-    if first is None:
-        raise OSError(f"cannot read {frames[0]}")
-    h, w = first.shape[:2]
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not writer.isOpened():
-            raise OSError(f"cannot open a video writer for {path}")
-        for f in frames:
-            img = cv2.imread(str(f))
-            if img is not None and img.shape[:2] != (h, w):
-                img = cv2.resize(img, (w, h))
-            if img is not None:
-                writer.write(img)
-        writer.release()
