@@ -214,8 +214,10 @@ def test_evals_old_workers_is_a_hidden_alias_of_threads(run_cli, tmp_path):
 
 def test_shared_range_checks_are_one_line_in_every_command(run_cli, tmp_path):
     for args, line in ((["infer", "x.jpg", "--batch-size", "0"], "error: --batch-size must be >= 1, not 0"),
-                       (["eval", "ehf", "--workers", "-1"], "warning: --workers is deprecated: use --threads"),
+                       (["eval", "ehf", "--threads", "0"], "error: --threads must be >= 1, not 0"),
+                       (["eval", "ehf", "--workers", "-1"], "error: --threads must be >= 1, not -1"),  # the old name
                        (["train", "body", "--out", tmp_path / "r", "--workers", "-1"], "error: --workers must be >= 0, not -1")):
         res = run_cli("--data-dir", tmp_path, *args)
         assert res.exit_code == 2 and line in res.stderr.splitlines(), (args, res.stderr)
+        assert "Usage:" not in res.stderr, (args, res.stderr)
     assert not (tmp_path / "r").exists()

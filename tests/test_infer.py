@@ -583,6 +583,7 @@ def test_reduced_precision_through_the_api(infer_tree, tmp_path):
             assert b[key].dtype == np.float32 and np.isfinite(b[key]).all(), key
     assert b["joints3d_lsp14"].shape == a["joints3d_lsp14"].shape
     assert np.abs(b["vertices"] - a["vertices"]).max() < 0.2  # bf16 keeps about 3 significant digits
+    assert not np.array_equal(b["vertices"], a["vertices"])  # bf16 did run (the predictor applies it)
 
 
 def test_prediction_to_float32():

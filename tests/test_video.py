@@ -466,7 +466,7 @@ def test_overlay_video_written_as_frames_come_equals_one_written_from_the_pngs(t
         videos = OverlayVideos()
         for i in order:
             videos.add(tmp_path, pngs[i], 10.0, cv2.imread(str(pngs[i])) if i >= 2 else None)  # 0, 1: "earlier" frames
-        assert videos.finish(tmp_path, [pngs[i] for i in order], 10.0) == tmp_path / "overlay.mp4"
+        assert videos.finish(tmp_path, 10.0) == tmp_path / "overlay.mp4"
         assert (tmp_path / "overlay.mp4").read_bytes() == want, order
         (tmp_path / "overlay.mp4").unlink()
     videos = OverlayVideos()  # interrupted: nothing left behind

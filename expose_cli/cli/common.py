@@ -43,7 +43,7 @@ WorkersOpt = Annotated[int | None, typer.Option(
     help="Worker processes loading and preparing data in parallel, per process (0: none, the main process does "
          "it; default: the command's, see docs/<command>.md).")]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    "--threads", min=1, help="Threads decoding and encoding images in parallel (default: the command's, see "
+    "--threads", callback=_at_least(1, "threads"), help="Threads decoding and encoding images in parallel (default: the command's, see "
                              "docs/<command>.md).")]
 PrecisionOpt = Annotated[str | None, typer.Option(
     "--precision", help="fp32 (exact) | bf16 (fast on CPUs with bf16 and on GPUs) | fp16 (CUDA GPUs only).")]

@@ -316,6 +316,7 @@ class HDF5Reader:
                 self._names = _dataset_names(f)
         except OSError as exc:
             raise ExposeError(f"cannot open as HDF5: {exc}", path=self.path) from exc
+        self._per_row = tuple(n for n in self._names if n not in _NOT_ROWS)  # every per-row field
         self.row_fields: tuple[str, ...] = ()
         self._pid: int | None = None
         self._file: h5py.File | None = None
@@ -328,7 +329,7 @@ class HDF5Reader:
         missing = [name for name in fields if name not in self._names]
         if missing:
             raise ExposeError(f"lacks the fields {', '.join(missing)}", path=self.path, hint=hint)
-        self.row_fields = tuple(fields) or tuple(n for n in self._names if n not in _NOT_ROWS)
+        self.row_fields = tuple(fields) or self._per_row
         return self
 
     def __len__(self) -> int:
@@ -382,7 +383,7 @@ class HDF5Reader:
         """Every per-row field of row ``index`` (and ``scan/vertices``, where the file has scans)."""
         if not 0 <= index < len(self):
             raise IndexError(index)
-        row = self.row(index, tuple(n for n in self._names if n not in _NOT_ROWS))
+        row = self.row(index, self._per_row)
         if "scan/offsets" in self._names:
             row["scan/vertices"] = self.scan(index)
         return row

@@ -67,7 +67,7 @@ def count_resolving(reader: HDF5Reader, data_dir: Path | None = None, sample: in
     total = len(reader)
     rows = np.arange(total) if sample is None or sample >= total else np.linspace(0, total - 1, sample).round().astype(int)
     paths = reader.file["image_path"][np.unique(rows)].astype(str) if total else np.zeros(0, str)
-    embedded = "image_jpeg" in reader.file
+    embedded = "image_jpeg" in reader
     roots = [Path(str(reader.attrs.get("raw_root", ".")))]
     if data_dir is not None and reader.dataset in CONVERTERS:
         roots.append(tree_image_root(DataTree(data_dir), reader.dataset))

@@ -26,7 +26,7 @@ import numpy as np
 from expose_cli import __version__
 from expose_cli.data.hdf5 import HDF5Reader
 from expose_cli.errors import ExposeError, MissingFileError, option
-from expose_cli.evaluation import runner
+from expose_cli.evaluation import protocols, runner
 from expose_cli.io import hashing
 from expose_cli.io.catalog import DATASETS
 from expose_cli.io.paths import DataTree
@@ -81,8 +81,7 @@ BENCHMARKS = {
         "(J_regressor 0/20,21/12), PA-PVE all/hands/face, body PA-MPJPE on SMPLX_to_J14, hands PA-MPJPE "
         "(wrist, 15 finger joints, 5 tips); hands = mean of left and right",
         runner.ehf_assets, runner.score_ehf, needs=("vertices",),
-        published={"BODY PA-MPJPE": "55.70", "RIGHT_HAND PA-MPJPE": "14.6", "LEFT_HAND PA-MPJPE": "14.4",
-                   "PA-PVE": "56.65", "RIGHT_HAND PA-PVE": "14.6", "LEFT_HAND PA-PVE": "14.5", "FACE PA-PVE": "6.90"}),
+        published=dict(zip(protocols.EHF_ROWS, ("55.70", "14.6", "14.4", "56.65", "14.6", "14.5", "6.90"), strict=True))),
     "freihand": Benchmark(
         "freihand", "freihand", "hand", ("hand",),
         "MMHuman3D: 21 joints root-relative PA-MPJPE; PA-PVE against the MANO mesh of the ground-truth "

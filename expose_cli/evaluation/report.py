@@ -91,7 +91,7 @@ def write_report(folder: Path, info: dict, rows: list[dict], per_sample: dict, p
         _sample_picture(folder / name, _crop(raw_root, str(preds["image_path"][i]), boxes[i]), verts, faces)
         worst.append({"index": i, "image": str(preds["image_path"][i]), "value": float(values[i]), "overlay": name})
     error_mesh = None
-    truth = reader.column("vertices")[:n] if "vertices" in reader.file and faces is not None else None
+    truth = reader.column("vertices")[:n] if "vertices" in reader and faces is not None else None
     if truth is not None and order and truth.shape[1:] == preds["vertices"].shape[1:]:
         write_error_mesh(folder / "error_mesh.npz", preds["vertices"][order[0]], truth[order[0]], faces)
         error_mesh = {"file": "error_mesh.npz", "sample": order[0], "unit": "mm",

@@ -12,24 +12,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from expose_cli.utils.atomic import atomic_path, move_into_place, temp_path_for
+from expose_cli.utils.atomic import move_into_place, temp_path_for
 
 
 class _Stream:
-    """One video's MP4 (mp4v) being written: frames of one size, in the order of their PNG paths."""
+    """One video's MP4 (mp4v) being written, to a temporary name: frames of one size, in order."""
 
     def __init__(self, final: Path, fps: float, size: tuple[int, int]) -> None:
-        self.final, self.size, self.frames = final, size, []
+        self.final, self.size = final, size
         self.tmp = temp_path_for(final)
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
             raise OSError(f"cannot open a video writer for {final}")
 
-    def add(self, png: Path, bgr: np.ndarray) -> None:
+    def add(self, bgr: np.ndarray) -> None:
         if bgr.shape[1::-1] != self.size:
             bgr = cv2.resize(bgr, self.size)
         self.writer.write(bgr)
-        self.frames.append(png)
 
     def close(self) -> Path:
         self.writer.release()
@@ -45,29 +44,31 @@ class OverlayVideos:
     """The ``overlay.mp4`` of every video of a run, written as the frames come."""
 
     def __init__(self) -> None:
-        self.streams: dict[Path, _Stream | None] = {}  # None: out of order, written from the PNGs at the end
+        self.frames: dict[Path, list[Path]] = {}  # video folder -> its frames' overlay PNGs, as they came
+        self.streams: dict[Path, _Stream | None] = {}  # None: written from the PNGs at the end
 
     def add(self, folder: Path, png: Path, fps: float, bgr: np.ndarray | None = None) -> None:
         """The frame whose overlay is ``png`` (its pixels ``bgr``, BGR; read from ``png`` if None)."""
-        stream = self.streams.get(folder)
-        if folder in self.streams and (stream is None or png <= stream.frames[-1]):
+        frames = self.frames.setdefault(folder, [])
+        in_order = not frames or png > frames[-1]
+        frames.append(png)
+        if folder in self.streams and self.streams[folder] is None:
+            return
+        bgr = cv2.imread(str(png)) if bgr is None and in_order else bgr
+        if not in_order or bgr is None:  # out of order, or a frame that cannot be read: from the PNGs
             self.give_up(folder)
             return
-        bgr = cv2.imread(str(png)) if bgr is None else bgr
-        if bgr is None:
-            return  # as write_video: a frame that cannot be read is left out
+        stream = self.streams.get(folder)
         if stream is None:
             stream = self.streams[folder] = _Stream(folder / "overlay.mp4", fps, (bgr.shape[1], bgr.shape[0]))
-        stream.add(png, bgr)
+        stream.add(bgr)
 
-    def finish(self, folder: Path, frames: list[Path], fps: float) -> Path:
-        """``folder/overlay.mp4`` of ``frames`` (the video's overlay PNGs): the file written as they
-        came, or written now from the PNGs when they did not come in order."""
-        stream = self.streams.pop(folder, None)
-        if stream is not None and stream.frames == sorted(frames):
-            return stream.close()
+    def finish(self, folder: Path, fps: float) -> Path:
+        """``folder/overlay.mp4``: the file written as the frames came, or written now from their
+        PNGs (in the order of their paths) when they did not come in order."""
+        frames, stream = self.frames.pop(folder), self.streams.pop(folder, None)
         if stream is not None:
-            stream.drop()
+            return stream.close()
         path = folder / "overlay.mp4"
         write_video(path, sorted(frames), fps)
         return path
@@ -78,6 +79,7 @@ class OverlayVideos:
             if stream is not None:
                 stream.drop()
         self.streams.clear()
+        self.frames.clear()
 
     def give_up(self, folder: Path) -> None:
         """``folder``'s video written from its PNGs at the end (its frames came out of order, or one failed)."""
@@ -88,19 +90,18 @@ class OverlayVideos:
 
 
 def write_video(path: Path, frames: list[Path], fps: float) -> None:
-    """The overlay PNGs of a video's frames as an MP4 (mp4v), written atomically."""
+    """The overlay PNGs of a video's frames as an MP4 (mp4v), written atomically; a frame that
+    cannot be read is left out, one of another size is resized to the first's."""
     first = cv2.imread(str(frames[0]))
     if first is None:
         raise OSError(f"cannot read {frames[0]}")
-    h, w = first.shape[:2]
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not writer.isOpened():
-            raise OSError(f"cannot open a video writer for {path}")
-        for f in frames:
-            img = cv2.imread(str(f))
-            if img is not None and img.shape[:2] != (h, w):
-                img = cv2.resize(img, (w, h))
-            if img is not None:
-                writer.write(img)
-        writer.release()
+    stream = _Stream(path, fps, (first.shape[1], first.shape[0]))
+    try:
+        for i, png in enumerate(frames):
+            bgr = first if i == 0 else cv2.imread(str(png))
+            if bgr is not None:
+                stream.add(bgr)
+    except BaseException:
+        stream.drop()
+        raise
+    stream.close()

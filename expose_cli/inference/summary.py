@@ -40,7 +40,6 @@ class Summary:
     on_unit: Callable[[dict], None] | None = None
     records: list[dict] = field(default_factory=list)
     videos: dict[Path, dict] = field(default_factory=dict)  # video folder -> input, fps, overlay / error
-    overlays: dict[Path, list[Path]] = field(default_factory=dict)  # video folder -> its frames' overlays
     complete: bool = False
     runtime: dict | None = None  # what ran the backbones (backends.runtime_info)
     last_write: float = float("-inf")
@@ -72,8 +71,3 @@ class Summary:
         self.write()
         if self.on_unit:
             self.on_unit(record)
-
-    def add_overlay(self, unit: Unit, path: Path) -> None:
-        """Remember a video frame's overlay PNG for the video's ``overlay.mp4`` (images: nothing)."""
-        if unit.video_dir is not None:
-            self.overlays.setdefault(unit.video_dir, []).append(path)

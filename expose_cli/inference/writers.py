@@ -170,8 +170,7 @@ class Writers:
         return ids
 
     def _add_overlay(self, unit: Unit, png: Path, bgr: np.ndarray | None = None) -> None:
-        """A frame's overlay into the summary and (a video's frame) into its ``overlay.mp4``."""
-        self.summary.add_overlay(unit, png)
+        """A video frame's overlay into its video's ``overlay.mp4`` (an image's: nothing more to do)."""
         if unit.video_dir is None:
             return
         try:
@@ -208,11 +207,11 @@ class Writers:
 
     def videos(self) -> None:
         """Each video's frame overlays as ``overlay.mp4`` in its folder; a failure is the video's error."""
-        for folder, frames in self.summary.overlays.items():
+        for folder in list(self.overlay_videos.frames):
             video = self.summary.videos.setdefault(folder, {})
             path = folder / "overlay.mp4"
             try:
-                self.overlay_videos.finish(folder, frames, video.get("fps", 25.0))
+                self.overlay_videos.finish(folder, video.get("fps", 25.0))
                 video["overlay"] = str(path)
             except Exception as exc:  # noqa: BLE001
                 video["error"] = f"overlay video failed: {message(exc)}"
