@@ -461,6 +461,23 @@ def test_fused_backbone_follows_weight_changes(small_ckpts, standin_tree):
     assert (after - before).abs().max() > 100 * (after - plain).abs().max()
 
 
+def test_predictor_runs_the_packed_backbone_on_cpu_without_gradients(small_ckpts, standin_tree):
+    net, _ = load_net(small_ckpts["body"])
+    predictor = build_predictor(net, DataTree(standin_tree))
+    img = person_batch("body").img
+    plain = net.backbone(img).detach()
+    with torch.inference_mode():
+        fast = predictor._features("backbone", img)
+    assert "backbone" in predictor._packed
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
+    predictor._packed.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.inference_mode():
+        predictor._features("backbone", img)
+    with torch.enable_grad():
+        predictor._features("backbone", img.clone().requires_grad_())
+    assert predictor._packed == {}  # packed convolutions have no bf16 autocast rule and no backward
+
+
 def test_train_mode_keeps_batchnorm_statistics_and_freezes_the_full_models_body(small_ckpts, standin_tree):
     tree = DataTree(standin_tree)
     for kind in ("hand", "face", "expose"):
