@@ -62,9 +62,10 @@ def test_int8_runs_close_to_fp32(backend, ran, small_ckpts, standin_tree, tmp_pa
     well under the 2 mm mean that docs/models.md states for the full-size networks."""
     base = body_predictor(small_ckpts, standin_tree)
     batch = held_out_batch(base.img_res)
-    cache = GraphCache(tmp_path)
-    fast = backends.make_predictor(base, backend, "int8", threads=1, cache=cache, quant=FEW)
+    cache, said = GraphCache(tmp_path), []
+    fast = backends.make_predictor(base, backend, "int8", threads=1, cache=cache, quant=FEW, info=said.append)
     assert backends.runtime_info(fast) == {"backend": ran, "precision": "int8", "device": "cpu"}
+    assert said == ["body body backbone: quantizing to int8, calibrated on 8 scenes (once; the graph is cached)"]
     graph = next(cache.folder.glob("body-body-int8-*.onnx"))
     convs, quantized = int8_convolutions(graph)
     assert convs > 20 and quantized == convs  # every convolution has int8 weights

@@ -235,7 +235,8 @@ def _torch_autocast_runner(predictor: Predictor, name: str, precision: str) -> C
 def make_predictor(base: Predictor, backend: str = "torch", precision: str = "fp32",
                    threads: int | None = None, cache: GraphCache | None = None,
                    warn: Callable[[str], None] | None = None,
-                   quant: quantization.QuantSettings = quantization.DEFAULT) -> Predictor:
+                   quant: quantization.QuantSettings = quantization.DEFAULT,
+                   info: Callable[[str], None] | None = None) -> Predictor:
     """``base`` itself for the exact torch path, else a :class:`BackendPredictor` (reduced
     precision: the backbones only; heads, attention and body models stay float32).
 
@@ -243,16 +244,19 @@ def make_predictor(base: Predictor, backend: str = "torch", precision: str = "fp
     backbones' ONNX graphs from ``cache`` (exported there when missing, stale or damaged) or, with
     no cache, from a temporary folder exported now. ``backend="auto"`` tries :func:`auto_order`
     in turn: a runtime that fails to build is reported to ``warn`` (one line) and the next runs
-    (the last one's failure is raised). ``quant``: how int8 graphs are quantized and calibrated.
+    (the last one's failure is raised). ``quant``: how int8 graphs are quantized and calibrated;
+    ``info`` gets a line before each backbone is quantized (a minute or so, once per cache entry).
     """
+    int8 = Int8Job(quant, functools.cache(lambda: quantization.calibration_inputs(base, quant)),
+                   info or (lambda message: None)) if precision == "int8" else None
     if backend != "auto":
-        return _make_one(base, backend, precision, threads, cache, quant)
+        return _make_one(base, backend, precision, threads, cache, int8)
     order = auto_order(precision, base.device)
     for i, candidate in enumerate(order):
         if i == len(order) - 1:
-            return _make_one(base, candidate, precision, threads, cache, quant)
+            return _make_one(base, candidate, precision, threads, cache, int8)
         try:
-            return _make_one(base, candidate, precision, threads, cache, quant)
+            return _make_one(base, candidate, precision, threads, cache, int8)
         except Exception as exc:  # noqa: BLE001 - any runtime failure: the next runtime runs
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             (warn or (lambda m: warnings.warn(m, stacklevel=2)))(
@@ -260,8 +264,19 @@ def make_predictor(base: Predictor, backend: str = "torch", precision: str = "fp
     raise ExposeError(f"{option('precision')} {precision}: no runtime installed runs it", hint=RUNTIMES["onnxruntime"].install)
 
 
+@dataclass(frozen=True)
+class Int8Job:
+    """What the int8 graphs are made from: the settings (part of their key), the calibration inputs
+    of every backbone (computed once, when a graph is first quantized) and where a line goes before
+    each quantization."""
+
+    settings: quantization.QuantSettings
+    inputs: Callable[[], dict[str, np.ndarray]]  # () -> {backbone attribute name: [N, 3, H, W]}
+    say: Callable[[str], None]
+
+
 def _make_one(base: Predictor, backend: str, precision: str, threads: int | None,
-              cache: GraphCache | None, quant: quantization.QuantSettings = quantization.DEFAULT) -> Predictor:
+              cache: GraphCache | None, int8: Int8Job | None = None) -> Predictor:
     names = [spec.prefix + "backbone" for spec in onnx_export.network_specs(base.net)]
     if backend == "torch":
         if precision == "fp32":
@@ -271,19 +286,17 @@ def _make_one(base: Predictor, backend: str, precision: str, threads: int | None
     threads = threads or torch.get_num_threads()
     folder = None if cache is not None else tempfile.TemporaryDirectory(prefix="expose-onnx-")
     runners = {}
-    calibration = functools.cache(lambda: quantization.calibration_inputs(base, quant))  # int8 graphs only, once
     for spec in onnx_export.network_specs(base.net):
-        int8 = (quant, calibration) if precision == "int8" else None
         path = _backbone_graph(base.net, spec, backend, cache, folder, int8)
         runners[spec.prefix + "backbone"] = RUNTIMES[backend].runner(path, threads, precision)
     return BackendPredictor(base, runners, backend, precision, keep=folder)
 
 
 def _backbone_graph(net, spec: onnx_export.NetworkSpec, backend: str, cache: GraphCache | None,
-                    folder: tempfile.TemporaryDirectory | None, int8: tuple | None = None) -> Path:
+                    folder: tempfile.TemporaryDirectory | None, int8: Int8Job | None = None) -> Path:
     """The ONNX graph of one backbone: from ``cache`` (verified, exported when needed) or exported
-    into ``folder`` and checked. ``int8``: ``(QuantSettings, () -> calibration inputs per backbone)``
-    for its int8 graph (quantized from a fresh fp32 export; the settings are part of its key)."""
+    into ``folder`` and checked. ``int8``: its int8 graph instead (quantized from a fresh fp32 export;
+    the settings are part of its key)."""
     def export(path: Path) -> Path:
         onnx_export.export_network(net, spec, path, opset=onnx_export.DEFAULT_OPSET, role="backbone")
         onnx_export.check_graph(path, net.cfg.kind, spec.name, "backbone")
@@ -292,7 +305,9 @@ def _backbone_graph(net, spec: onnx_export.NetworkSpec, backend: str, cache: Gra
     def export_int8(path: Path) -> Path:
         with tempfile.TemporaryDirectory(prefix="expose-onnx-") as tmp:
             fp32 = export(Path(tmp) / "fp32.onnx")
-            quantization.quantize_graph(fp32, path, int8[1]()[spec.prefix + "backbone"], int8[0])
+            int8.say(f"{net.cfg.kind} {spec.name} backbone: quantizing to int8, calibrated on "
+                     f"{int8.settings.crops} scenes (once; the graph is cached)")
+            quantization.quantize_graph(fp32, path, int8.inputs()[spec.prefix + "backbone"], int8.settings)
         onnx_export.check_graph(path, net.cfg.kind, spec.name, "backbone")
         return path
 
@@ -303,7 +318,7 @@ def _backbone_graph(net, spec: onnx_export.NetworkSpec, backend: str, cache: Gra
     parts = cache.key_parts(getattr(net, spec.prefix + "backbone"), f"{net.cfg.kind}.{spec.name}_backbone",
                             config, onnx_export.DEFAULT_OPSET, backend)
     if int8:
-        parts = {**parts, "int8": int8[0].describe(), "quantizer": runtime_version("onnxruntime")}
+        parts = {**parts, "int8": int8.settings.describe(), "quantizer": runtime_version("onnxruntime")}
     return cache.graph(f"{net.cfg.kind}-{spec.name}{suffix}", parts, export_int8 if int8 else export)
 
 
@@ -357,8 +372,8 @@ class MeasuredPredictor:
 
 
 def measured_predictor(base: Predictor, backend: str, precision: str, cache: GraphCache | None = None,
-                       warn: Callable[[str], None] | None = None):
+                       warn: Callable[[str], None] | None = None, info: Callable[[str], None] | None = None):
     """``base`` on the exact path (torch fp32); otherwise the fast predictor wrapped in a
     :class:`MeasuredPredictor` against ``base``."""
-    fast = make_predictor(base, backend, precision, cache=cache, warn=warn)
+    fast = make_predictor(base, backend, precision, cache=cache, warn=warn, info=info)
     return base if fast is base else MeasuredPredictor(fast, base)
