@@ -19,9 +19,9 @@ from expose_cli.cli.common import (
     BackendOpt,
     BatchSizeOpt,
     CkptOpt,
-    InferPrecisionOpt,
     JsonOpt,
     LimitOpt,
+    PrecisionOpt,
     Settings,
     ThreadsOpt,
     console,
@@ -63,7 +63,7 @@ def evaluate(
     from_predictions: Annotated[Path | None, typer.Option(
         "--from-predictions", help="Re-score saved predictions (no network); they must come from the --data file.")] = None,
     backend: BackendOpt = "auto",
-    precision: InferPrecisionOpt = "fp32",
+    precision: PrecisionOpt = "fp32",
     report: Annotated[Path | None, typer.Option("--report", callback=_report_folder, help="Write a report folder for `expose view` (worst samples, errors).")] = None,
 ) -> None:
     """Score a checkpoint on a benchmark of the seed and compare with the published numbers."""
