@@ -296,7 +296,7 @@ def _backbone_graph(net, spec: onnx_export.NetworkSpec, backend: str, cache: Gra
                     folder: tempfile.TemporaryDirectory | None, int8: Int8Job | None = None) -> Path:
     """The ONNX graph of one backbone: from ``cache`` (verified, exported when needed) or exported
     into ``folder`` and checked. ``int8``: its int8 graph instead (quantized from a fresh fp32 export;
-    the settings are part of its key)."""
+    the settings and the quantizer's version are part of its key)."""
     def export(path: Path) -> Path:
         onnx_export.export_network(net, spec, path, opset=onnx_export.DEFAULT_OPSET, role="backbone")
         onnx_export.check_graph(path, net.cfg.kind, spec.name, "backbone")
@@ -305,8 +305,8 @@ def _backbone_graph(net, spec: onnx_export.NetworkSpec, backend: str, cache: Gra
     def export_int8(path: Path) -> Path:
         with tempfile.TemporaryDirectory(prefix="expose-onnx-") as tmp:
             fp32 = export(Path(tmp) / "fp32.onnx")
-            int8.say(f"{net.cfg.kind} {spec.name} backbone: quantizing to int8, calibrated on "
-                     f"{int8.settings.crops} scenes (once; the graph is cached)")
+            int8.say(f"quantizing the {spec.name} backbone to int8, calibrated on {int8.settings.crops} scenes "
+                     "(once: the graph is cached)")
             quantization.quantize_graph(fp32, path, int8.inputs()[spec.prefix + "backbone"], int8.settings)
         onnx_export.check_graph(path, net.cfg.kind, spec.name, "backbone")
         return path
@@ -318,7 +318,8 @@ def _backbone_graph(net, spec: onnx_export.NetworkSpec, backend: str, cache: Gra
     parts = cache.key_parts(getattr(net, spec.prefix + "backbone"), f"{net.cfg.kind}.{spec.name}_backbone",
                             config, onnx_export.DEFAULT_OPSET, backend)
     if int8:
-        parts = {**parts, "int8": int8.settings.describe(), "quantizer": runtime_version("onnxruntime")}
+        # the same int8 graph serves both runtimes: its key names the quantizer, not the reader
+        parts = {**parts, "runtime": "any", "int8": int8.settings.describe(), "quantizer": runtime_version("onnxruntime")}
     return cache.graph(f"{net.cfg.kind}-{spec.name}{suffix}", parts, export_int8 if int8 else export)
 
 

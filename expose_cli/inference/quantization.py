@@ -15,8 +15,9 @@ inside a person box, under fine texture of a random strength (image-like statist
 busy), each cropped as a detector box is (:func:`expose_cli.models.crop_person`). The model runs
 on them in torch fp32 and each backbone is calibrated on what it is fed there: the body network on
 the person crops, the full model's hand and face networks on the crops its attention step takes
-from the scenes. These are not photographs; how far int8 moves the vertices from fp32 is measured
-by ``benchmarks/bench_models.py`` and reported on every ``expose eval --precision int8`` run
+from the scenes (the hand and face models alone: on the scenes' person crops). These are not
+photographs; how far int8 moves the vertices from fp32 is measured by
+``benchmarks/bench_models.py`` and reported on every ``expose eval --precision int8`` run
 (docs/models.md has the figures).
 """
 
