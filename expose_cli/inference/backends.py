@@ -261,7 +261,8 @@ def make_predictor(base: Predictor, backend: str = "torch", precision: str = "fp
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             (warn or (lambda m: warnings.warn(m, stacklevel=2)))(
                 f"--backend auto: {candidate} failed ({text}); running {order[i + 1]} instead")
-    raise ExposeError(f"{option('precision')} {precision}: no runtime installed runs it", hint=RUNTIMES["onnxruntime"].install)
+    raise ExposeError(f"{option('precision')} {precision}: no runtime installed runs it", hint=RUNTIMES["onnxruntime"].install,
+                      exit_code=2)
 
 
 @dataclass(frozen=True)
