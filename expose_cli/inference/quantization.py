@@ -42,7 +42,7 @@ SCENE_SIDE = 512
 #: Strongest fine texture of a scene: Gaussian noise of a standard deviation drawn from 0 to this
 #: (grey levels). Scenes with only mild texture (12 levels) set ranges that busier crops exceed:
 #: on the benchmark's noise crop the full-size body moved 8.3 mm on average, 2.6 mm with this mix,
-#: while held-out scenes stayed at 0.4-0.5 mm either way (docs/models.md).
+#: while held-out mildly textured scenes stayed at 0.4-0.5 mm either way (docs/models.md).
 TEXTURE_MAX = 80.0
 #: Version of :func:`calibration_scene`'s drawing: part of every int8 graph's cache key.
 SCENES_VERSION = 1
@@ -62,7 +62,8 @@ class QuantSettings:
     def describe(self) -> str:
         """The settings and the fixed choices, as canonical JSON (what goes into the cache key)."""
         return json.dumps({**asdict(self), "format": "QDQ", "weights": "int8 symmetric",
-                           "activations": "uint8 asymmetric", "scenes": SCENES_VERSION}, sort_keys=True)
+                           "activations": "uint8 asymmetric", "scenes": SCENES_VERSION, "scene_side": SCENE_SIDE,
+                           "texture_max": TEXTURE_MAX}, sort_keys=True)
 
 
 #: The settings ``--precision int8`` uses.
