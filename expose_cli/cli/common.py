@@ -46,7 +46,8 @@ ThreadsOpt = Annotated[int | None, typer.Option(
     "--threads", callback=_at_least(1, "threads"), help="Threads decoding and encoding images in parallel (default: the command's, see "
                              "docs/<command>.md).")]
 PrecisionOpt = Annotated[str | None, typer.Option(
-    "--precision", help="fp32 (exact) | bf16 (fast on CPUs with bf16 and on GPUs) | fp16 (CUDA GPUs only).")]
+    "--precision", help="fp32 (exact) | bf16 (fast on CPUs with bf16 and on GPUs) | fp16 (CUDA GPUs only) | "
+                        "int8 (infer and eval: CPU, onnxruntime or openvino; quantized, not exact).")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="auto (the fastest installed: openvino, onnxruntime, torch; "
                                                         "torch on a GPU) | torch | onnxruntime | openvino.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")]

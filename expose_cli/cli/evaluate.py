@@ -156,7 +156,7 @@ def _load_model(path: Path, settings: Settings, backend: str = "torch", precisio
     predictor = load_model(path, settings.tree, device, **settings.model_options())
     say = functools.partial(warn, settings)
     cache = default_cache(settings.tree, warn=say) if backend != "torch" else None
-    return measured_predictor(predictor, backend, precision, cache=cache, warn=say)
+    return measured_predictor(predictor, backend, precision, cache=cache, warn=say, info=functools.partial(info, settings))
 
 
 def _record_path(settings: Settings, predictor, backend: str, precision: str, info_d: dict) -> None:

@@ -160,7 +160,7 @@ def _load_on_runtime(settings, ckpt: str, device, backend: str, precision: str):
     predictor = load_model(ckpt, settings.tree, device, **settings.model_options())
     say = functools.partial(warn, settings)
     cache = default_cache(settings.tree, warn=say) if backend != "torch" else None
-    return make_predictor(predictor, backend, precision, cache=cache, warn=say)
+    return make_predictor(predictor, backend, precision, cache=cache, warn=say, info=functools.partial(info, settings))
 
 
 def _discover(inputs: list[str], workers: int | None, batch_size: int) -> tuple[list, int]:

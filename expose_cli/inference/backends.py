@@ -1,4 +1,4 @@
-"""Where the backbones run: torch, ONNX Runtime or OpenVINO, in fp32 (exact) or bf16 (fast).
+"""Where the backbones run: torch, ONNX Runtime or OpenVINO, in fp32 (exact), bf16 or int8 (fast).
 
 The backbones hold almost all of the work (the full model's 42 GFLOP per person are HRNet's and
 the two ResNets'); the heads (small MLPs), the attention step and the body models stay in torch,
@@ -7,10 +7,13 @@ in float32, whatever the backend. So a backend changes only :meth:`Predictor._fe
 - exact path: ``--precision fp32`` on any backend: agrees with torch to ~1e-5 m;
 - fast path: ``--precision bf16`` (torch autocast or OpenVINO's bf16 inference precision), on a
   CPU with native bf16 (AVX512-BF16 or AMX) or a CUDA GPU; its deviation from the exact path is
-  measured by ``benchmarks/bench_models.py`` and reported by ``expose eval --json``.
+  measured by ``benchmarks/bench_models.py`` and reported by ``expose eval --json``;
+- int8 path: ``--precision int8`` (ONNX Runtime or OpenVINO on the CPU): the graphs quantized after
+  training, calibrated on a fixed procedural set (:mod:`expose_cli.inference.quantization`); never
+  chosen by ``--backend auto`` on its own, since it is not exact.
 
 ``--backend auto`` (the default) takes the fastest runtime installed that keeps the asked
-precision: on the CPU OpenVINO, then ONNX Runtime, then torch; on a GPU torch.
+precision: on the CPU OpenVINO, then ONNX Runtime, then torch (not for int8); on a GPU torch.
 :func:`auto_order` is that choice, :func:`make_predictor` builds it (falling back to the next
 runtime, with a warning, when one fails to build) and :func:`runtime_info` says what runs.
 The exported graphs are kept in a :class:`expose_cli.inference.graph_cache.GraphCache`.
@@ -31,15 +34,15 @@ import numpy as np
 import torch
 
 from expose_cli.errors import ExposeError, option
-from expose_cli.inference import onnx_export
-from expose_cli.inference.graph_cache import GraphCache, writable_folder
+from expose_cli.inference import onnx_export, quantization
+from expose_cli.inference.graph_cache import GraphCache, runtime_version, writable_folder
 from expose_cli.models import ModelInput, Prediction, Predictor
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 def _ort_runner(path: Path, threads: int, precision: str) -> Callable:
-    """ONNX Runtime's CPU session of the graph at ``path`` (fp32)."""
+    """ONNX Runtime's CPU session of the graph at ``path`` (fp32, or the int8 graph as it is)."""
     session = onnx_export.ort_session(path, threads)
 
     def run(img: torch.Tensor) -> torch.Tensor:
@@ -62,7 +65,8 @@ def _openvino_core():
 
 
 def _openvino_runner(path: Path, threads: int, precision: str) -> Callable:
-    """OpenVINO's CPU plugin compiling the graph at ``path`` (fp32, or bf16 inference precision)."""
+    """OpenVINO's CPU plugin compiling the graph at ``path`` (fp32, or bf16 inference precision; an
+    int8 (QDQ) graph runs its quantized layers in int8 whatever the hint)."""
     core = _openvino_core()
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
               "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
@@ -90,8 +94,8 @@ class Runtime:
 #: The runtimes besides torch, fastest first (``--backend auto`` on the CPU takes the first installed
 #: that runs the asked precision, then torch; all exact in fp32; docs/models.md has the figures).
 RUNTIMES: dict[str, Runtime] = {
-    "openvino": Runtime("openvino", "pip install 'expose-cli[openvino]'", ("fp32", "bf16"), _openvino_runner),
-    "onnxruntime": Runtime("onnxruntime", "pip install 'expose-cli[onnx]'", ("fp32",), _ort_runner),
+    "openvino": Runtime("openvino", "pip install 'expose-cli[openvino]'", ("fp32", "bf16", "int8"), _openvino_runner),
+    "onnxruntime": Runtime("onnxruntime", "pip install 'expose-cli[onnx]'", ("fp32", "int8"), _ort_runner),
 }
 BACKENDS = ("auto", "torch", *sorted(RUNTIMES))
 
@@ -119,10 +123,12 @@ def installed(backend: str) -> bool:
 
 def auto_order(precision: str, device: torch.device) -> list[str]:
     """The runtimes ``--backend auto`` tries, best first: on the CPU the installed ones of
-    :data:`RUNTIMES` that run ``precision``, then torch; on any other device torch alone."""
+    :data:`RUNTIMES` that run ``precision``, then torch (int8: the runtimes only, maybe none); on
+    any other device torch alone."""
     if device.type != "cpu":
         return ["torch"]
-    return [b for b, runtime in RUNTIMES.items() if precision in runtime.precisions and installed(b)] + ["torch"]
+    runtimes = [b for b, runtime in RUNTIMES.items() if precision in runtime.precisions and installed(b)]
+    return runtimes + ([] if precision == "int8" else ["torch"])
 
 
 def cpu_has_bf16() -> bool:
@@ -141,7 +147,9 @@ def check_choice(backend: str, precision: str, device: torch.device, warn: Calla
     if backend not in BACKENDS:
         raise ExposeError(f"unknown {option('backend')} {backend!r}", hint="use " + ", ".join(BACKENDS))
     if precision not in PRECISIONS:
-        raise ExposeError(f"unknown {option('precision')} {precision!r}", hint="use fp32 or bf16 (fp16: CUDA only)")
+        raise ExposeError(f"unknown {option('precision')} {precision!r}", hint="use fp32, bf16 or int8 (fp16: CUDA only)")
+    if precision == "int8":
+        _check_int8(backend, device)
     if backend == "auto":
         backend = "torch" if device.type != "cpu" or precision == "fp16" else auto_order(precision, device)[0]
     if backend != "torch" and device.type != "cpu":
@@ -162,6 +170,20 @@ def check_choice(backend: str, precision: str, device: torch.device, warn: Calla
         (warn or (lambda m: warnings.warn(m, stacklevel=3)))(message)
         return "fp32"
     return precision
+
+
+def _check_int8(backend: str, device: torch.device) -> None:
+    """One line where ``--precision int8`` cannot run: on a GPU, in torch, with no runtime or no quantizer."""
+    if device.type != "cpu":
+        raise ExposeError(f"{option('precision')} int8 runs on the CPU, not on {device}",
+                          hint=f"use {option('device')} cpu, or {option('precision')} bf16 or fp16 on the GPU", exit_code=2)
+    if backend == "torch":
+        raise ExposeError(f"{option('precision')} int8 runs in onnxruntime or openvino, not in torch",
+                          hint=f"use {option('backend')} auto, openvino or onnxruntime", exit_code=2)
+    if backend == "auto" and not auto_order("int8", device):
+        raise ExposeError(f"{option('precision')} int8 needs onnxruntime or openvino, and neither is installed",
+                          hint=RUNTIMES["onnxruntime"].install, exit_code=2)
+    quantization.require_quantizer()
 
 
 class BackendPredictor:
@@ -212,32 +234,50 @@ def _torch_autocast_runner(predictor: Predictor, name: str, precision: str) -> C
 
 def make_predictor(base: Predictor, backend: str = "torch", precision: str = "fp32",
                    threads: int | None = None, cache: GraphCache | None = None,
-                   warn: Callable[[str], None] | None = None) -> Predictor:
+                   warn: Callable[[str], None] | None = None,
+                   quant: quantization.QuantSettings = quantization.DEFAULT,
+                   info: Callable[[str], None] | None = None) -> Predictor:
     """``base`` itself for the exact torch path, else a :class:`BackendPredictor` (reduced
     precision: the backbones only; heads, attention and body models stay float32).
 
     ``precision`` must have gone through :func:`check_choice`. ONNX Runtime and OpenVINO read the
     backbones' ONNX graphs from ``cache`` (exported there when missing, stale or damaged) or, with
     no cache, from a temporary folder exported now. ``backend="auto"`` tries :func:`auto_order`
-    in turn: a runtime that fails to build is reported to ``warn`` (one line) and the next runs.
+    in turn: a runtime that fails to build is reported to ``warn`` (one line) and the next runs
+    (the last one's failure is raised). ``quant``: how int8 graphs are quantized and calibrated;
+    ``info`` gets a line before each backbone is quantized (a minute or so, once per cache entry).
     """
+    int8 = Int8Job(quant, functools.cache(lambda: quantization.calibration_inputs(base, quant)),
+                   info or (lambda message: None)) if precision == "int8" else None
     if backend != "auto":
-        return _make_one(base, backend, precision, threads, cache)
+        return _make_one(base, backend, precision, threads, cache, int8)
     order = auto_order(precision, base.device)
     for i, candidate in enumerate(order):
-        if candidate == "torch":
-            return _make_one(base, candidate, precision, threads, cache)
+        if i == len(order) - 1:
+            return _make_one(base, candidate, precision, threads, cache, int8)
         try:
-            return _make_one(base, candidate, precision, threads, cache)
+            return _make_one(base, candidate, precision, threads, cache, int8)
         except Exception as exc:  # noqa: BLE001 - any runtime failure: the next runtime runs
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             (warn or (lambda m: warnings.warn(m, stacklevel=2)))(
                 f"--backend auto: {candidate} failed ({text}); running {order[i + 1]} instead")
-    raise AssertionError("unreachable: the order ends with torch")
+    raise ExposeError(f"{option('precision')} {precision}: no runtime installed runs it", hint=RUNTIMES["onnxruntime"].install,
+                      exit_code=2)
+
+
+@dataclass(frozen=True)
+class Int8Job:
+    """What the int8 graphs are made from: the settings (part of their key), the calibration inputs
+    of every backbone (computed once, when a graph is first quantized) and where a line goes before
+    each quantization."""
+
+    settings: quantization.QuantSettings
+    inputs: Callable[[], dict[str, np.ndarray]]  # () -> {backbone attribute name: [N, 3, H, W]}
+    say: Callable[[str], None]
 
 
 def _make_one(base: Predictor, backend: str, precision: str, threads: int | None,
-              cache: GraphCache | None) -> Predictor:
+              cache: GraphCache | None, int8: Int8Job | None = None) -> Predictor:
     names = [spec.prefix + "backbone" for spec in onnx_export.network_specs(base.net)]
     if backend == "torch":
         if precision == "fp32":
@@ -248,26 +288,40 @@ def _make_one(base: Predictor, backend: str, precision: str, threads: int | None
     folder = None if cache is not None else tempfile.TemporaryDirectory(prefix="expose-onnx-")
     runners = {}
     for spec in onnx_export.network_specs(base.net):
-        path = _backbone_graph(base.net, spec, backend, cache, folder)
+        path = _backbone_graph(base.net, spec, backend, cache, folder, int8)
         runners[spec.prefix + "backbone"] = RUNTIMES[backend].runner(path, threads, precision)
     return BackendPredictor(base, runners, backend, precision, keep=folder)
 
 
 def _backbone_graph(net, spec: onnx_export.NetworkSpec, backend: str, cache: GraphCache | None,
-                    folder: tempfile.TemporaryDirectory | None) -> Path:
+                    folder: tempfile.TemporaryDirectory | None, int8: Int8Job | None = None) -> Path:
     """The ONNX graph of one backbone: from ``cache`` (verified, exported when needed) or exported
-    into ``folder`` and checked."""
+    into ``folder`` and checked. ``int8``: its int8 graph instead (quantized from a fresh fp32 export;
+    the settings and the quantizer's version are part of its key)."""
     def export(path: Path) -> Path:
         onnx_export.export_network(net, spec, path, opset=onnx_export.DEFAULT_OPSET, role="backbone")
         onnx_export.check_graph(path, net.cfg.kind, spec.name, "backbone")
         return path
 
+    def export_int8(path: Path) -> Path:
+        with tempfile.TemporaryDirectory(prefix="expose-onnx-") as tmp:
+            fp32 = export(Path(tmp) / "fp32.onnx")
+            int8.say(f"quantizing the {spec.name} backbone to int8, calibrated on {int8.settings.crops} scenes "
+                     "(once: the graph is cached)")
+            quantization.quantize_graph(fp32, path, int8.inputs()[spec.prefix + "backbone"], int8.settings)
+        onnx_export.check_graph(path, net.cfg.kind, spec.name, "backbone")
+        return path
+
+    suffix = "-int8" if int8 else ""
     if cache is None:
-        return export(Path(folder.name) / f"{spec.name}_backbone.onnx")
+        return (export_int8 if int8 else export)(Path(folder.name) / f"{spec.name}_backbone{suffix}.onnx")
     config = json.dumps(net.cfg.to_dict(), sort_keys=True)
     parts = cache.key_parts(getattr(net, spec.prefix + "backbone"), f"{net.cfg.kind}.{spec.name}_backbone",
                             config, onnx_export.DEFAULT_OPSET, backend)
-    return cache.graph(f"{net.cfg.kind}-{spec.name}", parts, export)
+    if int8:
+        # the same int8 graph serves both runtimes: its key names the quantizer, not the reader
+        parts = {**parts, "runtime": "any", "int8": int8.settings.describe(), "quantizer": runtime_version("onnxruntime")}
+    return cache.graph(f"{net.cfg.kind}-{spec.name}{suffix}", parts, export_int8 if int8 else export)
 
 
 def runtime_info(predictor) -> dict[str, str]:
@@ -320,8 +374,8 @@ class MeasuredPredictor:
 
 
 def measured_predictor(base: Predictor, backend: str, precision: str, cache: GraphCache | None = None,
-                       warn: Callable[[str], None] | None = None):
+                       warn: Callable[[str], None] | None = None, info: Callable[[str], None] | None = None):
     """``base`` on the exact path (torch fp32); otherwise the fast predictor wrapped in a
     :class:`MeasuredPredictor` against ``base``."""
-    fast = make_predictor(base, backend, precision, cache=cache, warn=warn)
+    fast = make_predictor(base, backend, precision, cache=cache, warn=warn, info=info)
     return base if fast is base else MeasuredPredictor(fast, base)
