@@ -56,7 +56,8 @@ def _paint(canvas: np.ndarray, pts: np.ndarray, depth: np.ndarray, colour: np.nd
     once, its number into a buffer; the blend, ``uint8(alpha * layer + (1 - alpha) * image)``
     in float64, is looked up in a table of all 256 x 256 pairs built with that same expression."""
     h, w = canvas.shape[:2]
-    inside = (pts[:, :, 0].max(1) >= 0) & (pts[:, :, 0].min(1) < w) & (pts[:, :, 1].max(1) >= 0) & (pts[:, :, 1].min(1) < h)
+    a, b, c = pts[:, 0], pts[:, 1], pts[:, 2]
+    inside = (np.maximum(np.maximum(a, b), c) >= 0).all(1) & (np.minimum(np.minimum(a, b), c) < [w, h]).all(1)
     if not inside.any():
         return
     order = np.argsort(-depth[inside])
@@ -67,13 +68,15 @@ def _paint(canvas: np.ndarray, pts: np.ndarray, depth: np.ndarray, colour: np.nd
     fill = cv2.fillConvexPoly
     for k, tri in enumerate(list((pts_i - [x0 * 4, y0 * 4]).astype(np.int32)), 1):
         fill(painted, tri, k, cv2.LINE_8, 2)
-    hit = np.flatnonzero(painted)
+    hit = np.flatnonzero(painted > 0)
     rows, cols = np.divmod(hit, x1 - x0)
     pixels = (rows + y0) * w + (cols + x0)
     flat = canvas.reshape(h * w, 3)  # a view: the canvas is contiguous
     palette = np.clip(np.rint(np.concatenate([np.zeros((1, 3)), colour[inside][order]])), 0, 255).astype(np.uint16)
     pairs = np.take(palette << 8, np.take(painted.reshape(-1), hit), axis=0) | np.take(flat, pixels, axis=0)
-    flat[pixels] = np.take(_blend_table(alpha), pairs)
+    blended = np.ascontiguousarray(np.take(_blend_table(alpha), pairs))
+    rgb = np.dtype((np.void, 3))  # a pixel as one item: numpy scatters those faster than rows
+    np.put(flat.view(rgb).reshape(-1), pixels, blended.view(rgb).reshape(-1))
 
 
 def _blend_table(alpha: float) -> np.ndarray:
