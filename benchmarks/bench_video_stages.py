@@ -1,15 +1,19 @@
 """Each stage of ``expose infer clip.mp4`` on a 1080p clip, against the model alone.
 
-A synthetic 1920x1080 MP4 (OpenCV, moving shapes over noise), one person per frame (the whole
-frame as its box, ``--detector full-image``, so no detector cost), the full-size full model with
-stand-in weights and body models, on the runtime ``--backend auto`` picks, 2 threads, batch 8:
+A synthetic 1920x1080 MP4 (OpenCV, a moving rectangle over noise, or with ``--background smooth``
+over smooth gradients, which encode more like a camera's frames than noise does), one person per
+frame (the whole frame as its box, ``--detector full-image``, so no detector cost), the full-size
+full model with stand-in weights and body models, on the runtime ``--backend auto`` picks, 2
+threads, batch 8:
 
 - model alone: the predictor on the frames' crops, cropped and collated beforehand;
 - end to end: ``run_inference`` (decode, crop, model, tracks, smoothing, motion files, npz), then
-  the same with ``--render`` (overlay PNGs and ``overlay.mp4``).
+  the same with ``--render`` (``overlay.mp4``).
 
-Prints frames/s of each, the ratio end to end / model alone (targets: >= 0.85; ``--render`` at
-most 20% more time) and the summed seconds of each stage from ``summary.json``'s timings.
+Runs the three ``--repeats`` times, interleaved, and prints the medians: frames/s of each, the
+ratio end to end / model alone (targets: >= 0.85; ``--render`` at most 20% more time), the CPU
+seconds of the two end-to-end runs (this process's; on a shared machine they move less than wall
+time) and the summed seconds of each stage from ``summary.json``'s timings.
 """
 
 from __future__ import annotations
@@ -38,12 +42,17 @@ from expose_cli.testing.standins import write_standin_data_tree
 STAGES = ("decode_s", "detect_s", "crop_s", "model_s", "write_s")
 
 
-def write_clip(path: Path, frames: int, size=(1920, 1080), fps: float = 30.0) -> None:
-    """A 1080p MP4 of a moving rectangle over noise."""
+def write_clip(path: Path, frames: int, size=(1920, 1080), fps: float = 30.0, background: str = "noise") -> None:
+    """A 1080p MP4 of a moving rectangle over noise, or over smooth gradients (``background``)."""
     rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     for i in range(frames):
-        frame = (rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)
+        if background == "noise":
+            frame = (rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)
+        else:  # drifting colour gradients and soft waves
+            waves = [128 + 90 * np.sin((x * a + y * b) / 300 + i / 8) for a, b in ((1, 0.3), (0.2, 1), (0.7, -0.7))]
+            frame = np.clip(np.stack(waves, -1), 0, 255).astype(np.uint8)
         cv2.rectangle(frame, (700 + 10 * i, 200), (1100 + 10 * i, 1000), (40, 160, 220), -1)
         writer.write(frame)
     writer.release()
@@ -65,15 +74,16 @@ def model_alone(predictor, clip: Path, frames: int, batch: int) -> float:
     return time.perf_counter() - t0
 
 
-def end_to_end(predictor, clip: Path, out: Path, render: bool, batch: int) -> tuple[float, dict]:
-    """Wall seconds of ``run_inference`` on the clip, and each stage's summed seconds."""
+def end_to_end(predictor, clip: Path, out: Path, render: bool, batch: int) -> tuple[float, float, dict]:
+    """Wall and CPU seconds (this process, all its threads) of ``run_inference`` on the clip, and each
+    stage's summed seconds."""
     options = InferOptions(out_dir=out, formats=("npz",), render=render, crop=crop_spec(predictor, detector="full-image"),
                            batch_size=batch, tracks=TrackOptions(), workers=0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run_inference(discover_inputs([str(clip)]), predictor, options)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     records = json.loads((out / "summary.json").read_text())["inputs"]
-    return wall, {s: sum(r.get("timings", {}).get(s, 0.0) for r in records) for s in STAGES}
+    return wall, cpu, {s: sum(r.get("timings", {}).get(s, 0.0) for r in records) for s in STAGES}
 
 
 def main() -> None:
@@ -82,6 +92,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--background", choices=("noise", "smooth"), default="noise")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the three; medians are printed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,17 +101,24 @@ def main() -> None:
         tree = write_standin_data_tree(tmp / "data")
         predictor = make_predictor(build_predictor(random_net("expose"), tree), args.backend, "fp32")
         clip = tmp / "clip.mp4"
-        write_clip(clip, args.frames)
+        write_clip(clip, args.frames, background=args.background)
         model_alone(predictor, clip, args.batch, args.batch)  # warm-up
-        alone = model_alone(predictor, clip, args.frames, args.batch)
-        plain, stages = end_to_end(predictor, clip, tmp / "out", False, args.batch)
-        rendered, _ = end_to_end(predictor, clip, tmp / "out_render", True, args.batch)
+        runs: dict[str, list[float]] = {"alone": [], "plain": [], "render": [], "plain_cpu": [], "render_cpu": []}
+        for r in range(args.repeats):  # interleaved, so a change in the machine's load hits all three
+            runs["alone"].append(model_alone(predictor, clip, args.frames, args.batch))
+            plain, plain_cpu, stages = end_to_end(predictor, clip, tmp / f"out{r}", False, args.batch)
+            rendered, rendered_cpu, _ = end_to_end(predictor, clip, tmp / f"out_render{r}", True, args.batch)
+            for key, value in (("plain", plain), ("render", rendered), ("plain_cpu", plain_cpu), ("render_cpu", rendered_cpu)):
+                runs[key].append(value)
+        alone, plain, rendered, plain_cpu, rendered_cpu = (float(np.median(v)) for v in runs.values())
     ran = runtime_info(predictor)
     print(f"{conditions(args.threads)}; {ran['backend']} {ran['precision']}; {args.frames} frames 1920x1080, "
-          f"1 person each, batch {args.batch}")
+          f"1 person each, {args.background} background, batch {args.batch}, medians of {args.repeats} rounds")
     print(f"model alone {args.frames / alone:6.2f} frames/s")
     print(f"end to end  {args.frames / plain:6.2f} frames/s  ({alone / plain:.2f} of the model alone; target 0.85)")
     print(f"--render    {args.frames / rendered:6.2f} frames/s  (+{rendered / plain - 1:.0%} time; target +20%)")
+    print(f"CPU seconds (this process; others' load does not count): end to end {plain_cpu:.2f}, "
+          f"--render {rendered_cpu:.2f} (+{rendered_cpu / plain_cpu - 1:.0%})")
     print("stages (s, summed; they overlap): " + ", ".join(f"{s[:-2]} {v:.2f}" for s, v in stages.items()))
 
 

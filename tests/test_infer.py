@@ -465,6 +465,18 @@ def test_overlay_video_keeps_personless_frames(infer_tree, tmp_path, run_cli):
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(6.0)  # 12 fps / every 2
     ok, first = cap.read()
     assert ok and abs(int(first.mean()) - 180) < 8  # frame 0: the plain frame
+    # no overlay.png per frame; a frame with persons keeps what its overlay is drawn from
+    assert list(out.rglob("overlay.png")) == [] and [p.parent.name for p in out.rglob("overlay.npz")] == ["frame_000002"]
+    want = (out / "walk" / "overlay.mp4").read_bytes()
+    # resumed after frame 2 (its overlay drawn again from overlay.npz), then without frame 2's
+    # overlay.npz (the frame is run again): the same overlay.mp4, bit for bit
+    for lost, skipped in (("frame_000004/result.json", 2), ("frame_000002/overlay.npz", 2)):
+        (out / "walk" / lost).unlink()
+        again = run_cli("--data-dir", infer_tree, "-q", "infer", tmp_path / "walk.avi", "--out", out, "--render",
+                        "--every", "2", "--format", "json", "--resume")
+        assert again.exit_code == 0, again.output
+        assert sum(bool(r.get("skipped")) for r in _summary(out)["inputs"]) == skipped, lost
+        assert (out / "walk" / "overlay.mp4").read_bytes() == want, lost
 
 
 def test_bad_boxes_and_empty_box_list(infer_tree, tmp_path, run_cli):

@@ -447,30 +447,34 @@ def test_detector_choices_on_the_command_line(infer_tree, tmp_path, run_cli):
     assert not (tmp_path / "o2").exists()
 
 
-def test_overlay_video_written_as_frames_come_equals_one_written_from_the_pngs(tmp_path):
-    """``overlay.mp4`` encoded frame by frame (in order, as infer draws them) has the bytes of the one
-    :func:`write_video` makes from the PNGs at the end; frames out of order, or a run drawing only
-    the later frames (``--resume``: the earlier ones read from their PNGs), give the same file."""
-    from expose_cli.inference.overlay_video import OverlayVideos, write_video
+def test_overlay_video_written_as_frames_come_equals_one_written_at_once(tmp_path):
+    """``overlay.mp4`` encoded frame by frame as infer draws them (frame numbers with gaps, as with
+    ``--every``) has the bytes of the frames written in one go by OpenCV; a frame out of order fails
+    the video with its reason and leaves no file; an interrupted run leaves nothing behind."""
+    from expose_cli.inference.overlay_video import OverlayVideos
 
     rng = np.random.default_rng(3)
-    pngs = []
-    for i in range(5):
-        (tmp_path / f"frame_{i:06d}").mkdir()
-        pngs.append(tmp_path / f"frame_{i:06d}" / "overlay.png")
-        cv2.imwrite(str(pngs[-1]), (rng.random((48, 64, 3)) * 255).astype(np.uint8))
+    frames = [(rng.random((48, 64, 3)) * 255).astype(np.uint8) for _ in range(5)]
     (tmp_path / "ref").mkdir()
-    write_video(tmp_path / "ref" / "overlay.mp4", pngs, 10.0)
-    want = (tmp_path / "ref" / "overlay.mp4").read_bytes()
-    for order in ([0, 1, 2, 3, 4], [0, 2, 1, 3, 4]):  # in order: streamed; out of order: from the PNGs
-        videos = OverlayVideos()
-        for i in order:
-            videos.add(tmp_path, pngs[i], 10.0, cv2.imread(str(pngs[i])) if i >= 2 else None)  # 0, 1: "earlier" frames
-        assert videos.finish(tmp_path, 10.0) == tmp_path / "overlay.mp4"
-        assert (tmp_path / "overlay.mp4").read_bytes() == want, order
-        (tmp_path / "overlay.mp4").unlink()
+    writer = cv2.VideoWriter(str(tmp_path / "ref" / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    videos = OverlayVideos()
+    for number, frame in zip([0, 2, 4, 6, 8], frames, strict=True):
+        videos.add(tmp_path, number, 10.0, frame)
+    assert videos.folders == [tmp_path]
+    assert videos.finish(tmp_path) == tmp_path / "overlay.mp4"
+    assert (tmp_path / "overlay.mp4").read_bytes() == (tmp_path / "ref" / "overlay.mp4").read_bytes()
+    (tmp_path / "overlay.mp4").unlink()
+    videos = OverlayVideos()  # out of order: the video's error, no file
+    for number in (0, 2, 1, 3):
+        videos.add(tmp_path, number, 10.0, frames[number])
+    with pytest.raises(OSError, match="frame 1 came after frame 2"):
+        videos.finish(tmp_path)
+    assert list(tmp_path.glob("*overlay*")) == [] and videos.folders == []
     videos = OverlayVideos()  # interrupted: nothing left behind
-    videos.add(tmp_path, pngs[0], 10.0)
+    videos.add(tmp_path, 0, 10.0, frames[0])
     assert [p.name for p in tmp_path.glob(".overlay.*")] != []  # the temporary file being written
     videos.drop()
     assert list(tmp_path.glob(".overlay.*")) == [] and not (tmp_path / "overlay.mp4").exists()

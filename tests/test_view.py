@@ -270,6 +270,25 @@ def test_infer_page_data_round_trip(infer_runs, run_cli, tmp_path):
     assert damaged["key"] is None and "cannot read its meshes" in damaged["error"] and damaged["overlay"]
 
 
+def test_video_page_shows_the_frames_of_overlay_mp4(infer_runs, run_cli):
+    """infer writes no overlay.png per video frame: the page's overlay frames are overlay.mp4's, in
+    frame order, saved as JPEGs under .view/frames/ (browsers do not play mp4v)."""
+    _, video = infer_runs
+    assert list(video.rglob("overlay.png")) == []
+    assert run_cli("view", video, "--no-open").exit_code == 0
+    text = (video / ".view" / "manifest.js").read_text()
+    frames = json.loads(text[text.index("(") + 1:text.rindex(")")])["videos"][0]["frames"]
+    cap = cv2.VideoCapture(str(video / "walk" / "overlay.mp4"))
+    assert [f["frame"] for f in frames] == [0, 1]
+    for entry in frames:
+        assert entry["overlay"] == f".view/frames/video_0000_{entry['frame']:06d}.jpg"
+        ok, want = cap.read()
+        got = cv2.imread(str(video / entry["overlay"]))
+        assert ok and got.shape == want.shape == (160, 400, 3)  # the frame | its 270-degree panel
+        assert np.abs(got.astype(int) - want).mean() < 2  # JPEG of the same pixels
+    assert not cap.read()[0]
+
+
 def test_train_curves_thinned_and_bad_log(tmp_path, run_cli):
     from expose_cli.view.train_page import MAX_POINTS, curves
 

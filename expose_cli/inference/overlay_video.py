@@ -1,18 +1,22 @@
 """Each video's ``overlay.mp4`` (``expose infer VIDEO --render``): its frames' overlays encoded as
-they are drawn, in order, into a temporary file renamed when the video ends; reading every frame's
-``overlay.png`` back at the end (the old way) cost as much again as writing it. A video whose frames
-do not come in order, or that this run drew only in part (``--resume``: the earlier frames' PNGs
-are read back as they come), still gets the same file."""
+they are drawn, in frame order, into a temporary file renamed when the video ends. A video's frames
+get no ``overlay.png`` each (encoding a 1080p PNG cost more than drawing the frame); what a frame's
+overlay is drawn from is kept instead, in its ``overlay.npz`` (:func:`write_overlay_meshes`), so a
+resumed run (``--resume``) draws the frames done before again and writes the same file."""
 
 from __future__ import annotations
 
 import contextlib
+import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from expose_cli.inference.export import write_npz
 from expose_cli.utils.atomic import move_into_place, temp_path_for
+
+MESHES_FILE = "overlay.npz"
 
 
 class _Stream:
@@ -41,67 +45,75 @@ class _Stream:
 
 
 class OverlayVideos:
-    """The ``overlay.mp4`` of every video of a run, written as the frames come."""
+    """The ``overlay.mp4`` of every video of a run, written as its frames come (in frame order: the
+    pipeline finishes units in input order). A video that fails (a frame out of order, a frame that
+    cannot be encoded) loses its temporary file and gives its error at :meth:`finish`."""
 
     def __init__(self) -> None:
-        self.frames: dict[Path, list[Path]] = {}  # video folder -> its frames' overlay PNGs, as they came
-        self.streams: dict[Path, _Stream | None] = {}  # None: written from the PNGs at the end
+        self.streams: dict[Path, _Stream] = {}
+        self.last: dict[Path, int] = {}  # video folder -> the last frame added
+        self.errors: dict[Path, str] = {}  # video folder -> why it has no overlay.mp4
 
-    def add(self, folder: Path, png: Path, fps: float, bgr: np.ndarray | None = None) -> None:
-        """The frame whose overlay is ``png`` (its pixels ``bgr``, BGR; read from ``png`` if None)."""
-        frames = self.frames.setdefault(folder, [])
-        in_order = not frames or png > frames[-1]
-        frames.append(png)
-        if folder in self.streams and self.streams[folder] is None:
-            return
-        bgr = cv2.imread(str(png)) if bgr is None and in_order else bgr
-        if not in_order or bgr is None:  # out of order, or a frame that cannot be read: from the PNGs
-            self.give_up(folder)
-            return
-        stream = self.streams.get(folder)
-        if stream is None:
-            stream = self.streams[folder] = _Stream(folder / "overlay.mp4", fps, (bgr.shape[1], bgr.shape[0]))
-        stream.add(bgr)
+    @property
+    def folders(self) -> list[Path]:
+        """The videos that got a frame (or failed), in the order they came."""
+        return list(dict.fromkeys([*self.last, *self.errors]))
 
-    def finish(self, folder: Path, fps: float) -> Path:
-        """``folder/overlay.mp4``: the file written as the frames came, or written now from their
-        PNGs (in the order of their paths) when they did not come in order."""
-        frames, stream = self.frames.pop(folder), self.streams.pop(folder, None)
+    def add(self, folder: Path, frame: int, fps: float, bgr: np.ndarray) -> None:
+        """Frame number ``frame`` of the video in ``folder``, its overlay's pixels ``bgr`` (BGR);
+        a frame not after the last one added fails the video."""
+        if folder in self.errors:
+            return
+        last = self.last.get(folder)
+        if last is not None and frame <= last:
+            self.fail(folder, f"frame {frame} came after frame {last}: its overlay.mp4 needs the frames in order")
+            return
+        self.last[folder] = frame
+        try:
+            stream = self.streams.get(folder)
+            if stream is None:
+                stream = self.streams[folder] = _Stream(folder / "overlay.mp4", fps, (bgr.shape[1], bgr.shape[0]))
+            stream.add(bgr)
+        except Exception as exc:  # noqa: BLE001 - the video's error, the run goes on
+            self.fail(folder, f"frame {frame}: {exc}")
+
+    def fail(self, folder: Path, reason: str) -> None:
+        """The video in ``folder`` gets no ``overlay.mp4`` (its temporary file removed), for ``reason``."""
+        stream = self.streams.pop(folder, None)
         if stream is not None:
-            return stream.close()
-        path = folder / "overlay.mp4"
-        write_video(path, sorted(frames), fps)
-        return path
+            stream.drop()
+        self.errors.setdefault(folder, reason)
+
+    def finish(self, folder: Path) -> Path:
+        """``folder/overlay.mp4``, renamed into place; an ``OSError`` when the video failed."""
+        self.last.pop(folder, None)
+        if folder in self.errors:
+            raise OSError(self.errors.pop(folder))
+        return self.streams.pop(folder).close()
 
     def drop(self) -> None:
         """Every video not finished (an interrupted or failed run): its temporary file removed."""
         for stream in self.streams.values():
-            if stream is not None:
-                stream.drop()
-        self.streams.clear()
-        self.frames.clear()
-
-    def give_up(self, folder: Path) -> None:
-        """``folder``'s video written from its PNGs at the end (its frames came out of order, or one failed)."""
-        stream = self.streams.get(folder)
-        if stream is not None:
             stream.drop()
-        self.streams[folder] = None
+        self.streams.clear()
+        self.last.clear()
+        self.errors.clear()
 
 
-def write_video(path: Path, frames: list[Path], fps: float) -> None:
-    """The overlay PNGs of a video's frames as an MP4 (mp4v), written atomically; a frame that
-    cannot be read is left out, one of another size is resized to the first's."""
-    first = cv2.imread(str(frames[0]))
-    if first is None:
-        raise OSError(f"cannot read {frames[0]}")
-    stream = _Stream(path, fps, (first.shape[1], first.shape[0]))
+def write_overlay_meshes(folder: Path, vertices: list[np.ndarray], boxes: list[np.ndarray]) -> None:
+    """``folder/overlay.npz``: a video frame's persons as its overlay draws them, bit for bit:
+    ``vertices_camera`` [P, V, 3] (camera frame, metres) and ``bbox_xyxy`` [P, 4] (px), float32."""
+    write_npz(folder / MESHES_FILE, {"vertices_camera": np.stack(vertices), "bbox_xyxy": np.stack(boxes)})
+
+
+def read_overlay_meshes(folder: Path, count: int) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """The ``count`` persons' vertices and boxes of ``folder/overlay.npz``, or ``None`` when the
+    file is absent, unreadable or holds another number of persons (the frame is then run again)."""
     try:
-        for i, png in enumerate(frames):
-            bgr = first if i == 0 else cv2.imread(str(png))
-            if bgr is not None:
-                stream.add(bgr)
-    except BaseException:
-        stream.drop()
-        raise
-    stream.close()
+        with np.load(folder / MESHES_FILE) as data:
+            vertices, boxes = data["vertices_camera"], data["bbox_xyxy"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+    if len(vertices) != count or len(boxes) != count:
+        return None
+    return list(vertices), list(boxes)

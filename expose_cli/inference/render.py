@@ -22,8 +22,7 @@ def render_overlay(image_rgb: np.ndarray, meshes: list[tuple[np.ndarray, np.ndar
     writes ``(text, box x1 y1 x2 y2 px)`` at each box's top-left corner.
     """
     h, w = image_rgb.shape[:2]
-    canvas = image_rgb.copy()
-    mask = np.zeros((h, w), np.uint8)
+    canvas = image_rgb.copy()  # C-contiguous
     light = np.array([0.0, 0.0, -1.0])
     all_pts, all_depth, all_colour = [], [], []
     for i, (verts, faces) in enumerate(meshes):
@@ -43,21 +42,47 @@ def render_overlay(image_rgb: np.ndarray, meshes: list[tuple[np.ndarray, np.ndar
         all_colour.append(shade[:, None] * base[None])
     if not all_pts:
         return _draw_labels(canvas, labels)
-    pts = np.concatenate(all_pts)
-    depth = np.concatenate(all_depth)
-    colour = np.concatenate(all_colour)
-    # only triangles that touch the image
-    inside = (pts[:, :, 0].max(1) >= 0) & (pts[:, :, 0].min(1) < w) & (pts[:, :, 1].max(1) >= 0) & (pts[:, :, 1].min(1) < h)
-    order = np.argsort(-depth[inside])
-    pts_i = np.round(pts[inside][order] * 4).astype(np.int32)  # 2 fractional bits
-    col_i = colour[inside][order]
-    layer = np.zeros_like(canvas)
-    for tri, c in zip(pts_i, col_i, strict=True):
-        cv2.fillConvexPoly(layer, tri, c.tolist(), lineType=cv2.LINE_8, shift=2)
-        cv2.fillConvexPoly(mask, tri, 255, lineType=cv2.LINE_8, shift=2)
-    sel = mask > 0
-    canvas[sel] = (alpha * layer[sel] + (1 - alpha) * canvas[sel]).astype(np.uint8)
+    _paint(canvas, np.concatenate(all_pts), np.concatenate(all_depth), np.concatenate(all_colour), alpha)
     return _draw_labels(canvas, labels, colour_ids)
+
+
+def _paint(canvas: np.ndarray, pts: np.ndarray, depth: np.ndarray, colour: np.ndarray, alpha: float) -> None:
+    """Triangles ``pts`` [F, 3, 2] (px) filled far to near (``depth``) in their RGB ``colour``
+    (0..255) and blended with ``alpha`` over ``canvas`` (C-contiguous, H x W x 3), in place.
+
+    The pixels of filling each triangle's colour into a frame-sized layer and a coverage mask
+    (the painter's algorithm, OpenCV's fixed-point fill), for less: only the triangles' bounding
+    box is filled (2 px margin: a fill reaches at most one pixel past its corners), each triangle
+    once, its number into a buffer; the blend, ``uint8(alpha * layer + (1 - alpha) * image)``
+    in float64, is looked up in a table of all 256 x 256 pairs built with that same expression."""
+    h, w = canvas.shape[:2]
+    a, b, c = pts[:, 0], pts[:, 1], pts[:, 2]
+    inside = (np.maximum(np.maximum(a, b), c) >= 0).all(1) & (np.minimum(np.minimum(a, b), c) < [w, h]).all(1)
+    if not inside.any():
+        return
+    order = np.argsort(-depth[inside])
+    pts_i = np.round(pts[inside][order] * 4).astype(np.int64)  # 2 fractional bits
+    x0, y0 = (max(int(pts_i[:, :, k].min()) // 4 - 2, 0) for k in (0, 1))
+    x1, y1 = min(int(pts_i[:, :, 0].max()) // 4 + 3, w), min(int(pts_i[:, :, 1].max()) // 4 + 3, h)
+    painted = np.zeros((y1 - y0, x1 - x0), np.int32)  # 0: none, k: the k-th triangle, far to near
+    fill = cv2.fillConvexPoly
+    for k, tri in enumerate(list((pts_i - [x0 * 4, y0 * 4]).astype(np.int32)), 1):
+        fill(painted, tri, k, cv2.LINE_8, 2)
+    hit = np.flatnonzero(painted > 0)
+    rows, cols = np.divmod(hit, x1 - x0)
+    pixels = (rows + y0) * w + (cols + x0)
+    flat = canvas.reshape(h * w, 3)  # a view: the canvas is contiguous
+    palette = np.clip(np.rint(np.concatenate([np.zeros((1, 3)), colour[inside][order]])), 0, 255).astype(np.uint16)
+    pairs = np.take(palette << 8, np.take(painted.reshape(-1), hit), axis=0) | np.take(flat, pixels, axis=0)
+    blended = np.ascontiguousarray(np.take(_blend_table(alpha), pairs))
+    rgb = np.dtype((np.void, 3))  # a pixel as one item: numpy scatters those faster than rows
+    np.put(flat.view(rgb).reshape(-1), pixels, blended.view(rgb).reshape(-1))
+
+
+def _blend_table(alpha: float) -> np.ndarray:
+    """``uint8(alpha * layer + (1 - alpha) * image)`` for every ``(layer << 8) | image`` (uint8 pairs)."""
+    layer, image = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    return (alpha * layer + (1 - alpha) * image).astype(np.uint8).reshape(-1)
 
 
 def rotate_about_vertical(vertices: np.ndarray, degrees: float) -> np.ndarray:

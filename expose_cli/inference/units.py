@@ -20,6 +20,7 @@ from expose_cli.inference import boxes as box_utils
 from expose_cli.inference.inputs import InputItem, read_video_frames, video_fps
 from expose_cli.inference.loading import CropSpec, Loaded, load, message, worker_pool
 from expose_cli.inference.options import InferOptions
+from expose_cli.inference.overlay_video import read_overlay_meshes
 from expose_cli.inference.video import read_frame_persons
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Unit:
     pending: list = field(default_factory=list)  # futures of its person files, in person order
     record: dict | None = None  # a unit done in an earlier run (``skip_existing``): its record
     tracked: list | None = None  # such a unit's persons as its tracks use them (from its tracking.npz)
+    drawn: tuple | None = None  # such a video frame's (vertices, boxes) as its overlay draws them (overlay.npz)
 
 
 def iter_units(items: list[InputItem], options: InferOptions, summary: Summary | None = None) -> Iterator[Unit]:
@@ -94,7 +96,8 @@ def sequence_folder(unit: Unit, options: InferOptions) -> Path | None:
 def earlier_record(unit: Unit, options: InferOptions) -> dict | None:
     """With ``skip_existing``: the unit's record from an earlier run, marked ``skipped``; else ``None``.
     A tracked frame with persons also needs its ``tracking.npz`` (put on ``unit.tracked``), which
-    the tracks are rebuilt from; without it the frame is run again."""
+    the tracks are rebuilt from, and with ``render`` a video frame with persons its ``overlay.npz``
+    (put on ``unit.drawn``), its overlay drawn from; without them the frame is run again."""
     if not options.skip_existing:
         return None
     record = read_result(unit.out_dir / "result.json")
@@ -103,6 +106,10 @@ def earlier_record(unit: Unit, options: InferOptions) -> dict | None:
     if options.tracks is not None and sequence_folder(unit, options) is not None and record.get("persons"):
         unit.tracked = read_frame_persons(unit.out_dir, int(record["persons"]))
         if unit.tracked is None:
+            return None
+    if options.render and unit.video_dir is not None and record.get("persons"):
+        unit.drawn = read_overlay_meshes(unit.out_dir, int(record["persons"]))
+        if unit.drawn is None:  # its overlay cannot be drawn again (an earlier run without --render?)
             return None
     record.update(input=str(unit.item.path), frame=unit.frame, output=str(unit.out_dir), skipped=True)
     return record

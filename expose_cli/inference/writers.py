@@ -21,7 +21,7 @@ from expose_cli.inference.batching import Queued
 from expose_cli.inference.keypoints_net import save_keypoints
 from expose_cli.inference.loading import message
 from expose_cli.inference.options import InferOptions
-from expose_cli.inference.overlay_video import OverlayVideos
+from expose_cli.inference.overlay_video import OverlayVideos, write_overlay_meshes
 from expose_cli.inference.render import render_views
 from expose_cli.inference.summary import Summary, unit_record
 from expose_cli.inference.units import Unit, sequence_folder
@@ -118,7 +118,7 @@ class Writers:
             track_ids, unit.error = None, f"writing tracking.npz failed: {message(exc)}"
         if self.options.render and unit.image is not None and (unit.results or unit.frame is not None):
             try:  # video frames always get one (the plain frame without persons): the overlay video has them all
-                self._add_overlay(unit, *self._overlay(unit, track_ids))
+                self._overlay(unit, track_ids)
             except Exception as exc:  # noqa: BLE001
                 unit.error = unit.error or f"rendering failed: {message(exc)}"
         unit.timings["write_s"] = unit.timings.get("write_s", 0.0) + time.perf_counter() - t0
@@ -136,15 +136,19 @@ class Writers:
 
     def _earlier(self, unit: Unit) -> dict:
         """A unit done in an earlier run: its persons go through the tracker again (so the ids of
-        the frames after it are those of an uninterrupted run), its overlay into the video's."""
+        the frames after it are those of an uninterrupted run), a video frame's overlay drawn again
+        (from its ``overlay.npz``, ``unit.drawn``) into the video's."""
         track_ids = self._track(unit)
         if track_ids is not None and track_ids != unit.record.get("track_ids"):
             unit.record.setdefault("warnings", []).append(
                 f"track ids {track_ids} differ from the earlier run's {unit.record.get('track_ids')} "
                 "(options changed?); run again without --resume into a new --out")
-        overlay = unit.out_dir / "overlay.png"
-        if overlay.is_file():
-            self._add_overlay(unit, overlay)
+        if self.options.render and unit.video_dir is not None and unit.image is not None:
+            try:
+                self._add_video_frame(unit, self._draw(unit.image, *(unit.drawn or ([], [])), track_ids))
+            except Exception as exc:  # noqa: BLE001
+                self.overlay_videos.fail(unit.video_dir, f"frame {unit.frame}: {message(exc)}")
+        unit.image = None
         self.summary.add(unit.record)
         return unit.record
 
@@ -169,30 +173,36 @@ class Writers:
             write_frame_persons(unit.out_dir, persons)
         return ids
 
-    def _add_overlay(self, unit: Unit, png: Path, bgr: np.ndarray | None = None) -> None:
-        """A video frame's overlay into its video's ``overlay.mp4`` (an image's: nothing more to do)."""
-        if unit.video_dir is None:
+    def _overlay(self, unit: Unit, track_ids: list[int] | None = None) -> None:
+        """The unit's overlay: an image's as ``overlay.png``; a video frame's into the video's
+        ``overlay.mp4``, what it is drawn from in its ``overlay.npz`` (for ``--resume``)."""
+        vertices, boxes = [r["vertices_camera"] for r in unit.results], [r["bbox_xyxy"] for r in unit.results]
+        bgr = self._draw(unit.image, vertices, boxes, track_ids)
+        if unit.video_dir is not None:
+            if vertices:
+                write_overlay_meshes(unit.out_dir, vertices, boxes)
+            self._add_video_frame(unit, bgr)
             return
-        try:
-            fps = self.summary.videos.get(unit.video_dir, {}).get("fps", 25.0)
-            self.overlay_videos.add(unit.video_dir, png, fps, bgr)
-        except Exception:  # noqa: BLE001 - the video is then written from the PNGs at the end
-            self.overlay_videos.give_up(unit.video_dir)
-
-    def _overlay(self, unit: Unit, track_ids: list[int] | None = None) -> tuple[Path, np.ndarray]:
-        meshes = [(r["vertices_camera"], self.faces) for r in unit.results]
-        labels = None
-        if track_ids is not None:
-            labels = [(f"#{t}", r["bbox_xyxy"]) for t, r in zip(track_ids, unit.results, strict=True)]
-        overlay = (render_views(unit.image, meshes, self.options.focal_length, self.options.views,
-                                colour_ids=track_ids, labels=labels)
-                   if meshes or self.options.views else unit.image)  # a video's frames: all the same width
-        path, bgr = unit.out_dir / "overlay.png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)
+        path = unit.out_dir / "overlay.png"
         with atomic_path(path) as tmp:
             if not cv2.imwrite(str(tmp), bgr):
                 raise OSError(f"cannot write {path}")
         unit.files.append(str(path))
-        return path, bgr
+
+    def _draw(self, image: np.ndarray, vertices: list, boxes: list, track_ids: list[int] | None) -> np.ndarray:
+        """The overlay (BGR) of persons ``vertices`` (camera frame, m) in boxes ``boxes`` (px) over
+        ``image`` (RGB), with ``options.views``; labelled with the track ids when there are some."""
+        meshes = [(v, self.faces) for v in vertices]
+        labels = None if track_ids is None else [(f"#{t}", b) for t, b in zip(track_ids, boxes, strict=True)]
+        overlay = (render_views(image, meshes, self.options.focal_length, self.options.views,
+                                colour_ids=track_ids, labels=labels)
+                   if meshes or self.options.views else image)  # a video's frames: all the same width
+        return cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)
+
+    def _add_video_frame(self, unit: Unit, bgr: np.ndarray) -> None:
+        """A video frame's overlay (BGR) into its video's ``overlay.mp4``."""
+        fps = self.summary.videos.get(unit.video_dir, {}).get("fps", 25.0)
+        self.overlay_videos.add(unit.video_dir, unit.frame, fps, bgr)
 
     def finish_tracks(self) -> None:
         """Each tracked video's ``tracks.json`` and per-track files; a failure is the video's error."""
@@ -207,12 +217,10 @@ class Writers:
 
     def videos(self) -> None:
         """Each video's frame overlays as ``overlay.mp4`` in its folder; a failure is the video's error."""
-        for folder in list(self.overlay_videos.frames):
+        for folder in self.overlay_videos.folders:
             video = self.summary.videos.setdefault(folder, {})
-            path = folder / "overlay.mp4"
             try:
-                self.overlay_videos.finish(folder, video.get("fps", 25.0))
-                video["overlay"] = str(path)
+                video["overlay"] = str(self.overlay_videos.finish(folder))
             except Exception as exc:  # noqa: BLE001
                 video["error"] = f"overlay video failed: {message(exc)}"
 

@@ -9,11 +9,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from expose_cli.inference.inputs import IMAGE_EXTS
 from expose_cli.inference.render import track_colour
-from expose_cli.view.data import b64_f32, b64_u32, locate, small_arrays, url, write_item
+from expose_cli.utils.atomic import atomic_path
+from expose_cli.view.data import ASSET_DIR, b64_f32, b64_u32, locate, small_arrays, url, write_item
 
 FRAMES_PER_CHUNK = 16  # video frames per data file: what the page loads at a time when scrubbing
 
@@ -83,11 +85,12 @@ def video_entry(root: Path, index: int, video: dict, records: list[dict], faces:
     folder = locate(video["output"], root)
     entry = {"name": Path(video.get("input", folder)).name, "fps": float(video.get("fps", 25.0)),
              "chunk": FRAMES_PER_CHUNK, "frames": [], "tracks": {}, "key": f"video_{index:04d}"}
+    pictures = overlay_frames(root, entry["key"], video, records)
     for c in range(0, len(records), FRAMES_PER_CHUNK):
         chunk = []
         for record in records[c:c + FRAMES_PER_CHUNK]:
-            overlay = locate(Path(record["output"]) / "overlay.png", root)
-            entry["frames"].append({"frame": record["frame"], "overlay": url(overlay, root) if overlay.is_file() else None})
+            overlay = pictures.get(record["frame"])
+            entry["frames"].append({"frame": record["frame"], "overlay": url(overlay, root) if overlay else None})
             ids = record.get("track_ids") or list(range(record.get("persons", 0)))
             persons = []
             for track, path in zip(ids, person_npz(record, root), strict=False):
@@ -98,6 +101,33 @@ def video_entry(root: Path, index: int, video: dict, records: list[dict], faces:
             chunk.append({"frame": record["frame"], "persons": persons})
         write_item(root, f"{entry['key']}_{c // FRAMES_PER_CHUNK:05d}", {"frames": chunk})
     return entry
+
+
+def overlay_frames(root: Path, key: str, video: dict, records: list[dict]) -> dict[int, Path]:
+    """Frame number -> the picture of a video frame's overlay: its ``overlay.png`` where there is one
+    (infer before it wrote overlay.mp4 only), else its frame of the video's ``overlay.mp4`` (every
+    frame record in frame order, but those whose rendering failed) saved as
+    ``.view/frames/<key>_<frame>.jpg``; browsers do not play OpenCV's mp4v."""
+    pngs = {r["frame"]: locate(Path(r["output"]) / "overlay.png", root) for r in records}
+    if all(p.is_file() for p in pngs.values()) or not video.get("overlay"):
+        return {f: p for f, p in pngs.items() if p.is_file()}
+    drawn = [r["frame"] for r in records if not str(r.get("error") or "").startswith("rendering failed")]
+    folder = root / ASSET_DIR / "frames"
+    folder.mkdir(parents=True, exist_ok=True)
+    pictures, cap = {}, cv2.VideoCapture(str(locate(video["overlay"], root)))
+    try:
+        for frame in drawn:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            path = folder / f"{key}_{frame:06d}.jpg"
+            with atomic_path(path) as tmp:  # named *.tmp.jpg: OpenCV picks the format by its ending
+                if not cv2.imwrite(str(tmp), bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+                    raise OSError(f"cannot write {path}")
+            pictures[frame] = path
+    finally:
+        cap.release()
+    return pictures
 
 
 def infer_manifest(root: Path, on_item: Callable[[], None] | None = None) -> dict:
