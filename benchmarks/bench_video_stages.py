@@ -43,7 +43,7 @@ STAGES = ("decode_s", "detect_s", "crop_s", "model_s", "write_s")
 
 
 def write_clip(path: Path, frames: int, size=(1920, 1080), fps: float = 30.0, background: str = "noise") -> None:
-    """A 1080p MP4 of a moving rectangle over noise, or over smooth gradients (``background``)."""
+    """An MP4 (1080p by default) of a moving rectangle over noise, or over smooth gradients (``background``)."""
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
@@ -92,6 +92,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or int8 (the fast paths: not exact)")
+    parser.add_argument("--size", default="1920x1080", help="the clip's WIDTHxHEIGHT (px)")
     parser.add_argument("--background", choices=("noise", "smooth"), default="noise")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the three; medians are printed")
     args = parser.parse_args()
@@ -99,9 +101,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         tree = write_standin_data_tree(tmp / "data")
-        predictor = make_predictor(build_predictor(random_net("expose"), tree), args.backend, "fp32")
+        predictor = make_predictor(build_predictor(random_net("expose"), tree), args.backend, args.precision)
         clip = tmp / "clip.mp4"
-        write_clip(clip, args.frames, background=args.background)
+        width, height = (int(v) for v in args.size.split("x"))
+        write_clip(clip, args.frames, size=(width, height), background=args.background)
         model_alone(predictor, clip, args.batch, args.batch)  # warm-up
         runs: dict[str, list[float]] = {"alone": [], "plain": [], "render": [], "plain_cpu": [], "render_cpu": []}
         for r in range(args.repeats):  # interleaved, so a change in the machine's load hits all three
@@ -112,7 +115,7 @@ def main() -> None:
                 runs[key].append(value)
         alone, plain, rendered, plain_cpu, rendered_cpu = (float(np.median(v)) for v in runs.values())
     ran = runtime_info(predictor)
-    print(f"{conditions(args.threads)}; {ran['backend']} {ran['precision']}; {args.frames} frames 1920x1080, "
+    print(f"{conditions(args.threads)}; {ran['backend']} {ran['precision']}; {args.frames} frames {args.size}, "
           f"1 person each, {args.background} background, batch {args.batch}, medians of {args.repeats} rounds")
     print(f"model alone {args.frames / alone:6.2f} frames/s")
     print(f"end to end  {args.frames / plain:6.2f} frames/s  ({alone / plain:.2f} of the model alone; target 0.85)")
