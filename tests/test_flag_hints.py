@@ -81,7 +81,7 @@ def test_option_references_read_as_parameters_in_python_and_flags_in_the_cli(run
         check_choice("tensorrt", "fp32", __import__("torch").device("cpu"))
     # The CLI prints the same lines as before the move: the flags, as the commands declare them.
     res = run_cli("--data-dir", tmp_path, "infer", tmp_path, "--backend", "tensorrt")
-    assert res.exit_code == 1 and "error: unknown --backend 'tensorrt'" in res.stderr.splitlines(), res.stderr
+    assert res.exit_code == 2 and "error: unknown --backend 'tensorrt'" in res.stderr.splitlines(), res.stderr
     res = run_cli("--data-dir", tmp_path, "train", "body", "--out", tmp_path / "r", "--precision", "fp16",
                   "--device", "cpu", "--init", "none", "--max-steps", "1")
     assert res.exit_code == 2 and "--precision fp16 needs a CUDA GPU" in res.stderr and "hint: use --precision bf16 or fp32 on the CPU" in res.stderr

@@ -229,7 +229,7 @@ def test_infer_with_a_missing_extra_is_one_line(standin_tree, tmp_path, run_cli,
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
     res = run_cli("--data-dir", standin_tree, "--device", "cpu", "infer", tmp_path / "a.jpg", "--out", tmp_path / "o",
                   "--backend", "openvino")
-    assert res.exit_code == 1
+    assert res.exit_code == 2  # bad usage, found before any work
     assert res.stderr.strip() == ("error: --backend openvino needs the openvino and onnx packages: "
                                   "pip install 'expose-cli[openvino]'")
 

@@ -107,7 +107,8 @@ def require(backend: str):
         importlib.import_module("onnx")
         return importlib.import_module(module)
     except ImportError:
-        raise ExposeError(f"{option('backend')} {backend} needs the {module} and onnx packages: {command}") from None
+        raise ExposeError(f"{option('backend')} {backend} needs the {module} and onnx packages: {command}",
+                          exit_code=2) from None
 
 
 def installed(backend: str) -> bool:
@@ -143,28 +144,29 @@ def cpu_has_bf16() -> bool:
 
 def check_choice(backend: str, precision: str, device: torch.device, warn: Callable[[str], None] | None = None) -> str:
     """Validate ``--backend``/``--precision`` for ``device``; returns the precision that will run
-    (bf16 on a CPU without native bf16: ``warn`` gets one line and fp32 runs)."""
+    (bf16 on a CPU without native bf16: ``warn`` gets one line and fp32 runs). A choice that cannot
+    run is bad usage, found before any work: one line, exit code 2."""
     if backend not in BACKENDS:
-        raise ExposeError(f"unknown {option('backend')} {backend!r}", hint="use " + ", ".join(BACKENDS))
+        raise ExposeError(f"unknown {option('backend')} {backend!r}", hint="use " + ", ".join(BACKENDS), exit_code=2)
     if precision not in PRECISIONS:
-        raise ExposeError(f"unknown {option('precision')} {precision!r}", hint="use fp32, bf16 or int8 (fp16: CUDA only)")
+        raise ExposeError(f"unknown {option('precision')} {precision!r}", hint="use fp32, bf16 or int8 (fp16: CUDA only)", exit_code=2)
     if precision == "int8":
         _check_int8(backend, device)
     if backend == "auto":
         backend = "torch" if device.type != "cpu" or precision == "fp16" else auto_order(precision, device)[0]
     if backend != "torch" and device.type != "cpu":
         raise ExposeError(f"{option('backend')} {backend} runs on the CPU, not on {device}",
-                          hint=f"use {option('device')} cpu, or {option('backend')} torch on the GPU")
+                          hint=f"use {option('device')} cpu, or {option('backend')} torch on the GPU", exit_code=2)
     if backend != "torch":
         require(backend)  # a missing extra stops here, before any file is read
     if device.type == "cuda":
         return precision
     if precision == "fp16":
-        raise ExposeError(f"{option('precision')} fp16 needs a CUDA device", hint=f"use {option('precision')} bf16 or fp32 on CPU")
+        raise ExposeError(f"{option('precision')} fp16 needs a CUDA device", hint=f"use {option('precision')} bf16 or fp32 on CPU", exit_code=2)
     if backend in RUNTIMES and precision not in RUNTIMES[backend].precisions:
         others = [b for b, runtime in RUNTIMES.items() if precision in runtime.precisions]
         raise ExposeError(f"{option('backend')} {backend} runs {' / '.join(RUNTIMES[backend].precisions)} only on CPU",
-                          hint=f"use {option('backend')} {' or '.join([*others, 'torch'])} for {option('precision')} {precision}")
+                          hint=f"use {option('backend')} {' or '.join([*others, 'torch'])} for {option('precision')} {precision}", exit_code=2)
     if precision == "bf16" and not cpu_has_bf16():
         message = "--precision bf16: this CPU has no native bf16 (AVX512-BF16, AMX): running fp32"
         (warn or (lambda m: warnings.warn(m, stacklevel=3)))(message)
