@@ -262,7 +262,7 @@ def test_infer_errors_before_work(infer_tree, tmp_path, run_cli):
     assert res.exit_code == 2 and "expose.pth: checkpoint not found" in res.stderr and "fetch-models" in res.stderr
     assert not (tmp_path / "o").exists()
     res = run_cli("--data-dir", infer_tree, "--device", "cpu", "infer", folder, "--precision", "fp16")
-    assert res.exit_code == 1 and "needs a CUDA device" in res.stderr
+    assert res.exit_code == 2 and "needs a CUDA device" in res.stderr
     res = run_cli("--data-dir", infer_tree, "infer", folder, "--format", "stl")
     assert res.exit_code == 2 and "unknown --format stl" in res.stderr
 
