@@ -54,6 +54,20 @@ def test_read_image_variants(tmp_path):
         read_image(tmp_path / "empty.png")
 
 
+def test_write_image_round_trips_rgb_and_leaves_no_temporary_file(tmp_path):
+    from expose_cli.io.images import write_image
+
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[:, :4] = (255, 0, 0)  # red on the left, as RGB
+    path = write_image(tmp_path / "out.png", rgb)
+    assert path == tmp_path / "out.png" and [p.name for p in tmp_path.iterdir()] == ["out.png"]
+    assert (read_image(path) == rgb).all()  # PNG: lossless, channels in the order given
+    assert cv2.imread(str(path))[0, 0].tolist() == [0, 0, 255]  # on disk as OpenCV's BGR: red
+    with pytest.raises(cv2.error):
+        write_image(tmp_path / "out.unknown", rgb)  # no writer for the ending
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
 def test_discover_inputs(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/2.jpg", "a/b/1.png", "a/notes.txt", "a/clip.avi"):

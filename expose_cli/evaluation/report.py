@@ -16,6 +16,7 @@ import numpy as np
 
 from expose_cli.geometry.procrustes import similarity_procrustes
 from expose_cli.inference.render import render_views
+from expose_cli.io.images import write_image
 from expose_cli.utils.atomic import atomic_path, write_json_atomic
 
 WORST = 8
@@ -60,8 +61,7 @@ def _sample_picture(path: Path, crop: np.ndarray, vertices: np.ndarray | None, f
         views = render_views(np.full((h, w, 3), 255, np.uint8), [(place_in_front(vertices), faces)], CAMERA["focal"],
                              views=(90.0,))
         panels.append(cv2.resize(views, (round(views.shape[1] * PANEL / h), PANEL)))
-    with atomic_path(path) as tmp:
-        cv2.imwrite(str(tmp), cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85],)
+    write_image(path, np.concatenate(panels, axis=1), (cv2.IMWRITE_JPEG_QUALITY, 85))
 
 
 def write_error_mesh(path: Path, pred: np.ndarray, truth: np.ndarray, faces: np.ndarray) -> None:

@@ -234,14 +234,7 @@ def write_fits(layer: nn.Module, params: dict[str, torch.Tensor], kin: KeypointI
 
 def write_overlay(path: Path, image: Path, meshes: list, focal: float) -> str:
     """The meshes drawn over the image (PNG, atomic)."""
-    import cv2
-
     from expose_cli.inference.render import render_overlay
-    from expose_cli.io.images import read_image
-    from expose_cli.utils.atomic import atomic_path
+    from expose_cli.io.images import read_image, write_image
 
-    overlay = render_overlay(read_image(image), meshes, focal)
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}")
-    return str(path)
+    return str(write_image(path, render_overlay(read_image(image), meshes, focal)))

@@ -6,6 +6,8 @@ and nearer parts cover farther ones. No OpenGL, works headless.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -79,10 +81,14 @@ def _paint(canvas: np.ndarray, pts: np.ndarray, depth: np.ndarray, colour: np.nd
     np.put(flat.view(rgb).reshape(-1), pixels, blended.view(rgb).reshape(-1))
 
 
+@functools.lru_cache(maxsize=8)
 def _blend_table(alpha: float) -> np.ndarray:
-    """``uint8(alpha * layer + (1 - alpha) * image)`` for every ``(layer << 8) | image`` (uint8 pairs)."""
+    """``uint8(alpha * layer + (1 - alpha) * image)`` for every ``(layer << 8) | image`` (uint8 pairs);
+    made once per ``alpha`` (a run draws every frame with the same one), read-only."""
     layer, image = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
-    return (alpha * layer + (1 - alpha) * image).astype(np.uint8).reshape(-1)
+    table = (alpha * layer + (1 - alpha) * image).astype(np.uint8).reshape(-1)
+    table.flags.writeable = False
+    return table
 
 
 def rotate_about_vertical(vertices: np.ndarray, degrees: float) -> np.ndarray:

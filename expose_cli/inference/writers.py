@@ -26,8 +26,9 @@ from expose_cli.inference.render import render_views
 from expose_cli.inference.summary import Summary, unit_record
 from expose_cli.inference.units import Unit, sequence_folder
 from expose_cli.inference.video import VideoTracks, person_params, write_frame_persons
+from expose_cli.io.images import write_image
 from expose_cli.models import Prediction
-from expose_cli.utils.atomic import atomic_path, write_json_atomic
+from expose_cli.utils.atomic import write_json_atomic
 
 
 def person_arrays(pred, axis_angle: dict, i: int, box, crop, image_size, options: InferOptions, faces) -> dict:
@@ -177,32 +178,27 @@ class Writers:
         """The unit's overlay: an image's as ``overlay.png``; a video frame's into the video's
         ``overlay.mp4``, what it is drawn from in its ``overlay.npz`` (for ``--resume``)."""
         vertices, boxes = [r["vertices_camera"] for r in unit.results], [r["bbox_xyxy"] for r in unit.results]
-        bgr = self._draw(unit.image, vertices, boxes, track_ids)
+        overlay = self._draw(unit.image, vertices, boxes, track_ids)
         if unit.video_dir is not None:
             if vertices:
                 write_overlay_meshes(unit.out_dir, vertices, boxes)
-            self._add_video_frame(unit, bgr)
+            self._add_video_frame(unit, overlay)
             return
-        path = unit.out_dir / "overlay.png"
-        with atomic_path(path) as tmp:
-            if not cv2.imwrite(str(tmp), bgr):
-                raise OSError(f"cannot write {path}")
-        unit.files.append(str(path))
+        unit.files.append(str(write_image(unit.out_dir / "overlay.png", overlay)))
 
     def _draw(self, image: np.ndarray, vertices: list, boxes: list, track_ids: list[int] | None) -> np.ndarray:
-        """The overlay (BGR) of persons ``vertices`` (camera frame, m) in boxes ``boxes`` (px) over
+        """The overlay (RGB) of persons ``vertices`` (camera frame, m) in boxes ``boxes`` (px) over
         ``image`` (RGB), with ``options.views``; labelled with the track ids when there are some."""
         meshes = [(v, self.faces) for v in vertices]
         labels = None if track_ids is None else [(f"#{t}", b) for t, b in zip(track_ids, boxes, strict=True)]
-        overlay = (render_views(image, meshes, self.options.focal_length, self.options.views,
-                                colour_ids=track_ids, labels=labels)
-                   if meshes or self.options.views else image)  # a video's frames: all the same width
-        return cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)
+        return (render_views(image, meshes, self.options.focal_length, self.options.views,
+                             colour_ids=track_ids, labels=labels)
+                if meshes or self.options.views else image)  # a video's frames: all the same width
 
-    def _add_video_frame(self, unit: Unit, bgr: np.ndarray) -> None:
-        """A video frame's overlay (BGR) into its video's ``overlay.mp4``."""
+    def _add_video_frame(self, unit: Unit, overlay: np.ndarray) -> None:
+        """A video frame's overlay (RGB) into its video's ``overlay.mp4``."""
         fps = self.summary.videos.get(unit.video_dir, {}).get("fps", 25.0)
-        self.overlay_videos.add(unit.video_dir, unit.frame, fps, bgr)
+        self.overlay_videos.add(unit.video_dir, unit.frame, fps, cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
 
     def finish_tracks(self) -> None:
         """Each tracked video's ``tracks.json`` and per-track files; a failure is the video's error."""

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from expose_cli.errors import ExposeError
+from expose_cli.utils.atomic import atomic_path
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -21,3 +22,13 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise ExposeError("cannot decode image (corrupt or not an image)", path=path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def write_image(path: str | Path, image_rgb: np.ndarray, params: tuple[int, ...] = ()) -> Path:
+    """``image_rgb`` (``H x W x 3`` uint8 RGB) written to ``path`` atomically, in the format its
+    ending names (OpenCV's ``params``, e.g. JPEG quality); an ``OSError`` when it cannot be written."""
+    path = Path(path)
+    with atomic_path(path) as tmp:  # the temporary name keeps the ending: OpenCV picks the format by it
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), list(params)):
+            raise OSError(f"cannot write {path}")
+    return path

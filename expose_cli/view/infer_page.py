@@ -14,7 +14,7 @@ import numpy as np
 
 from expose_cli.inference.inputs import IMAGE_EXTS
 from expose_cli.inference.render import track_colour
-from expose_cli.utils.atomic import atomic_path
+from expose_cli.io.images import write_image
 from expose_cli.view.data import ASSET_DIR, b64_f32, b64_u32, locate, small_arrays, url, write_item
 
 FRAMES_PER_CHUNK = 16  # video frames per data file: what the page loads at a time when scrubbing
@@ -120,11 +120,8 @@ def overlay_frames(root: Path, key: str, video: dict, records: list[dict]) -> di
             ok, bgr = cap.read()
             if not ok:
                 break
-            path = folder / f"{key}_{frame:06d}.jpg"
-            with atomic_path(path) as tmp:  # named *.tmp.jpg: OpenCV picks the format by its ending
-                if not cv2.imwrite(str(tmp), bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]):
-                    raise OSError(f"cannot write {path}")
-            pictures[frame] = path
+            pictures[frame] = write_image(folder / f"{key}_{frame:06d}.jpg", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+                                          (cv2.IMWRITE_JPEG_QUALITY, 90))
     finally:
         cap.release()
     return pictures
