@@ -12,8 +12,10 @@ Full-size networks with stand-in weights whose BatchNorm statistics are calibrat
   calibrated on the fixed scenes of :mod:`expose_cli.inference.quantization`, each graph
   quantized once before timing), compared with the same runtime's fp32 path.
 
-The machine may be shared: every repeat runs each path once, in turn (A/B/C..., interleaved), and
-the medians are compared, so a load change hits all paths alike. Each path's vertex deviation from
+The machine may be shared: every repeat runs each path once, in turn (A/B/C..., interleaved). A
+path's ratio is the median over repeats of that repeat's plain time over its time (calls seconds
+apart), so a slow drift of the machine's speed between minutes cancels; the quartiles of those
+per-repeat ratios are printed beside it. Each path's vertex deviation from
 the exact path (mean / max, mm) is measured twice: on the timed batch (crops of a uniform-noise
 image: a stress for int8, whose ranges were calibrated on scenes) and on 8 held-out person scenes
 (:func:`expose_cli.inference.quantization.calibration_scene` with a seed the calibration does not
@@ -123,12 +125,13 @@ def bench_batch(kind: str, base: Predictor, paths: dict, size: int, args) -> lis
             t0 = time.perf_counter()
             run(batch)
             times[name].append((time.perf_counter() - t0) / size)
-    plain_s = statistics.median(times["plain"])
     rows = []
     for name in paths:
-        median = statistics.median(times[name])
+        ratios = [p / t for p, t in zip(times["plain"], times[name], strict=True)]
+        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
         dev = vertex_deviation_mm(preds[name], preds["torch"])
-        rows.append({"model": kind, "batch": size, "path": name, "s_per_image": median, "ratio": plain_s / median,
+        rows.append({"model": kind, "batch": size, "path": name, "s_per_image": statistics.median(times[name]),
+                     "ratio": statistics.median(ratios), "ratio_quartiles": (quartiles[0], quartiles[2]),
                      "deviation": dev, "spread": (min(times[name]), max(times[name]))})
     return rows
 
@@ -141,7 +144,8 @@ def report(kind: str, rows: list[dict]) -> list[str]:
         dev, scene = row["deviation"], row["scene_deviation"]
         print(f"{kind:7s} {size:5d} {row['path']:16s} {row['s_per_image']:8.3f} {row['ratio']:7.2f}x "
               f"{dev['mean_mm']:9.4f} / {dev['max_mm']:<8.4f} {scene['mean_mm']:9.4f} / {scene['max_mm']:<8.4f} "
-              f"{row['spread'][0]:.3f}-{row['spread'][1]:.3f}", flush=True)
+              f"{row['spread'][0]:.3f}-{row['spread'][1]:.3f}   {row['ratio_quartiles'][0]:.2f}-{row['ratio_quartiles'][1]:.2f}",
+              flush=True)
     for path_kind, target in TARGETS.items():
         group = ([r for r in rows if r["path"] == "torch"] if path_kind == "torch" else
                  [r for r in rows if r["path"].endswith("-bf16")] if path_kind == "fast" else
@@ -185,7 +189,7 @@ def main() -> None:
           f"native bf16: {cpu_has_bf16()}); torch {torch.__version__}; batch sizes {args.batch}; "
           f"median of {args.repeats} interleaved repeats")
     print(f"{'model':7s} {'batch':>5s} {'path':16s} {'s/image':>8s} {'x plain':>8s} {'noise crop vs torch, mm':>21s}"
-          f" {'held-out scenes, mm':>20s}  {'min-max s/image':>16s}")
+          f" {'held-out scenes, mm':>20s}  {'min-max s/image':>16s}  {'x plain IQR':>11s}")
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
         tree = write_standin_data_tree(Path(tmp))

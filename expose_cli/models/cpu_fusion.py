@@ -52,8 +52,10 @@ class PackedConv2d(nn.Module):
     oneDNN and a fused ReLU and/or residual sum.
 
     ``forward(x)`` is ``act(conv(x))``; ``forward(x, other)`` is ``act(conv(x) + other)``, where
-    ``act`` is ReLU if ``relu`` else the identity. ``input_size``: the ``[B, C, H, W]`` the weight
-    layout is chosen for (any other size gives the same result, a little slower).
+    ``act`` is ReLU if ``relu`` else the identity. With ``overwrite`` set, the result is written
+    into ``other`` (when it is a channels-last tensor of ``x``'s dtype) and ``other`` returned.
+    ``input_size``: the ``[B, C, H, W]`` the weight layout is chosen for (any other size gives the
+    same result, a little slower).
     """
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu: bool, input_size: list[int]) -> None:
@@ -70,14 +72,17 @@ class PackedConv2d(nn.Module):
             weight.contiguous(), self.padding, self.stride, self.dilation, self.groups, input_size)
         self.bias = None if bias is None else bias.clone()
         self.relu = relu
+        self.overwrite = False  # set by pack_convolutions where ``other`` is dead after the sum
 
     def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
         args = (self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups)
         if other is None:
             return torch.ops.mkldnn._convolution_pointwise(x, *args, "relu" if self.relu else "none", [], "")
+        unary = "relu" if self.relu else None
+        if self.overwrite and other.dtype == x.dtype and other.is_contiguous(memory_format=torch.channels_last):
+            return torch.ops.mkldnn._convolution_pointwise_.binary(other, x, *args, "add", 1.0, unary, [], "")
         return torch.ops.mkldnn._convolution_pointwise.binary(
-            x, other.contiguous(memory_format=torch.channels_last), *args, "add", 1.0,
-            "relu" if self.relu else None, [], "")
+            x, other.contiguous(memory_format=torch.channels_last), *args, "add", 1.0, unary, [], "")
 
 
 def _module(graph_module: fx.GraphModule, node: fx.Node | None, cls: type) -> nn.Module | None:
@@ -113,6 +118,27 @@ def _absorbed(gm: fx.GraphModule, conv: fx.Node) -> tuple[list[fx.Node], nn.Batc
     return chain, bn, other, relu
 
 
+def _fresh(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """Whether ``node``'s output is a new tensor the graph made (not an input, a weight or a view)."""
+    if node.op == "call_function":
+        return node.target in _ADD or node.target is torch.cat
+    module = _module(gm, node, nn.Module)
+    return isinstance(module, (PackedConv2d, nn.Upsample)) or (isinstance(module, nn.ReLU) and not module.inplace)
+
+
+def _mark_overwrites(gm: fx.GraphModule) -> None:
+    """Let each packed sum write into its other operand where that is a tensor the graph made, not
+    also the convolution's input, and read by nothing that runs after the sum."""
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    for node in gm.graph.nodes:
+        conv = _module(gm, node, PackedConv2d)
+        if conv is None or len(node.args) != 2:
+            continue
+        x, other = node.args
+        conv.overwrite = (other is not x and _fresh(gm, other)
+                          and all(order[user] <= order[node] for user in other.users))
+
+
 def conv_input_sizes(module: nn.Module, example: torch.Tensor) -> dict[str, list[int]]:
     """``{name: [B, C, H, W]}``: the input size of every ``nn.Conv2d`` of ``module`` for a batch
     like ``example``, from a forward pass of its first image (batch size then set to ``example``'s)."""
@@ -130,8 +156,9 @@ def conv_input_sizes(module: nn.Module, example: torch.Tensor) -> dict[str, list
 
 def pack_convolutions(module: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     """``module`` (eval mode, traceable by :mod:`torch.fx`; left unchanged) with every ``nn.Conv2d``
-    replaced by a :class:`PackedConv2d` absorbing the BatchNorm, sum and ReLU that follow it, and
-    dead code removed. ``example``: a channels-last float32 batch of the size it will see."""
+    replaced by a :class:`PackedConv2d` absorbing the BatchNorm, sum and ReLU that follow it, sums
+    written into their other operand where nothing reads it later, and dead code removed.
+    ``example``: a channels-last float32 batch of the size it will see."""
     sizes = conv_input_sizes(module, example)
     gm = fx.symbolic_trace(module)  # shares the modules, not copies of them
     graph = gm.graph
@@ -150,4 +177,5 @@ def pack_convolutions(module: nn.Module, example: torch.Tensor) -> fx.GraphModul
     graph.lint()
     gm.recompile()
     gm.delete_all_unused_submodules()
+    _mark_overwrites(gm)
     return gm
