@@ -231,3 +231,7 @@ def test_infer_save_keypoints(infer_tree, tmp_path, run_cli):
     assert bad.exit_code == 2 and "junk.onnx" in bad.stderr and not (tmp_path / "o2").exists()
     none = run_cli("--data-dir", infer_tree, "infer", tmp_path / "a.png", "--out", tmp_path / "o3", "--save-keypoints")
     assert none.exit_code == 2 and "expose fetch keypoints" in none.stderr and not (tmp_path / "o3").exists()
+    # an unknown network name is named with the option's CLI spelling
+    unknown = run_cli("--data-dir", infer_tree, "infer", tmp_path / "a.png", "--out", tmp_path / "o4", "--save-keypoints",
+                      "--keypoints", "rtmw")
+    assert unknown.exit_code == 2 and "unknown --keypoints 'rtmw'" in unknown.stderr and not (tmp_path / "o4").exists()

@@ -25,6 +25,7 @@ def test_torchrun_rank_takes_every_world_size_th_input(monkeypatch):
     shard = Shard.from_env()
     assert shard == Shard(1, 3) and shard.sharded and not shard.is_main
     assert [p for p in range(8) if shard.takes(p)] == [1, 4, 7]  # infer's inputs, eval's samples
+    assert list(shard.positions(8)) == [1, 4, 7] and list(shard.share("abcdefgh")) == ["b", "e", "h"]  # the same rule
     assert summary_name(shard) == "summary.rank1.json"
 
 

@@ -231,7 +231,7 @@ def run_and_report(settings, items: list, predictor, options) -> None:
     progress = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TimeElapsedColumn(), console=err_console, disable=settings.quiet)
     with progress:
-        total = _count_units(items[options.shard.rank::options.shard.world_size], options.every, options.max_frames)
+        total = _count_units(options.shard.share(items), options.every, options.max_frames)
         report = _Report(progress, progress.add_task("infer", total=total, rate=""))
         try:
             summary = run_inference(items, predictor, options, report.on_unit)

@@ -52,7 +52,7 @@ def tree_image_root(tree: DataTree, dataset: str) -> Path:
     converter's ``image_root`` of it (curated fits and SPIN: ``data/datasets``)."""
     raw = tree.raw_dataset(dataset)
     module = CONVERTERS[dataset]
-    return module.image_root(raw) if hasattr(module, "image_root") else raw
+    return module.image_root(raw)  # every converter has one (checked on import: Converter)
 
 
 def _count(root: Path, paths: np.ndarray) -> tuple[int, str | None]:

@@ -60,7 +60,7 @@ def predict(name: str, reader: HDF5Reader, predictor, batch_size: int, limit: in
 
     raw_root = Path(str(reader.attrs["raw_root"]))
     total = len(reader) if limit is None else min(limit, len(reader))
-    order = np.arange(shard.rank, total, shard.world_size)
+    order = np.asarray(shard.positions(total), dtype=np.int64)
     n = len(order)
     paths = reader.column("image_path")[:total].astype(str)[order]
     boxes = reader.column("bbox_xywh")[:total][order]

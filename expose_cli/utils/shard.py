@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from expose_cli.errors import ExposeError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,14 @@ class Shard:
     def takes(self, position: int) -> bool:
         """Whether the item at ``position`` (0-based, in the whole run's order) is this process's."""
         return position % self.world_size == self.rank
+
+    def positions(self, total: int) -> range:
+        """The positions among ``total`` items that :meth:`takes`, in order."""
+        return range(self.rank, total, self.world_size)
+
+    def share(self, items: Sequence[T]) -> Sequence[T]:
+        """The items of ``items`` that :meth:`takes`, in order."""
+        return items[self.rank::self.world_size]
 
     @classmethod
     def from_env(cls) -> Shard:
