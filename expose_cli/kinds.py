@@ -25,10 +25,7 @@ class Kind:
     ``num_expression``: the sizes of the samples' shape and expression vectors. ``img_res``: the
     side (px) of the square crop the model takes (its config's ``img_res``, and the training data's).
     ``imagenet_backbone``: the ImageNet weights its backbone starts from (``None``: the full model,
-    which starts from the part checkpoints). ``optimizer_groups``: the module groups that get an
-    optimiser each (MMHuman3D's optimizer config keys), in order. ``config_section``: the section
-    of :class:`expose_cli.models.config.ModelConfig` whose ``img_res`` is the model's crop side.
-    ``checkpoint_file``: its published checkpoint in ``pretrained_models/``. ``full_model_modules``:
+    which starts from the part checkpoints). ``checkpoint_file``: its published checkpoint in ``pretrained_models/``. ``full_model_modules``:
     the (backbone, head) it becomes inside the full model, which starts from its checkpoint
     (``None``: the full model itself). ``parts``: the kinds whose networks it holds, in the order
     the full model runs them (a part model: itself; see :func:`part_modules` for their module
@@ -46,13 +43,23 @@ class Kind:
     num_expression: int
     img_res: int
     imagenet_backbone: str | None
-    optimizer_groups: tuple[str, ...]
-    config_section: str
     checkpoint_file: str
     full_model_modules: tuple[str, str] | None
     parts: tuple[str, ...]
     core_joints: slice
     model_variant: str
+
+    @property
+    def optimizer_groups(self) -> tuple[str, ...]:
+        """The module groups that get an optimiser each (MMHuman3D's optimizer config keys): each
+        part's backbone and head, in the order the parts run."""
+        return tuple(name for modules in part_modules(self.name).values() for name in modules)
+
+    @property
+    def config_section(self) -> str:
+        """The section of :class:`expose_cli.models.config.ModelConfig` whose ``img_res`` is the
+        model's crop side: its first part's (the full model's crop is the body's)."""
+        return self.parts[0]
 
     @property
     def keeps_full_image(self) -> bool:
@@ -66,19 +73,17 @@ _MANO = MappingProxyType({"global_orient": "mano/global_orient", "right_hand_pos
                           "betas": "mano/betas"})
 _FLAME = MappingProxyType({"global_orient": "flame/global_orient", "jaw_pose": "flame/jaw_pose",
                            "betas": "flame/betas", "expression": "flame/expression"})
-_PART_GROUPS = ("backbone", "head")
 
 #: Every model kind, by name, in the order the CLI lists them.
 KINDS: Mapping[str, Kind] = MappingProxyType({k.name: k for k in (
-    Kind("body", "smplx", "smplx", _SMPLX, 10, 10, 256, "hrnet", _PART_GROUPS, "body",
-         "hrnet_hmr_expose_body.pth", ("backbone", "head"), ("body",), slice(0, 20), "neutral"),
-    Kind("hand", "mano", "mano", _MANO, 10, 10, 224, "resnet18", _PART_GROUPS, "hand",
-         "resnet18_hmr_expose_hand.pth", ("hand_backbone", "hand_head"), ("hand",), slice(None), "right"),
-    Kind("face", "flame_73", "flame", _FLAME, 100, 50, 256, "resnet18", _PART_GROUPS, "face",
-         "resnet18_hmr_expose_face.pth", ("face_backbone", "face_head"), ("face",), slice(5, None), "neutral"),
-    Kind("expose", "smplx", "smplx", _SMPLX, 10, 10, 256, None,
-         _PART_GROUPS + ("hand_backbone", "hand_head", "face_backbone", "face_head"), "body", "expose.pth", None,
-         ("body", "hand", "face"), slice(0, 20), "neutral"),
+    Kind("body", "smplx", "smplx", _SMPLX, 10, 10, 256, "hrnet", "hrnet_hmr_expose_body.pth",
+         ("backbone", "head"), ("body",), slice(0, 20), "neutral"),
+    Kind("hand", "mano", "mano", _MANO, 10, 10, 224, "resnet18", "resnet18_hmr_expose_hand.pth",
+         ("hand_backbone", "hand_head"), ("hand",), slice(None), "right"),
+    Kind("face", "flame_73", "flame", _FLAME, 100, 50, 256, "resnet18", "resnet18_hmr_expose_face.pth",
+         ("face_backbone", "face_head"), ("face",), slice(5, None), "neutral"),
+    Kind("expose", "smplx", "smplx", _SMPLX, 10, 10, 256, None, "expose.pth", None, ("body", "hand", "face"),
+         slice(0, 20), "neutral"),
 )})
 
 
