@@ -25,9 +25,9 @@ class Kind:
     ``num_expression``: the sizes of the samples' shape and expression vectors. ``img_res``: the
     side (px) of the square crop the model takes (its config's ``img_res``, and the training data's).
     ``imagenet_backbone``: the ImageNet weights its backbone starts from (``None``: the full model,
-    which starts from the part checkpoints). ``checkpoint_file``: its published checkpoint in ``pretrained_models/``. ``full_model_modules``:
-    the (backbone, head) it becomes inside the full model, which starts from its checkpoint
-    (``None``: the full model itself). ``parts``: the kinds whose networks it holds, in the order
+    which starts from the part checkpoints). ``checkpoint_file``: its published checkpoint in
+    ``pretrained_models/``. ``full_model_modules``: the (backbone, head) it becomes inside the full
+    model, which starts from its checkpoint (``None``: the full model itself). ``parts``: the kinds whose networks it holds, in the order
     the full model runs them (a part model: itself; see :func:`part_modules` for their module
     names). ``core_joints``: the slice of its convention's joint names whose keypoints make a
     training file useful for it (the body: pelvis .. elbows, not the wrists a hand file has; the

@@ -50,9 +50,7 @@ class ImagePathCheck:
 def tree_image_root(tree: DataTree, dataset: str) -> Path:
     """The folder a dataset's image paths are relative to in a data tree: its raw folder, or the
     converter's ``image_root`` of it (curated fits and SPIN: ``data/datasets``)."""
-    raw = tree.raw_dataset(dataset)
-    module = CONVERTERS[dataset]
-    return module.image_root(raw)  # every converter has one (checked on import: Converter)
+    return CONVERTERS[dataset].image_root(tree.raw_dataset(dataset))  # every converter has one (Converter)
 
 
 def _count(root: Path, paths: np.ndarray) -> tuple[int, str | None]:
